@@ -1,0 +1,128 @@
+"""``gemma-panel``: the command line. Each command is a few lines over the library."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chatter
+
+
+def _human(n: float) -> str:
+    """268098176 -> '268M', 999885952 -> '1.00B'."""
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= scale * 0.9995:
+            return f"{n / scale:.3g}{unit}" if n / scale < 100 else f"{n / scale:.0f}{unit}"
+    return str(int(n))
+
+
+def cmd_models_list(args) -> int:
+    from gemma_panel.models.registry import MODELS
+
+    header = f"{'name':<14} {'family':<7} {'params':>7} {'context':>8} {'vocab':>8}  KerasHub presets"
+    print(header)
+    print("-" * len(header))
+    for spec in MODELS.values():
+        mark = " (bundled, offline)" if spec.bundled else ""
+        print(
+            f"{spec.name:<14} {spec.family:<7} {_human(spec.params):>7} "
+            f"{spec.context_length:>8} {spec.vocab_size:>8}  "
+            f"{', '.join(spec.keras_hub_presets)}{mark}"
+        )
+    print("\nAny Gemma GGUF file, Hugging Face folder or KerasHub preset folder also works as --model.")
+    print("Licence of every model above: Gemma Terms of Use.")
+    return 0
+
+
+def cmd_models_prepare(args) -> int:
+    from gemma_panel.models.cache import import_record
+    from gemma_panel.models.loader import prepare_model, resolve_source
+
+    resolved = resolve_source(args.source)
+    started = time.perf_counter()
+    location = prepare_model(args.source, progress=not args.quiet)
+    seconds = time.perf_counter() - started
+    print(f"{args.source}: {resolved.description}")
+    print(f"ready at {location} ({seconds:.1f} s)")
+    if resolved.kind in ("bundled", "gguf"):
+        record = import_record(__import__("pathlib").Path(location))
+        print(f"first import took {record['import_seconds']:.1f} s (sha256 {record['sha256'][:16]}...)")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from gemma_panel.models.generation import SamplingOptions, StreamingGenerator, chat_prompt
+    from gemma_panel.models.loader import load_model
+
+    started = time.perf_counter()
+    lm = load_model(args.model, progress=True)
+    print(f"[loaded {args.model} in {time.perf_counter() - started:.1f} s]", file=sys.stderr)
+    options = SamplingOptions(
+        max_new_tokens=args.max_new_tokens,
+        greedy=not args.sample,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+    )
+    prompt = chat_prompt(args.prompt) if args.chat else args.prompt
+    generator = StreamingGenerator(lm)
+    if not args.chat:
+        print(args.prompt, end="", flush=True)
+    for piece in generator.stream(prompt, options):
+        print(piece, end="", flush=True)
+    print()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gemma-panel",
+        description="Fine-tune Gemma with LoRA on JAX/Keras: models, data, runs, exports.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    models = sub.add_parser("models", help="list and prepare models")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    listing = models_sub.add_parser("list", help="the Gemma models we know, with sizes and presets")
+    listing.set_defaults(func=cmd_models_list)
+    prepare = models_sub.add_parser(
+        "prepare", help="import a model into the cache now (a GGUF is converted once)"
+    )
+    prepare.add_argument("source", help="gemma3-270m, a .gguf path, a Hugging Face folder, a preset")
+    prepare.add_argument("--quiet", action="store_true", help="no progress bar")
+    prepare.set_defaults(func=cmd_models_prepare)
+
+    generate = sub.add_parser("generate", help="generate text, streamed to the terminal")
+    generate.add_argument("prompt")
+    generate.add_argument("--model", default="gemma3-270m", help="any model source (default: %(default)s)")
+    generate.add_argument("--chat", action="store_true", help="wrap the prompt in Gemma's turn format")
+    generate.add_argument("--max-new-tokens", type=int, default=64)
+    generate.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    generate.add_argument("--temperature", type=float, default=1.0)
+    generate.add_argument("--top-k", type=int, default=0, help="0: no limit")
+    generate.add_argument("--top-p", type=float, default=1.0)
+    generate.add_argument("--seed", type=int, default=0)
+    generate.set_defaults(func=cmd_generate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from gemma_panel.models.errors import ModelSourceError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ModelSourceError as exc:
+        print(f"gemma-panel: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

