@@ -1,0 +1,73 @@
+"""An example in the library's own terms, whatever the file called its columns."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any
+
+from gemma_panel.data.messages import Turn
+
+
+@dataclass
+class Example:
+    """One training example after column mapping.
+
+    Args:
+        prompt, input, response, text, label: the mapped values (None when absent).
+        messages: chat turns, for chat data.
+        fields: every column of the source row as text, for custom templates.
+        row: the 1-based row in the source file; line: its line, where there is one.
+        augmented: made by augmentation; such rows never enter the validation split.
+        origin: for an augmented row, the row it was made from.
+    """
+
+    prompt: str | None = None
+    input: str | None = None
+    response: str | None = None
+    text: str | None = None
+    label: str | None = None
+    messages: list[Turn] | None = None
+    fields: dict[str, str] = field(default_factory=dict)
+    row: int = 0
+    line: int | None = None
+    augmented: bool = False
+    origin: int | None = None
+
+    @property
+    def user_text(self) -> str:
+        """What the user says: the prompt with its input appended, or the text."""
+        if self.messages:
+            return next((t.content for t in self.messages if t.role == "user"), "")
+        base = self.prompt if self.prompt is not None else (self.text or "")
+        return f"{base}\n\n{self.input}" if self.input else base
+
+    def content_key(self) -> str:
+        """Everything that makes this example what it is, for exact-duplicate checks."""
+        if self.messages:
+            return "\x1f".join(f"{t.role}\x1e{t.content}" for t in self.messages)
+        return "\x1f".join(v or "" for v in (self.prompt, self.input, self.response,
+                                             self.text, self.label))
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {k: getattr(self, k) for k in
+                               ("prompt", "input", "response", "text", "label")
+                               if getattr(self, k) is not None}
+        if self.messages is not None:
+            out["messages"] = [{"role": t.role, "content": t.content} for t in self.messages]
+        out["row"] = self.row
+        if self.augmented:
+            out["augmented"] = True
+            out["origin"] = self.origin
+        return out
+
+
+_NON_WORD = re.compile(r"[\W_]+")
+
+
+def near_key(text: str) -> str:
+    """Text with case, accents' composition, punctuation and spacing taken out: two
+    examples with the same near key differ only in those."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    return _NON_WORD.sub(" ", text).strip()

@@ -1,0 +1,163 @@
+"""JSON Lines and JSON array files, streamed, with every broken line reported."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+from gemma_panel.data.report import ValidationReport
+from gemma_panel.data.sources import Record, TextSource, iter_lines
+
+_CHUNK_LINES = 2048
+
+
+def read_jsonl(source: TextSource, report: ValidationReport) -> Iterator[Record]:
+    """Yield one `Record` per JSON object line; broken lines are reported and skipped."""
+    name = source.name
+    blank, first_blank, row = 0, None, 0
+    for number, line in enumerate(iter_lines(source, report), 1):
+        if not line.strip():
+            blank += 1
+            first_blank = first_blank or number
+            continue
+        row += 1
+        try:
+            value = json.loads(line.rstrip("\r\n"))
+        except json.JSONDecodeError as exc:
+            report.error("broken_json", _describe(exc, line), file=name, line=number)
+            yield Record({}, row=row, line=number, broken=True)
+            continue
+        if not isinstance(value, dict):
+            report.error("not_an_object", f"expected a JSON object {{...}}, found "
+                         f"{_kind(value)}", file=name, line=number)
+            yield Record({}, row=row, line=number, broken=True)
+            continue
+        yield Record(value, row=row, line=number)
+    if blank:
+        report.warning("blank_lines", f"{blank} blank line(s) skipped, the first at line "
+                       f"{first_blank}", file=name, line=first_blank)
+
+
+def read_json(source: TextSource, report: ValidationReport) -> Iterator[Record]:
+    """Yield the objects of a JSON file: a top-level array, or JSON Lines saved as .json.
+
+    The array is parsed one element at a time, so a large file is not held whole.
+    """
+    if _first_char(source) == "{":
+        # Either one object, or JSON Lines under a .json name.
+        yield from _read_object_file(source, report)
+        return
+    lines = iter_lines(source, report)
+    buf, base_line, eof = "", 1, False
+
+    def more() -> bool:
+        nonlocal buf, eof
+        chunk = [line for _, line in zip(range(_CHUNK_LINES), lines)]
+        eof = not chunk
+        buf += "".join(chunk)
+        return not eof
+
+    def skip_ws(pos: int) -> int:
+        while True:
+            while pos < len(buf) and buf[pos] in " \t\r\n":
+                pos += 1
+            if pos < len(buf) or not more():
+                return pos
+
+    name = source.name
+    decoder = json.JSONDecoder()
+    pos = skip_ws(0)
+    if pos >= len(buf):
+        report.error("no_examples", "the file holds only whitespace", file=name)
+        return
+    if buf[pos] != "[":
+        report.error("broken_json", f"expected a JSON array '[' or object '{{', found "
+                     f"{buf[pos]!r}", file=name, line=1 + buf.count("\n", 0, pos))
+        return
+    pos, row = pos + 1, 0
+    while True:
+        pos = skip_ws(pos)
+        if pos < len(buf) and buf[pos] == "]":
+            return
+        while True:
+            try:
+                value, end = decoder.raw_decode(buf, pos)
+                break
+            except json.JSONDecodeError as exc:
+                if more():
+                    continue
+                line = base_line + buf.count("\n", 0, exc.pos)
+                text = buf[buf.rfind("\n", 0, exc.pos) + 1:]
+                report.error("broken_json", _describe(exc, text.split("\n", 1)[0], exc.pos
+                             - buf.rfind("\n", 0, exc.pos)), file=name, line=line)
+                return
+        row += 1
+        line = base_line + buf.count("\n", 0, pos)
+        if isinstance(value, dict):
+            yield Record(value, row=row, line=line)
+        else:
+            report.error("not_an_object", f"array element {row} is {_kind(value)}, not an "
+                         "object", file=name, line=line)
+            yield Record({}, row=row, line=line, broken=True)
+        pos = skip_ws(end)
+        # Drop what is parsed so memory stays bounded by one element.
+        base_line += buf.count("\n", 0, pos)
+        buf, pos = buf[pos:], 0
+        if pos >= len(buf):
+            report.error("broken_json", "the array is not closed with ']' (file cut off?)",
+                         file=name, line=base_line)
+            return
+        if buf[0] == ",":
+            pos = 1
+        elif buf[0] != "]":
+            report.error("broken_json", f"expected ',' or ']' after element {row}, found "
+                         f"{buf[0]!r}", file=name, line=base_line)
+            return
+
+
+def _read_object_file(source: TextSource, report: ValidationReport) -> Iterator[Record]:
+    text = "".join(iter_lines(source, report))
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if "Extra data" in exc.msg:  # a second object follows: this is JSON Lines
+            yield from read_jsonl(source, ValidationReport(source=source.name))
+            return
+        line = text.split("\n")[exc.lineno - 1] if exc.lineno else ""
+        report.error("broken_json", _describe(exc, line), file=source.name, line=exc.lineno)
+        return
+    lists = {k: v for k, v in value.items() if isinstance(v, list)
+             and v and all(isinstance(x, dict) for x in v)}
+    if "messages" in value or "conversations" in value or not lists:
+        yield Record(value, row=1, line=1)  # one chat, or one example
+        return
+    if len(lists) > 1:
+        report.error("unknown_columns", f"the object holds several lists of examples "
+                     f"({', '.join(lists)}); save the one to use as a top-level array",
+                     file=source.name, line=1)
+        return
+    (items,) = lists.values()
+    for row, item in enumerate(items, 1):
+        yield Record(item, row=row, line=None)
+
+
+def _first_char(source: TextSource) -> str:
+    with open(source.path, "rb") as f:
+        head = f.read(1 << 16)
+    text = head.decode(source.encoding, errors="ignore").lstrip("\ufeff \t\r\n")
+    return text[:1]
+
+
+def _describe(exc: json.JSONDecodeError, line: str, col: int | None = None) -> str:
+    col = col if col is not None else exc.colno
+    stripped = line.rstrip("\r\n")
+    if col >= len(stripped) and exc.msg.startswith(("Expecting", "Unterminated")):
+        return f"the JSON ends early at character {col} ({exc.msg}): the line is cut off"
+    near = stripped[max(0, col - 20): col + 20]
+    msg = exc.msg.removesuffix(" at")
+    return f"{msg} at character {col}, near {near!r}"
+
+
+def _kind(value: object) -> str:
+    return {list: "an array", str: "a string", bool: "true/false", type(None): "null"}.get(
+        type(value), "a number")

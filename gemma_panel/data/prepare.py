@@ -1,0 +1,206 @@
+"""`prepare_dataset`: from a file to checked, de-duplicated, split, tokenized examples."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gemma_panel.data.check import ReadOptions, scan_file
+from gemma_panel.data.columns import ColumnMapping
+from gemma_panel.data.example import Example
+from gemma_panel.data.policies import (
+    DuplicatePolicy,
+    MissingPolicy,
+    check_duplicate_policy,
+    resolve_missing_policies,
+)
+from gemma_panel.data.report import DatasetError, ValidationReport
+from gemma_panel.data.split import find_split_leaks, split_examples
+from gemma_panel.data.stats import TokenStatistics
+from gemma_panel.data.templates import Template, render_text, template_for_task
+from gemma_panel.data.tokenized import TokenizedExample, tokenize_example
+from gemma_panel.data.tokenizer import TextTokenizer
+
+# Problems that leave nothing to train on, whatever rows are skipped.
+_FATAL = {"unreadable", "empty_file", "binary_file", "no_examples", "unknown_columns",
+          "single_label"}
+
+Augmenter = Callable[[Sequence[Example]], list[Example]]
+
+
+@dataclass
+class PreparedDataset:
+    """Training and validation examples, ready for the trainer, with the report that
+    explains what was done to them.
+
+    `train_tokens` / `validation_tokens` are filled when a tokenizer was given.
+    """
+
+    train: list[Example]
+    validation: list[Example]
+    mapping: ColumnMapping
+    template: Template
+    report: ValidationReport
+    train_tokens: list[TokenizedExample] = field(default_factory=list)
+    validation_tokens: list[TokenizedExample] = field(default_factory=list)
+    token_stats: dict[str, Any] | None = None
+
+    @property
+    def labels(self) -> list[str]:
+        return sorted({e.label for e in self.train + self.validation if e.label is not None})
+
+    def save(self, output_dir: str | os.PathLike) -> Path:
+        """Write train.jsonl, validation.jsonl, report.json and dataset.json to a folder.
+
+        Each JSONL line holds the example's fields, its rendered text and, when tokenized,
+        ``input_ids`` and ``loss_mask``.
+        """
+        out = Path(output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, examples, tokens in (("train", self.train, self.train_tokens),
+                                       ("validation", self.validation, self.validation_tokens)):
+            with open(out / f"{name}.jsonl", "w", encoding="utf-8") as f:
+                for i, example in enumerate(examples):
+                    row = example.to_dict()
+                    row["rendered"] = render_text(self.template.segments(example))
+                    if tokens:
+                        row["input_ids"] = tokens[i].input_ids
+                        row["loss_mask"] = tokens[i].loss_mask
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        (out / "report.json").write_text(json.dumps(self.report.to_dict(), indent=1))
+        meta = {"task": self.mapping.task, "columns": self.mapping.as_dict(),
+                "template": self.template.name, "labels": self.labels,
+                "train_examples": len(self.train), "validation_examples": len(self.validation),
+                "token_stats": self.token_stats}
+        (out / "dataset.json").write_text(json.dumps(meta, indent=1))
+        return out
+
+
+def prepare_dataset(
+    path: str | os.PathLike,
+    *,
+    read: ReadOptions | None = None,
+    validation_path: str | os.PathLike | None = None,
+    validation_fraction: float = 0.1,
+    split_by: str | None = None,
+    stratify: bool | None = None,
+    seed: int = 0,
+    template: Template | None = None,
+    tokenizer: TextTokenizer | None = None,
+    sequence_length: int | None = None,
+    missing: str | MissingPolicy | dict | None = None,
+    duplicates: DuplicatePolicy = "keep_first",
+    near_duplicates: bool = False,
+    skip_bad_rows: bool = False,
+    min_label_examples: int = 5,
+    augment: Augmenter | None = None,
+    output_dir: str | os.PathLike | None = None,
+) -> PreparedDataset:
+    """Read, check, clean, split, augment and tokenize a dataset.
+
+    Args:
+        read: how to read the file(s): format, encoding, column overrides.
+        validation_path: a separate validation file; otherwise `validation_fraction` of
+            the rows is held out (by `split_by` column groups, or stratified by label:
+            `stratify` defaults to True for classification).
+        template: the prompt template; the task's default when None.
+        tokenizer, sequence_length: tokenize every example (truncating at the length).
+        missing: missing-value policy, one for all roles or per role.
+        duplicates: ``"keep_first"``, ``"drop_all"`` or ``"keep_all"`` exact duplicates
+            (and near duplicates too with `near_duplicates`).
+        skip_bad_rows: drop rows with errors instead of refusing the file.
+        augment: a function from training examples to extra (augmented) examples.
+        output_dir: where to `save` the result, if given.
+
+    Raises:
+        DatasetError: the data has errors (its `report` says which and where); with
+            `skip_bad_rows`, only when nothing usable is left.
+    """
+    duplicates = check_duplicate_policy(duplicates)
+    read = read or ReadOptions()
+    policies = resolve_missing_policies(missing)
+    scan = scan_file(path, read, keep=True, missing=policies,
+                     min_label_examples=min_label_examples)
+    report = scan.report
+    _refuse_if_broken(report, skip_bad_rows)
+    mapping = scan.mapping
+    examples = _apply_duplicate_policy(scan, duplicates, near_duplicates)
+    if validation_path is not None:
+        val_scan = scan_file(validation_path, ReadOptions(**{**read.__dict__, "format": None}),
+                             keep=True, missing=policies, min_label_examples=0)
+        report.merge(val_scan.report)
+        _refuse_if_broken(report, skip_bad_rows)
+        train, validation = examples, val_scan.examples
+        val_file = str(validation_path)
+    else:
+        if stratify is None:
+            stratify = mapping.task == "classification" and split_by is None
+        train, validation = split_examples(examples, validation_fraction=validation_fraction,
+                                           seed=seed, by=split_by, stratify=stratify)
+        val_file = report.source
+    for example, train_row in find_split_leaks(train, validation):
+        report.warning("split_leak", f"this prompt is also in training row {train_row}",
+                       file=val_file, line=example.line, row=example.row)
+    if augment is not None:
+        train = train + [e for e in augment(train) if e.augmented]
+    if template is None:
+        labels = sorted({e.label for e in examples if e.label is not None})
+        template = template_for_task(mapping.task, labels)
+    prepared = PreparedDataset(train, validation, mapping, template, report)
+    if tokenizer is not None:
+        _tokenize(prepared, tokenizer, sequence_length, skip_bad_rows)
+    if output_dir is not None:
+        prepared.save(output_dir)
+    return prepared
+
+
+def _refuse_if_broken(report: ValidationReport, skip_bad_rows: bool) -> None:
+    fatal = any(report.has(code) for code in _FATAL) or report.rows_usable == 0
+    if fatal or (not report.ok and not skip_bad_rows):
+        hint = "" if fatal else " Fix them, or skip the bad rows (skip_bad_rows=True)."
+        raise DatasetError(f"{report.source}: {report.n_errors} error(s) in the data.{hint}\n"
+                           + report.to_text(), report)
+
+
+def _apply_duplicate_policy(scan, policy: str, near: bool) -> list[Example]:
+    validator = scan.validator
+    if policy == "keep_all":
+        return scan.examples
+    if policy == "keep_first":
+        drop = set(validator.duplicate_of)
+        if near:
+            drop |= set(validator.near_duplicate_of)
+    else:
+        drop = set(validator.duplicated_rows)
+        if near:
+            drop |= set(validator.near_duplicate_of) | set(validator.near_duplicate_of.values())
+    return [e for e in scan.examples if e.row not in drop]
+
+
+def _tokenize(prepared: PreparedDataset, tokenizer, sequence_length, skip_bad_rows) -> None:
+    report = prepared.report
+    stats = TokenStatistics(sequence_length)
+    for split in ("train", "validation"):
+        kept, tokens = [], []
+        for example in getattr(prepared, split):
+            tokenized = tokenize_example(example, prepared.template, tokenizer, sequence_length)
+            where = {"line": example.line, "row": example.row}
+            if sequence_length and tokenized.prompt_tokens >= sequence_length:
+                report.error("no_target", f"the prompt alone is {tokenized.prompt_tokens} "
+                             f"tokens, at least the sequence length {sequence_length}", **where)
+                continue
+            if tokenized.truncated:
+                report.warning("overlong", f"{tokenized.total_tokens} tokens, cut to "
+                               f"{sequence_length}", **where)
+            kept.append(example)
+            tokens.append(tokenized)
+            if split == "train":
+                stats.add(tokenized)
+        setattr(prepared, split, kept)
+        setattr(prepared, f"{split}_tokens", tokens)
+    prepared.token_stats = report.token_stats = stats.summary()
+    _refuse_if_broken(report, skip_bad_rows)

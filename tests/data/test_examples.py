@@ -1,0 +1,46 @@
+"""The shipped example datasets are clean, and match what their generator writes."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gemma_panel.data.check import ReadOptions, check_dataset
+
+EXAMPLES = Path(__file__).parents[2] / "examples"
+
+
+@pytest.mark.parametrize("path, read, task, rows", [
+    ("instruction/unit_conversions.jsonl", ReadOptions(), "instruction", 314),
+    ("classification/topics.csv", ReadOptions(), "classification", 160),
+    ("text/kitchen_garden.txt", ReadOptions(text_mode="paragraph"), "completion", 13),
+])
+def test_example_dataset_is_clean(path, read, task, rows, tokenizer):
+    report = check_dataset(EXAMPLES / path, read=read, tokenizer=tokenizer,
+                           sequence_length=512)
+    assert report.task == task and report.rows_usable == rows
+    assert report.ok and report.n_warnings == 0, report.to_text()
+    assert report.token_stats["truncated_share"] == 0
+
+
+def test_instruction_answers_share_one_style():
+    rows = [json.loads(line) for line in
+            (EXAMPLES / "instruction/unit_conversions.jsonl").read_text().splitlines()]
+    for row in rows:
+        first, second = row["response"].split("\n")
+        assert " = " in first and second.startswith("(") and second.endswith(")")
+
+
+def test_generator_reproduces_the_committed_files(tmp_path, monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_examples",
+                                                  EXAMPLES / "make_examples.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    (tmp_path / "instruction").mkdir()
+    (tmp_path / "classification").mkdir()
+    monkeypatch.setattr(module, "HERE", tmp_path)
+    module.main()
+    for name in ("instruction/unit_conversions.jsonl", "classification/topics.csv"):
+        assert (tmp_path / name).read_bytes() == (EXAMPLES / name).read_bytes()
