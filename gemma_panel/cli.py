@@ -107,16 +107,21 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--top-p", type=float, default=1.0)
     generate.add_argument("--seed", type=int, default=0)
     generate.set_defaults(func=cmd_generate)
+
+    from gemma_panel.cli_data import add_data_commands
+
+    add_data_commands(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from gemma_panel.data.report import DatasetError
     from gemma_panel.models.errors import ModelSourceError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ModelSourceError as exc:
+    except (ModelSourceError, DatasetError) as exc:
         print(f"gemma-panel: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -6,7 +6,7 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import pytest  # noqa: E402
+import pytest
 
 
 @pytest.fixture(scope="session", autouse=True)

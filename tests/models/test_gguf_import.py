@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -16,7 +15,7 @@ from tests.models.tiny_gguf import write_tiny_gemma_gguf
 
 # transformers' GGUF reader assumes query_pre_attn_scalar = 256, as in every real Gemma 2/3
 # below 27B; a tiny model has to use head_dim 256 for the two to mean the same model.
-TINY = dict(hidden=64, heads=2, kv_heads=1, head_dim=256, ffn=128, layers=6)
+TINY = {"hidden": 64, "heads": 2, "kv_heads": 1, "head_dim": 256, "ffn": 128, "layers": 6}
 
 
 def keras_logits(lm, ids):
@@ -84,7 +83,7 @@ def test_import_once_keyed_by_content(tiny_dir, monkeypatch):
     assert record["sha256"] == file_sha256(path)
     assert folder == cached_import_dir(record["sha256"])
 
-    import gemma_panel.models.gguf_import as gguf_import
+    from gemma_panel.models import gguf_import
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("a cached GGUF was imported again")
@@ -98,7 +97,7 @@ def test_import_once_keyed_by_content(tiny_dir, monkeypatch):
 def test_interrupted_import_leaves_nothing_trusted(tiny_dir, monkeypatch):
     path = write_tiny_gemma_gguf(tiny_dir / "interrupted.gguf", "gemma3", seed=4, **TINY)
     before = sorted(p.name for p in models_dir().iterdir())
-    import gemma_panel.models.gguf_import as gguf_import
+    from gemma_panel.models import gguf_import
 
     original = gguf_import.convert_gguf_to_hf
 
@@ -128,7 +127,7 @@ def test_sigkilled_import_is_cleaned_up_and_redone(tiny_dir):
         "from gemma_panel.models.cache import import_gguf\n"
         f"import_gguf({str(path)!r}, progress=False)\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], env=dict(os.environ), timeout=120)
+    result = subprocess.run([sys.executable, "-c", script], check=False, timeout=120)
     assert result.returncode == -9
     leftovers = list(models_dir().glob(".partial-" + sha[:16] + "*"))
     assert leftovers and not cached_import_dir(sha).exists()
