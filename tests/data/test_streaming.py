@@ -6,12 +6,14 @@ import sys
 import pytest
 
 SCRIPT = """
-import resource, sys, time
+import sys, time
 from gemma_panel.data.check import check_dataset
 start = time.time()
 report = check_dataset(sys.argv[1])
 seconds = time.time() - start
-peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM is this process's own peak; ru_maxrss would include the pytest parent it forked from.
+peak_mb = int(next(line.split()[1] for line in open("/proc/self/status")
+                   if line.startswith("VmHWM:"))) / 1024
 print(report.rows_read, report.n_errors, report.counts["duplicate"], round(peak_mb),
       round(report.rows_read / seconds))
 """
