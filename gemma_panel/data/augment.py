@@ -1,9 +1,11 @@
-"""Easy Data Augmentation (Wei & Zou, 2019): synonym replacement, random insertion, swap
-and deletion, applied to the user side of training examples only.
+"""Data augmentation on the user side of training examples: Easy Data Augmentation
+(Wei & Zou, 2019: synonym replacement, random insertion, swap, deletion) and back
+translation (translate to a pivot language and back, through a pluggable `Translator`).
 
 Augmented examples are new `Example`s marked ``augmented=True`` with their ``origin``
-row; the source file is never touched, and the split keeps them out of validation.
-Responses are not augmented: noise in a target teaches the model to produce noise.
+row and the ``augmentation`` that made them; the source file is never touched, the split
+keeps them out of validation, and `prepare_dataset` drops any that repeat a validation
+prompt. Responses are not augmented: noise in a target teaches the model to produce noise.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 
-from gemma_panel.data.example import Example
+from gemma_panel.data.example import Example, near_key
 from gemma_panel.data.report import DatasetError
+from gemma_panel.data.translate import Translator, language_code
 
-OPS = ("synonym", "insert", "swap", "delete")
+OPS = ("synonym", "insert", "swap", "delete", "back_translate")
 Synonyms = Callable[[str], list[str]]
 
 _WORD = re.compile(r"^[A-Za-z][A-Za-z'-]*$")
@@ -41,14 +44,27 @@ class Augmenter:
         seed: the same seed gives the same variants.
         synonyms: word -> synonyms; `wordnet_synonyms()` reads WordNet. Needed for
             ``"synonym"`` and ``"insert"``.
+        translator: a `Translator` (e.g. ``GemmaTranslator(load_model())``); needed for
+            ``"back_translate"``.
+        language: the language of the data (code or name).
+        pivots: languages to translate through; successive back-translated copies of
+            one example use successive pivots.
+
+    Back translation calls the translator twice per batch of texts (to the pivot, then
+    back), not once per row. A round trip that comes back empty, unchanged, or the same
+    as another copy is not added.
 
     Example:
 
     ```python
     augment = Augmenter(ops=("swap", "delete"), rate=0.1, copies=2)
     for e in augment.preview(examples[:3]):
-        print(e.prompt)
+        print(e.augmentation, e.prompt)
     prepared = prepare_dataset("train.jsonl", augment=augment)
+
+    back = Augmenter(ops=("back_translate",), translator=GemmaTranslator(load_model()),
+                     pivots=("fr", "de"), copies=2)
+    print(preview_augmentation("train.jsonl", back, rows=3))
     ```
     """
 
@@ -57,6 +73,9 @@ class Augmenter:
     copies: int = 1
     seed: int = 0
     synonyms: Synonyms | None = None
+    translator: Translator | None = None
+    language: str = "en"
+    pivots: Sequence[str] = ("fr",)
 
     def __post_init__(self):
         unknown = set(self.ops) - set(OPS)
@@ -66,14 +85,24 @@ class Augmenter:
         if {"synonym", "insert"} & set(self.ops) and self.synonyms is None:
             raise DatasetError("synonym replacement and insertion need a synonym source, "
                                "e.g. synonyms=wordnet_synonyms().")
+        if "back_translate" in self.ops:
+            if self.translator is None or not hasattr(self.translator, "translate"):
+                raise DatasetError("back translation needs a translator, e.g. translator="
+                                   "GemmaTranslator(load_model()) or HuggingFaceTranslator(...).")
+            if not self.pivots or language_code(self.language) in {
+                    language_code(p) for p in self.pivots}:
+                raise DatasetError(f"back translation needs pivot languages other than the "
+                                   f"data's ({self.language}); got {list(self.pivots)}.")
         if not 0 < self.rate <= 1:
             raise DatasetError(f"augmentation rate must be in (0, 1], not {self.rate}.")
 
     def __call__(self, examples: Sequence[Example]) -> list[Example]:
         """The augmented examples only (the originals are not repeated)."""
         rng = random.Random(self.seed)
-        out: list[Example] = []
-        next_row = max((e.row for e in examples), default=0) + 1
+        # One entry per variant, in order: (example, field, op, new text or None while a
+        # back translation is pending).
+        plan: list[list] = []
+        pending: dict[str, list[int]] = {}  # pivot -> indexes into plan
         for example in examples:
             if example.augmented or example.messages:
                 continue
@@ -81,19 +110,60 @@ class Augmenter:
             if field == "text" and example.label is None:
                 continue  # plain text is all target: no untrained side to vary
             original = getattr(example, field) or ""
+            translations = 0
             for _ in range(self.copies):
                 op = rng.choice(list(self.ops))
-                changed = apply_op(original, op, self.rate, rng, self.synonyms)
-                if changed == original:
-                    continue
-                out.append(dataclasses.replace(example, **{field: changed}, row=next_row,
-                                               line=None, augmented=True, origin=example.row))
-                next_row += 1
+                if op == "back_translate":
+                    pivot = self.pivots[translations % len(self.pivots)]
+                    translations += 1
+                    pending.setdefault(pivot, []).append(len(plan))
+                    plan.append([example, field, f"back_translate:{language_code(pivot)}", None])
+                else:
+                    plan.append([example, field, op,
+                                 apply_op(original, op, self.rate, rng, self.synonyms)])
+        for pivot, indexes in pending.items():
+            texts = [getattr(plan[i][0], plan[i][1]) or "" for i in indexes]
+            for i, text in zip(indexes, self.back_translate(texts, pivot)):
+                plan[i][3] = text
+        out: list[Example] = []
+        next_row = max((e.row for e in examples), default=0) + 1
+        seen: set[tuple[int, str]] = set()
+        for example, field, op, changed in plan:
+            original = getattr(example, field) or ""
+            key = (example.row, near_key(changed or ""))
+            if not changed or not changed.strip() or changed == original or (
+                    op.startswith("back_translate") and (
+                        key[1] == near_key(original) or key in seen)):
+                continue
+            seen.add(key)
+            out.append(dataclasses.replace(example, **{field: changed}, row=next_row,
+                                           line=None, augmented=True, origin=example.row,
+                                           augmentation=op))
+            next_row += 1
+        return out
+
+    def back_translate(self, texts: Sequence[str], pivot: str) -> list[str]:
+        """`texts` translated to `pivot` and back; "" where either direction failed."""
+        there = self.translator.translate(list(texts), self.language, pivot)
+        _check_count(there, texts, self.language, pivot)
+        keep = [i for i, t in enumerate(there) if t and t.strip()]
+        back = self.translator.translate([there[i] for i in keep], pivot,
+                                         self.language) if keep else []
+        _check_count(back, keep, pivot, self.language)
+        out = [""] * len(texts)
+        for i, text in zip(keep, back):
+            out[i] = (text or "").strip()
         return out
 
     def preview(self, examples: Sequence[Example]) -> list[Example]:
         """What `__call__` would add, for showing before training; nothing is written."""
         return self(examples)
+
+
+def _check_count(out: Sequence[str], inputs: Sequence, source: str, target: str) -> None:
+    if len(out) != len(inputs):
+        raise DatasetError(f"the translator returned {len(out)} texts for {len(inputs)} "
+                           f"({source} -> {target}); it must return one per input.")
 
 
 def apply_op(text: str, op: str, rate: float, rng: random.Random,

@@ -26,12 +26,14 @@ class ReadOptions:
     """How to read a file; every field is detected when left at None.
 
     Args:
-        format: csv, jsonl, json, text or parquet.
+        format: csv, jsonl, json, text or parquet (``tfds:`` sources need none).
         encoding: a Python codec name, e.g. ``"cp1252"``.
         delimiter: the CSV delimiter.
         text_mode: plain text as one example per ``"line"``, ``"paragraph"`` or ``"chunk"``.
         chunk_chars: the chunk size in characters for ``"chunk"``.
         columns: role to column overrides, e.g. ``{"prompt": "q", "response": "a"}``.
+        tfds_data_dir: the folder holding prepared TFDS datasets, for ``tfds:NAME[:SPLIT]``
+            sources; ``$GEMMA_PANEL_TFDS_DIR`` or ``<GEMMA_PANEL_HOME>/tfds`` when None.
     """
 
     format: str | None = None
@@ -40,6 +42,7 @@ class ReadOptions:
     text_mode: TextMode = "line"
     chunk_chars: int = 2000
     columns: Mapping[str, str | None] = field(default_factory=dict)
+    tfds_data_dir: str | None = None
 
 
 @dataclass
@@ -94,8 +97,10 @@ def check_dataset(
                "missing": resolve_missing_policies(missing),
                "min_label_examples": min_label_examples}
     train_prompts: set[int] = set()
-    scan = scan_file(path, read, keep=False, on_example=lambda e: train_prompts.add(
-        hash(near_key(e.user_text))), **options)
+    # Training prompts are remembered only when there is a validation file to compare.
+    remember = None if validation_path is None else (
+        lambda e: train_prompts.add(hash(near_key(e.user_text))))
+    scan = scan_file(path, read, keep=False, on_example=remember, **options)
     report = scan.report
     if validation_path is not None:
         val_read = ReadOptions(**{**read.__dict__, "format": None})
@@ -128,7 +133,8 @@ def scan_file(
     try:
         records = open_records(path, report, format=read.format, encoding=read.encoding,
                                delimiter=read.delimiter, text_mode=read.text_mode,
-                               chunk_chars=read.chunk_chars)
+                               chunk_chars=read.chunk_chars,
+                               tfds_data_dir=read.tfds_data_dir)
         head = list(itertools.islice(records, _PEEK_ROWS))
     except DatasetError as exc:
         message = str(exc)
@@ -175,6 +181,41 @@ def scan_file(
     if report.rows_usable == 0 and not report.has("no_examples"):
         report.error("no_examples", "no row can be used; see the errors above")
     return scan
+
+
+def head_examples(
+    path: str | os.PathLike,
+    read: ReadOptions | None = None,
+    n: int = 5,
+    *,
+    missing: str | MissingPolicy | dict | None = None,
+) -> list[Example]:
+    """The first `n` usable examples of a file, reading no further than needed.
+
+    For previews (augmentation, templates); problems are not reported: use
+    `check_dataset` for that. Raises `DatasetError` when the file cannot be read at all.
+    """
+    read = read or ReadOptions()
+    report = ValidationReport(source=os.fspath(path))
+    records = open_records(path, report, format=read.format, encoding=read.encoding,
+                           delimiter=read.delimiter, text_mode=read.text_mode,
+                           chunk_chars=read.chunk_chars, tfds_data_dir=read.tfds_data_dir)
+    head = list(itertools.islice(records, _PEEK_ROWS))
+    if not head:
+        raise DatasetError(f"{report.source}: the file has no examples.", code="no_examples")
+    mapping = detect_columns(_columns(head), read.columns)
+    validator = RowValidator(report, mapping, missing=resolve_missing_policies(missing))
+    out: list[Example] = []
+    for record in itertools.chain(head, records):
+        if len(out) >= n:
+            break
+        try:
+            example = validator.check(record)
+        except DatasetError:
+            continue
+        if example is not None:
+            out.append(example)
+    return out
 
 
 def _columns(head: list[Record]) -> list[str]:

@@ -14,17 +14,20 @@ from gemma_panel.data.report import DatasetError
 
 ROLES = ("prompt", "input", "response", "text", "label", "messages")
 
-# Names seen in public datasets (Alpaca, Dolly, OpenAI chat, ShareGPT, GLUE-style ...),
+# Names seen in public datasets (Alpaca, Dolly, OpenAI chat, ShareGPT, GLUE-style, and
+# TFDS features such as SQuAD's question/context/answers, CNN/DailyMail's article/highlights,
+# T5-style inputs/targets; nested TFDS features are flattened to "parent/child"),
 # most specific first: the first match for a role wins.
 _ALIASES: dict[str, tuple[str, ...]] = {
     "messages": ("messages", "conversations", "conversation", "chat", "dialog", "dialogue",
                  "turns"),
     "prompt": ("prompt", "instruction", "question", "query", "request", "user", "human",
-               "input_text", "source"),
+               "input_text", "inputs", "source"),
     "input": ("input", "context", "passage", "knowledge"),
-    "response": ("response", "output", "answer", "completion", "target", "chosen",
-                 "assistant", "reply", "output_text", "gpt", "summary"),
-    "text": ("text", "content", "sentence", "document", "body", "review", "tweet"),
+    "response": ("response", "output", "answer", "completion", "target", "targets", "chosen",
+                 "assistant", "reply", "output_text", "gpt", "summary", "highlights",
+                 "answers/text", "answer/text"),
+    "text": ("text", "content", "sentence", "document", "body", "review", "tweet", "article"),
     "label": ("label", "labels", "class", "category", "sentiment", "intent", "topic"),
 }
 

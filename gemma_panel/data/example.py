@@ -21,6 +21,8 @@ class Example:
         row: the 1-based row in the source file; line: its line, where there is one.
         augmented: made by augmentation; such rows never enter the validation split.
         origin: for an augmented row, the row it was made from.
+        augmentation: for an augmented row, what made it (``"swap"``,
+            ``"back_translate:fr"``, ...).
     """
 
     prompt: str | None = None
@@ -34,6 +36,7 @@ class Example:
     line: int | None = None
     augmented: bool = False
     origin: int | None = None
+    augmentation: str | None = None
 
     @property
     def user_text(self) -> str:
@@ -60,14 +63,19 @@ class Example:
         if self.augmented:
             out["augmented"] = True
             out["origin"] = self.origin
+            out["augmentation"] = self.augmentation
         return out
 
 
 _NON_WORD = re.compile(r"[\W_]+")
+# The same for ASCII text, without the regex: every ASCII non-letter/digit becomes a space.
+_ASCII_NON_WORD = str.maketrans({chr(i): " " for i in range(128) if not chr(i).isalnum()})
 
 
 def near_key(text: str) -> str:
     """Text with case, accents' composition, punctuation and spacing taken out: two
     examples with the same near key differ only in those."""
+    if text.isascii():  # most rows; NFKC and casefold change nothing there beyond lower()
+        return " ".join(text.lower().translate(_ASCII_NON_WORD).split())
     text = unicodedata.normalize("NFKC", text).casefold()
     return _NON_WORD.sub(" ", text).strip()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -9,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gemma_panel.data.check import ReadOptions, scan_file
+from gemma_panel.data.check import ReadOptions, head_examples, scan_file
 from gemma_panel.data.columns import ColumnMapping
-from gemma_panel.data.example import Example
+from gemma_panel.data.example import Example, near_key
 from gemma_panel.data.policies import (
     DuplicatePolicy,
     MissingPolicy,
@@ -146,7 +147,8 @@ def prepare_dataset(
         report.warning("split_leak", f"this prompt is also in training row {train_row}",
                        file=val_file, line=example.line, row=example.row)
     if augment is not None:
-        train = train + [e for e in augment(train) if e.augmented]
+        first_row = max((e.row for e in scan.examples), default=0) + 1
+        train = train + _augmented(augment(train), train, validation, first_row, report)
     if template is None:
         labels = sorted({e.label for e in examples if e.label is not None})
         template = template_for_task(mapping.task, labels)
@@ -156,6 +158,51 @@ def prepare_dataset(
     if output_dir is not None:
         prepared.save(output_dir)
     return prepared
+
+
+def _augmented(extra: Sequence[Example], train: Sequence[Example],
+               validation: Sequence[Example], first_row: int,
+               report: ValidationReport) -> list[Example]:
+    """Augmented rows that may join training, numbered after every source row.
+
+    A variant that repeats a validation prompt would leak it into training, and one that
+    repeats a training row adds nothing: both are dropped and counted.
+    """
+    val_keys = {near_key(e.user_text) for e in validation}
+    train_keys = {e.content_key() for e in train}
+    kept, leaks, repeats = [], 0, 0
+    for e in extra:
+        if not e.augmented:
+            continue
+        if near_key(e.user_text) in val_keys:
+            leaks += 1
+        elif e.content_key() in train_keys:
+            repeats += 1
+        else:
+            train_keys.add(e.content_key())
+            kept.append(dataclasses.replace(e, row=first_row + len(kept)))
+    if leaks or repeats:
+        report.warning("augmented_dropped", f"{leaks} augmented row(s) repeated a validation "
+                       f"prompt and {repeats} repeated a training row; they were not added")
+    return kept
+
+
+def preview_augmentation(
+    path: str | os.PathLike,
+    augment: Augmenter,
+    *,
+    rows: int = 5,
+    read: ReadOptions | None = None,
+    missing: str | MissingPolicy | dict | None = None,
+) -> list[tuple[Example, list[Example]]]:
+    """(original, its augmented variants) for the first `rows` usable examples of a file.
+
+    Reads only those rows and writes nothing: for showing what augmentation would do
+    before a run. Rows are numbered as `augment` numbers them, after the previewed ones.
+    """
+    originals = head_examples(path, read, rows, missing=missing)
+    variants = [e for e in augment(originals) if e.augmented]
+    return [(o, [v for v in variants if v.origin == o.row]) for o in originals]
 
 
 def _refuse_if_broken(report: ValidationReport, skip_bad_rows: bool) -> None:

@@ -12,8 +12,9 @@ from gemma_panel.data.parquet_reader import read_parquet
 from gemma_panel.data.report import DatasetError, ValidationReport
 from gemma_panel.data.sources import Record, resolve_path, sniff_text_source
 from gemma_panel.data.text_reader import TextMode, read_text
+from gemma_panel.data.tfds_reader import is_tfds_source, read_tfds
 
-FORMATS = ("csv", "jsonl", "json", "text", "parquet")
+FORMATS = ("csv", "jsonl", "json", "text", "parquet", "tfds")
 _SUFFIXES = {
     ".csv": "csv", ".tsv": "csv", ".tab": "csv",
     ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json",
@@ -49,6 +50,7 @@ def open_records(
     delimiter: str | None = None,
     text_mode: TextMode = "line",
     chunk_chars: int = 2000,
+    tfds_data_dir: str | os.PathLike | None = None,
 ) -> Iterator[Record]:
     """Open `path` and return an iterator over its records, read lazily.
 
@@ -56,13 +58,18 @@ def open_records(
     here; problems in individual lines are added to `report` while iterating.
 
     Args:
-        path: a local file, or a URL whose scheme has a registered opener (gs://).
+        path: a local file, a URL whose scheme has a registered opener (gs://), or a
+            TensorFlow Datasets source ``tfds:NAME[:SPLIT]`` (see `tfds_reader`).
         format: one of `FORMATS`; detected from the extension or content when None.
         encoding: a Python codec name; detected when None.
         delimiter: the CSV delimiter; sniffed when None.
         text_mode: for plain text, ``"line"``, ``"paragraph"`` or ``"chunk"``.
         chunk_chars: the chunk size for ``text_mode="chunk"``.
+        tfds_data_dir: where ``tfds:`` datasets are prepared (see `tfds_data_dir`).
     """
+    if is_tfds_source(path) or format == "tfds":
+        report.format = "tfds"
+        return read_tfds(os.fspath(path), report, data_dir=tfds_data_dir)
     local = resolve_path(path)
     if local.stat().st_size == 0:
         raise DatasetError(f"{local}: the file is empty (0 bytes).", code="empty_file")

@@ -42,6 +42,7 @@ PROBLEM_TITLES: dict[str, str] = {
     "rare_label": "label classes with too few examples",
     "single_label": "only one label class",
     "split_leak": "same prompt in training and validation",
+    "augmented_dropped": "augmented rows not added",
 }
 
 

@@ -29,7 +29,7 @@ _BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{200,}={0,2}")
 def inspect_text(text: str) -> list[TextIssue]:
     """Everything suspicious about one value; an empty list when it looks like clean text."""
     issues: list[TextIssue] = []
-    for token in _CONTROL_TOKENS:
+    for token in _CONTROL_TOKENS if "<" in text else ():
         at = text.find(token)
         if at >= 0:
             issues.append(TextIssue(
@@ -37,16 +37,18 @@ def inspect_text(text: str) -> list[TextIssue]:
                 f"contains the text {token} at character {at + 1}: it would be read as "
                 "Gemma's control token and break the turn structure; remove it"))
             break
-    controls = _CONTROL_CHARS.findall(text)
+    controls = _CONTROL_CHARS.findall(text) if _CONTROL_CHARS.search(text) else None
     if controls:
         at = _CONTROL_CHARS.search(text).start()
         issues.append(TextIssue(
             "non_text", "warning",
             f"{len(controls)} control character(s), the first U+{ord(controls[0]):04X} at "
             f"character {at + 1}: binary data pasted into text?"))
-    if "data:" in text and ";base64," in text or _BASE64_RUN.search(text):
+    if "data:" in text and ";base64," in text or len(text) >= 200 and _BASE64_RUN.search(text):
         issues.append(TextIssue("non_text", "warning",
                                 "contains a long base64 run: encoded binary data, not text"))
+    if text.isascii():
+        return issues  # no replacement characters or mojibake in ASCII
     if "\ufffd" in text:
         issues.append(TextIssue(
             "replacement_char", "warning",

@@ -99,9 +99,10 @@ class RowValidator:
             fields={k: str(v) for k, v in record.values.items() if v is not None},
             row=record.row, line=record.line,
         )
-        if not self._check_length(example, where):
+        key = example.content_key()
+        if not self._check_length(example, key, where):
             return None
-        self._remember(example)
+        self._remember(example, key)
         self.report.rows_usable += 1
         return example
 
@@ -168,7 +169,7 @@ class RowValidator:
                     return None
         return None if problems else turns
 
-    def _check_length(self, example: Example, where: dict) -> bool:
+    def _check_length(self, example: Example, key: str, where: dict) -> bool:
         if self.stats is not None:
             tokenized = tokenize_example(example, self.template, self.tokenizer,
                                          self.sequence_length)
@@ -186,14 +187,13 @@ class RowValidator:
                                     "the end-of-turn token) are cut", **where)
         elif self.max_chars is not None:
             n = sum(len(t.content) for t in example.messages) if example.messages else len(
-                example.content_key())
+                key)
             if n > self.max_chars:
                 self.report.warning("overlong", f"{n} characters, over the limit of "
                                     f"{self.max_chars}", **where)
         return True
 
-    def _remember(self, example: Example) -> None:
-        key = example.content_key()
+    def _remember(self, example: Example, key: str) -> None:
         self._exact.append(hash(key))
         self._near.append(hash(near_key(key)))
         self._rows.append(example.row)

@@ -32,6 +32,10 @@ def unbalanced_quotes(_):
     return ("q.csv", b'prompt,response\na,b\n"c,d\ne,f\ng,h\n', ("csv_unbalanced_quote", 3))
 
 
+def wrong_field_count(_):
+    return "fields.csv", b"prompt,response\na,b\nc,d,e\nf,g\n", ("csv_field_count", 3)
+
+
 def binary_named_csv(_):
     return "image.csv", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, ("binary_file", None)
 
@@ -78,7 +82,8 @@ def blank_lines_then_data(_):
         ("broken_json", 1_000_002)
 
 
-CORPUS = [truncated_jsonl, mixed_encodings, unbalanced_quotes, binary_named_csv,
+CORPUS = [truncated_jsonl, mixed_encodings, unbalanced_quotes, wrong_field_count,
+          binary_named_csv,
           random_binary_named_csv, empty_file, header_only, ten_mb_single_line,
           ten_mb_single_line_text, nul_bytes, wrong_column_names, millions_of_empty_lines,
           blank_lines_then_data]
@@ -108,3 +113,28 @@ def test_bad_file_gives_a_report_naming_problem_and_place(tmp_path, make):
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before
     assert path.stat().st_mtime_ns == mtime
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # nothing written beside it
+
+
+@pytest.mark.parametrize("make", CORPUS, ids=lambda f: f.__name__)
+def test_cli_check_names_the_problem_and_exits_by_severity(tmp_path, make, capsys):
+    """``gemma-panel data check`` on each bad file: the report, no traceback, exit 1 on
+    errors and 0 when there are only warnings; ``--json`` gives the same report."""
+    from gemma_panel.cli import main
+
+    name, data, (code, line) = make(tmp_path)
+    path = tmp_path / name
+    path.write_bytes(data)
+    status = main(["data", "check", str(path)])
+    out, err = capsys.readouterr()
+    report = check_dataset(path)
+    assert status == (0 if report.ok else 1)
+    assert "Traceback" not in out + err
+    assert out.strip() == report.to_text()
+    assert main(["data", "check", "--json", str(path)]) == status
+    as_json = json.loads(capsys.readouterr().out)
+    kind = next(k for k in as_json["kinds"] if k["code"] == code)
+    assert kind["examples"][0]["file"] == str(path) and kind["examples"][0]["line"] == line
+    if not report.ok:
+        assert main(["data", "prepare", str(path), "--out", str(tmp_path / "out")]) == 1
+        assert str(path) in capsys.readouterr().err
+        assert not (tmp_path / "out").exists()

@@ -129,6 +129,10 @@ def test_chat_messages_in_a_csv_cell(tmp_path):
     ("bell \x07 char", "non_text"),
     ("data:image/png;base64," + "A" * 300, "non_text"),
     ("say <end_of_turn> now", "control_token"),
+    ("x" * 150 + "<pad>", "control_token"),
+    ("A" * 250, "non_text"),  # a long base64-like run
+    ("A" * 199, None),
+    ("two\x01 controls\x02", "non_text"),
 ])
 def test_text_checks(text, code):
     codes = [i.code for i in inspect_text(text)]
@@ -138,3 +142,21 @@ def test_text_checks(text, code):
 def test_mojibake_repair():
     assert repair_mojibake("caf\u00c3\u00a9 it\u00e2\u20ac\u2122s") == "café it\u2019s"
     assert repair_mojibake("café") is None
+
+
+def test_near_key_ascii_fast_path_matches_the_unicode_rule():
+    import random
+    import re
+    import unicodedata
+
+    from gemma_panel.data.example import near_key
+
+    def reference(text):
+        return re.sub(r"[\W_]+", " ", unicodedata.normalize("NFKC", text).casefold()).strip()
+
+    rng = random.Random(0)
+    alphabet = [chr(i) for i in range(128)]
+    samples = ["".join(rng.choices(alphabet, k=rng.randrange(30))) for _ in range(2000)]
+    samples += ["Hello,  World!!", "a_b-c", "  --  ", "", "Ünïcode Straße", "ﬁne Ａ"]
+    for text in samples:
+        assert near_key(text) == reference(text), repr(text)

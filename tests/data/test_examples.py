@@ -44,3 +44,22 @@ def test_generator_reproduces_the_committed_files(tmp_path, monkeypatch):
     module.main()
     for name in ("instruction/unit_conversions.jsonl", "classification/topics.csv"):
         assert (tmp_path / name).read_bytes() == (EXAMPLES / name).read_bytes()
+
+
+def test_cli_prepare_writes_the_processed_dataset(tmp_path, capsys):
+    from gemma_panel.cli import main
+
+    out = tmp_path / "prepared"
+    src = EXAMPLES / "classification/topics.csv"
+    before = src.read_bytes()
+    assert main(["data", "prepare", str(src), "--out", str(out), "--seed", "1"]) == 0
+    assert "written to" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["dataset.json", "report.json",
+                                                     "train.jsonl", "validation.jsonl"]
+    meta = json.loads((out / "dataset.json").read_text())
+    train = (out / "train.jsonl").read_text().splitlines()
+    validation = (out / "validation.jsonl").read_text().splitlines()
+    assert meta["task"] == "classification" and len(train) + len(validation) == 160
+    assert (meta["train_examples"], meta["validation_examples"]) == (len(train), len(validation))
+    assert all(json.loads(line)["label"] in meta["labels"] for line in validation)
+    assert src.read_bytes() == before
