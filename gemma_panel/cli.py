@@ -78,6 +78,17 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def cmd_validate(args) -> int:
+    from gemma_panel.config import load_recipe, recipe_to_yaml
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    if args.show:
+        print(recipe_to_yaml(recipe), end="")
+    print(f"{args.recipe}: valid ({recipe.name}: {recipe.model.source}, "
+          f"{recipe.data.train_path})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gemma-panel",
@@ -108,19 +119,34 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int, default=0)
     generate.set_defaults(func=cmd_generate)
 
+    validate = sub.add_parser("validate", help="check a recipe without building anything")
+    validate.add_argument("recipe", help="a YAML recipe, e.g. recipes/quickstart.yaml")
+    validate.add_argument("overrides", nargs="*", metavar="SECTION.FIELD=VALUE")
+    validate.add_argument("--show", action="store_true",
+                          help="print the resolved recipe with every field explained")
+    validate.set_defaults(func=cmd_validate)
+
     from gemma_panel.cli_data import add_data_commands
+    from gemma_panel.cli_runs import add_run_commands
 
     add_data_commands(sub)
+    add_run_commands(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from gemma_panel.config import RecipeError
     from gemma_panel.data.report import DatasetError
     from gemma_panel.models.errors import ModelSourceError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except RecipeError as exc:
+        print(f"gemma-panel: the recipe has {len(exc.problems)} problem(s):", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
     except (ModelSourceError, DatasetError) as exc:
         print(f"gemma-panel: {exc}", file=sys.stderr)
         return 2

@@ -21,8 +21,6 @@ from pathlib import Path
 from gemma_panel.models.errors import ModelSourceError
 from gemma_panel.models.registry import DEFAULT_MODEL, MODELS, get_model_spec
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
-
 GEMMA_HF_TYPES = ("gemma", "gemma2", "gemma3", "gemma3_text")
 
 
@@ -172,8 +170,14 @@ def load_model(source: str = DEFAULT_MODEL, *, dtype: str | None = None, progres
         >>> lm = load_model("gemma3-270m")
         >>> lm.generate("The capital of France is", max_length=16)
     """
+    import keras
     import keras_hub
 
+    if keras.config.backend() != "jax":
+        raise ModelSourceError(
+            f"Keras is running on the '{keras.config.backend()}' backend, but gemma_panel "
+            "trains with JAX: set KERAS_BACKEND=jax before Keras is first imported."
+        )
     location = prepare_model(source, progress=progress)
     kwargs = {"dtype": dtype} if dtype else {}
     try:

@@ -117,6 +117,7 @@ def write_tiny_gemma_gguf(
     writer.add_pad_token_id(0)
     writer.add_add_bos_token(True)
     writer.add_add_eos_token(False)
+    writer.add_add_space_prefix(False)
 
     def weight(*shape, scale=0.2):
         return (rng.standard_normal(shape) * scale).astype(np.float32)

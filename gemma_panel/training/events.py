@@ -1,0 +1,153 @@
+"""What the trainer reports, and the sinks that receive it.
+
+The training loop calls a sink; it never asks whether anyone listens (a ``NullSink`` is the
+default) and never touches a UI. Sinks: ``StdoutSink`` (one progress line per step),
+``JsonlSink`` (metrics.jsonl in the run folder), ``TensorBoardSink`` (optional), the run
+store's sink (gemma_panel.runs), and ``MultiSink`` to fan out to several.
+
+Metric names used by the trainer:
+    train: loss, learning_rate, grad_norm, tokens_per_s, step_time_s, eta_s, epoch
+    eval:  val_loss, val_perplexity, val_token_accuracy (+ accuracy, macro_f1, exact_match,
+           token_f1 when the task has them)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class EventSink(Protocol):
+    def on_start(self, info: dict[str, Any]) -> None:
+        """Once, before the first step: total_steps, tokens_per_step, start_step, recipe."""
+
+    def on_metrics(self, step: int, tokens: int, metrics: dict[str, float]) -> None:
+        """Named values at an optimizer step; ``tokens`` is real tokens seen so far."""
+
+    def on_samples(self, step: int, samples: list[dict[str, str]]) -> None:
+        """Generations at an evaluation: dicts with prompt, reference, base, tuned."""
+
+    def on_checkpoint(self, step: int, path: str, best: bool) -> None:
+        """A checkpoint was written (and is complete) at ``path``."""
+
+    def on_log(self, message: str) -> None:
+        """A line of text worth keeping in the run's log."""
+
+    def on_end(self, status: str, message: str | None) -> None:
+        """Once, at the end: succeeded, failed, cancelled or stopped_early, with a reason."""
+
+
+class NullSink:
+    """Receives everything and does nothing."""
+
+    def on_start(self, info): pass
+    def on_metrics(self, step, tokens, metrics): pass
+    def on_samples(self, step, samples): pass
+    def on_checkpoint(self, step, path, best): pass
+    def on_log(self, message): pass
+    def on_end(self, status, message): pass
+
+
+class MultiSink:
+    """Forward every event to each sink in turn."""
+
+    def __init__(self, *sinks: EventSink):
+        self.sinks = [s for s in sinks if s is not None]
+
+    def __getattr__(self, name):
+        def forward(*args, **kwargs):
+            for sink in self.sinks:
+                getattr(sink, name)(*args, **kwargs)
+        return forward
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class StdoutSink(NullSink):
+    """nanoGPT-style progress: one line per logged step, one per evaluation."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stdout
+        self.total_steps = None
+
+    def _print(self, text):
+        print(text, file=self.stream, flush=True)
+
+    def on_start(self, info):
+        self.total_steps = info.get("total_steps")
+        self._print(f"training {info.get('trainable_params', 0):,} parameters for "
+                    f"{self.total_steps} steps, {info.get('tokens_per_step', 0):,} token "
+                    f"slots per step (from step {info.get('start_step', 0)})")
+
+    def on_metrics(self, step, tokens, metrics):
+        if "loss" in metrics:
+            self._print(
+                f"step {step:>5}/{self.total_steps} | loss {metrics['loss']:.4f} | "
+                f"lr {metrics.get('learning_rate', 0):.2e} | "
+                f"{metrics.get('tokens_per_s', 0):,.0f} tok/s | "
+                f"{metrics.get('step_time_s', 0) * 1000:,.0f} ms | "
+                f"ETA {_duration(metrics.get('eta_s', 0))}"
+            )
+        if "val_loss" in metrics:
+            extra = " | ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "val_loss")
+            self._print(f"eval @ {step} | val_loss {metrics['val_loss']:.4f} | {extra}")
+
+    def on_samples(self, step, samples):
+        for s in samples:
+            self._print(f"  prompt: {s['prompt'][:100]!r}\n    base:  {s['base'][:100]!r}\n"
+                        f"    tuned: {s['tuned'][:100]!r}")
+
+    def on_log(self, message):
+        self._print(message)
+
+    def on_end(self, status, message):
+        self._print(f"{status}" + (f": {message}" if message else ""))
+
+
+class JsonlSink(NullSink):
+    """Append every event as one JSON line to a file (metrics.jsonl in the run folder)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def _write(self, kind, **data):
+        with self.path.open("a") as handle:
+            handle.write(json.dumps({"event": kind, "time": time.time(), **data}) + "\n")
+
+    def on_start(self, info):
+        self._write("start", **{k: v for k, v in info.items() if k != "recipe"})
+
+    def on_metrics(self, step, tokens, metrics):
+        self._write("metrics", step=step, tokens=tokens, metrics=metrics)
+
+    def on_samples(self, step, samples):
+        self._write("samples", step=step, samples=samples)
+
+    def on_checkpoint(self, step, path, best):
+        self._write("checkpoint", step=step, path=path, best=best)
+
+    def on_end(self, status, message):
+        self._write("end", status=status, message=message)
+
+
+class TensorBoardSink(NullSink):
+    """Scalars to TensorBoard event files (tf.summary; TensorFlow is already installed)."""
+
+    def __init__(self, logdir: str | Path):
+        import tensorflow as tf
+
+        self._tf = tf
+        self.writer = tf.summary.create_file_writer(str(logdir))
+
+    def on_metrics(self, step, tokens, metrics):
+        with self.writer.as_default():
+            for name, value in metrics.items():
+                self._tf.summary.scalar(name, value, step=step)
+        self.writer.flush()
