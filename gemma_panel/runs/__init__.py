@@ -1,0 +1,40 @@
+"""Runs: one store for every front end, training in worker processes, honest statuses.
+
+    store = RunStore()                         # SQLite (WAL) + a folder per run
+    run = submit(recipe, store)                # queued; its worker process starts now
+    store.metrics(run.id, since=cursor)        # history, then only what is new
+    cancel(run.id); resume(run.id)             # from any process
+    compare_runs(store, [a, b], x="tokens")    # curves, table, settings, samples
+
+See docs/runs.md.
+"""
+
+from . import statuses
+from .compare import Comparison, compare_runs, curves
+from .liveness import Timings
+from .queue import cancel, recover, resume, spawn_worker, submit
+from .records import Event, MetricPoint, Run, Sample
+from .sink import StoreSink
+from .store import DEFAULT_TRAINER, RunNotFound, RunStateError, RunStore
+
+__all__ = [
+    "DEFAULT_TRAINER",
+    "Comparison",
+    "Event",
+    "MetricPoint",
+    "Run",
+    "RunNotFound",
+    "RunStateError",
+    "RunStore",
+    "Sample",
+    "StoreSink",
+    "Timings",
+    "cancel",
+    "compare_runs",
+    "curves",
+    "recover",
+    "resume",
+    "spawn_worker",
+    "statuses",
+    "submit",
+]

@@ -1,0 +1,133 @@
+"""``StoreSink``: the trainer's events, written to the run store as they happen."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any
+
+from .store import RunStore
+
+
+class StoreSink:
+    """An ``EventSink`` that records one run's metrics, samples, checkpoints and log lines.
+
+    The training thread only appends to a list (a microsecond); a writer thread commits
+    what has piled up every ``flush_every`` seconds, in one transaction, while the step
+    runs on the accelerator or in XLA (which release the GIL). A transaction holds whole
+    steps, so readers never see part of a step; ``on_start``, ``on_checkpoint`` and
+    ``on_end`` write through at once, so the store never shows a checkpoint whose
+    metrics are still on their way. benchmarks/metrics_overhead.py measures the cost.
+
+    Args:
+        store: the run store.
+        run_id: the run being trained.
+        attempt: which try of the run this is (default: the run's current attempt).
+        flush_every: the longest a metric waits before readers can see it, in seconds.
+
+    Example:
+        >>> sink = StoreSink(store, run.id)
+        >>> train(recipe, run.run_dir, sink=MultiSink(sink, StdoutSink()))
+        >>> sink.close()
+    """
+
+    def __init__(self, store: RunStore, run_id: str, attempt: int | None = None,
+                 flush_every: float = 0.25):
+        self.store = store
+        self.run_id = run_id
+        self.attempt = store.get(run_id).attempt if attempt is None else attempt
+        self.flush_every = flush_every
+        self._pending: list[tuple] = []
+        self._lock = threading.Lock()      # guards _pending
+        self._writing = threading.Lock()   # one batch at a time, in the order taken
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"store-sink-{run_id}",
+                                        daemon=True)
+        self._thread.start()
+
+    # -- the EventSink protocol -----------------------------------------------------------
+    def on_start(self, info: dict[str, Any]) -> None:
+        data = {k: v for k, v in info.items() if k != "recipe"}
+        self._put("event", "start", None, data)
+        if info.get("total_steps") is not None:
+            self._put("total_steps", int(info["total_steps"]))
+        self.flush()
+
+    def on_metrics(self, step: int, tokens: int, metrics: dict[str, float]) -> None:
+        self._put("metrics", int(step), int(tokens), dict(metrics), time.time())
+
+    def on_samples(self, step: int, samples: list[dict[str, str]]) -> None:
+        self._put("samples", int(step), [dict(s) for s in samples], time.time())
+
+    def on_checkpoint(self, step: int, path: str, best: bool) -> None:
+        self._put("checkpoint", int(step), str(path), bool(best))
+        self.flush()
+
+    def on_log(self, message: str) -> None:
+        self._put("event", "log", message, None)
+
+    def on_end(self, status: str, message: str | None) -> None:
+        # The worker records the run's status once train() has returned; this is the
+        # trainer's own account, kept as an event.
+        self._put("event", "end", message, {"status": status})
+        self.flush()
+
+    # -- writing ----------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Commit everything received so far (in the calling thread)."""
+        with self._writing:
+            with self._lock:
+                batch, self._pending = self._pending, []
+            if batch:
+                self._write(batch)
+
+    def close(self) -> None:
+        """Write what is left and stop the writer thread."""
+        self._closed.set()
+        self._thread.join(timeout=30)
+        self.flush()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _put(self, *item) -> None:
+        with self._lock:
+            self._pending.append(item)
+
+    def _run(self) -> None:
+        while not self._closed.wait(self.flush_every):
+            try:
+                self.flush()
+            except Exception as exc:  # noqa: BLE001 - a busy store must not stop training
+                print(f"store sink: {exc}", file=sys.stderr, flush=True)
+        self.store.close()  # this thread's connection
+
+    def _write(self, batch: list[tuple]) -> None:
+        store, run_id, attempt = self.store, self.run_id, self.attempt
+        try:
+            with store.write() as conn:
+                for kind, *args in batch:
+                    if kind == "metrics":
+                        step, tokens, values, at = args
+                        store.add_metrics(run_id, attempt, step, tokens, values, at, conn)
+                    elif kind == "samples":
+                        step, samples, at = args
+                        store.add_samples(run_id, attempt, step, samples, at, conn)
+                    elif kind == "event":
+                        store.add_event(run_id, attempt, *args, conn=conn)
+                    elif kind == "total_steps":
+                        store.update_run(run_id, conn, total_steps=args[0])
+                    elif kind == "checkpoint":
+                        step, path, best = args
+                        store.update_run(run_id, conn, checkpoint_step=step,
+                                         checkpoint_path=path)
+                        store.add_event(run_id, attempt, "checkpoint", path,
+                                        {"step": step, "best": best}, conn=conn)
+        except BaseException:
+            with self._lock:  # keep them, in order, for the next try
+                self._pending[:0] = batch
+            raise

@@ -1,0 +1,344 @@
+"""``RunStore``: every run's state, metrics, samples and events, shared by every front end.
+
+One SQLite database in WAL mode (``<GEMMA_PANEL_HOME>/runs.db``) plus one folder per run
+(``<GEMMA_PANEL_HOME>/runs/<id>/``, see ``folder.py``). Any number of processes may open the
+store at once: readers never block and only ever see whole transactions; each run has one
+writer, its worker. Open a store wherever you need one; it is cheap.
+
+Example:
+    >>> store = RunStore()
+    >>> run = store.create_run(load_recipe("recipes/quickstart.yaml"))
+    >>> points = store.metrics(run.id)                   # the whole history so far
+    >>> newer = store.metrics(run.id, since=points[-1].seq if points else 0)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from gemma_panel.config import Recipe, recipe_to_yaml
+from gemma_panel.home import home_dir
+
+from . import statuses as st
+from .folder import RunFolder, resolve_paths
+from .liveness import Timings, process_alive
+from .records import Event, MetricPoint, Run, Sample
+from .schema import connect
+
+DEFAULT_TRAINER = "gemma_panel.training:train"
+
+
+class RunNotFound(LookupError):
+    """No run has this id (or this prefix matches none, or several)."""
+
+
+class RunStateError(RuntimeError):
+    """The run's status does not allow this: resuming a running run, deleting a queued one."""
+
+
+class RunStore:
+    """The run store under ``root`` (default: ``GEMMA_PANEL_HOME``).
+
+    Args:
+        root: the folder that holds ``runs.db`` and ``runs/``.
+        timings: heartbeat interval and when silence means lost (default: from the
+            environment, see ``Timings.from_env``).
+    """
+
+    def __init__(self, root: str | Path | None = None, timings: Timings | None = None):
+        self.root = Path(root) if root is not None else home_dir()
+        self.db_path = self.root / "runs.db"
+        self.runs_root = self.root / "runs"
+        self.timings = timings or Timings.from_env()
+        self._local = threading.local()
+        self._local.conn = connect(self.db_path)  # create the schema now: errors surface here
+
+    # -- connections and transactions ---------------------------------------------------
+    @property
+    def conn(self):
+        """This thread's connection (sqlite3 connections are not shared between threads)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = connect(self.db_path)
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    @contextmanager
+    def write(self) -> Iterator:
+        """A write transaction that takes the lock up front (no read-then-upgrade deadlock)."""
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    @contextmanager
+    def snapshot(self) -> Iterator:
+        """A read transaction: every query inside sees the same moment."""
+        conn = self.conn
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
+    # -- runs ---------------------------------------------------------------------------
+    def folder(self, run_id: str) -> RunFolder:
+        return RunFolder(self.runs_root / run_id)
+
+    def create_run(self, recipe: Recipe, *, trainer: str = DEFAULT_TRAINER,
+                   cwd: str | Path | None = None) -> Run:
+        """Record a new ``queued`` run and write its folder; starts nothing (see ``submit``)."""
+        recipe = resolve_paths(recipe, cwd)
+        slug = re.sub(r"[^a-z0-9]+", "-", recipe.name.lower()).strip("-")[:40] or "run"
+        run_id = f"{slug}-{secrets.token_hex(3)}"
+        folder = self.folder(run_id)
+        folder.create(recipe)
+        now = time.time()
+        with self.write() as conn:
+            pos = conn.execute("SELECT COALESCE(MAX(queue_pos), 0) + 1 FROM runs").fetchone()[0]
+            conn.execute(
+                "INSERT INTO runs (id, name, status, created_at, queued_at, queue_pos, trainer,"
+                " run_dir, recipe_yaml, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, recipe.name, st.QUEUED, now, now, pos, trainer, str(folder.path),
+                 recipe_to_yaml(recipe, comments=False), now),
+            )
+            self._event(conn, run_id, 0, "status", "queued")
+        return self.get(run_id)
+
+    def get(self, run_id: str) -> Run:
+        """The run with this id, or with this unique id prefix; lost workers noticed first."""
+        self.mark_lost()
+        row = self.conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            rows = self.conn.execute("SELECT * FROM runs WHERE id LIKE ? ESCAPE '\\'",
+                                     (_like_prefix(run_id),)).fetchall()
+            if len(rows) != 1:
+                found = "no run" if not rows else f"{len(rows)} runs"
+                raise RunNotFound(f"{found} with id {run_id!r}; see 'gemma-panel runs list'")
+            row = rows[0]
+        return Run.from_row(row)
+
+    def list_runs(self, status: str | None = None) -> list[Run]:
+        """All runs, newest first (only those with ``status`` if given)."""
+        self.mark_lost()
+        query, args = "SELECT * FROM runs", ()
+        if status:
+            query, args = query + " WHERE status = ?", (status,)
+        rows = self.conn.execute(query + " ORDER BY created_at DESC", args).fetchall()
+        return [Run.from_row(r) for r in rows]
+
+    def update_run(self, run_id: str, conn=None, **fields) -> None:
+        """Set columns of a run (the worker's and the queue's business, not a front end's)."""
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        sql, args = f"UPDATE runs SET {sets} WHERE id = ?", (*fields.values(), run_id)
+        if conn is not None:
+            conn.execute(sql, args)
+        else:
+            with self.write() as c:
+                c.execute(sql, args)
+
+    def mark_lost(self) -> list[str]:
+        """Record ``lost`` for every running run whose worker is gone; return their ids.
+
+        A dead pid on this host is decisive; otherwise a heartbeat silent for longer than
+        ``timings.lost_after_s`` is (another host, or a pid this host cannot see).
+        """
+        rows = self.conn.execute(
+            "SELECT id, attempt, worker_pid, worker_start, worker_host, heartbeat_at "
+            "FROM runs WHERE status = ?", (st.RUNNING,)).fetchall()
+        now, lost = time.time(), []
+        for row in rows:
+            alive = process_alive(row["worker_pid"], row["worker_start"], row["worker_host"])
+            silent = now - (row["heartbeat_at"] or 0)
+            if alive is False or (alive is None and silent > self.timings.lost_after_s) \
+                    or silent > 10 * self.timings.lost_after_s:
+                lost.append((row, silent))
+        marked = []
+        for row, silent in lost:
+            folder = self.folder(row["id"])
+            message = (f"the worker (pid {row['worker_pid']} on {row['worker_host']}) stopped "
+                       f"without a word {silent:.0f} s after its last heartbeat: killed, out "
+                       "of memory, or the machine restarted. Resume it with 'gemma-panel runs "
+                       f"resume {row['id']}'; on Linux, 'dmesg | grep -i oom' shows an "
+                       "out-of-memory kill.")
+            with self.write() as conn:
+                changed = conn.execute(
+                    "UPDATE runs SET status = ?, ended_at = ?, message = ?, log_tail = ? "
+                    "WHERE id = ? AND status = ? AND attempt = ?",
+                    (st.LOST, now, message, folder.log_tail(), row["id"], st.RUNNING,
+                     row["attempt"])).rowcount
+                if changed:
+                    self._event(conn, row["id"], row["attempt"], "status", "lost",
+                                {"message": message})
+                    marked.append(row["id"])
+        return marked
+
+    def request_cancel(self, run_id: str) -> Run:
+        """Cancel a run: a queued one at once; a running one at its next step (it saves a
+        checkpoint first). Finished runs are left as they are."""
+        run = self.get(run_id)
+        with self.write() as conn:
+            if conn.execute("UPDATE runs SET status = ?, ended_at = ?, message = ? "
+                            "WHERE id = ? AND status = ?",
+                            (st.CANCELLED, time.time(), "cancelled before it started",
+                             run.id, st.QUEUED)).rowcount:
+                self._event(conn, run.id, run.attempt, "status", "cancelled")
+            elif conn.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ? AND status = ?",
+                              (run.id, st.RUNNING)).rowcount:
+                self._event(conn, run.id, run.attempt, "cancel_requested", None)
+        return self.get(run.id)
+
+    def cancel_requested(self, run_id: str) -> bool:
+        row = self.conn.execute("SELECT cancel_requested FROM runs WHERE id = ?",
+                                (run_id,)).fetchone()
+        return bool(row and row[0])
+
+    def requeue(self, run_id: str) -> Run:
+        """Put a failed, cancelled or lost run back in the queue (a resume; see ``resume``)."""
+        run = self.get(run_id)
+        with self.write() as conn:
+            pos = conn.execute("SELECT COALESCE(MAX(queue_pos), 0) + 1 FROM runs").fetchone()[0]
+            changed = conn.execute(
+                "UPDATE runs SET status = ?, queued_at = ?, queue_pos = ?, attempt = attempt + 1,"
+                " ended_at = NULL, message = NULL, log_tail = NULL, cancel_requested = 0, "
+                "worker_pid = NULL, worker_start = NULL, worker_host = NULL, heartbeat_at = ? "
+                "WHERE id = ? AND status IN (?, ?, ?)",
+                (st.QUEUED, time.time(), pos, time.time(), run.id, *sorted(st.RESUMABLE)),
+            ).rowcount
+            if not changed:
+                raise RunStateError(f"run {run.id} is {run.status}; only failed, cancelled and "
+                                    "lost runs can be resumed")
+            self._event(conn, run.id, run.attempt + 1, "status", "queued (resume)")
+        return self.get(run.id)
+
+    def delete(self, run_id: str) -> None:
+        """Remove a run's rows and folder: the only operation that deletes data."""
+        run = self.get(run_id)
+        if run.status in st.ACTIVE:
+            raise RunStateError(f"run {run.id} is {run.status}; cancel it first "
+                                f"('gemma-panel runs cancel {run.id}')")
+        with self.write() as conn:
+            for table in ("metrics", "samples", "events"):
+                conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run.id,))
+            conn.execute("DELETE FROM runs WHERE id = ?", (run.id,))
+        shutil.rmtree(run.run_dir, ignore_errors=True)
+
+    # -- what a worker writes -----------------------------------------------------------
+    def add_metrics(self, run_id: str, attempt: int, step: int, tokens: int,
+                    values: dict[str, float], at: float | None = None, conn=None) -> None:
+        """All values of one step in one transaction: a reader sees all of them or none."""
+        at = time.time() if at is None else at
+        rows = [(run_id, attempt, step, tokens, name, _number(v), at) for name, v in values.items()]
+        with self._in(conn) as c:
+            c.executemany("INSERT INTO metrics (run_id, attempt, step, tokens, name, value, "
+                          "time) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            c.execute("UPDATE runs SET step = MAX(step, ?), tokens = MAX(tokens, ?) "
+                      "WHERE id = ?", (step, tokens, run_id))
+
+    def add_samples(self, run_id: str, attempt: int, step: int, samples: list[dict],
+                    at: float | None = None, conn=None) -> None:
+        at = time.time() if at is None else at
+        rows = [(run_id, attempt, step, i, s.get("prompt", ""), s.get("reference"),
+                 s.get("base"), s.get("tuned"), at) for i, s in enumerate(samples)]
+        with self._in(conn) as c:
+            c.executemany("INSERT INTO samples (run_id, attempt, step, idx, prompt, reference,"
+                          " base, tuned, time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def add_event(self, run_id: str, attempt: int, kind: str, message: str | None = None,
+                  data: dict | None = None, conn=None) -> None:
+        with self._in(conn) as c:
+            self._event(c, run_id, attempt, kind, message, data)
+
+    @contextmanager
+    def _in(self, conn):
+        """Inside the caller's transaction if it has one, else in a new one."""
+        if conn is not None:
+            yield conn
+        else:
+            with self.write() as c:
+                yield c
+
+    @staticmethod
+    def _event(conn, run_id, attempt, kind, message=None, data=None) -> None:
+        conn.execute("INSERT INTO events (run_id, attempt, time, kind, message, data) "
+                     "VALUES (?, ?, ?, ?, ?, ?)",
+                     (run_id, attempt, time.time(), kind, message,
+                      json.dumps(data, default=str) if data is not None else None))
+
+    # -- what front ends read -----------------------------------------------------------
+    def metrics(self, run_id: str, since: int = 0, names: list[str] | None = None,
+                limit: int | None = None) -> list[MetricPoint]:
+        """Metric rows after cursor ``since`` (a ``seq``; 0: from the start), in order.
+
+        Keep the last row's ``seq`` and pass it next time to get only new points. Rows of a
+        resumed run's earlier attempts stay (they happened); ``compare.curves`` keeps, for
+        each step, the newest attempt's value.
+        """
+        query = "SELECT * FROM metrics WHERE run_id = ? AND seq > ?"
+        args: list = [run_id, since]
+        if names:
+            query += f" AND name IN ({', '.join('?' * len(names))})"
+            args += list(names)
+        query += " ORDER BY seq" + (f" LIMIT {int(limit)}" if limit else "")
+        return [MetricPoint(**dict(r)) for r in self.conn.execute(query, args)]
+
+    def latest_metrics(self, run_id: str) -> dict[str, float]:
+        """The newest value of every metric name of a run."""
+        rows = self.conn.execute(
+            "SELECT name, value FROM metrics WHERE seq IN (SELECT MAX(seq) FROM metrics "
+            "WHERE run_id = ? GROUP BY name)", (run_id,)).fetchall()
+        return {r["name"]: r["value"] for r in rows}
+
+    def samples(self, run_id: str, since: int = 0) -> list[Sample]:
+        rows = self.conn.execute("SELECT * FROM samples WHERE run_id = ? AND seq > ? ORDER BY seq",
+                                 (run_id, since))
+        return [Sample(**dict(r)) for r in rows]
+
+    def events(self, run_id: str, since: int = 0, kinds: list[str] | None = None) -> list[Event]:
+        query, args = "SELECT * FROM events WHERE run_id = ? AND seq > ?", [run_id, since]
+        if kinds:
+            query += f" AND kind IN ({', '.join('?' * len(kinds))})"
+            args += list(kinds)
+        return [Event.from_row(r) for r in self.conn.execute(query + " ORDER BY seq", args)]
+
+    # -- settings -----------------------------------------------------------------------
+    @property
+    def max_parallel(self) -> int:
+        """How many runs may train at once on this machine (default 1), for every process."""
+        row = self.conn.execute("SELECT value FROM settings WHERE key = 'max_parallel'").fetchone()
+        return int(row[0]) if row else 1
+
+    def set_max_parallel(self, n: int) -> None:
+        if n < 1:
+            raise ValueError("max_parallel: at least one run must be allowed to train")
+        with self.write() as conn:
+            conn.execute("INSERT INTO settings (key, value) VALUES ('max_parallel', ?) "
+                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(n),))
+
+
+def _number(value) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _like_prefix(prefix: str) -> str:
+    return re.sub(r"([%_\\])", r"\\\1", prefix) + "%"

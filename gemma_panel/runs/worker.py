@@ -1,0 +1,191 @@
+"""The worker: one process per run, which waits for its turn, trains, and records the truth.
+
+``gemma-panel worker RUN_ID`` (or ``python -m gemma_panel.runs worker RUN_ID``); the queue
+starts it, detached. It writes everything to the store through ``StoreSink``, beats a
+heartbeat from a thread, stops at the next step when the run is cancelled (or on SIGTERM),
+and records the final status itself: succeeded, failed (with the cause in words and the log
+tail) or cancelled. If it is killed, the store notices (see ``RunStore.mark_lost``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+
+from . import statuses as st
+from .liveness import own_identity
+from .queue import register_waiter, wait_for_turn
+from .sink import StoreSink
+from .store import RunStore
+
+
+class Heartbeat(threading.Thread):
+    """Writes ``heartbeat_at`` every ``interval`` seconds, on its own connection, and
+    notices when the run is no longer this worker's (marked lost and resumed elsewhere)."""
+
+    def __init__(self, store: RunStore, run_id: str, attempt: int, interval: float):
+        super().__init__(name=f"heartbeat-{run_id}", daemon=True)
+        self.store, self.run_id, self.attempt, self.interval = store, run_id, attempt, interval
+        self.superseded = False
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            try:
+                with self.store.write() as conn:
+                    changed = conn.execute(
+                        "UPDATE runs SET heartbeat_at = ? WHERE id = ? AND attempt = ? AND "
+                        "status = ?", (time.time(), self.run_id, self.attempt, st.RUNNING)
+                    ).rowcount
+                self.superseded = changed == 0
+            except Exception as exc:  # noqa: BLE001 - a locked store must not stop training
+                print(f"heartbeat: {exc}", file=sys.stderr, flush=True)
+        self.store.close()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=10)
+
+
+class StopSignal:
+    """``should_stop`` for the trainer: a cancel flag in the store, SIGTERM, or a lost claim.
+
+    The store is read at most every ``every`` seconds (a primary-key lookup, ~20 µs), so a
+    cancel takes effect at the first step that ends after it.
+    """
+
+    def __init__(self, store: RunStore, run_id: str, heartbeat: Heartbeat, every: float = 0.2):
+        self.store, self.run_id, self.heartbeat, self.every = store, run_id, heartbeat, every
+        self.reason: str | None = None
+        self._checked = 0.0
+
+    def terminate(self, signum, frame) -> None:
+        self.reason = f"stopped by signal {signal.Signals(signum).name}"
+
+    def __call__(self) -> bool:
+        if self.reason:
+            return True
+        if self.heartbeat.superseded:
+            self.reason = "superseded"
+        elif time.monotonic() - self._checked >= self.every:
+            self._checked = time.monotonic()
+            if self.store.cancel_requested(self.run_id):
+                self.reason = "cancelled"
+        return self.reason is not None
+
+
+def load_trainer(entry_point: str) -> Callable:
+    """``"package.module:function"`` -> the function (the run's ``trainer`` column)."""
+    module, _, name = entry_point.partition(":")
+    return getattr(importlib.import_module(module), name or "train")
+
+
+def _failure(exc: BaseException) -> str:
+    """The cause of a failure in words, with what to do next where we know it."""
+    name = type(exc).__name__
+    if isinstance(exc, MemoryError):
+        return ("out of memory: lower train.batch_size or data.sequence_length, or use "
+                "gradient accumulation; then resume the run")
+    if name in ("TrainingError", "RecipeError", "DatasetError", "ModelSourceError"):
+        return str(exc)
+    if "RESOURCE_EXHAUSTED" in str(exc) or "Out of memory" in str(exc):
+        return (f"the accelerator ran out of memory ({str(exc).splitlines()[0][:200]}): "
+                "lower train.batch_size or data.sequence_length, then resume the run")
+    return f"the worker crashed ({name}: {exc}); the log tail shows where"
+
+
+def run_worker(run_id: str, store: RunStore | None = None) -> int:
+    """Wait for the run's turn, train it, record how it ended; returns the exit code."""
+    store = store or RunStore()
+    run = store.get(run_id)
+    folder = store.folder(run.id)
+    identity = own_identity()
+    if not register_waiter(store, run.id, identity):
+        now = store.get(run.id)
+        why = "has another worker" if now.status == st.QUEUED else f"is {now.status}"
+        print(f"worker: run {run.id} {why}; nothing to do", flush=True)
+        return 0
+    run = wait_for_turn(store, run.id, identity)
+    if run is None:
+        print(f"worker: run {run_id} left the queue before its turn", flush=True)
+        return 0
+    print(f"worker {identity[0]}: run {run.id} attempt {run.attempt} started", flush=True)
+
+    heartbeat = Heartbeat(store, run.id, run.attempt, store.timings.heartbeat_s)
+    heartbeat.start()
+    stop = StopSignal(store, run.id, heartbeat)
+    previous = signal.signal(signal.SIGTERM, stop.terminate)
+    status, message = st.FAILED, None
+    try:
+        from gemma_panel.config import load_recipe
+        from gemma_panel.training.events import MultiSink, StdoutSink  # imports JAX: only now
+
+        recipe = load_recipe(folder.recipe_path)
+        train = load_trainer(run.trainer)
+        resume = run.attempt > 0 or folder.has_checkpoint()
+        if resume:
+            print(f"resuming from the last checkpoint in {folder.checkpoints}", flush=True)
+        store_sink = StoreSink(store, run.id, run.attempt)
+        try:
+            result = train(recipe, folder.path, sink=MultiSink(store_sink, StdoutSink()),
+                           should_stop=stop, resume=resume)
+        finally:
+            store_sink.close()  # every metric is in the store before the status is
+        status, message = _outcome(result, stop)
+    except BaseException as exc:  # noqa: BLE001 - every way out is recorded as a status
+        traceback.print_exc()
+        sys.stdout.flush()
+        if isinstance(exc, KeyboardInterrupt):
+            status, message = st.CANCELLED, "interrupted (Ctrl-C in the worker's terminal)"
+        else:
+            status, message = st.FAILED, _failure(exc)
+    finally:
+        heartbeat.stop()
+        signal.signal(signal.SIGTERM, previous)
+    if stop.reason == "superseded":
+        print(f"worker: run {run.id} attempt {run.attempt} was taken over; not recording",
+              flush=True)
+        return st.exit_code(st.LOST)
+    _finish(store, run, status, message, folder.log_tail() if status == st.FAILED else None)
+    print(f"worker: run {run.id} {status}" + (f": {message}" if message else ""), flush=True)
+    return st.exit_code(status)
+
+
+def _outcome(result, stop: StopSignal) -> tuple[str, str | None]:
+    """The trainer's result -> (status, message). Early stopping is a success."""
+    status, step = getattr(result, "status", st.SUCCEEDED), getattr(result, "step", None)
+    message = getattr(result, "message", None)
+    if status == "stopped_early":
+        return st.SUCCEEDED, message or f"stopped early at step {step}"
+    if status == st.CANCELLED:
+        why = stop.reason if stop.reason and stop.reason != "cancelled" else "cancelled"
+        return st.CANCELLED, f"{why} at step {step}; checkpoint saved"
+    if status not in (st.SUCCEEDED, st.FAILED):
+        return st.FAILED, f"the trainer returned an unknown status {status!r}"
+    return status, message
+
+
+def _finish(store: RunStore, run, status: str, message: str | None, log_tail: str | None):
+    with store.write() as conn:
+        conn.execute(
+            "UPDATE runs SET status = ?, ended_at = ?, message = ?, log_tail = ?, "
+            "cancel_requested = 0 WHERE id = ? AND attempt = ? AND status IN (?, ?)",
+            (status, time.time(), message, log_tail, run.id, run.attempt, st.RUNNING, st.LOST))
+        store._event(conn, run.id, run.attempt, "status", status, {"message": message})
+
+
+def redirect_output(path) -> None:
+    """Send this process's stdout and stderr (Python's and C libraries') to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)

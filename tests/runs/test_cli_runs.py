@@ -1,0 +1,148 @@
+"""``gemma-panel run`` / ``runs ...`` through their argparse registration (as cli.py will)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from gemma_panel.cli_runs import add_run_commands
+from gemma_panel.runs import StoreSink
+from gemma_panel.runs import statuses as st
+from tests.runs.conftest import FAKE, fake_recipe, wait_finished, wait_for
+
+
+@pytest.fixture
+def cli(store, monkeypatch, capsys):
+    """Run a command line against the test store; returns (exit code, stdout, stderr)."""
+    monkeypatch.setenv("GEMMA_PANEL_HOME", str(store.root))
+    parser = argparse.ArgumentParser(prog="gemma-panel")
+    add_run_commands(parser.add_subparsers(dest="command", required=True))
+
+    def call(*argv: str):
+        capsys.readouterr()
+        args = parser.parse_args(list(argv))
+        code = args.func(args)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return call
+
+
+@pytest.fixture
+def recipe_file(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text("name: clitest\ntrain:\n  max_steps: 6\n  warmup_steps: 1\n"
+                    "  checkpoint_every: 2\n")
+    return path
+
+
+def test_every_command_is_registered_with_a_function():
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    add_run_commands(sub)
+    for argv in (["run", "r.yaml", "train.epochs=2", "--detach"], ["runs", "list"],
+                 ["runs", "show", "x"], ["runs", "logs", "x", "-f"], ["runs", "cancel", "x"],
+                 ["runs", "resume", "x"], ["runs", "delete", "x", "--yes"],
+                 ["runs", "compare", "x", "y", "--by", "tokens"], ["worker", "x"]):
+        assert callable(parser.parse_args(argv).func)
+
+
+def test_run_follows_the_run_and_exits_with_its_status(cli, recipe_file, store):
+    code, out, _ = cli("run", str(recipe_file), "train.max_steps=5", "--trainer", FAKE)
+    assert code == 0
+    assert "queued" in out and "step     5/5 | loss 2.0000" in out and ": succeeded" in out
+    (run,) = store.list_runs()
+    assert run.status == st.SUCCEEDED and run.total_steps == 5
+
+
+def test_a_failed_run_exits_1_with_the_cause_and_the_log_tail(cli, recipe_file):
+    code, out, _ = cli("run", str(recipe_file), "name=raise", "--trainer", FAKE)
+    assert code == 1
+    assert "failed: the loss became nan at step 3" in out
+    assert "last lines of the log" in out and "resume with" in out
+
+
+def test_detach_returns_at_once_then_list_show_logs(cli, recipe_file, store):
+    code, out, _ = cli("run", str(recipe_file), "--detach", "--trainer", FAKE)
+    assert code == 0 and "runs logs" in out
+    run_id = out.split()[1]
+    wait_finished(store, run_id)
+    code, out, _ = cli("runs", "list")
+    assert code == 0 and run_id in out and "succeeded" in out and "6/6" in out
+    code, out, _ = cli("runs", "show", run_id[:9])
+    assert code == 0 and "status   succeeded" in out and "checkpoint step 6" in out
+    code, out, _ = cli("runs", "show", run_id, "--json")
+    assert json.loads(out)["latest_metrics"]["loss"] == pytest.approx(10 / 6)
+    code, out, _ = cli("runs", "logs", run_id, "-n", "2")
+    assert code == 0 and out.splitlines()[-1] == f"worker: run {run_id} succeeded"
+
+
+def test_unknown_run_and_bad_recipe_are_usage_errors(cli, recipe_file):
+    code, _, err = cli("runs", "show", "nope")
+    assert code == 2 and "no run with id 'nope'" in err
+    code, _, err = cli("run", str(recipe_file), "train.batch_size=0")
+    assert code == 2 and "train.batch_size: must be at least 1" in err
+
+
+def test_cancel_and_resume_from_the_command_line(cli, store, monkeypatch):
+    monkeypatch.setenv("FAKE_STEP_S", "0.2")
+    from gemma_panel.runs import submit
+
+    run = submit(fake_recipe("train.max_steps=40"), store, trainer=FAKE)
+    code, out, _ = cli("runs", "resume", run.id)
+    assert code == 2  # a queued run cannot be resumed
+    wait_for(lambda: store.get(run.id).step >= 1, what="a step")
+    code, out, _ = cli("runs", "cancel", run.id, "--wait")
+    assert code == 0 and out.splitlines()[-1] == f"{run.id}: cancelled"
+    monkeypatch.setenv("FAKE_STEP_S", "0.01")
+    code, out, _ = cli("runs", "resume", run.id)
+    assert code == 0 and "attempt 2" in out and ": succeeded" in out
+    assert "continues from step" in out
+    code, out, _ = cli("runs", "cancel", run.id)
+    assert code == 0 and "nothing to cancel" in out
+
+
+def test_cancel_of_a_queued_run_says_so(cli, store):
+    run = store.create_run(fake_recipe())
+    code, out, _ = cli("runs", "cancel", run.id)
+    assert code == 0 and "cancelled before it started" in out
+    assert store.get(run.id).status == st.CANCELLED
+
+
+def test_delete_asks_first_and_is_the_only_way_data_goes(cli, store, monkeypatch):
+    run = store.create_run(fake_recipe())
+    store.request_cancel(run.id)
+    monkeypatch.setattr("builtins.input", lambda prompt: "n")
+    code, out, _ = cli("runs", "delete", run.id)
+    assert code == 1 and "nothing deleted" in out and store.folder(run.id).path.exists()
+    monkeypatch.setattr("builtins.input", lambda prompt: "y")
+    code, out, _ = cli("runs", "delete", run.id)
+    assert code == 0 and not store.folder(run.id).path.exists()
+    other = store.create_run(fake_recipe())
+    store.request_cancel(other.id)
+    monkeypatch.setattr("builtins.input", lambda prompt: pytest.fail("asked despite --yes"))
+    assert cli("runs", "delete", other.id, "--yes")[0] == 0
+    assert store.list_runs() == []
+
+
+def test_compare_prints_a_table_and_json(cli, store):
+    ids = []
+    for lr in ("0.0002", "0.0001"):
+        run = store.create_run(fake_recipe(f"train.learning_rate={lr}"))
+        with StoreSink(store, run.id) as sink:
+            sink.on_metrics(1, 64, {"loss": float(lr) * 1000})
+        ids.append(run.id)
+    code, out, _ = cli("runs", "compare", *ids)
+    assert code == 0 and "train.learning_rate" in out and "final loss" in out
+    code, out, _ = cli("runs", "compare", *ids, "--by", "tokens", "--json")
+    data = json.loads(out)
+    assert data["curves"]["loss"][ids[1]] == [[64], [0.1]]
+    assert data["recipe_fields"]["train.learning_rate"] == {ids[0]: 2e-4, ids[1]: 1e-4}
+
+
+def test_parallel_shows_and_sets_the_queue_width(cli, store):
+    assert "1 run(s)" in cli("runs", "parallel")[1]
+    assert cli("runs", "parallel", "2")[0] == 0 and store.max_parallel == 2
+    assert cli("runs", "parallel", "0")[0] == 2
