@@ -22,15 +22,15 @@ def lint(session):
 
 @nox.session
 def demo(session):
-    """The main job on the bundled Gemma 3 270M (pass a prompt after --)."""
+    """The main job: LoRA-tune the bundled Gemma 3 270M with recipes/quickstart.yaml."""
     session.install("-e", ".")
-    prompt = session.posargs or ["def fibonacci(n):"]
-    session.run("gemma-panel", "models", "prepare", "gemma3-270m")
-    session.run("gemma-panel", "generate", "--max-new-tokens", "48", *prompt)
+    session.run("gemma-panel", "run", "recipes/quickstart.yaml", *session.posargs)
 
 
 @nox.session
 def benchmarks(session):
     """Run the speed and memory benchmarks in benchmarks/ and print their figures."""
     session.install("-e", ".[dev]")
-    session.run("python", "benchmarks/model_load.py", *session.posargs)
+    for script in ("model_load.py", "train_throughput.py", "data_throughput.py",
+                   "metrics_overhead.py"):
+        session.run("python", f"benchmarks/{script}", *session.posargs)

@@ -91,6 +91,11 @@ class DataSection:
         "into chunks (continued pre-training).",
         choices=("line", "paragraph", "chunk"),
     )
+    chunk_chars: int = option(
+        2000,
+        "Characters per example when text_mode is chunk. About 4 characters make a token "
+        "in English, so 1000 characters fill roughly 250 tokens.",
+    )
     missing: str | None = option(
         None,
         "What to do with missing values: drop, keep, fill:TEXT or column:NAME. Unset, a "
@@ -414,6 +419,7 @@ def validate(recipe: Recipe) -> None:
             problems.append(message)
 
     need(d.sequence_length >= 16, "data.sequence_length: must be at least 16 tokens")
+    need(d.chunk_chars >= 16, "data.chunk_chars: must be at least 16 characters")
     need(0 < d.validation_fraction < 1 or d.validation_path,
          "data.validation_fraction: must be between 0 and 1 (or give data.validation_path)")
     need(lo.rank >= 1, "lora.rank: must be at least 1")

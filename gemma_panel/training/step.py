@@ -177,14 +177,15 @@ class StepFunctions:
 
     # -- state -------------------------------------------------------------------------
     def initial_state(self):
-        trainable = [jnp.asarray(v.value) for v in self.trainable_vars]
+        # Copies: the train step donates these buffers, and the Keras variables keep theirs.
+        trainable = [jnp.array(v.value, copy=True) for v in self.trainable_vars]
         frozen = [jnp.asarray(v.value) for v in self.frozen_vars]
         return trainable, self.optimizer.init(trainable), frozen
 
     def assign(self, trainable) -> None:
         """Write trained values back into the Keras variables (for generation, export)."""
         for variable, value in zip(self.trainable_vars, trainable):
-            variable.assign(value)
+            variable.assign(jnp.array(value, copy=True))  # the step will donate `value`
 
     # -- the model ---------------------------------------------------------------------
     def _loss_terms(self, trainable, frozen, batch, key, max_tokens, with_accuracy=False):

@@ -75,7 +75,8 @@ def prepare_data(recipe: Recipe, lm):
     try:
         return prepare_dataset(
             d.train_path,
-            read=ReadOptions(text_mode=d.text_mode, columns=dict(d.columns)),
+            read=ReadOptions(text_mode=d.text_mode, chunk_chars=d.chunk_chars,
+                             columns=dict(d.columns)),
             validation_path=d.validation_path, validation_fraction=d.validation_fraction,
             seed=d.seed, template=template, tokenizer=KerasHubTokenizer(lm.preprocessor.tokenizer),
             sequence_length=d.sequence_length + 1, missing=d.missing, duplicates=d.duplicates,
@@ -209,6 +210,9 @@ def train(
     def evaluate(step) -> dict[str, float]:
         nonlocal best, best_step, bad_evals
         metrics = steps.evaluate(trainable, frozen, val_seq, t.batch_size) if len(val_seq) else {}
+        if step == 0:  # the base model's validation loss: where the curves start
+            sink.on_metrics(0, 0, metrics)
+            return metrics
         steps.assign(trainable)
         tuned = _answers(generator, samples, e.max_new_tokens)
         predictions = _answers(generator, task_rows, e.max_new_tokens)
@@ -224,6 +228,8 @@ def train(
                 bad_evals += 1
         return metrics
 
+    if start == 0 and len(val_seq):
+        evaluate(0)
     base_key = jax.random.PRNGKey(t.seed)
     step_times: list[float] = []
     status, message, last = "succeeded", None, {}
