@@ -28,9 +28,17 @@ def demo(session):
 
 
 @nox.session
+def dashboard(session):
+    """Serve the Panel dashboard on 127.0.0.1:5006 (pass panel serve options after --)."""
+    session.install("-e", ".")
+    session.run("panel", "serve", "dashboards/studio.py", "--address", "127.0.0.1",
+                *session.posargs)
+
+
+@nox.session
 def benchmarks(session):
     """Run the speed and memory benchmarks in benchmarks/ and print their figures."""
     session.install("-e", ".[dev]")
     for script in ("model_load.py", "train_throughput.py", "data_throughput.py",
-                   "metrics_overhead.py"):
+                   "metrics_overhead.py", "dashboard_latency.py"):
         session.run("python", f"benchmarks/{script}", *session.posargs)

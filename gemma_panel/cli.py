@@ -53,6 +53,13 @@ def cmd_models_prepare(args) -> int:
     return 0
 
 
+def cmd_dashboard(args) -> int:
+    from gemma_panel.ui.serve import serve_dashboard
+
+    serve_dashboard(args.port, args.address, args.show)
+    return 0
+
+
 def cmd_generate(args) -> int:
     from gemma_panel.models.generation import SamplingOptions, StreamingGenerator, chat_prompt
     from gemma_panel.models.loader import load_model
@@ -125,6 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--show", action="store_true",
                           help="print the resolved recipe with every field explained")
     validate.set_defaults(func=cmd_validate)
+
+    dashboard = sub.add_parser("dashboard", help="serve the Panel dashboard (on 127.0.0.1)")
+    dashboard.add_argument("--port", type=int, default=5006)
+    dashboard.add_argument("--address", default="127.0.0.1",
+                           help="interface to listen on (default: %(default)s, this machine only)")
+    dashboard.add_argument("--show", action="store_true", help="open it in a browser")
+    dashboard.set_defaults(func=cmd_dashboard)
 
     from gemma_panel.cli_data import add_data_commands
     from gemma_panel.cli_runs import add_run_commands

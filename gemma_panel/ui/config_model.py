@@ -1,0 +1,258 @@
+"""The Configure tab's state: one recipe, edited field by field, always checked.
+
+Every field, its type, default, choices and explanation come from ``gemma_panel.config``;
+nothing here repeats them. Values are kept by path (``"train.learning_rate"``) and every
+change is checked by ``load_recipe`` itself, so the dashboard accepts exactly what the CLI
+accepts and reports the same words.
+
+Example:
+    >>> cfg = ConfigModel()
+    >>> cfg.set("train.learning_rate", 1e-4)   # cfg.settings["train.learning_rate"]
+    >>> cfg.errors
+    []
+    >>> cfg.cli_command
+    'gemma-panel run recipes/quickstart.yaml train.learning_rate=0.0001'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+from pathlib import Path
+from typing import Any
+
+import param
+import yaml
+
+import gemma_panel
+from gemma_panel.config import (
+    Recipe,
+    RecipeError,
+    field_help,
+    iter_fields,
+    load_recipe,
+    recipe_to_yaml,
+)
+from gemma_panel.home import home_dir
+from gemma_panel.models.registry import MODELS
+
+OTHER_SOURCE = "(a file, folder or preset)"
+TOP_FIELDS = {"name": "A short name for the run; run ids start with it.",
+              "description": "One line saying what this run is for."}
+
+
+def default_recipe_path() -> str | None:
+    """``recipes/quickstart.yaml`` of the checkout, when there is one."""
+    path = Path(gemma_panel.__file__).resolve().parents[1] / "recipes" / "quickstart.yaml"
+    return str(path) if path.is_file() else None
+
+
+def field_paths() -> list[str]:
+    """Every recipe field as ``section.name``, in the schema's order."""
+    return [f"{section}.{f.name}" for section, f, _ in iter_fields()]
+
+
+def field_info(path: str) -> dict[str, Any]:
+    """What a view needs to draw a field: type, choices, default, optional, help."""
+    if path in TOP_FIELDS:
+        return {"path": path, "type": str, "choices": None, "optional": False,
+                "default": Recipe().__getattribute__(path), "help": TOP_FIELDS[path]}
+    for section, f, hint in iter_fields():
+        if f"{section}.{f.name}" == path:
+            args = [a for a in getattr(hint, "__args__", ()) if a is not type(None)]
+            base = args[0] if args else hint
+            base = getattr(base, "__origin__", base)
+            default = (f.default if f.default is not dataclasses.MISSING
+                       else f.default_factory())
+            return {"path": path, "type": base, "choices": f.metadata.get("choices"),
+                    "optional": type(None) in getattr(hint, "__args__", ()),
+                    "default": default, "help": field_help(path)}
+    raise KeyError(path)
+
+
+def _flatten(recipe: Recipe) -> dict[str, Any]:
+    data = recipe.to_dict()
+    out = {"name": data["name"], "description": data["description"]}
+    for section, f, _ in iter_fields():
+        out[f"{section}.{f.name}"] = data[section][f.name]
+    return out
+
+
+def _override(path: str, value: Any) -> str:
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+    return f"{path}={text.removesuffix('...').strip()}"
+
+
+class ConfigModel(param.Parameterized):
+    """A recipe being edited: values by field path, problems, YAML and the CLI command."""
+
+    settings = param.Dict(default={}, doc="Field path -> value; always every field.")
+    errors = param.List(default=[], doc="Problems with the current values, in words.")
+    base_path = param.String(default=None, allow_None=True,
+                             doc="The recipe file the values started from.")
+    saved_path = param.String(default=None, allow_None=True)
+    model_choice = param.Selector(default=OTHER_SOURCE, objects=[*MODELS, OTHER_SOURCE])
+    message = param.String(default="")
+
+    def __init__(self, recipe: Recipe | None = None, base_path: str | None = "default",
+                 **params):
+        super().__init__(**params)
+        if base_path == "default":
+            base_path = default_recipe_path() if recipe is None else None
+        self.base_path = base_path
+        if recipe is None:
+            recipe = load_recipe(base_path) if base_path else Recipe()
+        self._base = _flatten(load_recipe(base_path)) if base_path else _flatten(Recipe())
+        self.settings = _flatten(recipe)
+        self._sync_model_choice()
+
+    # -- editing --------------------------------------------------------------------------
+    def set(self, path: str, value: Any) -> None:
+        """Set one field (a typed value, or text for list, dict and optional fields)."""
+        if path not in self.settings:
+            raise KeyError(f"{path}: not a recipe field")
+        info = field_info(path) if path not in TOP_FIELDS else None
+        if isinstance(value, str) and info and (info["type"] in (list, dict)
+                                                or info["optional"]):
+            value = _parse_text(value, info)
+        self.settings = {**self.settings, path: value}
+        self._check()
+        if path == "model.source":
+            self._sync_model_choice()
+
+    @param.depends("model_choice", watch=True)
+    def _picked_model(self) -> None:
+        if self.model_choice != OTHER_SOURCE and self.settings.get("model.source") != \
+                self.model_choice:
+            self.set("model.source", self.model_choice)
+
+    def _sync_model_choice(self) -> None:
+        source = self.settings.get("model.source")
+        self.model_choice = source if source in MODELS else OTHER_SOURCE
+
+    def model_info(self) -> dict[str, Any]:
+        """Size, memory and licence of the chosen registry model ({} for other sources)."""
+        spec = MODELS.get(self.settings.get("model.source"))
+        if spec is None:
+            return {}
+        return {"name": spec.name, "description": spec.description,
+                "parameters": f"{spec.params / 1e6:,.0f} M",
+                "weights (float32)": f"{spec.weights_bytes(4) / 2**30:.2f} GiB",
+                "weights (bfloat16)": f"{spec.weights_bytes(2) / 2**30:.2f} GiB",
+                "context": f"{spec.context_length:,} tokens",
+                "offline": "yes (ships with gemma_panel)" if spec.bundled else
+                "needs its weights (a GGUF, a Hugging Face folder or KerasHub access)",
+                "licence": spec.licence}
+
+    def reset(self, path: str) -> None:
+        """Put a field back to the schema's default."""
+        self.set(path, field_info(path)["default"])
+
+    # -- the recipe -----------------------------------------------------------------------
+    def overrides(self, against: dict[str, Any] | None = None) -> list[str]:
+        """``section.field=value`` for each field that differs from ``against`` (the base)."""
+        against = self._base if against is None else against
+        return [_override(path, value) for path, value in self.settings.items()
+                if against.get(path) != value]
+
+    def recipe(self) -> Recipe:
+        """The recipe, checked as the CLI checks it.
+
+        Raises:
+            RecipeError: one message per problem, each naming its field.
+        """
+        every = [_override(path, value) for path, value in self.settings.items()]
+        return load_recipe(None, every)
+
+    def _check(self) -> None:
+        try:
+            self.recipe()
+            self.errors = []
+        except RecipeError as exc:
+            self.errors = list(exc.problems)
+
+    @param.depends("settings", "base_path", "saved_path")
+    def yaml_text(self) -> str:
+        try:
+            return recipe_to_yaml(self.recipe())
+        except RecipeError as exc:
+            return "# not valid yet:\n" + "\n".join(f"#   {p}" for p in exc.problems)
+
+    @property
+    def cli_command(self) -> str:
+        """The command that runs this same recipe from a terminal."""
+        if self.saved_path:
+            return f"gemma-panel run {shlex.quote(self._shown(self.saved_path))}"
+        base = self._shown(self.base_path) if self.base_path else "EMPTY.yaml"
+        parts = ["gemma-panel", "run", shlex.quote(base), *map(shlex.quote, self.overrides())]
+        return " ".join(parts)
+
+    @property
+    def cli_note(self) -> str:
+        """What the command assumes, when it is not a file this recipe came from."""
+        if self.saved_path or self.base_path:
+            return ""
+        return ("EMPTY.yaml: any empty file (every field then starts at its default); or save "
+                "the recipe and run the saved file.")
+
+    @staticmethod
+    def _shown(path: str) -> str:
+        try:
+            return str(Path(path).resolve().relative_to(Path.cwd()))
+        except ValueError:
+            return str(path)
+
+    # -- files ------------------------------------------------------------------------------
+    def save(self, path: str | Path | None = None) -> Path:
+        """Write the recipe as commented YAML (default: GEMMA_PANEL_HOME/recipes/NAME.yaml)."""
+        recipe = self.recipe()
+        if path is None:
+            safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in recipe.name)
+            path = home_dir() / "recipes" / f"{safe or 'recipe'}.yaml"
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(recipe_to_yaml(recipe))
+        self.saved_path = str(path)
+        self.message = f"Saved to {path}"
+        return path
+
+    def load(self, path: str | Path) -> None:
+        """Replace every value with a recipe file's (YAML is read with safe_load only)."""
+        try:
+            recipe = load_recipe(path)
+        except RecipeError as exc:
+            self.errors = list(exc.problems)
+            self.message = f"Not loaded: {path} has {len(exc.problems)} problem(s)"
+            return
+        self.base_path, self.saved_path = str(path), None
+        self._base = _flatten(recipe)
+        self.settings = _flatten(recipe)
+        self.errors = []
+        self._sync_model_choice()
+        self.message = f"Loaded {path}"
+
+    def load_text(self, text: str | bytes, name: str = "uploaded.yaml") -> None:
+        """Load a recipe uploaded from the browser (stored under GEMMA_PANEL_HOME first)."""
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", errors="replace")
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(name).name)
+        path = home_dir() / "recipes" / (safe.removesuffix(".yml").removesuffix(".yaml")
+                                         + ".yaml")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        self.load(path)
+
+
+def _parse_text(text: str, info: dict) -> Any:
+    """Text from a box for a list, dict or optional field: YAML, or comma lists."""
+    text = text.strip()
+    if info["optional"] and text.lower() in ("", "none", "null"):
+        return None
+    if info["type"] is list and text and not text.startswith("["):
+        return [t.strip() for t in text.split(",") if t.strip()]
+    if info["type"] is str:
+        return text
+    try:
+        return yaml.safe_load(text) if text else info["type"]()
+    except yaml.YAMLError:
+        return text  # load_recipe names the field and says what it expected

@@ -1,0 +1,96 @@
+"""Background work for the dashboard: anything slow runs in a thread, never in the event loop.
+
+A view-model hands a function to ``Jobs.submit``; the function runs in a worker thread and
+its result is applied by ``Jobs.poll()``, which the app calls from its periodic callback,
+on the thread that owns the page. So param values, and the Bokeh models that follow them,
+only ever change on the page's own thread, in a served app and in a notebook alike; tests
+call ``Jobs.wait()`` instead.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+# One small pool for every session of a server: checks and tokenizer loads are I/O and
+# numpy; two threads keep one slow job from holding up the rest.
+_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gemma-panel-ui")
+
+
+@dataclass
+class _Job:
+    label: str
+    future: Future
+    on_done: Callable[[Any], None]
+    on_error: Callable[[BaseException], None] | None
+    started: float
+
+
+class Jobs:
+    """Futures waiting to be applied on the page's thread.
+
+    Example:
+        >>> jobs = Jobs()
+        >>> jobs.submit("check data", lambda: 42, on_done=print)
+        >>> jobs.wait()   # in a test; the app calls jobs.poll() periodically
+        42
+    """
+
+    def __init__(self, on_change: Callable[[list[str]], None] | None = None):
+        self._jobs: list[_Job] = []
+        self._lock = threading.Lock()
+        self.on_change = on_change  # told the labels of the jobs still running
+
+    def submit(self, label: str, fn: Callable[[], Any], on_done: Callable[[Any], None],
+               on_error: Callable[[BaseException], None] | None = None) -> Future:
+        future = _POOL.submit(fn)
+        with self._lock:
+            self._jobs.append(_Job(label, future, on_done, on_error, time.monotonic()))
+        self._changed()
+        return future
+
+    @property
+    def running(self) -> list[str]:
+        """Labels of the jobs not yet applied, oldest first."""
+        with self._lock:
+            return [j.label for j in self._jobs]
+
+    def poll(self) -> int:
+        """Apply the results of finished jobs, in submission order; returns how many."""
+        with self._lock:
+            done = [j for j in self._jobs if j.future.done()]
+            self._jobs = [j for j in self._jobs if not j.future.done()]
+        for job in done:
+            exc = job.future.exception()
+            if exc is None:
+                job.on_done(job.future.result())
+            elif job.on_error is not None:
+                job.on_error(exc)
+            else:
+                traceback.print_exception(exc)
+        if done:
+            self._changed()
+        return len(done)
+
+    def wait(self, timeout: float = 60.0) -> None:
+        """Block until every job (and any job those start) has been applied."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                pending = [j.future for j in self._jobs]
+            if not pending:
+                return
+            for future in pending:
+                future.exception(timeout=max(0.0, deadline - time.monotonic()))
+            self.poll()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"jobs still running after {timeout} s: {self.running}")
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change(self.running)

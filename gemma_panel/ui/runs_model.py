@@ -1,0 +1,271 @@
+"""The Train tab's state: every run in the store, one selected, its history and what is new.
+
+Nothing here trains: ``start`` queues a run whose worker process does the training (see
+``gemma_panel.runs.queue``); this model only reads the store. Because everything is read
+from the store, a refreshed page, a second tab or a restarted server finds every run with
+its whole history.
+
+Example:
+    >>> runs = RunsModel(RunStore())
+    >>> runs.start(load_recipe("recipes/quickstart.yaml", ["train.max_steps=20"]))
+    >>> runs.jobs.wait(); runs.selected            # the new run
+    'quickstart-3f9a2c'
+    >>> kind, data = runs.feed.poll()             # ("reset", full history), then ("append", new)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import param
+
+from gemma_panel.config import Recipe
+from gemma_panel.runs import DEFAULT_TRAINER, RunNotFound, RunStateError, RunStore, submit
+from gemma_panel.runs import cancel as cancel_run
+from gemma_panel.runs import resume as resume_run
+from gemma_panel.runs import statuses as st
+from gemma_panel.runs.compare import current_points
+from gemma_panel.runs.queue import position
+
+from .jobs import Jobs
+
+# Chart name -> the series drawn on it. "perplexity" of training is exp(loss), computed
+# here; the trainer records validation perplexity itself.
+CHARTS: dict[str, tuple[str, ...]] = {
+    "loss": ("loss", "val_loss"),
+    "perplexity": ("perplexity", "val_perplexity"),
+    "learning_rate": ("learning_rate",),
+    "tokens_per_s": ("tokens_per_s",),
+}
+SERIES = tuple(s for names in CHARTS.values() for s in names)
+COLUMNS = ("step", "tokens", "value", "time")
+
+
+def empty_series() -> dict[str, dict[str, list]]:
+    return {name: {c: [] for c in COLUMNS} for name in SERIES}
+
+
+def _add(out: dict, name: str, p, value: float) -> None:
+    col = out[name]
+    col["step"].append(p.step)
+    col["tokens"].append(p.tokens)
+    col["value"].append(value)
+    col["time"].append(p.time)
+
+
+class MetricFeed:
+    """What a chart needs from one run: its whole history once, then only new points.
+
+    ``poll()`` returns ``("reset", series)`` the first time and whenever history changed
+    under it (a resumed run re-does steps), else ``("append", series)`` with the points
+    recorded since the last call; ``series[name]`` has the columns step, tokens, value and
+    time (when the worker recorded it; the benchmark measures latency from it).
+    """
+
+    def __init__(self, store: RunStore, run_id: str | None):
+        self.store, self.run_id = store, run_id
+        self.cursor, self.attempt, self.last_step = 0, -1, -1
+        self.eta_s: float | None = None  # the newest ETA the trainer recorded
+        self._reset_needed = True
+
+    def poll(self) -> tuple[str, dict[str, dict[str, list]]]:
+        if self.run_id is None:
+            return "reset" if self._reset_needed else "append", empty_series()
+        if self._reset_needed:
+            return "reset", self._history()
+        points = self.store.metrics(self.run_id, since=self.cursor, names=_STORED)
+        if not points:
+            return "append", empty_series()
+        if any(p.attempt > self.attempt and p.step <= self.last_step for p in points):
+            return "reset", self._history()  # a resume re-did steps: redraw from the store
+        self._advance(points)
+        return "append", _series(points)
+
+    def _history(self) -> dict[str, dict[str, list]]:
+        self._reset_needed = False
+        points = self.store.metrics(self.run_id, names=_STORED)
+        self._advance(points)
+        kept = sorted(current_points(points), key=lambda p: (p.step, p.seq))
+        return _series(kept)
+
+    def _advance(self, points) -> None:
+        for p in reversed(points):
+            if p.name == "eta_s":
+                self.eta_s = p.value
+                break
+        if points:
+            self.cursor = max(self.cursor, points[-1].seq)
+            self.attempt = max(self.attempt, max(p.attempt for p in points))
+            self.last_step = max(self.last_step, max(p.step for p in points))
+
+
+_STORED = [s for s in SERIES if s != "perplexity"] + ["eta_s"]
+
+
+def _series(points) -> dict[str, dict[str, list]]:
+    out = empty_series()
+    for p in points:
+        if p.value is None or p.name not in out:
+            continue
+        _add(out, p.name, p, p.value)
+        if p.name == "loss":
+            _add(out, "perplexity", p, math.exp(min(p.value, 50.0)))
+    return out
+
+
+class RunsModel(param.Parameterized):
+    """Every run, the selected one's status, samples and log; start, cancel, resume."""
+
+    runs = param.List(default=[], doc="One dict per run, newest first.")
+    selected = param.Selector(default=None, objects=[None], allow_None=True)
+    status = param.String(default="")
+    message = param.String(default="", doc="Why the run ended as it did, in words.")
+    progress = param.Number(default=0.0, bounds=(0, 1))
+    step_text = param.String(default="")
+    eta_text = param.String(default="")
+    samples = param.List(default=[], doc="Sample generations: step, prompt, base, tuned.")
+    log_tail = param.String(default="")
+    notice = param.String(default="", doc="The outcome of the last button press.")
+    can_cancel = param.Boolean(default=False)
+    can_resume = param.Boolean(default=False)
+
+    def __init__(self, store: RunStore | None = None, *, trainer: str = DEFAULT_TRAINER,
+                 jobs: Jobs | None = None, **params):
+        super().__init__(**params)
+        self.store = store or RunStore()
+        self.trainer = trainer
+        self.jobs = jobs or Jobs()
+        self.feed = MetricFeed(self.store, None)
+        self._sample_cursor = 0
+        self.refresh_runs()
+        active = [r for r in self.runs if r["status"] in st.ACTIVE]
+        if self.runs:  # reattach: the newest active run, else the newest run
+            self.selected = (active or self.runs)[0]["id"]
+
+    # -- the list of runs -----------------------------------------------------------------
+    def refresh_runs(self) -> None:
+        rows = []
+        for run in self.store.list_runs():
+            rows.append({"id": run.id, "name": run.name, "status": run.status,
+                         "step": run.step, "total_steps": run.total_steps,
+                         "tokens": run.tokens, "attempt": run.attempt,
+                         "created": time.strftime("%Y-%m-%d %H:%M:%S",
+                                                  time.localtime(run.created_at))})
+        self.runs = rows
+        ids = [r["id"] for r in rows]
+        self.param.selected.objects = [None, *ids]
+        if self.selected not in (None, *ids):
+            self.selected = None
+
+    @param.depends("selected", watch=True)
+    def _select(self) -> None:
+        self.feed = MetricFeed(self.store, self.selected)
+        self._sample_cursor = 0
+        self.samples = []
+        self.refresh_status()
+
+    # -- the selected run -------------------------------------------------------------------
+    def refresh_status(self) -> None:
+        """Status, cause, progress, ETA, new samples and the log tail of the selected run."""
+        if self.selected is None:
+            self.status = self.message = self.step_text = self.eta_text = self.log_tail = ""
+            self.progress, self.can_cancel, self.can_resume = 0.0, False, False
+            return
+        try:
+            run = self.store.get(self.selected)
+        except RunNotFound:
+            self.selected = None
+            return
+        with param.parameterized.batch_call_watchers(self):
+            if self.status and run.status != self.status:
+                self.notice = ""  # the last button's outcome is now told by the status
+            self.status = run.status
+            self.message = run.message or _waiting(self.store, run)
+            total = run.total_steps
+            self.progress = run.progress or 0.0
+            self.step_text = f"step {run.step}/{total}" if total else f"step {run.step}"
+            self.eta_text = _eta(run, self.feed.eta_s)
+            self.can_cancel = run.status in st.ACTIVE and not run.cancel_requested
+            self.can_resume = run.status in st.RESUMABLE
+            new = self.store.samples(run.id, since=self._sample_cursor)
+            if new:
+                self._sample_cursor = new[-1].seq
+                self.samples = self.samples + [
+                    {"step": s.step, "prompt": s.prompt, "reference": s.reference,
+                     "base": s.base, "tuned": s.tuned} for s in new]
+            tail = run.log_tail if run.status in (st.FAILED, st.LOST) and run.log_tail \
+                else self.store.folder(run.id).log_tail(20)
+            self.log_tail = tail
+        listed = next((r for r in self.runs if r["id"] == run.id), None)
+        if listed is not None and listed["status"] != run.status:
+            self.refresh_runs()  # the list and the run picker show the new status at once
+
+    # -- buttons ------------------------------------------------------------------------------
+    def start(self, recipe: Recipe, cwd: str | None = None) -> None:
+        """Queue a run (its worker process starts now) and select it."""
+        def queue():
+            return submit(recipe, self.store, trainer=self.trainer, cwd=cwd)
+
+        def queued(run):
+            self.refresh_runs()
+            self.selected = run.id
+            self.notice = f"Queued {run.id}; its worker process is starting."
+
+        self.notice = f"Queuing {recipe.name} ..."
+        self.jobs.submit("start", queue, queued, self._failed)
+
+    def cancel(self) -> None:
+        if self.selected is None:
+            return
+        run = cancel_run(self.selected, self.store)
+        self.notice = (f"Cancelled {run.id}." if run.status == st.CANCELLED else
+                       f"Cancel requested: {run.id} saves a checkpoint and stops at its "
+                       "next step.")
+        self.refresh_runs()
+        self.refresh_status()
+
+    def resume(self) -> None:
+        if self.selected is None:
+            return
+        run_id = self.selected
+
+        def resumed(run):
+            self.feed = MetricFeed(self.store, run.id)  # the resume re-does some steps
+            self.refresh_runs()
+            self.refresh_status()
+            self.notice = f"Resuming {run.id} from its last checkpoint (attempt {run.attempt})."
+
+        self.jobs.submit("resume", lambda: resume_run(run_id, self.store), resumed,
+                         self._failed)
+
+    def _failed(self, exc: BaseException) -> None:
+        if isinstance(exc, (RunStateError, RunNotFound)):
+            self.notice = str(exc)
+        else:
+            self.notice = f"{type(exc).__name__}: {exc}"
+
+
+def _waiting(store: RunStore, run) -> str:
+    if run.cancel_requested:
+        return "cancel requested: it saves a checkpoint and stops at its next step"
+    if run.status == st.QUEUED:
+        ahead = (position(store, run.id) or 1) - 1
+        return (f"queued: {ahead} run(s) ahead of it" if ahead else
+                "queued: next to start; its worker is loading")
+    return ""
+
+
+def _eta(run, eta: float | None) -> str:
+    if run.status != st.RUNNING:
+        if run.duration_s is not None and run.status in st.FINISHED:
+            return f"took {_duration(run.duration_s)}"
+        return ""
+    return f"ETA {_duration(eta)}" if eta is not None else "ETA: after the first steps"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"

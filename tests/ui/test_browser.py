@@ -1,0 +1,205 @@
+"""The served studio in a real headless browser (Debian's chromium through Playwright).
+
+Upload a dataset and read its report; start a run on a tiny Gemma and see its loss points
+on the chart within 2 s of being recorded; cancel it; reload the page and restart the server
+and see the same history; compare two runs. Each test saves a screenshot of its tab into
+docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from gemma_panel.runs import submit
+from tests.ui.browser import (
+    ARRIVALS_JS,
+    CHROMIUM,
+    READY_JS,
+    click_tab,
+    launch,
+    open_page,
+    source_length,
+    text_of,
+)
+from tests.ui.conftest import (
+    FAKE,
+    REPO,
+    SERVED_APP,
+    TOPICS,
+    Server,
+    fake_recipe,
+    server_env,
+    wait_finished,
+    wait_for,
+)
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(),
+                       reason="needs Debian's chromium at /usr/bin/chromium "
+                              "(apt-get install -y chromium)"),
+]
+SHOTS = REPO / "docs" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = launch(p)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def server(store, tiny_recipe_path):
+    srv = Server(SERVED_APP, server_env(store, GP_TEST_RECIPE=str(tiny_recipe_path))).start()
+    yield srv
+    srv.stop()
+
+
+def shot(page, name: str, height: int = 2000) -> None:
+    """A screenshot for docs/: the template scrolls inside itself, so make the window tall."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    size = page.viewport_size
+    page.set_viewport_size({"width": size["width"], "height": height})
+    page.wait_for_timeout(500)  # let the layout settle at the new size
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+    page.set_viewport_size(size)
+
+
+def test_upload_an_example_and_see_its_report(browser, server):
+    page = open_page(browser, server.url)
+    page.locator("input.filepond--browser").set_input_files(str(TOPICS))
+    wait_for(lambda: "160 usable" in text_of(page, "gp-report"), timeout=60,
+             what="the report")
+    text = text_of(page, "gp-report")
+    assert "classification" in text and "0 errors" in text and "topics.csv" in text
+    # Token lengths measured with the recipe's (tiny) model: the histogram has bars.
+    wait_for(lambda: "Tokens (" in text_of(page, "gp-data-status"), timeout=120,
+             what="token statistics")
+    bars = page.evaluate("() => Bokeh.documents[0].get_model_by_name("
+                         "'token-histogram-source').data.top.length")
+    assert bars > 0
+    assert page.get_by_text("Green: trained on").count() >= 1
+    # The sequence length typed here is the recipe's: tokens are measured again with it.
+    length = page.locator(".bk-input-group", has_text="Sequence length").locator("input")
+    length.fill("128")
+    length.press("Enter")
+    wait_for(lambda: "0 cut at 128" in text_of(page, "gp-data-status"), timeout=120,
+             what="token statistics at 128")
+    assert page.evaluate("() => Bokeh.documents[0].get_model_by_name('cutoff').location") == 128
+    click_tab(page, "Configure")
+    wait_for(lambda: "data.sequence_length=128" in text_of(page, "gp-cli"), timeout=20,
+             what="the CLI command with the new sequence length")
+    click_tab(page, "Data")
+    shot(page, "data")
+    click_tab(page, "Configure")
+    page.get_by_text("The same run from a terminal").wait_for()
+    assert page.get_by_text("Peak learning rate of AdamW").count() >= 1
+    shot(page, "configure")
+    page.close()
+
+
+def _latencies(page, store, run_id: str, since: float) -> list[float]:
+    """Seconds from each loss point's recording (in the worker) to its arrival in the page."""
+    arrivals = {}
+    for step, at_ms in page.evaluate("() => window.__arrivals"):
+        arrivals.setdefault(step, at_ms / 1000)
+    recorded = {p.step: p.time for p in store.metrics(run_id, names=["loss"])}
+    return [arrivals[s] - t for s, t in recorded.items() if s in arrivals and t > since]
+
+
+def test_train_live_cancel_reload_and_restart(browser, server, store):
+    page = open_page(browser, server.url)
+    click_tab(page, "Train")
+    page.evaluate(ARRIVALS_JS, "train-loss")
+    page.get_by_role("button", name="Start a run with this recipe").click()
+    run = wait_for(lambda: store.list_runs() and store.list_runs()[0], timeout=30,
+                   what="the run to be queued")
+    def status() -> str:
+        return text_of(page, "gp-run-status")
+
+    wait_for(lambda: run.id in status(), timeout=30, what="the run to be shown")
+    shown_at = time.time()
+    # Loss points appear on the chart as the worker records them.
+    wait_for(lambda: len(page.evaluate("() => window.__arrivals")) >= 40, timeout=180,
+             every=0.2, what="40 loss points on the chart")
+    late = sorted(_latencies(page, store, run.id, shown_at))
+    assert len(late) >= 30
+    assert late[-1] < 2.0, f"slowest point took {late[-1]:.2f} s; all: {late}"
+    wait_for(lambda: "running" in status(), timeout=10, what="running status")
+    page.get_by_role("button", name="Cancel", exact=True).click()
+    done = wait_finished(store, run.id, timeout=120)
+    assert done.status == "cancelled"
+    wait_for(lambda: "cancelled" in status(), timeout=10, what="cancelled status")
+    assert "checkpoint saved" in status()
+    shot(page, "train")
+
+    from gemma_panel.runs.compare import current_points
+
+    total = len(current_points(store.metrics(run.id, names=["loss"])))
+    page.reload()
+    page.wait_for_function(READY_JS)
+    click_tab(page, "Train")
+    wait_for(lambda: source_length(page, "train-loss") == total, timeout=30,
+             what=f"the whole history ({total} points) after a reload")
+
+    server.stop()
+    server.start()
+    page.reload()
+    page.wait_for_function(READY_JS)
+    click_tab(page, "Train")
+    wait_for(lambda: source_length(page, "train-loss") == total, timeout=60,
+             what="the whole history after a server restart")
+    assert run.id in status()
+    page.close()
+
+
+def test_compare_two_runs(browser, server, store, monkeypatch):
+    monkeypatch.setenv("FAKE_STEP_S", "0.01")
+    a = submit(fake_recipe("train.learning_rate=3e-4", name="high"), store, trainer=FAKE)
+    b = submit(fake_recipe("train.learning_rate=1e-4", name="low"), store, trainer=FAKE)
+    for run in (a, b):
+        assert wait_finished(store, run.id).status == "succeeded"
+    page = open_page(browser, server.url)
+    click_tab(page, "Compare")
+    for run in (a, b):
+        box = page.locator(".choices__input--cloned").filter(visible=True).first
+        box.click()
+        box.fill(run.id)
+        box.press("Enter")
+    def message() -> str:
+        return text_of(page, "gp-compare-message")
+
+    wait_for(lambda: "2 run(s)" in message(), timeout=30, what="the comparison")
+    assert "2 setting(s) differ" in message()  # the name and train.learning_rate
+    lines = page.evaluate("""() => {
+        const s = Bokeh.documents[0].get_model_by_name('compare-loss');
+        return Object.fromEntries(s.data.run.map((r, i) => [r, s.data.xs[i].length]));
+    }""")
+    assert lines == {a.id: 12, b.id: 12}  # one line per run, every step
+    assert page.get_by_text("train.learning_rate").count() >= 1
+    page.locator(".bk-btn", has_text="tokens").filter(visible=True).first.click()
+    wait_for(lambda: "by tokens" in message(), timeout=10, what="tokens axis")
+    shot(page, "compare")
+    assert _luminance(page, "document.body") > 0.7  # the default theme is light
+    page.close()
+    # The template's dark theme: the page and the Bokeh charts turn dark.
+    dark = open_page(browser, server.url + "?theme=dark")
+    click_tab(dark, "Train")
+    assert _luminance(dark, "document.body") < 0.3
+    assert dark.evaluate("() => Bokeh.documents[0].get_model_by_name('chart-loss')"
+                         ".background_fill_color") not in ("#ffffff", "white")
+    shot(dark, "train-dark")
+    dark.close()
+
+
+def _luminance(page, element: str) -> float:
+    """0 (black) to 1 (white): the computed background colour of an element."""
+    rgb = page.evaluate(f"() => getComputedStyle({element}).backgroundColor")
+    r, g, b = (float(v) for v in rgb[rgb.index("(") + 1:rgb.index(")")].split(",")[:3])
+    return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255
