@@ -40,5 +40,5 @@ def benchmarks(session):
     """Run the speed and memory benchmarks in benchmarks/ and print their figures."""
     session.install("-e", ".[dev]")
     for script in ("model_load.py", "train_throughput.py", "data_throughput.py",
-                   "metrics_overhead.py", "dashboard_latency.py"):
+                   "metrics_overhead.py", "dashboard_latency.py", "export_cost.py"):
         session.run("python", f"benchmarks/{script}", *session.posargs)

@@ -141,10 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.set_defaults(func=cmd_dashboard)
 
     from gemma_panel.cli_data import add_data_commands
+    from gemma_panel.cli_export import add_export_commands
     from gemma_panel.cli_runs import add_run_commands
 
     add_data_commands(sub)
     add_run_commands(sub)
+    add_export_commands(sub)
     return parser
 
 

@@ -244,10 +244,13 @@ class EvalSection:
 class ExportSection:
     formats: list = option(
         [],
-        "Exports written when training succeeds: keras, preset, lora, savedmodel, hf, gguf.",
+        "Export formats (gemma-panel export RUN --format F): keras, preset, lora, "
+        "savedmodel, hf, peft, gguf; each is verified by loading it back.",
     )
     quantize: str | None = option(
-        None, "Quantization for GGUF (q8_0, q4_0, ...) or Keras (int8) exports."
+        None, "Quantization: for GGUF f32, f16, bf16, q8_0, q5_0, q4_0 (K-quants with "
+        "llama-quantize on PATH); for Keras int8. Q8_0 keeps a 270M model's perplexity "
+        "within 0.1%; Q4_0 costs it 77%."
     )
     merge: bool = option(
         True, "Fold LoRA into the base weights in exports (needed by most consumers)."

@@ -70,7 +70,8 @@ def is_cached(sha256: str) -> bool:
     return (cached_import_dir(sha256) / "import.json").is_file()
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this machine."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -86,7 +87,7 @@ def remove_dead_partials() -> list[Path]:
     for entry in models_dir().glob(_PARTIAL + "*"):
         parts = entry.name[len(_PARTIAL):].split("-")
         pid = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
-        if pid is not None and _pid_alive(pid) and pid != os.getpid():
+        if pid is not None and pid_alive(pid) and pid != os.getpid():
             continue
         if entry.is_dir():
             shutil.rmtree(entry, ignore_errors=True)

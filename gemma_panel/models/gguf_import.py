@@ -174,6 +174,17 @@ def hf_tensor_name(arch: str, gguf_name: str) -> str | None:
     return None if hf is None else f"{hf}.{suffix}"
 
 
+def gguf_tensor_name(arch: str, hf_name: str) -> str | None:
+    """The llama.cpp name of a Hugging Face tensor (``hf_tensor_name`` in reverse)."""
+    base, _, suffix = hf_name.rpartition(".")
+    if base.startswith("model.layers."):
+        index, short = base[len("model.layers."):].split(".", 1)
+        reverse = {hf: gguf for gguf, hf in _BLOCK_NAMES[arch].items()}
+        return f"blk.{index}.{reverse[short]}.{suffix}" if short in reverse else None
+    reverse = {hf: gguf for gguf, hf in _TOP_NAMES.items()}
+    return f"{reverse[base]}.{suffix}" if base in reverse else None
+
+
 def dequantized(tensor) -> np.ndarray:
     """A GGUF tensor as float32, in Hugging Face's (out_features, in_features) order."""
     from gguf.quants import dequantize

@@ -1,0 +1,108 @@
+"""Keras exports: the ``.keras`` file, a KerasHub preset folder, and the LoRA weights alone.
+
+* ``keras``: ``model.save("model.keras")``. Keras's own format always stores a LoRA layer's
+  kernel merged (``EinsumDense.save_own_variables``); a model saved unmerged comes back with
+  LoRA enabled and zero factors, ready to tune further. ``merge=True`` (default) saves the
+  merged model without LoRA layers.
+* ``preset``: ``save_to_preset``: the folder any ``from_preset`` (and ``gemma-panel``'s own
+  loader) reads; its weights are merged by KerasHub.
+* ``lora``: ``backbone.save_lora_weights("adapter.lora.h5")`` (KerasHub's format: the A and B
+  factors per layer and the rank) plus ``lora.json`` with what that file leaves out and a
+  loader needs: alpha, the target layer names and the base model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from gemma_panel.export.manifest import ExportError
+from gemma_panel.export.verify import Verification, compare_logits, differs_from_base, keras_logits
+
+LORA_FILE = "adapter.lora.h5"
+LORA_CONFIG = "lora.json"
+
+
+def export_keras(model, folder: Path, check: Verification, ids, reference, base=None) -> Path:
+    """Write ``model.keras`` and check that ``keras.saving.load_model`` gives the same logits."""
+    import keras
+    import keras_hub  # noqa: F401  (registers KerasHub's classes for deserialisation)
+
+    path = Path(folder) / "model.keras"
+    model.save(path)
+    reloaded = keras.saving.load_model(path)
+    logits = keras_logits(reloaded, ids)
+    compare_logits(check, "keras_load_model_logits", logits, reference, 1e-4)
+    differs_from_base(check, "keras_carries_lora", logits, base)
+    return path
+
+
+def export_preset(model, folder: Path, check: Verification, ids, reference, base=None) -> Path:
+    """Write a KerasHub preset into ``folder`` and load it back with ``from_preset``."""
+    from gemma_panel.models import load_model, resolve_source
+
+    model.save_to_preset(str(folder))
+    check.check("preset_recognised", resolve_source(str(folder)).kind == "keras_preset",
+                "gemma_panel's loader sees the folder as a KerasHub preset")
+    reloaded = load_model(str(folder), progress=False)
+    logits = keras_logits(reloaded, ids)
+    compare_logits(check, "from_preset_logits", logits, reference, 1e-4)
+    differs_from_base(check, "preset_carries_lora", logits, base)
+    return Path(folder)
+
+
+def export_lora(lm, folder: Path, check: Verification, ids, reference, base_source: str | None,
+                load_base=None) -> Path:
+    """Write the LoRA factors alone and check base + adapter reproduces the tuned logits.
+
+    Args:
+        lm: the tuned model with LoRA enabled (unmerged).
+        base_source: the base model's source (a registry name, GGUF, folder), for lora.json.
+        load_base: callable returning a fresh base model for the check (default:
+            ``load_model(base_source)``).
+    """
+    from gemma_panel.export.source import lora_settings
+
+    settings = lora_settings(lm)
+    if settings is None:
+        raise ExportError("This model has no LoRA (the run fine-tuned every weight), so there "
+                          "are no LoRA weights to export; export 'keras', 'preset' or 'hf'.")
+    folder = Path(folder)
+    lm.backbone.save_lora_weights(str(folder / LORA_FILE))
+    import keras_hub
+
+    config = {**settings, "base_model": base_source, "backbone_class":
+              type(lm.backbone).__name__, "keras_hub_version": keras_hub.__version__,
+              "weights": LORA_FILE}
+    (folder / LORA_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+    if load_base is None:
+        if base_source is None:
+            raise ExportError("The base model of this LoRA is unknown, so the adapter cannot "
+                              "be checked; export from a run (it records its model.source).")
+
+        def load_base():
+            from gemma_panel.models import load_model
+
+            return load_model(base_source, progress=False)
+
+    tuned = load_lora_adapter(load_base(), folder)
+    compare_logits(check, "base_plus_lora_logits", keras_logits(tuned, ids), reference, 1e-4)
+    return folder / LORA_FILE
+
+
+def load_lora_adapter(base_lm, folder: str | Path):
+    """Put an exported LoRA adapter (``adapter.lora.h5`` + ``lora.json``) on a base model.
+
+    Example:
+        >>> lm = load_model("gemma3-270m")
+        >>> load_lora_adapter(lm, "runs/my-run/exports/lora-step000100")
+    """
+    folder = Path(folder)
+    config = json.loads((folder / LORA_CONFIG).read_text())
+    backbone = base_lm.backbone
+    backbone.enable_lora(config["rank"], target_layer_names=list(config["target_layers"]))
+    backbone.load_lora_weights(str(folder / config.get("weights", LORA_FILE)))
+    for layer in backbone._flatten_layers(include_self=False):
+        if getattr(layer, "lora_enabled", False):
+            layer.lora_alpha = config["alpha"]  # .lora.h5 keeps the rank, not alpha
+    return base_lm

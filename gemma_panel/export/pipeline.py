@@ -1,0 +1,265 @@
+"""``export_run`` / ``export_model``: write one format, verify it, describe it, move it in.
+
+Read it top to bottom: check the request before any work, compute the tuned model's
+reference logits (and the base model's, for LoRA runs), write the format into a staging
+folder, load it back with its consumer, write the README and the manifest, and rename the
+folder into place. A failed check raises ``VerificationError`` and keeps nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from gemma_panel.export.manifest import ExportError, staged_folder, write_manifest
+from gemma_panel.export.source import (
+    ExportSource,
+    load_run_model,
+    lora_switched_off,
+    pick_checkpoint,
+    resolve_run_dir,
+)
+from gemma_panel.export.verify import Verification, keras_logits, perplexity, probe_ids
+
+FORMATS = {
+    "keras": "the Keras model file model.keras (--quantize int8 or int4: Keras quantization)",
+    "preset": "a KerasHub preset folder (keras_hub ... from_preset, gemma-panel --model)",
+    "lora": "the LoRA weights alone: KerasHub's adapter.lora.h5 plus lora.json",
+    "savedmodel": "a TensorFlow SavedModel serving logits (tf.saved_model.load, TF Serving)",
+    "hf": "Hugging Face safetensors, config and tokenizer (transformers, PyTorch)",
+    "peft": "the LoRA adapter alone in PEFT's format (adapter_config.json + safetensors)",
+    "gguf": "GGUF for llama.cpp and Ollama, with a Modelfile (--quantize: file type)",
+}
+QUANTIZE_CHOICES = {"keras": ("int8", "int4"), "gguf": None}  # gguf: see gguf.GGUF_TYPES
+DEFAULT_GGUF_TYPE = "f16"
+_NEEDS_MERGE = ("savedmodel", "hf", "gguf")
+_ADAPTER_ONLY = ("lora", "peft")
+
+
+@dataclass
+class ExportResult:
+    """A finished, verified export."""
+
+    path: Path
+    manifest: dict
+
+    @property
+    def files(self) -> list[dict]:
+        return self.manifest["files"]
+
+
+def check_request(fmt: str, quantize: str | None, merge: bool) -> str | None:
+    """Validate the format options before loading anything; return the normalised type."""
+    from gemma_panel.export.gguf import GGUF_TYPES, LLAMA_QUANTIZE_TYPES
+
+    if fmt not in FORMATS:
+        raise ExportError(f"Unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}.")
+    if quantize is not None:
+        quantize = quantize.lower()
+    if fmt == "gguf":
+        quantize = quantize or DEFAULT_GGUF_TYPE
+        if quantize not in GGUF_TYPES:
+            raise ExportError(f"GGUF type '{quantize}' is not supported; choose one of "
+                              f"{', '.join(GGUF_TYPES)}.")
+        if quantize in LLAMA_QUANTIZE_TYPES and shutil.which("llama-quantize") is None:
+            raise ExportError(
+                f"GGUF type '{quantize}' needs llama.cpp's llama-quantize on PATH (install "
+                "llama.cpp and retry); without it choose one of "
+                f"{', '.join(t for t in GGUF_TYPES if t not in LLAMA_QUANTIZE_TYPES)}.")
+    elif fmt == "keras":
+        if quantize not in (None, "int8", "int4"):
+            raise ExportError(f"Keras quantization '{quantize}' is not supported; choose int8 "
+                              "or int4 (GGUF types such as q4_0 go with --format gguf).")
+    elif quantize is not None:
+        raise ExportError(f"--quantize applies to 'keras' (int8, int4) and 'gguf' exports, "
+                          f"not '{fmt}'.")
+    if not merge and fmt in _NEEDS_MERGE:
+        raise ExportError(f"'{fmt}' exports need the LoRA merged into the weights (their "
+                          "consumers have no LoRA layers); drop --no-merge, or export the "
+                          "adapter alone with --format lora or --format peft.")
+    return quantize
+
+
+def default_folder_name(fmt: str, quantize: str | None, step: int | None) -> str:
+    parts = [fmt] + ([quantize] if quantize else []) + ([f"step{step:06d}"] if step is not None
+                                                        else [])
+    return "-".join(parts)
+
+
+def export_run(run: str | os.PathLike, fmt: str, *, quantize: str | None = None,
+               merge: bool = True, out: str | os.PathLike | None = None,
+               step: int | None = None, overwrite: bool = False, store=None) -> ExportResult:
+    """Export a run's tuned model (its latest checkpoint, or ``step``) to ``fmt``.
+
+    Args:
+        run: a run id, a unique id prefix, or a run folder.
+        fmt: one of ``FORMATS``.
+        quantize: GGUF file type (f32, f16, bf16, q8_0, q4_0, q5_0, K-quants) or Keras
+            int8/int4.
+        merge: fold LoRA into the weights (required by savedmodel, hf and gguf).
+        out: the export folder (default ``<run>/exports/<fmt>[-<type>]-step<N>``).
+        step: the checkpoint step (default: the latest).
+        overwrite: replace an existing export folder once the new one is complete.
+
+    Example:
+        >>> export_run("quickstart-3f2a1b", "gguf", quantize="q8_0").path
+    """
+    quantize = check_request(fmt, quantize, merge)
+    run_id, run_dir = resolve_run_dir(run, store)
+    checkpoint = pick_checkpoint(run_dir, step)
+    step = int(checkpoint.name.split("-")[1])
+    if out is None:
+        out = run_dir / "exports" / default_folder_name(fmt, quantize, step)
+    if Path(out).exists() and not overwrite:  # say so before minutes of loading
+        raise ExportError(f"'{out}' already exists; pass --out with another folder, or "
+                          "--force to replace it.")
+    source = load_run_model(run_dir, step=step)
+    source.run_id = run_id
+    return export_model(source, fmt, out, quantize=quantize, merge=merge, overwrite=overwrite)
+
+
+def export_model(source, fmt: str, out: str | os.PathLike, *, quantize: str | None = None,
+                 merge: bool = True, overwrite: bool = False) -> ExportResult:
+    """Export a model (an ``ExportSource``, or a KerasHub causal LM) to ``fmt`` in ``out``."""
+    quantize = check_request(fmt, quantize, merge)
+    if not isinstance(source, ExportSource):
+        source = ExportSource(lm=source)
+    if fmt in _ADAPTER_ONLY and not source.has_lora:
+        raise ExportError(f"'{fmt}' exports the LoRA adapter, but this model has none (the "
+                          "run fine-tuned every weight); export 'hf', 'gguf' or 'keras'.")
+    started = time.perf_counter()
+    lm = source.lm
+    ids = probe_ids(lm)
+    reference = keras_logits(lm, ids)
+    base = None
+    if source.has_lora:
+        with lora_switched_off(lm):
+            base = keras_logits(lm, ids)
+    check = Verification()
+    record = {"format": fmt, "quantize": quantize,
+              "merged": bool(merge and source.has_lora) or not source.has_lora,
+              "source": source.describe(), "versions": _versions()}
+    with staged_folder(Path(out), overwrite=overwrite) as folder:
+        extra = _write_and_verify(source, fmt, quantize, merge, folder, check, ids, reference,
+                                  base)
+        record.update(extra)
+        check.require(fmt)
+        from gemma_panel.export.readme import readme_text
+
+        record["verification"] = check.to_dict()
+        record["timings"] = {"export_and_verify_s": round(time.perf_counter() - started, 2)}
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        record["process_peak_rss_mb"] = round(peak / 1024)
+        (folder / "README.md").write_text(readme_text(record))
+        manifest = write_manifest(folder, record)
+    return ExportResult(Path(out), manifest)
+
+
+def _write_and_verify(source: ExportSource, fmt, quantize, merge, folder: Path,
+                      check: Verification, ids, reference, base) -> dict:
+    """Write ``fmt`` into ``folder`` and run its checks; return extra manifest fields."""
+    lm = source.lm
+    model_source = source.recipe.model.source if source.recipe is not None else None
+    if fmt == "keras" and quantize:
+        from gemma_panel.export.quantize import export_quantized_keras
+
+        ref_ppl = perplexity(lambda x, m: keras_logits(lm, x, m), source.validation)
+        export_quantized_keras(source.merged(), folder, quantize, check, ids, reference,
+                               source.validation, ref_ppl)
+        return {}
+    if fmt == "keras":
+        from gemma_panel.export.keras import export_keras
+
+        export_keras(source.merged() if merge else lm, folder, check, ids, reference, base)
+        return {}
+    if fmt == "preset":
+        from gemma_panel.export.keras import export_preset
+
+        export_preset(lm, folder, check, ids, reference, base)
+        return {"merged": True}  # save_to_preset always writes merged kernels
+    if fmt == "lora":
+        from gemma_panel.export.keras import export_lora
+
+        export_lora(lm, folder, check, ids, reference, model_source)
+        return {"merged": False}
+    if fmt == "savedmodel":
+        from gemma_panel.export.savedmodel import export_savedmodel
+
+        export_savedmodel(source.merged(), folder, check, ids, reference, base)
+        return {}
+    if fmt == "hf":
+        from gemma_panel.export.gguf import chat_template_of
+        from gemma_panel.export.hf import export_hf
+
+        export_hf(source.merged(), folder, check, ids, reference, lm, base,
+                  chat_template_of(model_source))
+        return {}
+    if fmt == "peft":
+        from gemma_panel.export.hf import write_hf_folder
+        from gemma_panel.export.peft import export_peft
+
+        base_folder = folder / ".base-hf"
+        try:  # the unmerged model's transformers export leaves LoRA out: the base weights
+            write_hf_folder(lm, base_folder, None)
+            export_peft(lm, folder, check, ids, reference, base_folder, model_source)
+        finally:
+            shutil.rmtree(base_folder, ignore_errors=True)
+        return {"merged": False}
+    return _gguf(source, quantize, folder, check, ids, reference, base, model_source)
+
+
+def _gguf(source, quantize, folder, check, ids, reference, base, model_source) -> dict:
+    import gguf as gguf_package
+
+    from gemma_panel.export import gguf, gguf_check
+
+    model = source.merged()
+    path = folder / gguf.GGUF_FILE
+    if quantize in gguf.PYTHON_TYPES:
+        sources = gguf.write_gguf(model, path, quantize, model_source)
+    else:  # K-quants: an F32 file first, then llama.cpp's quantizer
+        scratch = folder / "model-f32.gguf.partial"
+        try:
+            sources = gguf.write_gguf(model, scratch, "f32", model_source)
+            gguf.llama_quantize(scratch, path, quantize)
+        finally:
+            scratch.unlink(missing_ok=True)
+    reader = gguf_package.GGUFReader(str(path))
+    reference_path = gguf.bundled_gguf()
+    gguf_check.compare_with_reference(check, reader, gguf.cached_reader(reference_path))
+    gguf_check.dequantized_errors(check, reader, sources)
+    del sources
+    gguf.write_modelfile(folder)
+    gguf_check.check_modelfile(check, folder, gguf.GGUF_FILE)
+    quantized = quantize != "f32"
+    validation = source.validation if quantized else None
+    logits, ppl = gguf_check.transformers_check(check, folder, gguf.GGUF_FILE, quantize, ids,
+                                                reference, base, validation)
+    if quantized:
+        gguf_check.same_gguf_in_gemma_panel(check, reader, folder, ids, logits)
+    if quantized:
+        from gemma_panel.export.verify import note_perplexity_change
+
+        ref_ppl = perplexity(lambda x, m: keras_logits(source.lm, x, m), validation)
+        note_perplexity_change(check, ref_ppl, ppl, f"GGUF {quantize} in transformers")
+    check.note("file_size", f"{path.stat().st_size / 1e6:.1f} MB", bytes=path.stat().st_size)
+    return {"gguf_file": gguf.GGUF_FILE, "reference_gguf": reference_path.name}
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("gemma_panel", "keras", "keras-hub", "jax", "tensorflow", "transformers",
+                 "torch", "gguf", "peft"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    if shutil.which("llama-quantize"):
+        out["llama-quantize"] = shutil.which("llama-quantize")
+    return out

@@ -1,0 +1,184 @@
+"""Checking an export by loading it back: logits, greedy generations, perplexity.
+
+Every exporter loads what it wrote with the consumer that will use it (KerasHub, TensorFlow,
+transformers, the gguf reader) and records numbered checks in a :class:`Verification`, which
+goes into the manifest. A check that fails makes the export fail: nothing is moved into place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gemma_panel.export.manifest import ExportError
+
+# A fixed probe: plain English with digits and punctuation, so common and rare pieces both
+# appear. The first tokens of the tuned model's answer are compared, not a whole text.
+PROBE_TEXT = "The quick brown fox jumps over the lazy dog. In 1905, Einstein wrote"
+PROBE_TOKENS = 24
+
+
+class VerificationError(ExportError):
+    """An export that was written but did not load back as the model it came from."""
+
+
+@dataclass
+class Verification:
+    """The checks one export went through; ``passed`` only if every one passed."""
+
+    checks: list[dict] = field(default_factory=list)
+
+    def check(self, name: str, passed: bool, detail: str = "", **values) -> bool:
+        self.checks.append({"name": name, "passed": bool(passed), "detail": detail, **values})
+        return bool(passed)
+
+    def note(self, name: str, detail: str = "", **values) -> None:
+        """A measurement that is reported but judges nothing (sizes, perplexities)."""
+        self.checks.append({"name": name, "passed": True, "detail": detail, "measured": True,
+                            **values})
+
+    @property
+    def passed(self) -> bool:
+        return all(c["passed"] for c in self.checks)
+
+    def failures(self) -> list[dict]:
+        return [c for c in self.checks if not c["passed"]]
+
+    def require(self, what: str) -> None:
+        """Raise ``VerificationError`` naming every failed check."""
+        failed = self.failures()
+        if failed:
+            lines = "; ".join(f"{c['name']}: {c['detail']}" for c in failed)
+            raise VerificationError(
+                f"The {what} export was written but did not load back as the model: {lines}. "
+                "Nothing was kept. This is a bug in the exporter or in the consumer's version; "
+                "please report it with the run's recipe."
+            )
+
+    def to_dict(self) -> dict:
+        return {"passed": self.passed, "checks": self.checks}
+
+
+def probe_ids(lm, length: int = PROBE_TOKENS) -> np.ndarray:
+    """Token ids (1, length) of the probe text with BOS, from the model's own tokenizer."""
+    tokenizer = lm.preprocessor.tokenizer
+    ids = [int(i) for i in np.asarray(tokenizer(PROBE_TEXT)).reshape(-1)]
+    bos = tokenizer.start_token_id
+    ids = ([bos] if bos is not None else []) + ids
+    while len(ids) < length:  # tiny test tokenizers cut the probe into fewer pieces
+        ids = ids + ids[1:]
+    return np.array([ids[:length]], dtype="int32")
+
+
+def keras_logits(lm, ids: np.ndarray, padding_mask: np.ndarray | None = None) -> np.ndarray:
+    """Float32 logits (batch, length, vocabulary) of a KerasHub causal LM (or a reloaded one)."""
+    mask = np.ones_like(ids, dtype="int32") if padding_mask is None else padding_mask
+    out = lm({"token_ids": np.asarray(ids, "int32"), "padding_mask": np.asarray(mask, "int32")},
+             training=False)
+    return np.asarray(out, dtype=np.float32)
+
+
+def torch_logits(model, ids: np.ndarray, padding_mask: np.ndarray | None = None) -> np.ndarray:
+    import torch
+
+    kwargs = {}
+    if padding_mask is not None:
+        kwargs["attention_mask"] = torch.tensor(np.asarray(padding_mask, dtype="int64"))
+    with torch.no_grad():
+        out = model(input_ids=torch.tensor(np.asarray(ids, dtype="int64")), **kwargs)
+    return out.logits.float().numpy()
+
+
+def compare_logits(verification: Verification, name: str, ours: np.ndarray,
+                   theirs: np.ndarray, tolerance: float) -> bool:
+    """Record max |difference| against ``tolerance`` and the top-1 agreement."""
+    diff = float(np.abs(ours - theirs).max())
+    top1 = float((ours.argmax(-1) == theirs.argmax(-1)).mean())
+    return verification.check(
+        name, diff <= tolerance,
+        f"max |logit difference| {diff:.3g} (tolerance {tolerance:g}), top-1 agreement "
+        f"{top1:.3f}", max_abs_diff=diff, tolerance=tolerance, top1_agreement=top1)
+
+
+def differs_from_base(verification: Verification, name: str, exported: np.ndarray,
+                      base: np.ndarray | None, min_diff: float = 1e-5) -> None:
+    """A LoRA run's export must carry the LoRA: its logits are not the base model's."""
+    if base is None:
+        return
+    diff = float(np.abs(exported - base).max())
+    verification.check(
+        name, diff > min_diff,
+        f"max |logit difference| from the base model {diff:.3g} (must exceed {min_diff:g}, "
+        "else the LoRA was lost)", max_abs_diff=diff)
+
+
+def keras_greedy(lm, ids: np.ndarray, new_tokens: int) -> list[int]:
+    """Greedy continuation through KerasHub's own ``generate`` (compiled, with a KV cache)."""
+    plain = type(lm)(backbone=lm.backbone, preprocessor=None)
+    plain.compile(sampler="greedy")
+    length = ids.shape[1] + new_tokens
+    token_ids = np.zeros((1, length), dtype="int32")
+    token_ids[:, : ids.shape[1]] = ids
+    mask = np.zeros((1, length), dtype="bool")
+    mask[:, : ids.shape[1]] = True
+    # KerasHub's compiled generate function directly: ``generate()`` itself fails on Gemma 3
+    # without a preprocessor (it concatenates the ``images: None`` it returns).
+    generate = plain.make_generate_function()
+    out = generate({"token_ids": token_ids, "padding_mask": mask}, stop_token_ids=None)
+    return [int(t) for t in np.asarray(out["token_ids"])[0][:length]]
+
+
+def torch_greedy(model, ids: np.ndarray, new_tokens: int) -> list[int]:
+    """Greedy continuation through transformers' ``generate``; it never stops early."""
+    import torch
+
+    with torch.no_grad():
+        out = model.generate(
+            input_ids=torch.tensor(np.asarray(ids, dtype="int64")),
+            attention_mask=torch.ones(ids.shape, dtype=torch.long),
+            do_sample=False, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+            top_k=None, top_p=None, temperature=None,
+        )
+    return [int(t) for t in out[0].tolist()]
+
+
+def perplexity(logits_fn: Callable[[np.ndarray, np.ndarray], np.ndarray], sequences,
+               batch_size: int = 1) -> float | None:
+    """Perplexity over the loss positions of ``sequences`` (unpacked, see batches.py).
+
+    ``logits_fn(inputs, padding_mask)`` returns float logits (batch, length, vocabulary).
+    """
+    if sequences is None or len(sequences) == 0:
+        return None
+    total = count = 0.0
+    for start in range(0, len(sequences), batch_size):
+        part = sequences.take(np.arange(start, min(start + batch_size, len(sequences))))
+        mask = (part.segment_ids > 0).astype("int32")
+        logits = np.asarray(logits_fn(part.inputs, mask), dtype=np.float64)
+        top = logits.max(-1, keepdims=True)
+        lse = np.log(np.exp(logits - top).sum(-1)) + top[..., 0]
+        picked = np.take_along_axis(logits, part.targets[..., None].astype("int64"), -1)[..., 0]
+        weights = part.loss_mask.astype(np.float64)
+        total += float(((lse - picked) * weights).sum())
+        count += float(weights.sum())
+    if count == 0:
+        return None
+    return float(np.exp(min(total / count, 50.0)))
+
+
+def note_perplexity_change(verification: Verification, reference: float | None,
+                           exported: float | None, what: str) -> None:
+    """Report the validation perplexity before and after (quantized exports)."""
+    if reference is None or exported is None:
+        verification.note("validation_perplexity",
+                          "not measured: no validation data was given with the export")
+        return
+    change = exported - reference
+    verification.note(
+        "validation_perplexity",
+        f"{what}: {exported:.4f} vs {reference:.4f} for the tuned model "
+        f"({change:+.4f}, {100 * change / reference:+.2f}%)",
+        tuned=reference, exported=exported, change=change,
+        relative_change=change / reference)

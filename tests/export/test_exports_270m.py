@@ -1,0 +1,120 @@
+"""Every format on a LoRA-tuned real Gemma 3 270M (slow: minutes on 2 CPU cores).
+
+One tuned model for the module: 2 LoRA steps on the example data with a high learning
+rate, so the exports must carry a LoRA that visibly moves the logits.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gemma_panel.export import (
+    ExportSource,
+    VerificationError,
+    check_files,
+    export_model,
+    is_finished,
+)
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory, real_gguf_path):
+    from gemma_panel.config import load_recipe
+    from gemma_panel.export.source import validation_sequences
+    from gemma_panel.training import train
+
+    recipe = load_recipe(None, [
+        f"data.train_path={REPO / 'examples/instruction/unit_conversions.jsonl'}",
+        "train.max_steps=2", "train.warmup_steps=1", "train.learning_rate=2e-3",
+        "train.batch_size=2", "eval.every_steps=100", "eval.task_examples=0",
+        "eval.num_samples=0", "data.sequence_length=64"])
+    run_dir = tmp_path_factory.mktemp("run270m")
+    result = train(recipe, run_dir)
+    assert result.status == "succeeded"
+    return ExportSource(lm=result.model, run_id="run270m", run_dir=run_dir, step=result.step,
+                        recipe=recipe,
+                        validation=validation_sequences(recipe, result.model, max_sequences=4))
+
+
+def checks(result) -> dict:
+    return {c["name"]: c for c in result.manifest["verification"]["checks"]}
+
+
+def finished(result, *names):
+    assert is_finished(result.path) and check_files(result.path) == []
+    found = checks(result)
+    for name in names:
+        assert found[name]["passed"], found[name]
+    return found
+
+
+def test_hf(tuned, tmp_path):
+    found = finished(export_model(tuned, "hf", tmp_path / "hf"), "transformers_logits",
+                     "greedy_generation", "transformers_carries_lora",
+                     "autotokenizer_probe", "autotokenizer_whitespace_and_turns", "chat_template")
+    assert found["transformers_logits"]["max_abs_diff"] <= 1e-3
+
+
+def test_peft(tuned, tmp_path):
+    pytest.importorskip("peft")
+    finished(export_model(tuned, "peft", tmp_path / "peft"), "peft_logits", "peft_changes_base")
+
+
+@pytest.mark.parametrize("file_type", ["f32", "q8_0", "q4_0", "f16", "bf16", "q5_0"])
+def test_gguf_matches_the_llama_cpp_file(tuned, tmp_path, file_type):
+    result = export_model(tuned, "gguf", tmp_path / file_type, quantize=file_type)
+    found = finished(result, "gguf_metadata_keys", "gguf_tensor_names", "gguf_tensor_shapes",
+                     "gguf_metadata_values", "gguf_dequantized_within_bound",
+                     "transformers_gguf_logits", "gguf_carries_lora", "modelfile")
+    if file_type == "f32":
+        assert found["transformers_gguf_logits"]["max_abs_diff"] <= 1e-3
+    else:
+        assert found["validation_perplexity"]["exported"] > 1.0
+
+
+def test_keras_and_preset(tuned, tmp_path):
+    finished(export_model(tuned, "keras", tmp_path / "keras"), "keras_load_model_logits",
+             "keras_carries_lora")
+    finished(export_model(tuned, "preset", tmp_path / "preset"), "from_preset_logits",
+             "preset_carries_lora")
+
+
+def test_lora(tuned, tmp_path):
+    finished(export_model(tuned, "lora", tmp_path / "lora"), "base_plus_lora_logits")
+
+
+def test_savedmodel(tuned, tmp_path):
+    found = finished(export_model(tuned, "savedmodel", tmp_path / "sm"),
+                     "tf_saved_model_serve_logits", "serving_default_logits",
+                     "savedmodel_carries_lora")
+    assert found["tf_saved_model_serve_logits"]["max_abs_diff"] <= 1e-4
+
+
+@pytest.mark.parametrize("mode", ["int8", pytest.param("int4", marks=pytest.mark.xfail(
+    raises=VerificationError, strict=True,
+    reason="keras 3.15: a model.keras saved after quantize('int4') reloads with logits up to "
+           "0.74 away from the in-memory int4 model (docs/export.md); the export refuses it"))])
+def test_keras_quantized(tuned, tmp_path, mode):
+    found = finished(export_model(tuned, "keras", tmp_path / mode, quantize=mode),
+                     "keras_quantized_layers", f"keras_{mode}_logits")
+    assert found["file_size"]["ratio"] < 0.5  # int8 and int4 kernels, float scales
+    assert np.isfinite(found["validation_perplexity"]["change"])
+
+
+def test_tokenizer_metadata_derived_as_llama_cpp_derives_it(tuned, real_gguf_path):
+    """A run from a Hugging Face folder or preset has no source GGUF to copy the tokenizer
+    from; the derivation must give what llama.cpp wrote, piece for piece."""
+    from gemma_panel.export.gguf import cached_reader, tokenizer_from_sentencepiece
+
+    reader = cached_reader(real_gguf_path)
+    derived = tokenizer_from_sentencepiece(tuned.lm.preprocessor.tokenizer)
+    assert set(derived) == {k for k in reader.fields if k.startswith("tokenizer.")}
+    for key, (value, _, _) in derived.items():
+        assert value == reader.fields[key].contents(), key
