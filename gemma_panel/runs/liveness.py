@@ -12,6 +12,8 @@ import os
 import socket
 from dataclasses import dataclass
 
+from gemma_panel.models.cache import pid_alive
+
 
 @dataclass(frozen=True)
 class Timings:
@@ -71,10 +73,4 @@ def process_alive(pid: int | None, start_time: str | None, host: str | None) -> 
     if os.path.isdir("/proc/self"):
         now = process_start_time(pid)
         return now is not None and (start_time is None or now == start_time)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(pid)
