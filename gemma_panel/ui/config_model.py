@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import shlex
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,15 @@ from gemma_panel.config import (
     load_recipe,
     recipe_to_yaml,
 )
-from gemma_panel.home import home_dir
 from gemma_panel.models.registry import MODELS
+
+from .server_paths import (
+    PathRefused,
+    confine_data_path,
+    data_roots,
+    recipe_save_path,
+    recipes_dir,
+)
 
 OTHER_SOURCE = "(a file, folder or preset)"
 TOP_FIELDS = {"name": "A short name for the run; run ids start with it.",
@@ -203,18 +211,32 @@ class ConfigModel(param.Parameterized):
             return str(path)
 
     # -- files ------------------------------------------------------------------------------
-    def save(self, path: str | Path | None = None) -> Path:
-        """Write the recipe as commented YAML (default: GEMMA_PANEL_HOME/recipes/NAME.yaml)."""
+    def save(self, name: str | None = None, overwrite: bool = False) -> Path:
+        """Write the recipe as commented YAML to GEMMA_PANEL_HOME/recipes/NAME.yaml.
+
+        NAME defaults to the recipe's name; an existing file is replaced only with
+        ``overwrite``.
+
+        Raises:
+            RecipeError: the recipe is not valid.
+            PathRefused: NAME is not a plain file name, or the file exists.
+        """
         recipe = self.recipe()
-        if path is None:
-            safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in recipe.name)
-            path = home_dir() / "recipes" / f"{safe or 'recipe'}.yaml"
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in recipe.name)
+        path = recipe_save_path(name, safe or "recipe", overwrite)
         path.write_text(recipe_to_yaml(recipe))
         self.saved_path = str(path)
         self.message = f"Saved to {path}"
         return path
+
+    def load_server_path(self, path: str) -> None:
+        """``load`` a path typed into the page: only inside the data roots or the recipes."""
+        try:
+            confine_data_path(path, [*data_roots(), recipes_dir()])
+        except PathRefused as exc:
+            self.message = f"Not loaded: {exc}"
+            return
+        self.load(path)
 
     def load(self, path: str | Path) -> None:
         """Replace every value with a recipe file's (YAML is read with safe_load only)."""
@@ -236,9 +258,8 @@ class ConfigModel(param.Parameterized):
         if isinstance(text, bytes):
             text = text.decode("utf-8", errors="replace")
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(name).name)
-        path = home_dir() / "recipes" / (safe.removesuffix(".yml").removesuffix(".yaml")
-                                         + ".yaml")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]  # never over another
+        path = recipes_dir() / f"{digest}-{safe.removesuffix('.yml').removesuffix('.yaml')}.yaml"
         path.write_text(text)
         self.load(path)
 

@@ -23,6 +23,7 @@ from gemma_panel.data.columns import ROLES
 
 from .data_checks import check_file, example_datasets, load_tokenizer, measure_tokens
 from .jobs import Jobs
+from .server_paths import PathRefused, confine_data_path
 from .uploads import UploadError, save_upload
 
 AUTO, NONE = "(detected)", "(not used)"
@@ -91,9 +92,15 @@ class DataModel(param.Parameterized):
         path = str(path).strip()
         if not path:
             return
-        if "://" not in path and not path.startswith("tfds:") and not Path(path).is_file():
-            self.error = f"{path}: no such file on the server"
-            return
+        if "://" not in path and not path.startswith("tfds:"):
+            try:  # a page may read only inside the data roots, whatever the path says
+                confine_data_path(path)
+            except PathRefused as exc:
+                self.error = str(exc)
+                return
+            if not Path(path).is_file():
+                self.error = f"{path}: no such file on the server"
+                return
         with param.parameterized.batch_call_watchers(self):
             self.overrides, self.columns, self.mapping = {}, [], {}
             self.path = path

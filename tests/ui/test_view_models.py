@@ -37,8 +37,8 @@ def test_jobs_apply_results_only_when_polled_and_route_errors():
 
 def test_data_model_checks_an_example_and_renders_the_trained_part():
     data = DataModel(model_source="")  # no model: tokens are not measured, and it says so
-    data.load("/no/such/file.jsonl")
-    assert data.error == "/no/such/file.jsonl: no such file on the server" and not data.path
+    data.load("no/such/file.jsonl")  # inside the data roots (outside: test_security)
+    assert data.error == "no/such/file.jsonl: no such file on the server" and not data.path
     data.load(str(UNIT_CONVERSIONS))
     data.jobs.wait()
     assert data.report["rows_usable"] == 314 and data.report["ok"]
@@ -52,7 +52,8 @@ def test_data_model_checks_an_example_and_renders_the_trained_part():
     assert first["prompt"] in untrained and "<start_of_turn>model" in untrained
 
 
-def test_data_model_report_filters_and_column_mapping(tmp_path):
+def test_data_model_report_filters_and_column_mapping(tmp_path, monkeypatch):
+    monkeypatch.setenv("GEMMA_PANEL_DATA_ROOTS", str(tmp_path))
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "a?", "answer": "b", "extra": "x"}\n'
                    '{"question": "c?", "answer": ""}\n'
@@ -157,7 +158,7 @@ def test_config_model_checks_edits_and_shows_the_cli_command(tmp_path):
 
     again = load_recipe(base, shlex.split(overrides[0]) if overrides else [])
     assert again.to_dict() == recipe.to_dict()
-    path = cfg.save(tmp_path / "mine.yaml")
+    path = cfg.save("mine.yaml")  # recipes are saved only in GEMMA_PANEL_HOME/recipes
     assert cfg.cli_command == f"gemma-panel run {path}"
     other = ConfigModel(base_path=None)
     other.load(path)
