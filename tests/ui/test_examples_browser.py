@@ -1,0 +1,105 @@
+"""Every shipped example, as a new user meets it: pick it, check it, start a run.
+
+The served studio starts from a recipe that says `template: gemma` (as the quickstart
+does) and the tiny random Gemma. For each file of examples/ in turn, the Data tab must
+carry the template the file needs into the recipe and say "ready to train" only when
+it is; Start must then queue a run whose worker gets past data preparation (its total
+step count is recorded, which the trainer does once the data is prepared). Before the
+shared preflight, topics.csv was "ready to train" and its run failed at once with "the
+chat template needs a response".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gemma_panel.config import load_recipe, recipe_to_yaml
+from gemma_panel.data.preflight import preflight
+from gemma_panel.runs import statuses as st
+from gemma_panel.ui.data_checks import example_datasets
+from tests.ui.browser import CHROMIUM, click_tab, launch, open_page, text_of
+from tests.ui.conftest import (
+    SERVED_APP,
+    Server,
+    server_env,
+    tiny_overrides,
+    wait_finished,
+    wait_for,
+)
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(),
+                       reason="needs Debian's chromium at /usr/bin/chromium "
+                              "(apt-get install -y chromium)"),
+]
+
+
+@pytest.fixture
+def chat_recipe_path(tmp_path, tiny_gguf):
+    """The tiny model's recipe with the quickstart's chat template.
+
+    256 tokens: the tiny tokenizer makes about 115 of a topics.csv prompt, so the 64 of
+    the other tiny-model tests would (rightly) be refused for it.
+    """
+    recipe = load_recipe(None, ["name=example", *tiny_overrides(tiny_gguf, 100000),
+                                "data.template=gemma", "data.sequence_length=256"])
+    path = tmp_path / "chat.yaml"
+    path.write_text(recipe_to_yaml(recipe))
+    return path
+
+
+@pytest.fixture
+def server(store, chat_recipe_path):
+    srv = Server(SERVED_APP, server_env(store, GP_TEST_RECIPE=str(chat_recipe_path))).start()
+    yield srv
+    srv.stop()
+
+
+def _past_data_step(store, run_id: str):
+    run = store.get(run_id)
+    if run.status == st.FAILED or run.total_steps is not None or run.status in st.FINISHED:
+        return run
+    return None
+
+
+def test_every_shipped_example_checks_and_its_run_passes_data_preparation(store, server):
+    from playwright.sync_api import sync_playwright
+
+    examples = example_datasets()
+    assert len(examples) >= 3  # classification, instruction and plain text
+    expected = {label: preflight(load_recipe(None, [f"data.train_path={path}"])).template
+                for label, path in examples.items()}  # what auto picks for each
+    assert expected["classification/topics.csv"] == "classification"
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = open_page(browser, server.url)
+        for label, path in examples.items():
+            click_tab(page, "Data")
+            page.locator("select").filter(has_text=label).first.select_option(label=label)
+            name = Path(path).name
+            wait_for(lambda: name in (t := text_of(page, "gp-data-status")) and
+                     ("Ready to train" in t or "NOT ready" in t), timeout=120,
+                     what=f"the verdict on {label}")
+            status = text_of(page, "gp-data-status")
+            assert "Ready to train" in status and "NOT ready" not in status, status
+            click_tab(page, "Train")
+            wait_for(lambda: "ready to train" in text_of(page, "gp-data-verdict").lower()
+                     or "fits the recipe" in text_of(page, "gp-data-verdict"), timeout=60,
+                     what=f"the Train tab's data verdict on {label}")
+            before = {r.id for r in store.list_runs()}
+            page.get_by_role("button", name="Start a run with this recipe").click()
+            new = wait_for(lambda: [r for r in store.list_runs() if r.id not in before],
+                           timeout=120, what=f"a run of {label} to be queued")
+            run = wait_for(lambda: _past_data_step(store, new[0].id), timeout=240,
+                           what=f"the run of {label} past its data step")
+            assert run.status != st.FAILED, f"{label}: {run.message}"
+            data = yaml.safe_load(run.recipe_yaml)["data"]
+            assert data["train_path"] == path and data["template"] == expected[label]
+            page.get_by_role("button", name="Cancel", exact=True).click()
+            wait_finished(store, run.id, timeout=120)
+        page.close()
+        browser.close()
