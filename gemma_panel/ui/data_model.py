@@ -82,7 +82,7 @@ class DataModel(param.Parameterized):
         self.jobs = jobs or Jobs()
         self._tokens_gen = -1
         self._check_status = self._token_status = self._carried = ""
-        self._carry = False
+        self._carry, self._carried_template = False, None
 
     # -- choosing a dataset -------------------------------------------------------------
     def upload(self, filename: str, content: bytes | str) -> None:
@@ -265,6 +265,7 @@ class DataModel(param.Parameterized):
             return False
         self._carried = (f"Template set to {wanted}: {Path(self.path).name} is {task} data "
                          f"(it was {self.template}).")
+        self._carried_template = wanted
         self.template = wanted  # re-checks, and reaches the recipe (Studio links them)
         return True
 
@@ -293,7 +294,8 @@ class DataModel(param.Parameterized):
         waiting = [j for j in self.jobs.running if j in ("check", "tokens")]
         self.busy = bool(waiting)
         verdict = self.verdict.get("message", "")
-        parts = [self._carried, self._check_status or f"Checking {Path(self.path).name} ...",
+        carried = self._carried if self.template == self._carried_template else ""
+        parts = [carried, self._check_status or f"Checking {Path(self.path).name} ...",
                  (verdict[:1].upper() + verdict[1:].rstrip(".") + ".") if verdict else "",
                  self._token_status]
         if "tokens" in waiting:

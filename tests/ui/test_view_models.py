@@ -300,6 +300,7 @@ def test_data_model_carries_the_detected_template_and_its_verdict_is_preflights(
     data.jobs.wait()
     assert data.report["ok"]  # the file itself is clean ...
     assert not data.verdict["ok"]  # ... but not for this template
+    assert "Template set" not in data.status  # the user chose otherwise since
     assert "NOT ready to train" in data.status and "set data.template to classification" \
         in data.status
     assert data.verdict["fix"] == {"data.template": "classification"}
