@@ -77,9 +77,9 @@ class Studio:
 
         def from_config(*_):
             v = cfg.settings
-            update = dict(model_source=v["model.source"], template=v["data.template"],
-                          text_mode=v["data.text_mode"],
-                          sequence_length=max(16, int(v["data.sequence_length"] or 16)))
+            update = {"model_source": v["model.source"], "template": v["data.template"],
+                      "text_mode": v["data.text_mode"],
+                      "sequence_length": max(16, int(v["data.sequence_length"] or 16))}
             recipe = cfg.valid_recipe()  # the Data tab's verdict uses its other data settings
             if recipe is not None and _data_part(recipe) != _data_part(data.recipe):
                 update["recipe"] = recipe

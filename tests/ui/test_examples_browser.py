@@ -66,6 +66,36 @@ def _past_data_step(store, run_id: str):
     return None
 
 
+def _check_and_start(page, store, label: str, path: str, template: str) -> None:
+    """Pick one example on the Data tab, read its verdict, start it, see the data step pass."""
+    click_tab(page, "Data")
+    page.locator("select").filter(has_text=label).first.select_option(label=label)
+    name = Path(path).name
+
+    def verdict() -> str:
+        text = text_of(page, "gp-data-status")
+        return text if name in text and ("Ready to train" in text or "NOT ready" in text) \
+            else ""
+
+    status = wait_for(verdict, timeout=120, what=f"the verdict on {label}")
+    assert "Ready to train" in status and "NOT ready" not in status, status
+    click_tab(page, "Train")
+    wait_for(lambda: "ready to train" in text_of(page, "gp-data-verdict").lower()
+             or "fits the recipe" in text_of(page, "gp-data-verdict"), timeout=60,
+             what=f"the Train tab's data verdict on {label}")
+    before = {r.id for r in store.list_runs()}
+    page.get_by_role("button", name="Start a run with this recipe").click()
+    new = wait_for(lambda: [r for r in store.list_runs() if r.id not in before],
+                   timeout=120, what=f"a run of {label} to be queued")[0]
+    run = wait_for(lambda: _past_data_step(store, new.id), timeout=240,
+                   what=f"the run of {label} past its data step")
+    assert run.status != st.FAILED, f"{label}: {run.message}"
+    data = yaml.safe_load(run.recipe_yaml)["data"]
+    assert data["train_path"] == path and data["template"] == template
+    page.get_by_role("button", name="Cancel", exact=True).click()
+    wait_finished(store, run.id, timeout=120)
+
+
 def test_every_shipped_example_checks_and_its_run_passes_data_preparation(store, server):
     from playwright.sync_api import sync_playwright
 
@@ -78,28 +108,6 @@ def test_every_shipped_example_checks_and_its_run_passes_data_preparation(store,
         browser = launch(p)
         page = open_page(browser, server.url)
         for label, path in examples.items():
-            click_tab(page, "Data")
-            page.locator("select").filter(has_text=label).first.select_option(label=label)
-            name = Path(path).name
-            wait_for(lambda: name in (t := text_of(page, "gp-data-status")) and
-                     ("Ready to train" in t or "NOT ready" in t), timeout=120,
-                     what=f"the verdict on {label}")
-            status = text_of(page, "gp-data-status")
-            assert "Ready to train" in status and "NOT ready" not in status, status
-            click_tab(page, "Train")
-            wait_for(lambda: "ready to train" in text_of(page, "gp-data-verdict").lower()
-                     or "fits the recipe" in text_of(page, "gp-data-verdict"), timeout=60,
-                     what=f"the Train tab's data verdict on {label}")
-            before = {r.id for r in store.list_runs()}
-            page.get_by_role("button", name="Start a run with this recipe").click()
-            new = wait_for(lambda: [r for r in store.list_runs() if r.id not in before],
-                           timeout=120, what=f"a run of {label} to be queued")
-            run = wait_for(lambda: _past_data_step(store, new[0].id), timeout=240,
-                           what=f"the run of {label} past its data step")
-            assert run.status != st.FAILED, f"{label}: {run.message}"
-            data = yaml.safe_load(run.recipe_yaml)["data"]
-            assert data["train_path"] == path and data["template"] == expected[label]
-            page.get_by_role("button", name="Cancel", exact=True).click()
-            wait_finished(store, run.id, timeout=120)
+            _check_and_start(page, store, label, path, expected[label])
         page.close()
         browser.close()
