@@ -96,6 +96,26 @@ def _check_and_start(page, store, label: str, path: str, template: str) -> None:
     wait_finished(store, run.id, timeout=120)
 
 
+def _wrong_template_is_refused_and_fixed(page, store, needed: str) -> None:
+    """The chat template put back on Configure: Start refuses, the fix is one click."""
+    click_tab(page, "Configure")
+    template = page.locator("select").filter(has_text="completion").filter(has_text="auto")
+    template.first.select_option("gemma")
+    click_tab(page, "Train")
+    wait_for(lambda: "NOT ready" in text_of(page, "gp-data-verdict"), timeout=60,
+             what="the Train tab's verdict on the wrong template")
+    runs = len(store.list_runs())
+    page.get_by_role("button", name="Start a run with this recipe").click()
+    wait_for(lambda: "Not started" in text_of(page, "gp-notice"), timeout=120,
+             what="Start to refuse the recipe")
+    assert f"set data.template to {needed}" in text_of(page, "gp-notice")
+    assert len(store.list_runs()) == runs  # no run was made
+    page.get_by_role("button", name=f"Set data.template to {needed}").click()
+    wait_for(lambda: "NOT ready" not in (t := text_of(page, "gp-data-verdict")) and
+             ("ready to train" in t or "fits the recipe" in t), timeout=60,
+             what="the verdict after the fix")
+
+
 def test_every_shipped_example_checks_and_its_run_passes_data_preparation(store, server):
     from playwright.sync_api import sync_playwright
 
@@ -109,5 +129,6 @@ def test_every_shipped_example_checks_and_its_run_passes_data_preparation(store,
         page = open_page(browser, server.url)
         for label, path in examples.items():
             _check_and_start(page, store, label, path, expected[label])
+        _wrong_template_is_refused_and_fixed(page, store, expected[label])
         page.close()
         browser.close()
