@@ -39,6 +39,7 @@ PROBLEM_TITLES: dict[str, str] = {
     "near_duplicate": "near duplicates",
     "overlong": "examples longer than the sequence length",
     "no_target": "nothing left to train on after truncation",
+    "template_mismatch": "rows the template cannot render",
     "rare_label": "label classes with too few examples",
     "single_label": "only one label class",
     "split_leak": "same prompt in training and validation",

@@ -61,26 +61,15 @@ def load_tuned_model(recipe: Recipe):
 
 
 def prepare_data(recipe: Recipe, lm):
-    """Read, check, split and tokenize the recipe's data with the model's tokenizer."""
-    from gemma_panel.data import (
-        DatasetError,
-        KerasHubTokenizer,
-        ReadOptions,
-        get_template,
-        prepare_dataset,
-    )
+    """Read, check, split and tokenize the recipe's data with the model's tokenizer.
 
-    d = recipe.data
-    template = None if d.template in ("auto", "classification") else get_template(d.template)
+    The same preparation the dashboard's preflight runs (``gemma_panel.data.preflight``).
+    """
+    from gemma_panel.data import DatasetError, KerasHubTokenizer
+    from gemma_panel.data.preflight import prepare_recipe_data
+
     try:
-        return prepare_dataset(
-            d.train_path,
-            read=ReadOptions(text_mode=d.text_mode, chunk_chars=d.chunk_chars,
-                             columns=dict(d.columns)),
-            validation_path=d.validation_path, validation_fraction=d.validation_fraction,
-            seed=d.seed, template=template, tokenizer=KerasHubTokenizer(lm.preprocessor.tokenizer),
-            sequence_length=d.sequence_length + 1, missing=d.missing, duplicates=d.duplicates,
-        )
+        return prepare_recipe_data(recipe, KerasHubTokenizer(lm.preprocessor.tokenizer))
     except DatasetError as exc:
         raise TrainingError(f"the data cannot be used: {exc}") from exc
 

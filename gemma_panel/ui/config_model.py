@@ -34,8 +34,11 @@ from gemma_panel.config import (
     load_recipe,
     recipe_to_yaml,
 )
+from gemma_panel.data.preflight import preflight
 from gemma_panel.models.registry import MODELS
 
+from .data_checks import loaded_tokenizer
+from .jobs import Jobs
 from .server_paths import (
     PathRefused,
     confine_data_path,
@@ -101,10 +104,14 @@ class ConfigModel(param.Parameterized):
     saved_path = param.String(default=None, allow_None=True)
     model_choice = param.Selector(default=OTHER_SOURCE, objects=[*MODELS, OTHER_SOURCE])
     message = param.String(default="")
+    data_verdict = param.Dict(default={}, doc="preflight(recipe).to_dict(): will the run's "
+                              "data step pass? {} while it is being checked.")
 
     def __init__(self, recipe: Recipe | None = None, base_path: str | None = "default",
-                 **params):
+                 jobs: Jobs | None = None, **params):
         super().__init__(**params)
+        self.jobs = jobs or Jobs()
+        self._data_gen = 0
         if base_path == "default":
             base_path = default_recipe_path() if recipe is None else None
         self.base_path = base_path
@@ -113,6 +120,7 @@ class ConfigModel(param.Parameterized):
         self._base = _flatten(load_recipe(base_path)) if base_path else _flatten(Recipe())
         self.settings = _flatten(recipe)
         self._sync_model_choice()
+        self.check_data()
 
     # -- editing --------------------------------------------------------------------------
     def set(self, path: str, value: Any) -> None:
@@ -127,6 +135,8 @@ class ConfigModel(param.Parameterized):
         self._check()
         if path == "model.source":
             self._sync_model_choice()
+        if path.startswith("data.") or path == "model.source":
+            self.check_data()
 
     @param.depends("model_choice", watch=True)
     def _picked_model(self) -> None:
@@ -171,6 +181,42 @@ class ConfigModel(param.Parameterized):
         """
         every = [_override(path, value) for path, value in self.settings.items()]
         return load_recipe(None, every)
+
+    def valid_recipe(self) -> Recipe | None:
+        """The recipe, or None while it has problems."""
+        try:
+            return self.recipe()
+        except RecipeError:
+            return None
+
+    def check_data(self) -> None:
+        """Prepare the recipe's data as its run will, in the background (``data_verdict``).
+
+        Token lengths are included when the model's tokenizer is already loaded (the Data
+        tab loads it); Start checks them in any case.
+        """
+        self._data_gen += 1
+        gen, recipe = self._data_gen, self.valid_recipe()
+        self.data_verdict = {}
+        if recipe is None:
+            return
+
+        def done(verdict: dict) -> None:
+            if gen == self._data_gen:
+                self.data_verdict = verdict
+
+        def failed(exc: BaseException) -> None:
+            done({"ok": False, "ready": False, "fix": {},
+                  "message": f"the data could not be checked: {exc}"})
+
+        self.jobs.submit("config-data", lambda: preflight(
+            recipe, loaded_tokenizer(recipe.model.source)).to_dict(), done, failed)
+
+    def apply_fix(self) -> None:
+        """Set the fields the data verdict names (e.g. the template the data needs)."""
+        for path, value in dict(self.data_verdict.get("fix") or {}).items():
+            self.set(path, value)
+            self.message = f"Set {path} to {value}."
 
     def _check(self) -> None:
         try:
@@ -252,6 +298,7 @@ class ConfigModel(param.Parameterized):
         self.errors = []
         self._sync_model_choice()
         self.message = f"Loaded {path}"
+        self.check_data()
 
     def load_text(self, text: str | bytes, name: str = "uploaded.yaml") -> None:
         """Load a recipe uploaded from the browser (stored under GEMMA_PANEL_HOME first)."""

@@ -51,6 +51,26 @@ def make_widget(path: str, value):
                                 placeholder="none" if info["optional"] else "")
 
 
+def data_verdict_pane(model: ConfigModel) -> pn.Column:
+    """Will the run's data step pass? The verdict, and its fix one click away."""
+    fix_button = pn.widgets.Button(label="", color="primary", visible=False,
+                                   css_classes=["gp-data-fix"])
+    fix_button.on_click(lambda _: model.apply_fix())
+
+    @pn.depends(model.param.data_verdict)
+    def verdict(v):
+        fix = v.get("fix") or {}
+        fix_button.visible = bool(fix)
+        fix_button.label = "Set " + ", ".join(f"{k} to {val}" for k, val in fix.items())
+        if not v:
+            return pn.pane.Markdown("Data: checking it as the run will prepare it ...",
+                                    css_classes=["gp-data-verdict"])
+        kind = "success" if v["ready"] else "warning" if v["ok"] else "danger"
+        return pn.pane.Alert(f"**Data:** {v['message']}", alert_type=kind,
+                             css_classes=["gp-data-verdict"])
+    return pn.Column(verdict, fix_button, sizing_mode="stretch_width")
+
+
 class ConfigView(pn.viewable.Viewer):
     """Renders a ``ConfigModel``: a card per recipe section, the YAML, the CLI command."""
 
@@ -171,5 +191,5 @@ class ConfigView(pn.viewable.Viewer):
                         pn.Row(self.load_input, self.load_path, self.load_button),
                         pn.Card(self._yaml(), title="Recipe YAML", collapsed=True),
                         title="Save and load")
-        return pn.Column(self._status(), *cards, files, sizing_mode="stretch_width",
-                         name="Configure")
+        return pn.Column(self._status(), data_verdict_pane(self.model), *cards, files,
+                         sizing_mode="stretch_width", name="Configure")
