@@ -11,6 +11,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from gemma_panel.errors import UserError
+
 Severity = Literal["error", "warning"]
 
 # What each problem code means, in words; the report shows these as headings.
@@ -224,7 +226,7 @@ class ValidationReport:
         return sorted(self.counts, key=lambda c: (self.severities[c] != "error", c))
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A problem a user can fix, in words.
 
     Args:

@@ -71,6 +71,11 @@ def check_request(fmt: str, quantize: str | None, merge: bool) -> str | None:
                 "llama.cpp and retry); without it choose one of "
                 f"{', '.join(t for t in GGUF_TYPES if t not in LLAMA_QUANTIZE_TYPES)}.")
     elif fmt == "keras":
+        if quantize == "int4":  # refused here, not after minutes of loading and exporting
+            raise ExportError("Keras int4 exports are refused: Keras 3.15 reloads a saved int4 "
+                              "model up to 0.74 logits away from the one it saved, so it cannot "
+                              "be verified; use --quantize int8, or --format gguf --quantize "
+                              "q4_0 for 4-bit weights.")
         if quantize not in (None, "int8", "int4"):
             raise ExportError(f"Keras quantization '{quantize}' is not supported; choose int8 "
                               "or int4 (GGUF types such as q4_0 go with --format gguf).")

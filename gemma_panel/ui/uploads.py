@@ -14,6 +14,7 @@ import re
 import unicodedata
 from pathlib import Path
 
+from gemma_panel.errors import UserError
 from gemma_panel.home import home_dir
 
 # What the readers understand (gemma_panel.data.readers); anything else is refused.
@@ -21,7 +22,7 @@ DATA_EXTENSIONS = (".csv", ".tsv", ".jsonl", ".json", ".txt", ".parquet")
 DEFAULT_MAX_UPLOAD_MB = 200
 
 
-class UploadError(ValueError):
+class UploadError(UserError, ValueError):
     """An upload refused, with the reason in words."""
 
 
