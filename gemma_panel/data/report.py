@@ -33,6 +33,8 @@ PROBLEM_TITLES: dict[str, str] = {
     "empty_string": "empty strings",
     "wrong_type": "values of the wrong type",
     "bad_messages": "malformed chat messages",
+    "tool_calls": "tool-calling conversations (not plain chat)",
+    "preference_data": "preference data (chosen/rejected answers)",
     "control_token": "Gemma control-token text inside a field",
     "non_text": "binary or non-text content",
     "replacement_char": "replacement characters (text already damaged)",
