@@ -10,7 +10,7 @@ import time
 os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chatter
 
-from gemma_panel.errors import UserError  # after the environment is set
+from gemma_panel.errors import UserError, as_user_error  # after the environment is set
 
 
 def _human(n: float) -> str:
@@ -192,8 +192,6 @@ def run_command(args: argparse.Namespace) -> int:
     sentence on stderr, without a traceback, and exits with its ``exit_code`` (2); a bug
     keeps its traceback.
     """
-    from gemma_panel.errors import as_user_error
-
     try:
         return args.func(args)
     except KeyboardInterrupt:
