@@ -11,6 +11,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from gemma_panel.errors import UserError
+
 Severity = Literal["error", "warning"]
 
 # What each problem code means, in words; the report shows these as headings.
@@ -31,6 +33,8 @@ PROBLEM_TITLES: dict[str, str] = {
     "empty_string": "empty strings",
     "wrong_type": "values of the wrong type",
     "bad_messages": "malformed chat messages",
+    "tool_calls": "tool-calling conversations (not plain chat)",
+    "preference_data": "preference data (chosen/rejected answers)",
     "control_token": "Gemma control-token text inside a field",
     "non_text": "binary or non-text content",
     "replacement_char": "replacement characters (text already damaged)",
@@ -225,7 +229,7 @@ class ValidationReport:
         return sorted(self.counts, key=lambda c: (self.severities[c] != "error", c))
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A problem a user can fix, in words.
 
     Args:

@@ -20,12 +20,13 @@ from typing import Any
 import numpy as np
 
 from gemma_panel.config import Recipe, recipe_to_yaml
+from gemma_panel.errors import UserError
 from gemma_panel.training.batches import batch_at, build_sequences, max_loss_tokens
 from gemma_panel.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from gemma_panel.training.events import EventSink, NullSink
 
 
-class TrainingError(RuntimeError):
+class TrainingError(UserError, RuntimeError):
     """A run that cannot go on, said in words with what to try next."""
 
 

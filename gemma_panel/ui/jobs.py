@@ -13,6 +13,7 @@ call ``Jobs.wait()`` instead.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import traceback
@@ -20,6 +21,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+
+from gemma_panel.errors import as_user_error
 
 # Per session: a check and a token measurement run side by side; the threads start on
 # first use and end when the session's Jobs is closed or collected.
@@ -77,10 +80,8 @@ class Jobs:
             exc = job.future.exception()
             if exc is None:
                 job.on_done(job.future.result())
-            elif job.on_error is not None:
-                job.on_error(exc)
             else:
-                traceback.print_exception(exc)
+                self._failed(job, exc)
         if done:
             self._changed()
         return len(done)
@@ -102,6 +103,19 @@ class Jobs:
     def close(self) -> None:
         """The session ended: drop the jobs not yet started; running ones finish unseen."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    @staticmethod
+    def _failed(job: _Job, exc: BaseException) -> None:
+        """As the CLI's boundary does: a user error is its sentence, a bug its traceback.
+
+        ``on_error`` gets the `UserError` (a locked database arrives as one), or the bug."""
+        error = as_user_error(exc)
+        if error is None:
+            traceback.print_exception(exc)  # to the server's log, whoever shows the error
+        if job.on_error is not None:
+            job.on_error(error or exc)
+        elif error is not None:
+            print(f"gemma-panel: {job.label}: {error}", file=sys.stderr)
 
     def _changed(self) -> None:
         if self.on_change is not None:

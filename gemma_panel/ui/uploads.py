@@ -23,6 +23,7 @@ from typing import ClassVar
 import panel as pn
 import param
 
+from gemma_panel.errors import UserError
 from gemma_panel.home import home_dir
 
 # What the readers understand (gemma_panel.data.readers); anything else is refused.
@@ -32,7 +33,7 @@ CHUNK_BYTES = 4 * 1024 * 1024  # what the browser sends per websocket message
 FRAMING_BYTES = 1024 * 1024  # room for Bokeh's own messages (a recipe YAML from FileInput)
 
 
-class UploadError(ValueError):
+class UploadError(UserError, ValueError):
     """An upload refused, with the reason in words."""
 
 

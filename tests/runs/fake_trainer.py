@@ -4,7 +4,7 @@ and the worker (the real trainer on a tiny Gemma runs in test_real_trainer.py).
 It "trains" ``train.max_steps`` steps of ``FAKE_STEP_S`` seconds (environment, default 0.05),
 checkpointing every ``train.checkpoint_every`` steps as JSON, honouring ``should_stop`` and
 ``resume`` as the real trainer does. ``recipe.name`` selects misbehaviour: "raise"
-raises a TrainingError-named exception at step 3, "crash" raises a ZeroDivisionError.
+raises a TrainingError (a UserError) at step 3, "crash" raises a ZeroDivisionError.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ import os
 import time
 from pathlib import Path
 
+from gemma_panel.errors import UserError
 
-class TrainingError(RuntimeError):
+
+class TrainingError(UserError, RuntimeError):  # as gemma_panel.training.TrainingError
     pass
 
 
