@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
-import unicodedata
 from pathlib import Path
 
+from gemma_panel.files import last_component, remove_dead_partials, safe_name, write_atomic
 from gemma_panel.home import home_dir
 
 # What the readers understand (gemma_panel.data.readers); anything else is refused.
@@ -48,7 +47,7 @@ def sanitize_filename(name: str) -> str:
     Raises:
         UploadError: the extension is not a data format the readers know.
     """
-    name = unicodedata.normalize("NFKC", str(name)).replace("\\", "/").split("/")[-1]
+    name = last_component(name)
     stem, dot, ext = name.rpartition(".")
     if not dot:
         stem, ext = name, ""
@@ -56,7 +55,7 @@ def sanitize_filename(name: str) -> str:
     if ext not in DATA_EXTENSIONS:
         raise UploadError(f"{name!r}: not a dataset file; upload one of "
                           f"{', '.join(DATA_EXTENSIONS)}")
-    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("._-")[:80] or "upload"
+    stem = safe_name(stem, default="upload")
     return stem + ext
 
 
@@ -80,7 +79,5 @@ def save_upload(name: str, content: bytes | str, root: Path | None = None) -> Pa
     folder.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256(content).hexdigest()[:8]
     path = folder / f"{digest}-{safe}"
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_bytes(content)
-    os.replace(tmp, path)  # never a half-written upload under its real name
-    return path
+    remove_dead_partials(folder)  # uploads a killed server left half written
+    return write_atomic(path, content)  # never a half-written upload under its real name
