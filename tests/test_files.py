@@ -58,6 +58,9 @@ def test_only_our_partials_of_dead_writers_are_removed(tmp_path):
              f".partial-x.pid{gone}", f"partial-x.pid{gone}.abcd1234"]
     for name in users:
         (tmp_path / name).write_text("the user's")
+    (tmp_path / ".partial-drafts").mkdir()
+    (tmp_path / ".partial-drafts" / "draft.txt").write_text("the user's")
+    users.append(".partial-drafts/draft.txt")
 
     removed = files.remove_dead_partials(tmp_path)
 

@@ -110,9 +110,11 @@ def test_an_export_never_removes_other_files_beside_it(tmp_path):
     users = [".partial-notes", ".partial-notes.txt", "notes.partial"]
     for name in users:
         (tmp_path / name).write_text("the user's")
+    (tmp_path / ".partial-drafts").mkdir()  # a user's folder, whatever its name
+    (tmp_path / ".partial-drafts" / "draft.txt").write_text("the user's")
     finished_export(tmp_path / "keras")
     assert not dead_dir.exists() and live_dir.exists()
-    for name in users:
+    for name in [*users, ".partial-drafts/draft.txt"]:
         assert (tmp_path / name).read_text() == "the user's"
 
 
