@@ -134,8 +134,8 @@ def check_replaceable(target: str | os.PathLike, overwrite: bool) -> None:
         raise ExportError(f"'{target}' already exists and {why}, so it is never replaced; "
                           "choose another --out.")
     if not overwrite:
-        raise ExportError(f"'{target}' already holds an export; pass --force to replace it "
-                          "once the new one is verified, or choose another --out.")
+        raise ExportError(f"'{target}' already exists and holds an export; pass --force to "
+                          "replace it once the new one is verified, or choose another --out.")
 
 
 def _not_an_export(target: Path) -> str | None:

@@ -54,7 +54,7 @@ def finished_export(target, content="old"):
 
 def test_a_finished_export_is_refused_without_force_and_replaced_when_complete(tmp_path):
     target = finished_export(tmp_path / "keras")
-    with pytest.raises(ExportError, match="already holds an export; pass --force"), \
+    with pytest.raises(ExportError, match="already exists and holds an export; pass --force"), \
             staged_folder(target):
         pytest.fail("no work may start when the folder exists")
     with pytest.raises(KeyboardInterrupt), staged_folder(target, overwrite=True) as folder:
