@@ -77,7 +77,9 @@ def cmd_data_check(args) -> int:
 
 def cmd_data_prepare(args) -> int:
     from gemma_panel.data import DatasetError, prepare_dataset
+    from gemma_panel.data.prepare import check_output_dir
 
+    check_output_dir(args.out, [args.file, args.validation])  # exit 2 before any work
     options = _common(args)
     try:
         prepared = prepare_dataset(

@@ -25,12 +25,33 @@ from gemma_panel.data.stats import TokenStatistics
 from gemma_panel.data.templates import Template, render_text, resolve_template
 from gemma_panel.data.tokenized import TokenizedExample, tokenize_example
 from gemma_panel.data.tokenizer import TextTokenizer
+from gemma_panel.files import open_atomic, same_file, write_atomic
 
 # Problems that leave nothing to train on, whatever rows are skipped.
 _FATAL = {"unreadable", "empty_file", "binary_file", "no_examples", "unknown_columns",
           "single_label"}
 
 Augmenter = Callable[[Sequence[Example]], list[Example]]
+
+# What `PreparedDataset.save` writes into its folder.
+OUTPUT_FILES = ("train.jsonl", "validation.jsonl", "report.json", "dataset.json")
+
+
+def check_output_dir(output_dir: str | os.PathLike,
+                     inputs: Sequence[str | os.PathLike | None]) -> None:
+    """Refuse an output folder where saving would write over one of the input files.
+
+    Raises:
+        DatasetError: one of ``OUTPUT_FILES`` in ``output_dir`` is an input file.
+    """
+    out = Path(output_dir)
+    for name in OUTPUT_FILES:
+        for source in inputs:
+            if source is not None and same_file(out / name, source):
+                raise DatasetError(
+                    f"Writing to '{out}' would replace the input file '{source}' with the "
+                    f"prepared {name}; choose another output folder, e.g. --out "
+                    f"{out / 'prepared'}.")
 
 
 @dataclass
@@ -49,6 +70,7 @@ class PreparedDataset:
     train_tokens: list[TokenizedExample] = field(default_factory=list)
     validation_tokens: list[TokenizedExample] = field(default_factory=list)
     token_stats: dict[str, Any] | None = None
+    sources: tuple[str, ...] = ()  # the files read, which `save` never writes over
 
     @property
     def labels(self) -> list[str]:
@@ -58,13 +80,17 @@ class PreparedDataset:
         """Write train.jsonl, validation.jsonl, report.json and dataset.json to a folder.
 
         Each JSONL line holds the example's fields, its rendered text and, when tokenized,
-        ``input_ids`` and ``loss_mask``.
+        ``input_ids`` and ``loss_mask``. Each file is written whole or not at all.
+
+        Raises:
+            DatasetError: a file would be written over one of ``sources``.
         """
         out = Path(output_dir)
+        check_output_dir(out, self.sources)
         out.mkdir(parents=True, exist_ok=True)
         for name, examples, tokens in (("train", self.train, self.train_tokens),
                                        ("validation", self.validation, self.validation_tokens)):
-            with open(out / f"{name}.jsonl", "w", encoding="utf-8") as f:
+            with open_atomic(out / f"{name}.jsonl", "w", encoding="utf-8") as f:
                 for i, example in enumerate(examples):
                     row = example.to_dict()
                     row["rendered"] = render_text(self.template.segments(example))
@@ -72,12 +98,12 @@ class PreparedDataset:
                         row["input_ids"] = tokens[i].input_ids
                         row["loss_mask"] = tokens[i].loss_mask
                     f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        (out / "report.json").write_text(json.dumps(self.report.to_dict(), indent=1))
+        write_atomic(out / "report.json", json.dumps(self.report.to_dict(), indent=1))
         meta = {"task": self.mapping.task, "columns": self.mapping.as_dict(),
                 "template": self.template.name, "labels": self.labels,
                 "train_examples": len(self.train), "validation_examples": len(self.validation),
                 "token_stats": self.token_stats}
-        (out / "dataset.json").write_text(json.dumps(meta, indent=1))
+        write_atomic(out / "dataset.json", json.dumps(meta, indent=1))
         return out
 
 
@@ -117,12 +143,17 @@ def prepare_dataset(
             (and near duplicates too with `near_duplicates`).
         skip_bad_rows: drop rows with errors instead of refusing the file.
         augment: a function from training examples to extra (augmented) examples.
-        output_dir: where to `save` the result, if given.
+        output_dir: where to `save` the result, if given; never a folder where that would
+            write over `path` or `validation_path`.
 
     Raises:
         DatasetError: the data has errors (its `report` says which and where); with
-            `skip_bad_rows`, only when nothing usable is left.
+            `skip_bad_rows`, only when nothing usable is left; or `output_dir` would
+            write over an input file (said before anything is read).
     """
+    sources = tuple(str(p) for p in (path, validation_path) if p is not None)
+    if output_dir is not None:
+        check_output_dir(output_dir, sources)
     duplicates = check_duplicate_policy(duplicates)
     read = read or ReadOptions()
     policies = resolve_missing_policies(missing)
@@ -155,7 +186,7 @@ def prepare_dataset(
     template = resolve_template(template, mapping.task, labels)
     train, validation = (_renderable(template, split, report) for split in (train, validation))
     _refuse_if_broken(report, skip_bad_rows)
-    prepared = PreparedDataset(train, validation, mapping, template, report)
+    prepared = PreparedDataset(train, validation, mapping, template, report, sources=sources)
     if tokenizer is not None:
         _tokenize(prepared, tokenizer, sequence_length, skip_bad_rows)
     if output_dir is not None:

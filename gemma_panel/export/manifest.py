@@ -1,11 +1,14 @@
 """An export's folder: written aside, described by a manifest, moved into place whole.
 
-Every export is built in a ``.partial-<name>-<pid>-...`` folder beside its target. The files
-are written, verified by loading them back, listed with their sizes and SHA-256 in
+Every export is built in a partial folder beside its target (``gemma_panel.files``). The
+files are written, verified by loading them back, listed with their sizes and SHA-256 in
 ``manifest.json`` (written last), and the folder is renamed to its final name in one
 ``os.rename``. So a failure or a kill at any moment leaves either nothing or a dot-named
 ``.partial-`` folder without the final name; those of dead processes are removed by the next
 export into the same parent.
+
+An existing folder is replaced (``overwrite``, the CLI's ``--force``) only when it is one of
+our finished exports: its manifest lists every file in it. Anything else is refused.
 
 ``manifest.json``::
 
@@ -19,31 +22,19 @@ export into the same parent.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
+from gemma_panel import files
 from gemma_panel.errors import UserError
-from gemma_panel.models.cache import pid_alive
 
-_PARTIAL = ".partial-"
 MANIFEST = "manifest.json"
 
 
 class ExportError(UserError, RuntimeError):
     """An export that cannot be made, said in words with what to do next."""
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def list_files(folder: Path) -> list[dict]:
@@ -53,7 +44,7 @@ def list_files(folder: Path) -> list[dict]:
         rel = path.relative_to(folder).as_posix()
         if rel == MANIFEST:
             continue
-        out.append({"path": rel, "bytes": path.stat().st_size, "sha256": file_sha256(path)})
+        out.append({"path": rel, "bytes": path.stat().st_size, "sha256": files.sha256_of(path)})
     return out
 
 
@@ -63,14 +54,14 @@ def folder_bytes(folder: Path) -> int:
 
 def write_manifest(folder: Path, record: dict) -> dict:
     """Add the file list to ``record`` and write it as ``manifest.json``; return it."""
-    files = list_files(folder)
+    listed = list_files(folder)
     manifest = {
         **record,
-        "files": files,
-        "total_bytes": sum(f["bytes"] for f in files),
+        "files": listed,
+        "total_bytes": sum(f["bytes"] for f in listed),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    (Path(folder) / MANIFEST).write_text(json.dumps(manifest, indent=2, default=_jsonable) + "\n")
+    files.write_json_atomic(Path(folder) / MANIFEST, manifest, default=_jsonable)
     return manifest
 
 
@@ -105,72 +96,79 @@ def check_files(folder: str | os.PathLike) -> list[str]:
         elif path.stat().st_size != entry["bytes"]:
             problems.append(f"{entry['path']}: {path.stat().st_size} bytes, "
                             f"manifest says {entry['bytes']}")
-        elif file_sha256(path) != entry["sha256"]:
+        elif files.sha256_of(path) != entry["sha256"]:
             problems.append(f"{entry['path']}: checksum differs from the manifest")
     return problems
-
-
-def remove_dead_partials(parent: Path) -> list[Path]:
-    """Delete ``.partial-`` folders in ``parent`` whose writing process is gone."""
-    removed = []
-    if not Path(parent).is_dir():
-        return removed
-    for entry in Path(parent).glob(_PARTIAL + "*"):
-        pid = _pid_of(entry.name)
-        if pid is not None and (pid == os.getpid() or pid_alive(pid)):
-            continue
-        shutil.rmtree(entry, ignore_errors=True)
-        removed.append(entry)
-    return removed
-
-
-def _pid_of(name: str) -> int | None:
-    """The writer's pid in ``.partial-<name>.pid<N>.<random>``."""
-    for part in name.split("."):
-        if part.startswith("pid") and part[3:].isdigit():
-            return int(part[3:])
-    return None
 
 
 @contextlib.contextmanager
 def staged_folder(target: Path, overwrite: bool = False):
     """Yield a fresh folder to write into; on a clean exit it becomes ``target``.
 
-    On an exception (or KeyboardInterrupt) the staging folder is removed and nothing named
-    ``target`` appears. With ``overwrite``, an existing ``target`` is replaced only after the
-    new export is complete; otherwise an existing one is an ``ExportError`` raised before
-    any work.
+    On an exception (or KeyboardInterrupt) the staging folder is removed and ``target`` is
+    as it was. An existing ``target`` is an ``ExportError`` raised before any work, unless
+    ``overwrite`` and it is a finished export (``check_replaceable``); it is then replaced
+    only once the new export is complete.
     """
     target = Path(target)
-    parent = target.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    if target.exists() and not overwrite:
-        raise ExportError(
-            f"'{target}' already exists; pass --out with another folder, or overwrite=True "
-            "(--force) to replace it."
-        )
-    remove_dead_partials(parent)
-    prefix = f"{_PARTIAL}{target.name}.pid{os.getpid()}."
-    staging = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
+    check_replaceable(target, overwrite)
     try:
-        yield staging
-        if target.exists():
-            old = Path(tempfile.mkdtemp(dir=parent, prefix=f"{_PARTIAL}old-{target.name}."
-                                                           f"pid{os.getpid()}."))
-            os.rename(target, old / "previous")
-            os.rename(staging, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(staging, target)  # atomic: the export appears whole or not at all
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        with files.staged_folder(target, replace=overwrite,
+                                 before_replace=lambda t: check_replaceable(t, True)) as folder:
+            yield folder
+    except FileExistsError as exc:
+        raise ExportError(f"'{target}' appeared while the export was written; nothing was "
+                          "replaced. Export again with another --out.") from exc
+
+
+def check_replaceable(target: str | os.PathLike, overwrite: bool) -> None:
+    """Refuse, in words, an ``--out`` that exists and may not be replaced.
+
+    Only a finished export (a folder whose manifest lists every file in it) may be
+    replaced, and only with ``overwrite``; any other file or folder is the user's.
+    """
+    target = Path(target)
+    if not (target.exists() or target.is_symlink()):
+        return
+    why = _not_an_export(target)
+    if why:
+        raise ExportError(f"'{target}' already exists and {why}, so it is never replaced; "
+                          "choose another --out.")
+    if not overwrite:
+        raise ExportError(f"'{target}' already exists and holds an export; pass --force to "
+                          "replace it once the new one is verified, or choose another --out.")
+
+
+def _not_an_export(target: Path) -> str | None:
+    """Why ``target`` is not a finished export that may be replaced (None when it is)."""
+    if target.is_symlink() or not target.is_dir():
+        return "is not an export folder"
+    listed = _listed_paths(target)
+    if listed is None:
+        return f"has no {MANIFEST} of an export"
+    present = (p.relative_to(target).as_posix() for p in target.rglob("*")
+               if p.is_file() or p.is_symlink())
+    extra = sorted(rel for rel in present if rel != MANIFEST and rel not in listed)
+    if extra:
+        return f"holds files its export did not write ({', '.join(extra[:3])})"
+    return None
+
+
+def _listed_paths(folder: Path) -> set[str] | None:
+    """The files our manifest in ``folder`` lists; None when there is no manifest of ours."""
+    try:
+        manifest = read_manifest(folder)
+        if not {"format", "files", "verification"} <= set(manifest):
+            return None
+        return {entry["path"] for entry in manifest["files"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def is_finished(folder: str | os.PathLike) -> bool:
     """A folder that holds a finished export: its manifest exists and says it verified."""
     folder = Path(folder)
-    if folder.name.startswith(_PARTIAL) or not (folder / MANIFEST).is_file():
+    if files.is_partial(folder.name) or not (folder / MANIFEST).is_file():
         return False
     try:
         return bool(read_manifest(folder)["verification"]["passed"])

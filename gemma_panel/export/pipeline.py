@@ -15,7 +15,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gemma_panel.export.manifest import ExportError, staged_folder, write_manifest
+from gemma_panel.export.manifest import (
+    ExportError,
+    check_replaceable,
+    staged_folder,
+    write_manifest,
+)
 from gemma_panel.export.source import (
     ExportSource,
     load_run_model,
@@ -24,6 +29,7 @@ from gemma_panel.export.source import (
     resolve_run_dir,
 )
 from gemma_panel.export.verify import Verification, keras_logits, perplexity, probe_ids
+from gemma_panel.files import partial_name
 
 FORMATS = {
     "keras": "the Keras model file model.keras (--quantize int8: Keras quantization)",
@@ -108,7 +114,8 @@ def export_run(run: str | os.PathLike, fmt: str, *, quantize: str | None = None,
         merge: fold LoRA into the weights (required by savedmodel, hf and gguf).
         out: the export folder (default ``<run>/exports/<fmt>[-<type>]-step<N>``).
         step: the checkpoint step (default: the latest).
-        overwrite: replace an existing export folder once the new one is complete.
+        overwrite: replace an existing export folder once the new one is complete (only
+            a finished export: any other existing ``out`` is an ``ExportError``).
 
     Example:
         >>> export_run("quickstart-3f2a1b", "gguf", quantize="q8_0").path
@@ -119,9 +126,7 @@ def export_run(run: str | os.PathLike, fmt: str, *, quantize: str | None = None,
     step = int(checkpoint.name.split("-")[1])
     if out is None:
         out = run_dir / "exports" / default_folder_name(fmt, quantize, step)
-    if Path(out).exists() and not overwrite:  # say so before minutes of loading
-        raise ExportError(f"'{out}' already exists; pass --out with another folder, or "
-                          "--force to replace it.")
+    check_replaceable(Path(out), overwrite)  # say so before minutes of loading
     source = load_run_model(run_dir, step=step)
     source.run_id = run_id
     return export_model(source, fmt, out, quantize=quantize, merge=merge, overwrite=overwrite)
@@ -227,7 +232,7 @@ def _gguf(source, quantize, folder, check, ids, reference, base, model_source) -
     if quantize in gguf.PYTHON_TYPES:
         sources = gguf.write_gguf(model, path, quantize, model_source)
     else:  # K-quants: an F32 file first, then llama.cpp's quantizer
-        scratch = folder / "model-f32.gguf.partial"
+        scratch = folder / partial_name("model-f32.gguf")
         try:
             sources = gguf.write_gguf(model, scratch, "f32", model_source)
             gguf.llama_quantize(scratch, path, quantize)

@@ -4,20 +4,48 @@ logs. Everything a run needs to resume lives here, so a run can be resumed from 
     <GEMMA_PANEL_HOME>/runs/<run id>/
         recipe.yaml     the recipe as it ran (paths made absolute, every field written out)
         dataset.json    size, modification time and SHA-256 of each data file at submit time
-        checkpoints/    written by the trainer; the last one is where a resume starts
+        checkpoints/    written by the trainer, step-000050/ ... (``checkpoint_name``); the
+                        last whole one is where a resume starts
         exports/        written by the exporters
         logs/worker.log everything the worker printed (stdout, stderr, tracebacks)
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from gemma_panel.config import Recipe, recipe_to_yaml
+from gemma_panel.files import sha256_of
+
+_CHECKPOINT = re.compile(r"^step-([0-9]{6,})$")
+
+
+def checkpoint_name(step: int) -> str:
+    """The folder name of the checkpoint at ``step``: ``step-000050``."""
+    return f"step-{step:06d}"
+
+
+def checkpoint_step(path: str | os.PathLike) -> int:
+    """The step of a checkpoint folder (``.../step-000050`` -> 50)."""
+    return int(_CHECKPOINT.match(Path(path).name).group(1))
+
+
+def whole_checkpoints(folder: str | os.PathLike) -> list[Path]:
+    """The whole checkpoints in a ``checkpoints/`` folder, oldest first.
+
+    Whole: named ``step-<N>`` (a partial one never is) and holding ``meta.json``, which the
+    trainer writes last.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir()
+             if _CHECKPOINT.match(p.name) and (p / "meta.json").is_file()]
+    return sorted(found, key=checkpoint_step)
 
 
 @dataclass(frozen=True)
@@ -52,9 +80,8 @@ class RunFolder:
         self.dataset_path.write_text(json.dumps(dataset_fingerprint(recipe), indent=2) + "\n")
 
     def has_checkpoint(self) -> bool:
-        """Whether a whole checkpoint exists (the trainer writes meta.json last)."""
-        return self.checkpoints.is_dir() and any(
-            (p / "meta.json").is_file() for p in self.checkpoints.iterdir())
+        """Whether a whole checkpoint exists (never a partial one a kill left behind)."""
+        return bool(whole_checkpoints(self.checkpoints))
 
     def log_tail(self, lines: int = 40) -> str:
         """The last ``lines`` lines of the worker's log ('' if there is none yet)."""
@@ -99,11 +126,7 @@ def dataset_fingerprint(recipe: Recipe) -> dict:
         if not path.is_file():
             out[key] = {"path": value, "note": "not a local file at submit time"}
             continue
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
         stat = path.stat()
         out[key] = {"path": value, "bytes": stat.st_size, "mtime": stat.st_mtime,
-                    "sha256": digest.hexdigest()}
+                    "sha256": sha256_of(path)}
     return out

@@ -12,7 +12,7 @@ import os
 import socket
 from dataclasses import dataclass
 
-from gemma_panel.models.cache import pid_alive
+from gemma_panel.processes import pid_alive
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
 """Checkpoints: trainable weights, optimizer state, step, data position, RNG; atomic.
 
-Layout: ``run_dir/checkpoints/step-000050/{state.npz, meta.json}``. A checkpoint is written
-into a ``.partial-`` folder and renamed into place, and ``meta.json`` is the last file
-written, so a kill at any moment leaves the previous checkpoint as the latest whole one.
-The latest two and the best (lowest validation loss) are kept.
+Layout: ``run_dir/checkpoints/step-000050/{state.npz, meta.json}`` (names from
+``gemma_panel.runs.folder``). A checkpoint is written into a partial folder and renamed into
+place (``gemma_panel.files.staged_folder``), and ``meta.json`` is the last file written, so a
+kill at any moment leaves the previous checkpoint as the latest whole one. The partials of
+killed writers are removed at the next save and at resume. The latest two and the best
+(lowest validation loss) are kept.
 """
 
 from __future__ import annotations
@@ -11,13 +13,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import jax
 import numpy as np
 
-_PREFIX = "step-"
+from gemma_panel.files import remove_dead_partials, staged_folder
+from gemma_panel.runs.folder import checkpoint_name, whole_checkpoints
 
 
 def checkpoints_dir(run_dir: Path) -> Path:
@@ -29,10 +31,8 @@ def checkpoints_dir(run_dir: Path) -> Path:
 def save_checkpoint(run_dir: Path, step: int, trainable, opt_state, meta: dict,
                     keep: int = 2, best_step: int | None = None) -> Path:
     """Write a checkpoint for ``step`` and prune old ones; return its folder."""
-    root = checkpoints_dir(run_dir)
-    target = root / f"{_PREFIX}{step:06d}"
-    partial = Path(tempfile.mkdtemp(dir=root, prefix=".partial-"))
-    try:
+    target = checkpoints_dir(run_dir) / checkpoint_name(step)
+    with staged_folder(target, replace=True) as partial:  # sweeps dead writers' partials
         leaves = jax.tree.leaves((trainable, opt_state))
         arrays = {f"a{i:05d}": np.asarray(leaf) for i, leaf in enumerate(leaves)}
         with open(partial / "state.npz", "wb") as handle:
@@ -40,25 +40,15 @@ def save_checkpoint(run_dir: Path, step: int, trainable, opt_state, meta: dict,
             handle.flush()
             os.fsync(handle.fileno())
         (partial / "meta.json").write_text(json.dumps({**meta, "step": step}, indent=1))
-        if target.exists():
-            shutil.rmtree(target)
-        os.rename(partial, target)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
     for old in list_checkpoints(run_dir)[:-keep]:
-        if best_step is None or old.name != f"{_PREFIX}{best_step:06d}":
+        if best_step is None or old.name != checkpoint_name(best_step):
             shutil.rmtree(old, ignore_errors=True)
     return target
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
-    """Whole checkpoints, oldest first."""
-    root = Path(run_dir) / "checkpoints"
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir()
-                  if p.name.startswith(_PREFIX) and (p / "meta.json").is_file())
+    """Whole checkpoints, oldest first (never a partial one)."""
+    return whole_checkpoints(Path(run_dir) / "checkpoints")
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -67,7 +57,11 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def load_checkpoint(path: Path, trainable_like, opt_state_like):
-    """Read a checkpoint into the structure of the given (template) state."""
+    """Read a checkpoint into the structure of the given (template) state.
+
+    Partials that killed writers left beside it are removed first (a resume starts here).
+    """
+    remove_dead_partials(Path(path).parent)
     meta = json.loads((Path(path) / "meta.json").read_text())
     with np.load(Path(path) / "state.npz") as data:
         leaves = [data[f"a{i:05d}"] for i in range(len(data.files))]

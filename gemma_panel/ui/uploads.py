@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
-import unicodedata
 from pathlib import Path
 from typing import ClassVar
 
@@ -24,6 +22,7 @@ import panel as pn
 import param
 
 from gemma_panel.errors import UserError
+from gemma_panel.files import last_component, remove_dead_partials, safe_name, write_atomic
 from gemma_panel.home import home_dir
 
 # What the readers understand (gemma_panel.data.readers); anything else is refused.
@@ -71,7 +70,7 @@ def sanitize_filename(name: str) -> str:
     Raises:
         UploadError: the extension is not a data format the readers know.
     """
-    name = unicodedata.normalize("NFKC", str(name)).replace("\\", "/").split("/")[-1]
+    name = last_component(name)
     stem, dot, ext = name.rpartition(".")
     if not dot:
         stem, ext = name, ""
@@ -79,7 +78,7 @@ def sanitize_filename(name: str) -> str:
     if ext not in DATA_EXTENSIONS:
         raise UploadError(f"{name!r}: not a dataset file; upload one of "
                           f"{', '.join(DATA_EXTENSIONS)}")
-    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("._-")[:80] or "upload"
+    stem = safe_name(stem, default="upload")
     return stem + ext
 
 
@@ -101,10 +100,8 @@ def save_upload(name: str, content: bytes | str, root: Path | None = None) -> Pa
     folder.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256(content).hexdigest()[:8]
     path = folder / f"{digest}-{safe}"
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_bytes(content)
-    os.replace(tmp, path)  # never a half-written upload under its real name
-    return path
+    remove_dead_partials(folder)  # uploads a killed server left half written
+    return write_atomic(path, content)  # never a half-written upload under its real name
 
 
 class LimitedFileDropper(pn.widgets.FileDropper):
@@ -138,14 +135,9 @@ class LimitedFileDropper(pn.widgets.FileDropper):
                     max_upload_bytes():
                 del self._received[name]
                 self._file_buffer.pop(name, None)
-                self.refused = _over_limit(_shown_name(name), nbytes)
+                self.refused = _over_limit(last_component(name)[:120], nbytes)
                 return
             self._received[name] = nbytes
             if chunk == data["total_chunks"]:
                 del self._received[name]
         super()._process_event(event)
-
-
-def _shown_name(name: str) -> str:
-    """A file name as sent by a browser, safe to show in a message."""
-    return str(name).replace("\\", "/").split("/")[-1][:120]

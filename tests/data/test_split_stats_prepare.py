@@ -139,3 +139,42 @@ def test_prepare_with_separate_validation_file(tmp_path):
     assert len(prepared.train) == 5 and len(prepared.validation) == 2
     leak, = prepared.report.examples["split_leak"]
     assert leak.file == str(val) and leak.line == 1
+
+
+def test_prepare_never_writes_over_its_input(tmp_path, capsys):
+    from gemma_panel.cli import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    train = data / "train.jsonl"
+    train.write_text('{"text": "a"}\n{"text": \n{"text": "b"}\n{"text": "c"}\n')
+    before = train.read_bytes()
+    code = main(["data", "prepare", str(train), "--out", str(data), "--skip-bad-rows"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"would replace the input file '{train}'" in err and "--out" in err
+    assert "Traceback" not in err
+    assert train.read_bytes() == before
+    assert sorted(p.name for p in data.iterdir()) == ["train.jsonl"]
+
+    other = tmp_path / "raw.jsonl"
+    other.write_text("".join(f'{{"text": "t{i}"}}\n' for i in range(10)))
+    validation = data / "validation.jsonl"
+    validation.write_text('{"text": "v"}\n')
+    code = main(["data", "prepare", str(other), "--validation", str(validation),
+                 "--out", str(data)])
+    assert code == 2 and "validation.jsonl" in capsys.readouterr().err
+    assert validation.read_text() == '{"text": "v"}\n'
+
+    link = tmp_path / "link.jsonl"  # the same file under another name is still an input
+    link.symlink_to(train)
+    with pytest.raises(DatasetError, match="would replace the input file"):
+        prepare_dataset(link, skip_bad_rows=True, output_dir=data)
+    prepared = prepare_dataset(link, skip_bad_rows=True, validation_fraction=0)
+    with pytest.raises(DatasetError, match="would replace the input file"):
+        prepared.save(data)
+    assert train.read_bytes() == before
+    assert main(["data", "prepare", str(train), "--out", str(data / "prepared"),
+                 "--skip-bad-rows", "--validation-fraction", "0"]) == 0
+    assert len((data / "prepared" / "train.jsonl").read_text().splitlines()) == 3
+    assert train.read_bytes() == before

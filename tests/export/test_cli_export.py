@@ -9,6 +9,8 @@ import pytest
 
 from gemma_panel.cli import run_command
 from gemma_panel.cli_export import add_export_commands
+from gemma_panel.export import check_files
+from gemma_panel.export.keras import LORA_FILE
 
 
 def run_cli(argv) -> int:
@@ -43,3 +45,37 @@ def test_wrong_requests_exit_2_with_words(tiny_run, capsys, argv, words):
 def test_unknown_run_exits_2(capsys):
     assert run_cli(["export", "no-such-run", "--format", "hf"]) == 2
     assert "no run with id 'no-such-run'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["folder", "file"])
+def test_force_refuses_what_is_not_an_export_and_leaves_it(tiny_run, tmp_path, capsys, kind):
+    _, run_dir, _ = tiny_run
+    out = tmp_path / "mine"
+    if kind == "folder":
+        out.mkdir()
+        (out / "notes.txt").write_text("the user's notes")
+    else:
+        out.write_text("the user's notes")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    assert run_cli(["export", str(run_dir), "--format", "lora", "--out", str(out),
+                    "--force"]) == 2
+    err = capsys.readouterr().err
+    assert "is not an export folder" in err or "has no manifest.json" in err
+    assert "choose another --out" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+    kept = out / "notes.txt" if kind == "folder" else out
+    assert kept.read_text() == "the user's notes"
+
+
+def test_force_replaces_a_finished_export(tiny_run, tmp_path, capsys):
+    _, run_dir, _ = tiny_run
+    out = tmp_path / "lora"
+    assert run_cli(["export", str(run_dir), "--format", "lora", "--out", str(out)]) == 0
+    (out / LORA_FILE).write_bytes(b"stale")  # a listed file, damaged
+    assert run_cli(["export", str(run_dir), "--format", "lora", "--out", str(out)]) == 2
+    assert "pass --force" in capsys.readouterr().err
+    assert run_cli(["export", str(run_dir), "--format", "lora", "--out", str(out),
+                    "--force"]) == 0
+    assert json.loads((out / "manifest.json").read_text())["verification"]["passed"]
+    assert check_files(out) == []  # the damaged file was replaced with the new export's
+    assert [p.name for p in tmp_path.iterdir()] == ["lora"]

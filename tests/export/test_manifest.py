@@ -13,7 +13,6 @@ from gemma_panel.export.manifest import (
     ExportError,
     check_files,
     is_finished,
-    remove_dead_partials,
     staged_folder,
     write_manifest,
 )
@@ -45,31 +44,78 @@ def test_a_failure_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_an_existing_export_is_refused_before_work_or_replaced_when_complete(tmp_path):
-    target = tmp_path / "keras"
-    target.mkdir()
-    (target / "old.txt").write_text("old")
-    with pytest.raises(ExportError, match="already exists"), staged_folder(target):
+def finished_export(target, content="old"):
+    with staged_folder(target) as folder:
+        (folder / "model.keras").write_text(content)
+        write_manifest(folder, {"format": "keras", "verification": {"passed": True,
+                                                                    "checks": []}})
+    return target
+
+
+def test_a_finished_export_is_refused_without_force_and_replaced_when_complete(tmp_path):
+    target = finished_export(tmp_path / "keras")
+    with pytest.raises(ExportError, match="already exists and holds an export; pass --force"), \
+            staged_folder(target):
         pytest.fail("no work may start when the folder exists")
     with pytest.raises(KeyboardInterrupt), staged_folder(target, overwrite=True) as folder:
         (folder / "new.txt").write_text("new")
         raise KeyboardInterrupt
-    assert (target / "old.txt").read_text() == "old"  # a failed replacement keeps the old one
+    assert (target / "model.keras").read_text() == "old"  # a failed replacement keeps it
     with staged_folder(target, overwrite=True) as folder:
         (folder / "new.txt").write_text("new")
     assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keras"]
 
 
-def test_partials_of_dead_processes_are_removed_and_live_ones_kept(tmp_path):
+@pytest.mark.parametrize("kind", ["folder", "file", "foreign manifest", "extra file"])
+def test_force_never_replaces_what_is_not_a_finished_export(tmp_path, kind):
+    target = tmp_path / "out"
+    if kind == "file":
+        target.write_text("the user's")
+        keep = target
+    elif kind == "extra file":
+        finished_export(target)
+        keep = target / "notes.txt"
+        keep.write_text("the user's")
+    else:
+        target.mkdir()
+        keep = target / "manifest.json" if kind == "foreign manifest" else target / "notes.txt"
+        keep.write_text('{"name": "my web app"}' if kind == "foreign manifest" else "the user's")
+    before = keep.read_text()
+    with pytest.raises(ExportError, match="is never replaced; choose another --out"), \
+            staged_folder(target, overwrite=True):
+        pytest.fail("refused before any work")
+    assert keep.read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_files_added_during_the_export_stop_the_replacement(tmp_path):
+    target = finished_export(tmp_path / "keras")
+    with pytest.raises(ExportError, match="did not write"), \
+            staged_folder(target, overwrite=True) as folder:
+        (folder / "model.keras").write_text("new")
+        (target / "notes.txt").write_text("written while the export ran")
+    assert (target / "notes.txt").read_text() == "written while the export ran"
+    assert (target / "model.keras").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keras"]
+
+
+def test_an_export_never_removes_other_files_beside_it(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)
-    dead_dir = tmp_path / f".partial-hf.pid{dead.stdout.strip()}.abc"
-    live_dir = tmp_path / f".partial-gguf.pid{os.getppid()}.def"
+    dead_dir = tmp_path / f".partial-hf.pid{dead.stdout.strip()}.abc12345"
+    live_dir = tmp_path / f".partial-gguf.pid{os.getppid()}.def12345"
     dead_dir.mkdir()
     live_dir.mkdir()
-    assert remove_dead_partials(tmp_path) == [dead_dir]
-    assert live_dir.exists() and not dead_dir.exists()
+    users = [".partial-notes", ".partial-notes.txt", "notes.partial"]
+    for name in users:
+        (tmp_path / name).write_text("the user's")
+    (tmp_path / ".partial-drafts").mkdir()  # a user's folder, whatever its name
+    (tmp_path / ".partial-drafts" / "draft.txt").write_text("the user's")
+    finished_export(tmp_path / "keras")
+    assert not dead_dir.exists() and live_dir.exists()
+    for name in [*users, ".partial-drafts/draft.txt"]:
+        assert (tmp_path / name).read_text() == "the user's"
 
 
 def test_unfinished_or_failed_folders_do_not_look_finished(tmp_path):

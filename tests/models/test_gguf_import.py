@@ -129,7 +129,7 @@ def test_sigkilled_import_is_cleaned_up_and_redone(tiny_dir):
     )
     result = subprocess.run([sys.executable, "-c", script], check=False, timeout=120)
     assert result.returncode == -9
-    leftovers = list(models_dir().glob(".partial-" + sha[:16] + "*"))
+    leftovers = list(models_dir().glob(".partial-gguf-" + sha[:16] + "*"))
     assert leftovers and not cached_import_dir(sha).exists()
     folder = import_gguf(path, progress=False)
     assert (folder / "import.json").is_file()
