@@ -22,7 +22,7 @@ import gemma_panel
 from gemma_panel.config import Recipe
 
 from . import statuses as st
-from .liveness import process_alive
+from .liveness import RunLock, judged_gone, process_alive
 from .records import Run
 from .store import DEFAULT_TRAINER, RunStore
 
@@ -80,8 +80,7 @@ def cancel(run_id: str, store: RunStore | None = None) -> Run:
 
 def _waiter_gone(row, store: RunStore, now: float) -> bool:
     alive = process_alive(row["worker_pid"], row["worker_start"], row["worker_host"])
-    silent = now - (row["heartbeat_at"] or 0)
-    return alive is False or (alive is None and silent > store.timings.lost_after_s)
+    return judged_gone(alive, now - (row["heartbeat_at"] or 0), store.timings)
 
 
 def recover(store: RunStore | None = None) -> list[str]:
@@ -126,11 +125,16 @@ def register_waiter(store: RunStore, run_id: str, identity: tuple) -> bool:
     return True
 
 
-def wait_for_turn(store: RunStore, run_id: str, identity: tuple) -> Run | None:
+def wait_for_turn(store: RunStore, run_id: str, identity: tuple, lock: RunLock) -> Run | None:
     """Block until this run may train, then mark it ``running`` (returns it); None if it was
-    cancelled, deleted or taken by another worker meanwhile."""
+    cancelled, deleted or taken by another worker meanwhile.
+
+    Its turn needs a free slot and the run lock: a worker of an earlier attempt that is
+    still alive (a run taken for lost, then resumed) keeps the lock until it has stopped,
+    so two attempts never train on one folder at once.
+    """
     pid, start, host = identity
-    last_recover = 0.0
+    last_recover, said = 0.0, False
     while True:
         now = time.time()
         if now - last_recover > store.timings.heartbeat_s:
@@ -140,6 +144,7 @@ def wait_for_turn(store: RunStore, run_id: str, identity: tuple) -> Run | None:
             row = conn.execute("SELECT status, worker_pid, attempt FROM runs WHERE id = ?",
                                (run_id,)).fetchone()
             if row is None or row["status"] != st.QUEUED or row["worker_pid"] != pid:
+                lock.release()
                 return None
             running = conn.execute("SELECT COUNT(*) FROM runs WHERE status = ?",
                                    (st.RUNNING,)).fetchone()[0]
@@ -147,7 +152,12 @@ def wait_for_turn(store: RunStore, run_id: str, identity: tuple) -> Run | None:
             first = [r[0] for r in conn.execute(
                 "SELECT id FROM runs WHERE status = ? ORDER BY queue_pos LIMIT ?",
                 (st.QUEUED, free))]
-            if run_id in first:
+            if run_id in first and not lock.acquire():
+                if not said:
+                    print(f"worker: waiting for the earlier worker of run {run_id} to stop "
+                          f"(it holds {lock.path})", flush=True)
+                    said = True
+            elif run_id in first:
                 conn.execute(
                     "UPDATE runs SET status = ?, started_at = ?, "
                     "heartbeat_at = ?, worker_pid = ?, worker_start = ?, worker_host = ?, "
