@@ -109,8 +109,15 @@ class RunStore:
 
     def create_run(self, recipe: Recipe, *, trainer: str = DEFAULT_TRAINER,
                    cwd: str | Path | None = None) -> Run:
-        """Record a new ``queued`` run and write its folder; starts nothing (see ``submit``)."""
+        """Record a new ``queued`` run and write its folder; starts nothing (see ``submit``).
+
+        Raises:
+            ModelSourceError: ``model.source`` names no model (a missing path, a file that
+                is not GGUF, an unknown name); checked without loading anything, so a run
+                that cannot start is never queued.
+        """
         recipe = resolve_paths(recipe, cwd)
+        _check_model_source(recipe.model.source)
         slug = re.sub(r"[^a-z0-9]+", "-", recipe.name.lower()).strip("-")[:40] or "run"
         run_id = f"{slug}-{secrets.token_hex(3)}"
         folder = self.folder(run_id)
@@ -369,6 +376,16 @@ class RunStore:
         with self.write() as conn:
             conn.execute("INSERT INTO settings (key, value) VALUES ('max_parallel', ?) "
                          "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(n),))
+
+
+def _check_model_source(source: str) -> None:
+    from gemma_panel.models.errors import ModelSourceError
+    from gemma_panel.models.loader import resolve_source
+
+    try:
+        resolve_source(source)
+    except ModelSourceError as exc:
+        raise ModelSourceError(f"model.source: {exc}") from exc
 
 
 def _number(value) -> float | None:

@@ -146,3 +146,24 @@ def test_parallel_shows_and_sets_the_queue_width(cli, store):
     assert "1 run(s)" in cli("runs", "parallel")[1]
     assert cli("runs", "parallel", "2")[0] == 0 and store.max_parallel == 2
     assert cli("runs", "parallel", "0")[0] == 2
+
+
+@pytest.mark.parametrize("source, words", [
+    ("models/missing.gguf", "model.source: No model at 'models/missing.gguf': the path does "
+                            "not exist."),
+    ("not-gguf.gguf", "is not a GGUF file (it does not start with the GGUF magic bytes)"),
+])
+def test_run_with_a_bad_model_source_exits_2_before_queueing(store, recipe_file, tmp_path,
+                                                             monkeypatch, capsys, source, words):
+    from gemma_panel.cli import main
+
+    monkeypatch.setenv("GEMMA_PANEL_HOME", str(store.root))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "not-gguf.gguf").write_bytes(b"PK\x03\x04 a zip, not a model")
+    capsys.readouterr()
+    code = main(["run", str(recipe_file), f"model.source={source}", "--detach",
+                 "--trainer", FAKE])
+    out, err = capsys.readouterr()
+    assert code == 2 and words in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "queued" not in out and store.list_runs() == []  # nothing queued, no worker
