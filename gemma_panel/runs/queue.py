@@ -22,6 +22,7 @@ import gemma_panel
 from gemma_panel.config import Recipe
 
 from . import statuses as st
+from .data_changes import check_data_unchanged, record_accepted
 from .liveness import RunLock, judged_gone, process_alive
 from .records import Run
 from .store import DEFAULT_TRAINER, RunStore
@@ -65,10 +66,23 @@ def submit(recipe: Recipe, store: RunStore | None = None, *, trainer: str = DEFA
     return run
 
 
-def resume(run_id: str, store: RunStore | None = None) -> Run:
-    """Queue a failed, cancelled or lost run again; it continues from its last checkpoint."""
+def resume(run_id: str, store: RunStore | None = None, *,
+           accept_changed_data: bool = False) -> Run:
+    """Queue a failed, cancelled or lost run again; it continues from its last checkpoint.
+
+    Raises:
+        DatasetError: a data file differs from the one the checkpoint was trained on
+            (an exact resume would silently train on other data); pass
+            ``accept_changed_data=True`` to resume on the new data, recorded on the run.
+        RunStateError: the run is queued, running or succeeded.
+    """
     store = store or RunStore()
-    run = store.requeue(run_id)
+    run = store.get(run_id)
+    change = check_data_unchanged(store, run, accept_changed_data) \
+        if run.status in st.RESUMABLE else None
+    run = store.requeue(run.id)
+    if change:
+        record_accepted(store, run.id, run.attempt, change)
     spawn_worker(store, run.id)
     return run
 
