@@ -55,10 +55,11 @@ class Heartbeat(threading.Thread):
             if row is None or row["attempt"] != self.attempt or \
                     row["status"] not in (st.RUNNING, st.LOST):
                 return False
-            conn.execute("UPDATE runs SET status = ?, heartbeat_at = ?, ended_at = NULL, "
-                         "message = NULL, log_tail = NULL WHERE id = ?",
-                         (st.RUNNING, time.time(), self.run_id))
+            conn.execute("UPDATE runs SET heartbeat_at = ? WHERE id = ?",
+                         (time.time(), self.run_id))
             if row["status"] == st.LOST:
+                conn.execute("UPDATE runs SET status = ?, ended_at = NULL, message = NULL, "
+                             "log_tail = NULL WHERE id = ?", (st.RUNNING, self.run_id))
                 self.store._event(conn, self.run_id, self.attempt, "status", "running",
                                   {"message": "the worker was alive after all"})
         return True

@@ -96,3 +96,18 @@ def test_a_resumed_run_and_its_old_worker_never_write_together(store, monkeypatc
     last = max(store.folder(run.id).checkpoints.glob("step-*/meta.json"))
     assert json.loads(last.read_text())["weight"] == _weight(20)
 
+
+
+def test_a_run_taken_for_lost_but_not_resumed_is_running_again_when_its_worker_beats(store,
+                                                                                     monkeypatch):
+    monkeypatch.setenv("FAKE_STEP_S", "0.1")
+    run = submit(fake_recipe("train.max_steps=30"), store, trainer=FAKE)
+    wait_for(lambda: store.get(run.id).step >= 2, what="two steps")
+    store.update_run(run.id, status=st.LOST, message="judged by silence from another host")
+    back = wait_for(lambda: (r := store.get(run.id)).status == st.RUNNING and r,
+                    timeout=5, what="the heartbeat to bring it back")
+    assert back.message is None and back.ended_at is None
+    done = wait_finished(store, run.id)
+    assert done.status == st.SUCCEEDED and done.step == 30 and done.attempt == 0
+    assert [e.message for e in store.events(run.id, kinds=["status"])][-2:] == ["running",
+                                                                                "succeeded"]
