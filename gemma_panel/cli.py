@@ -10,6 +10,8 @@ import time
 os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chatter
 
+from gemma_panel.errors import UserError, as_user_error  # after the environment is set
+
 
 def _human(n: float) -> str:
     """268098176 -> '268M', 999885952 -> '1.00B'."""
@@ -54,10 +56,43 @@ def cmd_models_prepare(args) -> int:
 
 
 def cmd_dashboard(args) -> int:
+    check_port_free(args.address, args.port)  # before Panel and the app are imported
     from gemma_panel.ui.serve import serve_dashboard
 
-    serve_dashboard(args.port, args.address, args.show)
+    serve_dashboard(args.port, args.address, args.show, roots=args.data_roots)
     return 0
+
+
+class PortUnavailable(UserError):
+    """The dashboard cannot listen where it was asked to."""
+
+
+def check_port_free(address: str, port: int) -> None:
+    """Bind ``address:port`` for a moment, as the server will; a sentence if it cannot."""
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except (socket.gaierror, OverflowError) as exc:
+        raise PortUnavailable(f"cannot listen on {address}:{port} ({exc}); pass an address "
+                              "of this machine to --address and a port 1-65535 to --port") \
+            from exc
+    for family, kind, proto, _, where in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Tornado does
+            try:
+                probe.bind(where)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise PortUnavailable(
+                        f"port {port} on {address} is already in use (another dashboard?); "
+                        f"stop that server, or pick another port, e.g. --port {port + 1}") \
+                        from exc
+                raise PortUnavailable(f"cannot listen on {address}:{port} "
+                                      f"({exc.strerror}); choose another --address or --port") \
+                    from exc
 
 
 def cmd_generate(args) -> int:
@@ -136,7 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard = sub.add_parser("dashboard", help="serve the Panel dashboard (on 127.0.0.1)")
     dashboard.add_argument("--port", type=int, default=5006)
     dashboard.add_argument("--address", default="127.0.0.1",
-                           help="interface to listen on (default: %(default)s, this machine only)")
+                           help="interface to listen on (default: %(default)s, this machine "
+                                "only, no login); any other asks for a password: "
+                                "GEMMA_PANEL_PASSWORD, or one printed at start")
+    dashboard.add_argument("--data-root", action="append", metavar="FOLDER", dest="data_roots",
+                           help="a folder whose files pages may read (repeatable; default: "
+                                "the working directory); uploads and the shipped examples "
+                                "always are")
     dashboard.add_argument("--show", action="store_true", help="open it in a browser")
     dashboard.set_defaults(func=cmd_dashboard)
 
@@ -150,25 +191,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    from gemma_panel.config import RecipeError
-    from gemma_panel.data.report import DatasetError
-    from gemma_panel.models.errors import ModelSourceError
+def run_command(args: argparse.Namespace) -> int:
+    """Run a parsed command: the CLI's one error boundary.
 
-    args = build_parser().parse_args(argv)
+    An error a user can cause (``gemma_panel.errors.as_user_error``) is printed as its
+    sentence on stderr, without a traceback, and exits with its ``exit_code`` (2); a bug
+    keeps its traceback.
+    """
     try:
         return args.func(args)
-    except RecipeError as exc:
-        print(f"gemma-panel: the recipe has {len(exc.problems)} problem(s):", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return 2
-    except (ModelSourceError, DatasetError) as exc:
-        print(f"gemma-panel: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        store = getattr(args, "store", None)
+        error = as_user_error(exc, database=os.path.join(store, "runs.db") if store else None)
+        if error is None:
+            raise
+        first, *detail = error.lines()
+        print(f"gemma-panel: {first}", *detail, sep="\n", file=sys.stderr)
+        return error.exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -44,7 +44,9 @@ def add_data_commands(sub) -> None:
 
 def _common(args) -> dict:
     from gemma_panel.data import ReadOptions, get_template, parse_overrides
+    from gemma_panel.data.readers import check_encoding
 
+    check_encoding(args.encoding)  # a wrong option, said before the file is read
     options = {
         "read": ReadOptions(format=args.format, encoding=args.encoding,
                             text_mode=args.text_mode, columns=parse_overrides(args.column)),
@@ -84,10 +86,10 @@ def cmd_data_prepare(args) -> int:
             output_dir=args.out, **options,
         )
     except DatasetError as exc:
-        print(f"gemma-panel: {exc}", file=sys.stderr)
-        if exc.report is not None:
-            print(exc.report.to_text(), file=sys.stderr)
-        return 1
+        if exc.report is None:  # not the data (a path, an option): the CLI boundary says it
+            raise
+        print(f"gemma-panel: {exc}", file=sys.stderr)  # the message holds the report
+        return 1  # as 'data check': the data has errors
     print(f"{len(prepared.train)} training and {len(prepared.validation)} validation examples "
           f"written to {args.out}")
     return 0

@@ -86,13 +86,6 @@ def _store(args=None):
     return RunStore(getattr(args, "store", None))
 
 
-def _errors():
-    from gemma_panel.config import RecipeError
-    from gemma_panel.runs import RunNotFound, RunStateError
-
-    return RecipeError, RunNotFound, RunStateError
-
-
 def _when(ts: float | None) -> str:
     return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M") if ts else "-"
 
@@ -104,19 +97,6 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def _guard(fn):
-    """Errors a user can cause become one line and exit code 2."""
-    def wrapped(args) -> int:
-        try:
-            return fn(args)
-        except _errors() as exc:
-            print(f"gemma-panel: {exc}", file=sys.stderr)
-            return 2
-    wrapped.__name__ = fn.__name__
-    return wrapped
-
-
-@_guard
 def cmd_run(args) -> int:
     from gemma_panel.config import load_recipe
     from gemma_panel.runs import DEFAULT_TRAINER, queue, submit
@@ -200,7 +180,6 @@ def _progress_line(run, points, out) -> None:
             print("  " + " | ".join(parts), file=out, flush=True)
 
 
-@_guard
 def cmd_list(args) -> int:
     from gemma_panel.runs import recover
 
@@ -231,7 +210,6 @@ def _run_dict(store, run) -> dict:
     return data
 
 
-@_guard
 def cmd_show(args) -> int:
     from gemma_panel.runs import statuses as st
 
@@ -262,7 +240,6 @@ def cmd_show(args) -> int:
     return 0
 
 
-@_guard
 def cmd_logs(args) -> int:
     from gemma_panel.runs import statuses as st
 
@@ -289,7 +266,6 @@ def cmd_logs(args) -> int:
     return 0
 
 
-@_guard
 def cmd_cancel(args) -> int:
     from gemma_panel.runs import cancel
     from gemma_panel.runs import statuses as st
@@ -311,7 +287,6 @@ def cmd_cancel(args) -> int:
     return 0
 
 
-@_guard
 def cmd_resume(args) -> int:
     from gemma_panel.runs import resume
 
@@ -326,7 +301,6 @@ def cmd_resume(args) -> int:
     return 0 if args.detach else follow(store, run.id)
 
 
-@_guard
 def cmd_delete(args) -> int:
     store = _store()
     runs = [store.get(r) for r in args.run_ids]
@@ -347,7 +321,6 @@ def cmd_delete(args) -> int:
     return 0
 
 
-@_guard
 def cmd_compare(args) -> int:
     from gemma_panel.runs import compare_runs
 
@@ -361,7 +334,6 @@ def cmd_compare(args) -> int:
     return 0
 
 
-@_guard
 def cmd_parallel(args) -> int:
     store = _store()
     if args.n is not None:
@@ -374,7 +346,6 @@ def cmd_parallel(args) -> int:
     return 0
 
 
-@_guard
 def cmd_worker(args) -> int:
     from gemma_panel.runs.worker import redirect_output, run_worker
 
@@ -391,9 +362,6 @@ def main(argv: list[str] | None = None) -> int:
     """The run commands on their own (``python -m gemma_panel.runs ...``)."""
     parser = argparse.ArgumentParser(prog="python -m gemma_panel.runs")
     add_run_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
+    from gemma_panel.cli import run_command  # the one error boundary
+
+    return run_command(parser.parse_args(argv))

@@ -22,13 +22,21 @@ from typing import Any
 
 import yaml
 
+from gemma_panel.errors import UserError
 
-class RecipeError(ValueError):
+
+class RecipeError(UserError, ValueError):
     """A recipe that cannot run, with the field(s) named: ``train.batch_size: must be > 0``."""
 
     def __init__(self, problems: list[str]):
         self.problems = problems
         super().__init__("; ".join(problems))
+
+    def lines(self) -> list[str]:
+        if len(self.problems) == 1:
+            return list(self.problems)
+        return [f"the recipe has {len(self.problems)} problems:",
+                *(f"  {p}" for p in self.problems)]
 
 
 def option(default: Any, help: str, choices: tuple | None = None):
@@ -322,6 +330,38 @@ def iter_fields():
             yield section, f, hints[f.name]
 
 
+def _settings(recipe: Recipe):
+    """Yield (path, holder, attribute, type) for every setting, name and description first."""
+    yield "name", recipe, "name", str
+    yield "description", recipe, "description", str
+    for section, f, hint in iter_fields():
+        yield f"{section}.{f.name}", getattr(recipe, section), f.name, hint
+
+
+def _type_problem(path: str, value: Any, hint) -> str | None:
+    """What is wrong with the type of ``value`` for a field typed ``hint``, or None.
+
+    Lists hold text (layer names, prompts, formats); ``data.columns`` maps roles to a
+    column name or None.
+    """
+    allowed = typing.get_args(hint) or (hint,)
+    if value is None:
+        return None if type(None) in allowed else f"{path}: must be set (it cannot be null)"
+    base = next(t for t in allowed if t is not type(None))
+    base = typing.get_origin(base) or base
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = {bool: isinstance(value, bool), float: number,
+          int: number and isinstance(value, int)}.get(base, isinstance(value, base))
+    if not ok:
+        return f"{path}: expected {base.__name__}, got {value!r}"
+    if base is list and not all(isinstance(item, str) for item in value):
+        return f"{path}: every item must be text, got {value!r}"
+    if base is dict and not all(isinstance(k, str) and (v is None or isinstance(v, str))
+                                for k, v in value.items()):
+        return f"{path}: must map names to text (or null), got {value!r}"
+    return None
+
+
 def _coerce(path: str, raw: Any, hint) -> Any:
     """Convert a value (from YAML or the command line) to the field's type, or explain."""
     allowed = typing.get_args(hint) or (hint,)
@@ -366,17 +406,7 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] = ()) -> Re
     Raises:
         RecipeError: with one message per problem, each naming its field.
     """
-    data: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise RecipeError([f"{path}: no such recipe file; see the recipes/ folder"])
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise RecipeError([f"{path}: not valid YAML ({exc})"]) from exc
-        if not isinstance(data, dict):
-            raise RecipeError([f"{path}: a recipe is a mapping of sections"])
+    data = _read_yaml(Path(path)) if path is not None else {}
     for text in overrides:
         key, value = parse_override(text)
         parts = key.split(".")
@@ -391,10 +421,9 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] = ()) -> Re
         section[parts[1]] = value
     recipe = Recipe.from_dict(data)
     problems = []
-    for section, f, hint in iter_fields():
-        obj = getattr(recipe, section)
+    for field_path, obj, name, hint in _settings(recipe):
         try:
-            setattr(obj, f.name, _coerce(f"{section}.{f.name}", getattr(obj, f.name), hint))
+            setattr(obj, name, _coerce(field_path, getattr(obj, name), hint))
         except RecipeError as exc:
             problems.extend(exc.problems)
     if problems:
@@ -403,13 +432,36 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] = ()) -> Re
     return recipe
 
 
+def _read_yaml(path: Path) -> dict:
+    """The mapping in a recipe file, or a RecipeError saying why there is none."""
+    if not path.is_file():
+        raise RecipeError([f"{path}: no such recipe file; see the recipes/ folder"])
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        where = f"byte 0x{raw[exc.start]:02x} at offset {exc.start}"
+        raise RecipeError([f"{path}: not UTF-8 text ({where}); save the recipe as UTF-8"]) \
+            from exc
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise RecipeError([f"{path}: not valid YAML ({exc})"]) from exc
+    if not isinstance(data, dict):
+        raise RecipeError([f"{path}: a recipe is a mapping of sections"])
+    return data
+
+
 def validate(recipe: Recipe) -> None:
-    """Check values and their combinations without building anything.
+    """Check types, values and their combinations without building anything.
 
     Raises:
         RecipeError: naming each bad field and what would work.
     """
-    problems = []
+    problems = [p for path, obj, name, hint in _settings(recipe)
+                if (p := _type_problem(path, getattr(obj, name), hint))]
+    if problems:  # the checks below compare numbers: they need the right types
+        raise RecipeError(problems)
     for section, f, _ in iter_fields():
         value = getattr(getattr(recipe, section), f.name)
         choices = f.metadata.get("choices")

@@ -150,7 +150,7 @@ def scan_file(
     try:
         mapping = detect_columns(columns, read.columns)
     except DatasetError as exc:
-        report.error("unknown_columns", str(exc), line=head[0].line)
+        report.error(exc.code, str(exc), line=head[0].line)
         for _ in records:  # still report broken lines, encodings etc. in the rest
             report.rows_read += 1
         report.rows_read += len(head)

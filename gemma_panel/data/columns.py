@@ -92,10 +92,13 @@ def detect_columns(
             role mapped to None is not used even if a column looks like it.
 
     Raises:
-        DatasetError: an override names a column the file does not have, or no task can
-            be trained from the columns; the message lists the columns found.
+        DatasetError: an override names a column the file does not have, no task can be
+            trained from the columns (the message lists the columns found), or the file
+            holds preference data (chosen and rejected answers) and no override says
+            which answers to train on.
     """
     normal = {_normalise(c): c for c in columns}
+    _refuse_preference_data(normal, overrides or {})
     found: dict[str, str] = {}
     used: set[str] = set()
     for role in ("messages", "prompt", "input", "response", "text", "label"):
@@ -115,8 +118,24 @@ def detect_columns(
     if overrides:
         mapping = apply_overrides(mapping, overrides, columns)
     if mapping.task is None:
-        raise DatasetError(_no_task_message(columns))
+        raise DatasetError(_no_task_message(columns), code="unknown_columns")
     return mapping
+
+
+def _refuse_preference_data(normal: Mapping[str, str], overrides: Mapping[str, str | None]):
+    """Chosen/rejected pairs (DPO-style data) are not instruction data with an extra column:
+    say so, unless an override already picks the answers to train on."""
+    if "chosen" not in normal or "rejected" not in normal:
+        return
+    chosen, rejected = normal["chosen"], normal["rejected"]
+    picked = set(overrides.values())
+    if {"response", "messages"} & set(overrides) or {chosen, rejected} & picked:
+        return
+    raise DatasetError(
+        f"preference data (columns {chosen!r} and {rejected!r}): gemma_panel does supervised "
+        f"fine-tuning, not preference tuning; train on the chosen answers with --column "
+        f"response={chosen} (or --column messages={chosen} when each holds a whole "
+        "conversation), or wait for preference tuning.", code="preference_data")
 
 
 def apply_overrides(
@@ -124,12 +143,13 @@ def apply_overrides(
 ) -> ColumnMapping:
     for role, col in overrides.items():
         if role not in ROLES:
-            raise DatasetError(f"unknown column role {role!r}; roles are {', '.join(ROLES)}.")
+            raise DatasetError(f"unknown column role {role!r}; roles are {', '.join(ROLES)}.",
+                               code="unknown_columns")
         if col is not None and col not in columns:
             near = difflib.get_close_matches(col, list(columns), n=1)
             hint = f" Did you mean {near[0]!r}?" if near else ""
             raise DatasetError(f"column {col!r} (given for {role}) is not in the file; its "
-                               f"columns are {_listing(columns)}.{hint}")
+                               f"columns are {_listing(columns)}.{hint}", code="unknown_columns")
     return replace(mapping, **dict(overrides))
 
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 
 from gemma_panel.data.report import ValidationReport
 from gemma_panel.data.sources import Record, TextSource, iter_lines
 
 _CHUNK_LINES = 2048
+_TOO_DEEP = (f"nested deeper than the JSON reader can follow (about {sys.getrecursionlimit()} "
+             "levels of [ or {); no training example is that deep: check how the file was "
+             "made")
 
 
 def read_jsonl(source: TextSource, report: ValidationReport) -> Iterator[Record]:
@@ -25,6 +29,10 @@ def read_jsonl(source: TextSource, report: ValidationReport) -> Iterator[Record]
             value = json.loads(line.rstrip("\r\n"))
         except json.JSONDecodeError as exc:
             report.error("broken_json", _describe(exc, line), file=name, line=number)
+            yield Record({}, row=row, line=number, broken=True)
+            continue
+        except RecursionError:
+            report.error("broken_json", _TOO_DEEP, file=name, line=number)
             yield Record({}, row=row, line=number, broken=True)
             continue
         if not isinstance(value, dict):
@@ -83,6 +91,10 @@ def read_json(source: TextSource, report: ValidationReport) -> Iterator[Record]:
             try:
                 value, end = decoder.raw_decode(buf, pos)
                 break
+            except RecursionError:  # the element's end is unknown: nothing after it is read
+                report.error("broken_json", f"array element {row + 1}: {_TOO_DEEP}",
+                             file=name, line=base_line + buf.count("\n", 0, pos))
+                return
             except json.JSONDecodeError as exc:
                 if more():
                     continue
@@ -119,6 +131,9 @@ def _read_object_file(source: TextSource, report: ValidationReport) -> Iterator[
     text = "".join(iter_lines(source, report))
     try:
         value = json.loads(text)
+    except RecursionError:
+        report.error("broken_json", _TOO_DEEP, file=source.name, line=1)
+        return
     except json.JSONDecodeError as exc:
         if "Extra data" in exc.msg:  # a second object follows: this is JSON Lines
             yield from read_jsonl(source, ValidationReport(source=source.name))

@@ -22,7 +22,7 @@ from gemma_panel.data.policies import (
 from gemma_panel.data.report import DatasetError, ValidationReport
 from gemma_panel.data.split import find_split_leaks, split_examples
 from gemma_panel.data.stats import TokenStatistics
-from gemma_panel.data.templates import Template, render_text, template_for_task
+from gemma_panel.data.templates import Template, render_text, resolve_template
 from gemma_panel.data.tokenized import TokenizedExample, tokenize_example
 from gemma_panel.data.tokenizer import TextTokenizer
 
@@ -90,7 +90,7 @@ def prepare_dataset(
     split_by: str | None = None,
     stratify: bool | None = None,
     seed: int = 0,
-    template: Template | None = None,
+    template: Template | str | None = None,
     tokenizer: TextTokenizer | None = None,
     sequence_length: int | None = None,
     missing: str | MissingPolicy | dict | None = None,
@@ -108,7 +108,9 @@ def prepare_dataset(
         validation_path: a separate validation file; otherwise `validation_fraction` of
             the rows is held out (by `split_by` column groups, or stratified by label:
             `stratify` defaults to True for classification).
-        template: the prompt template; the task's default when None.
+        template: the prompt template, or its name (``auto``: the task's default, as
+            when None). Every example is rendered with it; a row it cannot render is an
+            error (``template_mismatch``), so the wrong template fails here, never later.
         tokenizer, sequence_length: tokenize every example (truncating at the length).
         missing: missing-value policy, one for all roles or per role.
         duplicates: ``"keep_first"``, ``"drop_all"`` or ``"keep_all"`` exact duplicates
@@ -149,9 +151,10 @@ def prepare_dataset(
     if augment is not None:
         first_row = max((e.row for e in scan.examples), default=0) + 1
         train = train + _augmented(augment(train), train, validation, first_row, report)
-    if template is None:
-        labels = sorted({e.label for e in examples if e.label is not None})
-        template = template_for_task(mapping.task, labels)
+    labels = sorted({e.label for e in examples if e.label is not None})
+    template = resolve_template(template, mapping.task, labels)
+    train, validation = (_renderable(template, split, report) for split in (train, validation))
+    _refuse_if_broken(report, skip_bad_rows)
     prepared = PreparedDataset(train, validation, mapping, template, report)
     if tokenizer is not None:
         _tokenize(prepared, tokenizer, sequence_length, skip_bad_rows)
@@ -211,6 +214,23 @@ def _refuse_if_broken(report: ValidationReport, skip_bad_rows: bool) -> None:
         hint = "" if fatal else " Fix them, or skip the bad rows (skip_bad_rows=True)."
         raise DatasetError(f"{report.source}: {report.n_errors} error(s) in the data.{hint}\n"
                            + report.to_text(), report)
+
+
+def _renderable(template: Template, examples: list[Example],
+                report: ValidationReport) -> list[Example]:
+    """The examples the template can render; each one it cannot is an error."""
+    kept = []
+    for e in examples:
+        try:
+            template.segments(e)
+        except DatasetError as exc:
+            why = str(exc).removeprefix(f"row {e.row}: ")
+            report.error("template_mismatch", f"{why} (template '{template.name}')",
+                         line=e.line, row=e.row)
+            report.rows_usable -= 1
+            continue
+        kept.append(e)
+    return kept
 
 
 def _apply_duplicate_policy(scan, policy: str, near: bool) -> list[Example]:

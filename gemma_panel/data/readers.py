@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,19 @@ _SUFFIXES = {
     ".txt": "text", ".text": "text", ".md": "text",
     ".parquet": "parquet", ".pq": "parquet",
 }
+
+
+def check_encoding(encoding: str | None) -> str | None:
+    """``encoding`` when Python has a codec by that name; a `DatasetError` when not."""
+    if encoding is None:
+        return None
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise DatasetError(f"unknown encoding {encoding!r}: give a Python codec name such as "
+                           "utf-8, cp1252, latin-1 or utf-16, or leave it out to have it "
+                           "detected.", code="unreadable") from None
+    return encoding
 
 
 def detect_format(path: Path) -> str:
@@ -81,7 +95,7 @@ def open_records(
     report.format = fmt
     if fmt == "parquet":
         return read_parquet(local, report)
-    source = sniff_text_source(local, report, encoding)
+    source = sniff_text_source(local, report, check_encoding(encoding))
     report.encoding = source.encoding
     if fmt == "csv":
         return read_csv(source, report, delimiter=delimiter)

@@ -11,6 +11,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from gemma_panel.errors import UserError
+
 Severity = Literal["error", "warning"]
 
 # What each problem code means, in words; the report shows these as headings.
@@ -31,6 +33,8 @@ PROBLEM_TITLES: dict[str, str] = {
     "empty_string": "empty strings",
     "wrong_type": "values of the wrong type",
     "bad_messages": "malformed chat messages",
+    "tool_calls": "tool-calling conversations (not plain chat)",
+    "preference_data": "preference data (chosen/rejected answers)",
     "control_token": "Gemma control-token text inside a field",
     "non_text": "binary or non-text content",
     "replacement_char": "replacement characters (text already damaged)",
@@ -39,6 +43,7 @@ PROBLEM_TITLES: dict[str, str] = {
     "near_duplicate": "near duplicates",
     "overlong": "examples longer than the sequence length",
     "no_target": "nothing left to train on after truncation",
+    "template_mismatch": "rows the template cannot render",
     "rare_label": "label classes with too few examples",
     "single_label": "only one label class",
     "split_leak": "same prompt in training and validation",
@@ -224,7 +229,7 @@ class ValidationReport:
         return sorted(self.counts, key=lambda c: (self.severities[c] != "error", c))
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A problem a user can fix, in words.
 
     Args:

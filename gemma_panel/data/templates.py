@@ -187,6 +187,24 @@ def get_template(name: str, *, labels: Sequence[str] = (), **options) -> Templat
                        "or a CustomTemplate.")
 
 
+def resolve_template(name: str | Template | None, task: str | None,
+                     labels: Sequence[str] = ()) -> Template:
+    """The template a recipe's ``data.template`` names, for data of this task and labels.
+
+    ``auto`` (or None) is the task's default; a name is that template, whatever the data.
+    """
+    if name is None or name == "auto":
+        return template_for_task(task, labels)
+    if isinstance(name, str):
+        return get_template(name, labels=labels)
+    return name
+
+
+def suggested_template(task: str | None) -> str:
+    """The template name ``auto`` picks for a task: what a dataset choice carries."""
+    return template_for_task(task).name
+
+
 def render_text(segments: Sequence[Segment]) -> str:
     """The segments as one string, stop tokens written out, for showing to people."""
     stops = {"end_of_turn": TURN_END, "eos": "<eos>", None: ""}

@@ -15,7 +15,7 @@ import numpy as np
 
 from gemma_panel.data.columns import ColumnMapping
 from gemma_panel.data.example import Example, near_key
-from gemma_panel.data.messages import normalize_messages
+from gemma_panel.data.messages import normalize_messages, tool_roles
 from gemma_panel.data.policies import MissingPolicy
 from gemma_panel.data.report import ValidationReport
 from gemma_panel.data.sources import Record
@@ -152,6 +152,10 @@ class RowValidator:
         if isinstance(value, str) and value.lstrip().startswith("["):
             try:
                 value = json.loads(value)  # a JSON list stored in a CSV cell
+            except RecursionError:
+                self.report.error("bad_messages", "messages are nested too deeply to read",
+                                  column=col, **where)
+                return None
             except json.JSONDecodeError as exc:
                 self.report.error("bad_messages", f"messages are not valid JSON: {exc.msg} at "
                                   f"character {exc.colno}", column=col, **where)
@@ -160,8 +164,9 @@ class RowValidator:
             self.report.error("missing_value", "messages are missing", column=col, **where)
             return None
         turns, problems = normalize_messages(value)
+        code = "tool_calls" if problems and tool_roles(value) else "bad_messages"
         for problem in problems:
-            self.report.error("bad_messages", problem, column=col, **where)
+            self.report.error(code, problem, column=col, **where)
         for turn in turns:
             for issue in inspect_text(turn.content):
                 self.report.add_issue(issue, column=col, **where)

@@ -27,13 +27,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from gemma_panel.errors import UserError
 from gemma_panel.models.cache import pid_alive
 
 _PARTIAL = ".partial-"
 MANIFEST = "manifest.json"
 
 
-class ExportError(RuntimeError):
+class ExportError(UserError, RuntimeError):
     """An export that cannot be made, said in words with what to do next."""
 
 

@@ -26,7 +26,7 @@ from gemma_panel.export.source import (
 from gemma_panel.export.verify import Verification, keras_logits, perplexity, probe_ids
 
 FORMATS = {
-    "keras": "the Keras model file model.keras (--quantize int8 or int4: Keras quantization)",
+    "keras": "the Keras model file model.keras (--quantize int8: Keras quantization)",
     "preset": "a KerasHub preset folder (keras_hub ... from_preset, gemma-panel --model)",
     "lora": "the LoRA weights alone: KerasHub's adapter.lora.h5 plus lora.json",
     "savedmodel": "a TensorFlow SavedModel serving logits (tf.saved_model.load, TF Serving)",
@@ -34,7 +34,7 @@ FORMATS = {
     "peft": "the LoRA adapter alone in PEFT's format (adapter_config.json + safetensors)",
     "gguf": "GGUF for llama.cpp and Ollama, with a Modelfile (--quantize: file type)",
 }
-QUANTIZE_CHOICES = {"keras": ("int8", "int4"), "gguf": None}  # gguf: see gguf.GGUF_TYPES
+QUANTIZE_CHOICES = {"keras": ("int8",), "gguf": None}  # gguf: see gguf.GGUF_TYPES
 DEFAULT_GGUF_TYPE = "f16"
 _NEEDS_MERGE = ("savedmodel", "hf", "gguf")
 _ADAPTER_ONLY = ("lora", "peft")
@@ -71,11 +71,16 @@ def check_request(fmt: str, quantize: str | None, merge: bool) -> str | None:
                 "llama.cpp and retry); without it choose one of "
                 f"{', '.join(t for t in GGUF_TYPES if t not in LLAMA_QUANTIZE_TYPES)}.")
     elif fmt == "keras":
-        if quantize not in (None, "int8", "int4"):
+        if quantize == "int4":  # refused here, not after minutes of loading and exporting
+            raise ExportError("Keras int4 exports are refused: Keras 3.15 reloads a saved int4 "
+                              "model up to 0.74 logits away from the one it saved, so it cannot "
+                              "be verified; use --quantize int8, or --format gguf --quantize "
+                              "q4_0 for 4-bit weights.")
+        if quantize not in (None, "int8"):
             raise ExportError(f"Keras quantization '{quantize}' is not supported; choose int8 "
-                              "or int4 (GGUF types such as q4_0 go with --format gguf).")
+                              "(GGUF types such as q4_0 go with --format gguf).")
     elif quantize is not None:
-        raise ExportError(f"--quantize applies to 'keras' (int8, int4) and 'gguf' exports, "
+        raise ExportError(f"--quantize applies to 'keras' (int8) and 'gguf' exports, "
                           f"not '{fmt}'.")
     if not merge and fmt in _NEEDS_MERGE:
         raise ExportError(f"'{fmt}' exports need the LoRA merged into the weights (their "

@@ -103,17 +103,65 @@ def _resolve_folder(path: Path) -> ResolvedSource:
             f"'{path}' holds a '{model_type}' model, but gemma_panel fine-tunes Gemma models "
             f"({', '.join(GEMMA_HF_TYPES)}); pick a Gemma checkpoint."
         )
-    if not any(path.glob("*.safetensors")):
+    weights = sorted(path.glob("*.safetensors"))
+    if not weights:
         raise ModelSourceError(
             f"The Hugging Face folder '{path}' has a config.json but no .safetensors weights; "
             "download the model's *.safetensors files into it (PyTorch .bin files are not read)."
         )
+    _check_shards(path)
+    for weight_file in weights:
+        _check_safetensors(weight_file)
     if not (path / "tokenizer.model").is_file() and not (path / "tokenizer.json").is_file():
         raise ModelSourceError(
             f"The Hugging Face folder '{path}' has no tokenizer.model or tokenizer.json; "
             "download the tokenizer files of the model into it."
         )
     return ResolvedSource("hf", str(path), f"Hugging Face folder {path}")
+
+
+def _check_safetensors(path: Path) -> None:
+    """Refuse a .safetensors file that is cut off or damaged, reading only its header.
+
+    The format is an 8-byte little-endian header length, a JSON header giving each
+    tensor's byte range, then the data: the file must be as long as the header promises.
+    """
+    size = path.stat().st_size
+    again = f"download '{path.name}' again (an interrupted download leaves such files)"
+    with path.open("rb") as handle:
+        head = handle.read(8)
+        length = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if not 0 < length <= size - 8:
+            raise ModelSourceError(f"'{path}' is not a whole safetensors file ({size} bytes, "
+                                   f"no complete header); {again}.")
+        try:
+            header = json.loads(handle.read(length))
+            end = max((int(t["data_offsets"][1]) for k, t in header.items()
+                       if k != "__metadata__"), default=0)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            raise ModelSourceError(f"'{path}' has a damaged safetensors header ({exc}); "
+                                   f"{again}.") from exc
+    expected = 8 + length + end
+    if size < expected:
+        raise ModelSourceError(f"'{path}' is cut off: its header describes {expected:,} bytes "
+                               f"but the file has {size:,}; {again}.")
+
+
+def _check_shards(path: Path) -> None:
+    """Every shard that ``model.safetensors.index.json`` names must be in the folder."""
+    index = path / "model.safetensors.index.json"
+    if not index.is_file():
+        return
+    try:
+        shards = set(json.loads(index.read_text())["weight_map"].values())
+    except (ValueError, KeyError, AttributeError, TypeError) as exc:
+        raise ModelSourceError(f"'{index}' is not a valid shard index ({exc}); download it "
+                               "again.") from exc
+    missing = sorted(s for s in shards if not (path / s).is_file())
+    if missing:
+        raise ModelSourceError(f"The Hugging Face folder '{path}' lacks {len(missing)} weight "
+                               f"shard(s) its index names ({', '.join(missing[:3])}); download "
+                               "them into it.")
 
 
 def _keras_hub_gemma_presets() -> set[str]:

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from gemma_panel.config import Recipe, recipe_to_yaml
+from gemma_panel.errors import UserError
 from gemma_panel.home import home_dir
 
 from . import statuses as st
@@ -36,11 +37,11 @@ from .schema import connect
 DEFAULT_TRAINER = "gemma_panel.training:train"
 
 
-class RunNotFound(LookupError):
+class RunNotFound(UserError, LookupError):
     """No run has this id (or this prefix matches none, or several)."""
 
 
-class RunStateError(RuntimeError):
+class RunStateError(UserError, RuntimeError):
     """The run's status does not allow this: resuming a running run, deleting a queued one."""
 
 

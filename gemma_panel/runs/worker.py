@@ -104,12 +104,15 @@ def load_trainer(entry_point: str) -> Callable:
 
 def _failure(exc: BaseException) -> str:
     """The cause of a failure in words, with what to do next where we know it."""
+    from gemma_panel.errors import as_user_error
+
     name = type(exc).__name__
     if isinstance(exc, MemoryError):
         return ("out of memory: lower train.batch_size or data.sequence_length, or use "
                 "gradient accumulation; then resume the run")
-    if name in ("TrainingError", "RecipeError", "DatasetError", "ModelSourceError"):
-        return str(exc)
+    error = as_user_error(exc)
+    if error is not None:
+        return str(error)
     if "RESOURCE_EXHAUSTED" in str(exc) or "Out of memory" in str(exc):
         return (f"the accelerator ran out of memory ({str(exc).splitlines()[0][:200]}): "
                 "lower train.batch_size or data.sequence_length, then resume the run")

@@ -20,12 +20,13 @@ from typing import Any
 import numpy as np
 
 from gemma_panel.config import Recipe, recipe_to_yaml
+from gemma_panel.errors import UserError
 from gemma_panel.training.batches import batch_at, build_sequences, max_loss_tokens
 from gemma_panel.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from gemma_panel.training.events import EventSink, NullSink, checkpoint_allowed
 
 
-class TrainingError(RuntimeError):
+class TrainingError(UserError, RuntimeError):
     """A run that cannot go on, said in words with what to try next."""
 
 
@@ -61,26 +62,15 @@ def load_tuned_model(recipe: Recipe):
 
 
 def prepare_data(recipe: Recipe, lm):
-    """Read, check, split and tokenize the recipe's data with the model's tokenizer."""
-    from gemma_panel.data import (
-        DatasetError,
-        KerasHubTokenizer,
-        ReadOptions,
-        get_template,
-        prepare_dataset,
-    )
+    """Read, check, split and tokenize the recipe's data with the model's tokenizer.
 
-    d = recipe.data
-    template = None if d.template in ("auto", "classification") else get_template(d.template)
+    The same preparation the dashboard's preflight runs (``gemma_panel.data.preflight``).
+    """
+    from gemma_panel.data import DatasetError, KerasHubTokenizer
+    from gemma_panel.data.preflight import prepare_recipe_data
+
     try:
-        return prepare_dataset(
-            d.train_path,
-            read=ReadOptions(text_mode=d.text_mode, chunk_chars=d.chunk_chars,
-                             columns=dict(d.columns)),
-            validation_path=d.validation_path, validation_fraction=d.validation_fraction,
-            seed=d.seed, template=template, tokenizer=KerasHubTokenizer(lm.preprocessor.tokenizer),
-            sequence_length=d.sequence_length + 1, missing=d.missing, duplicates=d.duplicates,
-        )
+        return prepare_recipe_data(recipe, KerasHubTokenizer(lm.preprocessor.tokenizer))
     except DatasetError as exc:
         raise TrainingError(f"the data cannot be used: {exc}") from exc
 

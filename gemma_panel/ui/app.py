@@ -56,7 +56,7 @@ class Studio:
                  trainer: str = DEFAULT_TRAINER):
         self.store = store or RunStore()
         self.jobs = Jobs()
-        self.config = ConfigModel(recipe)
+        self.config = ConfigModel(recipe, jobs=self.jobs)
         self.data = DataModel(jobs=self.jobs)
         self.runs = RunsModel(self.store, trainer=trainer, jobs=self.jobs)
         self.compare = CompareModel(self.store)
@@ -77,9 +77,13 @@ class Studio:
 
         def from_config(*_):
             v = cfg.settings
-            data.param.update(model_source=v["model.source"], template=v["data.template"],
-                              text_mode=v["data.text_mode"],
-                              sequence_length=max(16, int(v["data.sequence_length"] or 16)))
+            update = {"model_source": v["model.source"], "template": v["data.template"],
+                      "text_mode": v["data.text_mode"],
+                      "sequence_length": max(16, int(v["data.sequence_length"] or 16))}
+            recipe = cfg.valid_recipe()  # the Data tab's verdict uses its other data settings
+            if recipe is not None and _data_part(recipe) != _data_part(data.recipe):
+                update["recipe"] = recipe
+            data.param.update(**update)
         from_config()
         cfg.param.watch(from_config, "settings")
 
@@ -123,6 +127,11 @@ class Studio:
             title=TITLE, main=[self.tabs], theme_toggle=True,
             **({"theme": theme} if theme else {}))
         return template
+
+
+def _data_part(recipe: Recipe | None):
+    """What of a recipe its data preparation reads: the data and model sections."""
+    return None if recipe is None else (recipe.to_dict()["data"], recipe.to_dict()["model"])
 
 
 def create_app(store: RunStore | None = None, recipe: Recipe | None = None, *,

@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import shlex
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,18 @@ from gemma_panel.config import (
     load_recipe,
     recipe_to_yaml,
 )
-from gemma_panel.home import home_dir
+from gemma_panel.data.preflight import preflight
 from gemma_panel.models.registry import MODELS
+
+from .data_checks import loaded_tokenizer
+from .jobs import Jobs
+from .server_paths import (
+    PathRefused,
+    confine_data_path,
+    data_roots,
+    recipe_save_path,
+    recipes_dir,
+)
 
 OTHER_SOURCE = "(a file, folder or preset)"
 TOP_FIELDS = {"name": "A short name for the run; run ids start with it.",
@@ -93,10 +104,14 @@ class ConfigModel(param.Parameterized):
     saved_path = param.String(default=None, allow_None=True)
     model_choice = param.Selector(default=OTHER_SOURCE, objects=[*MODELS, OTHER_SOURCE])
     message = param.String(default="")
+    data_verdict = param.Dict(default={}, doc="preflight(recipe).to_dict(): will the run's "
+                              "data step pass? {} while it is being checked.")
 
     def __init__(self, recipe: Recipe | None = None, base_path: str | None = "default",
-                 **params):
+                 jobs: Jobs | None = None, **params):
         super().__init__(**params)
+        self.jobs = jobs or Jobs()
+        self._data_gen = 0
         if base_path == "default":
             base_path = default_recipe_path() if recipe is None else None
         self.base_path = base_path
@@ -105,6 +120,7 @@ class ConfigModel(param.Parameterized):
         self._base = _flatten(load_recipe(base_path)) if base_path else _flatten(Recipe())
         self.settings = _flatten(recipe)
         self._sync_model_choice()
+        self.check_data()
 
     # -- editing --------------------------------------------------------------------------
     def set(self, path: str, value: Any) -> None:
@@ -119,6 +135,8 @@ class ConfigModel(param.Parameterized):
         self._check()
         if path == "model.source":
             self._sync_model_choice()
+        if path.startswith("data.") or path == "model.source":
+            self.check_data()
 
     @param.depends("model_choice", watch=True)
     def _picked_model(self) -> None:
@@ -164,6 +182,42 @@ class ConfigModel(param.Parameterized):
         every = [_override(path, value) for path, value in self.settings.items()]
         return load_recipe(None, every)
 
+    def valid_recipe(self) -> Recipe | None:
+        """The recipe, or None while it has problems."""
+        try:
+            return self.recipe()
+        except RecipeError:
+            return None
+
+    def check_data(self) -> None:
+        """Prepare the recipe's data as its run will, in the background (``data_verdict``).
+
+        Token lengths are included when the model's tokenizer is already loaded (the Data
+        tab loads it); Start checks them in any case.
+        """
+        self._data_gen += 1
+        gen, recipe = self._data_gen, self.valid_recipe()
+        self.data_verdict = {}
+        if recipe is None:
+            return
+
+        def done(verdict: dict) -> None:
+            if gen == self._data_gen:
+                self.data_verdict = verdict
+
+        def failed(exc: BaseException) -> None:
+            done({"ok": False, "ready": False, "fix": {},
+                  "message": f"the data could not be checked: {exc}"})
+
+        self.jobs.submit("config-data", lambda: preflight(
+            recipe, loaded_tokenizer(recipe.model.source)).to_dict(), done, failed)
+
+    def apply_fix(self) -> None:
+        """Set the fields the data verdict names (e.g. the template the data needs)."""
+        for path, value in dict(self.data_verdict.get("fix") or {}).items():
+            self.set(path, value)
+            self.message = f"Set {path} to {value}."
+
     def _check(self) -> None:
         try:
             self.recipe()
@@ -203,18 +257,32 @@ class ConfigModel(param.Parameterized):
             return str(path)
 
     # -- files ------------------------------------------------------------------------------
-    def save(self, path: str | Path | None = None) -> Path:
-        """Write the recipe as commented YAML (default: GEMMA_PANEL_HOME/recipes/NAME.yaml)."""
+    def save(self, name: str | None = None, overwrite: bool = False) -> Path:
+        """Write the recipe as commented YAML to GEMMA_PANEL_HOME/recipes/NAME.yaml.
+
+        NAME defaults to the recipe's name; an existing file is replaced only with
+        ``overwrite``.
+
+        Raises:
+            RecipeError: the recipe is not valid.
+            PathRefused: NAME is not a plain file name, or the file exists.
+        """
         recipe = self.recipe()
-        if path is None:
-            safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in recipe.name)
-            path = home_dir() / "recipes" / f"{safe or 'recipe'}.yaml"
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in recipe.name)
+        path = recipe_save_path(name, safe or "recipe", overwrite)
         path.write_text(recipe_to_yaml(recipe))
         self.saved_path = str(path)
         self.message = f"Saved to {path}"
         return path
+
+    def load_server_path(self, path: str) -> None:
+        """``load`` a path typed into the page: only inside the data roots or the recipes."""
+        try:
+            confine_data_path(path, [*data_roots(), recipes_dir()])
+        except PathRefused as exc:
+            self.message = f"Not loaded: {exc}"
+            return
+        self.load(path)
 
     def load(self, path: str | Path) -> None:
         """Replace every value with a recipe file's (YAML is read with safe_load only)."""
@@ -230,15 +298,15 @@ class ConfigModel(param.Parameterized):
         self.errors = []
         self._sync_model_choice()
         self.message = f"Loaded {path}"
+        self.check_data()
 
     def load_text(self, text: str | bytes, name: str = "uploaded.yaml") -> None:
         """Load a recipe uploaded from the browser (stored under GEMMA_PANEL_HOME first)."""
         if isinstance(text, bytes):
             text = text.decode("utf-8", errors="replace")
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(name).name)
-        path = home_dir() / "recipes" / (safe.removesuffix(".yml").removesuffix(".yaml")
-                                         + ".yaml")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]  # never over another
+        path = recipes_dir() / f"{digest}-{safe.removesuffix('.yml').removesuffix('.yaml')}.yaml"
         path.write_text(text)
         self.load(path)
 

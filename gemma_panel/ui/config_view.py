@@ -16,6 +16,7 @@ import yaml
 from gemma_panel.config import LORA_TARGETS, SECTIONS, RecipeError
 
 from .config_model import TOP_FIELDS, ConfigModel, field_info, field_paths
+from .server_paths import PathRefused
 
 SECTION_TITLES = {"model": "Model", "data": "Data", "lora": "LoRA adapters",
                   "train": "Training", "eval": "Evaluation and samples", "export": "Export"}
@@ -50,6 +51,26 @@ def make_widget(path: str, value):
                                 placeholder="none" if info["optional"] else "")
 
 
+def data_verdict_pane(model: ConfigModel) -> pn.Column:
+    """Will the run's data step pass? The verdict, and its fix one click away."""
+    fix_button = pn.widgets.Button(label="", color="primary", visible=False,
+                                   css_classes=["gp-data-fix"])
+    fix_button.on_click(lambda _: model.apply_fix())
+
+    @pn.depends(model.param.data_verdict)
+    def verdict(v):
+        fix = v.get("fix") or {}
+        fix_button.visible = bool(fix)
+        fix_button.label = "Set " + ", ".join(f"{k} to {val}" for k, val in fix.items())
+        if not v:
+            return pn.pane.Markdown("Data: checking it as the run will prepare it ...",
+                                    css_classes=["gp-data-verdict"])
+        kind = "success" if v["ready"] else "warning" if v["ok"] else "danger"
+        return pn.pane.Alert(f"**Data:** {v['message']}", alert_type=kind,
+                             css_classes=["gp-data-verdict"])
+    return pn.Column(verdict, fix_button, sizing_mode="stretch_width")
+
+
 class ConfigView(pn.viewable.Viewer):
     """Renders a ``ConfigModel``: a card per recipe section, the YAML, the CLI command."""
 
@@ -67,8 +88,10 @@ class ConfigView(pn.viewable.Viewer):
             widget.param.watch(lambda e, path=path: self._edited(path, e.new), "value")
             self.widgets[path] = widget
         m.param.watch(self._values_changed, "settings")
-        self.save_path = pn.widgets.TextInput(label="Save as (blank: GEMMA_PANEL_HOME/recipes/)",
-                                              placeholder="my-recipe.yaml", width=420)
+        self.save_path = pn.widgets.TextInput(
+            label="Save as (a file name in GEMMA_PANEL_HOME/recipes/; blank: the run's name)",
+            placeholder="my-recipe.yaml", width=420)
+        self.replace = pn.widgets.Checkbox(label="Replace an existing file", value=False)
         self.save_button = pn.widgets.Button(label="Save recipe YAML", color="primary")
         self.save_button.on_click(self._save)
         self.load_input = pn.widgets.FileInput(accept=".yaml,.yml", label="Load recipe YAML")
@@ -76,7 +99,7 @@ class ConfigView(pn.viewable.Viewer):
         self.load_path = pn.widgets.TextInput(label="Or load from a path on the server",
                                               placeholder="recipes/quickstart.yaml", width=420)
         self.load_button = pn.widgets.Button(label="Load")
-        self.load_button.on_click(lambda _: m.load(self.load_path.value.strip()))
+        self.load_button.on_click(lambda _: m.load_server_path(self.load_path.value.strip()))
 
     def _edited(self, path: str, value) -> None:
         if not self._updating:
@@ -98,9 +121,10 @@ class ConfigView(pn.viewable.Viewer):
 
     def _save(self, _) -> None:
         try:
-            self.model.save(self.save_path.value.strip() or None)
-        except (RecipeError, OSError) as exc:  # a bad recipe or an unwritable path
+            self.model.save(self.save_path.value.strip() or None, overwrite=self.replace.value)
+        except (RecipeError, PathRefused, OSError) as exc:  # a bad recipe, name or folder
             self.model.message = f"Not saved: {exc}"
+        self.replace.value = False  # each replacement is confirmed on its own
 
     def _load_upload(self, event) -> None:
         if event.new:
@@ -163,9 +187,9 @@ class ConfigView(pn.viewable.Viewer):
             rows = [self._field_row(p) for p in field_paths() if p.startswith(section + ".")]
             cards.append(pn.Card(*rows, title=SECTION_TITLES[section],
                                  collapsed=section in ("eval", "export")))
-        files = pn.Card(pn.Row(self.save_path, self.save_button),
+        files = pn.Card(pn.Row(self.save_path, self.replace, self.save_button),
                         pn.Row(self.load_input, self.load_path, self.load_button),
                         pn.Card(self._yaml(), title="Recipe YAML", collapsed=True),
                         title="Save and load")
-        return pn.Column(self._status(), *cards, files, sizing_mode="stretch_width",
-                         name="Configure")
+        return pn.Column(self._status(), data_verdict_pane(self.model), *cards, files,
+                         sizing_mode="stretch_width", name="Configure")

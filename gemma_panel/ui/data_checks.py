@@ -20,13 +20,12 @@ from gemma_panel.data import (
     TokenStatistics,
     ValidationReport,
     check_dataset,
-    get_template,
     head_examples,
     loss_mask_pieces,
     open_records,
     tokenize_example,
 )
-from gemma_panel.data.templates import render_text, template_for_task
+from gemma_panel.data.templates import render_text, resolve_template
 
 from .uploads import DATA_EXTENSIONS
 
@@ -71,13 +70,14 @@ def load_tokenizer(source: str):
         _TOKENIZERS[source] = tokenizer
     return tokenizer
 
+def loaded_tokenizer(source: str):
+    """The tokenizer of a source when this process has already prepared it, else None."""
+    with _TOKENIZER_LOCK:
+        return _TOKENIZERS.get(source)
 
 
 def _template(name: str, report: dict):
-    labels = sorted(report.get("label_counts", {}))
-    if name == "auto":
-        return template_for_task(report.get("task"), labels)
-    return get_template(name, labels=labels)
+    return resolve_template(name, report.get("task"), sorted(report.get("label_counts", {})))
 
 
 def check_file(path: str, read: ReadOptions, template_name: str) -> dict:

@@ -13,16 +13,21 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import param
 
+from gemma_panel.config import Recipe
 from gemma_panel.data import Augmenter, DatasetError, ReadOptions, preview_augmentation
 from gemma_panel.data.columns import ROLES
+from gemma_panel.data.preflight import preflight
+from gemma_panel.data.templates import suggested_template
 
 from .data_checks import check_file, example_datasets, load_tokenizer, measure_tokens
 from .jobs import Jobs
+from .server_paths import PathRefused, confine_data_path
 from .uploads import UploadError, save_upload
 
 AUTO, NONE = "(detected)", "(not used)"
@@ -40,12 +45,16 @@ class DataModel(param.Parameterized):
     sequence_length = param.Integer(default=256, bounds=(16, None))
     model_source = param.String(default="gemma3-270m",
                                 doc="Whose tokenizer measures the tokens.")
+    recipe = param.ClassSelector(class_=Recipe, default=None, allow_None=True,
+                                 doc="The recipe whose other data settings the run uses.")
 
     columns = param.List(default=[], doc="Column names found in the file.")
     mapping = param.Dict(default={}, doc="Role -> column, as detected and overridden.")
     preview = param.List(default=[], doc="The first rows as read, one dict per row.")
     report = param.Dict(default={}, doc="ValidationReport.to_dict() of the last check.")
     report_text = param.String(default="")
+    verdict = param.Dict(default={}, doc="preflight(...).to_dict(): will the run's data "
+                         "step pass with these settings? {} until checked.")
     token_stats = param.Dict(default={}, doc="TokenStatistics.summary(); {} until measured.")
 
     severity_filter = param.Selector(default="all", objects=["all", "error", "warning"])
@@ -73,7 +82,8 @@ class DataModel(param.Parameterized):
         super().__init__(**params)
         self.jobs = jobs or Jobs()
         self._tokens_gen = -1
-        self._check_status = self._token_status = ""
+        self._check_status = self._token_status = self._carried = ""
+        self._carry, self._carried_template = False, None
 
     # -- choosing a dataset -------------------------------------------------------------
     def upload(self, filename: str, content: bytes | str) -> None:
@@ -91,15 +101,23 @@ class DataModel(param.Parameterized):
         path = str(path).strip()
         if not path:
             return
-        if "://" not in path and not path.startswith("tfds:") and not Path(path).is_file():
-            self.error = f"{path}: no such file on the server"
-            return
+        if "://" not in path and not path.startswith("tfds:"):
+            try:  # a page may read only inside the data roots, whatever the path says
+                confine_data_path(path)
+            except PathRefused as exc:
+                self.error = str(exc)
+                return
+            if not Path(path).is_file():
+                self.error = f"{path}: no such file on the server"
+                return
         with param.parameterized.batch_call_watchers(self):
             self.overrides, self.columns, self.mapping = {}, [], {}
             self.path = path
+        self._carry, self._carried = True, ""  # a new choice: its detected template is used
         self.refresh()
 
-    @param.depends("text_mode", "template", "sequence_length", "model_source", watch=True)
+    @param.depends("text_mode", "template", "sequence_length", "model_source", "recipe",
+                   watch=True)
     def refresh(self) -> None:
         """Check the current file again (after a mapping or setting changed)."""
         if not self.path:
@@ -107,11 +125,16 @@ class DataModel(param.Parameterized):
         self.generation += 1
         gen, path, read = self.generation, self.path, self.read_options()
         template_name, seq = self.template, self.sequence_length
-        self.busy, self.error = True, ""
+        recipe = self.run_recipe()
+        self.busy, self.error, self.verdict = True, "", {}
         self._check_status = self._token_status = ""
         self.status = f"Checking {Path(path).name} ..."
-        self.jobs.submit("check", lambda: check_file(path, read, template_name),
-                         lambda out: self._checked(gen, out), self._failed)
+
+        def check():  # the file's own report, and the run's verdict on it
+            return {**check_file(path, read, template_name),
+                    "verdict": preflight(recipe).to_dict()}
+
+        self.jobs.submit("check", check, lambda out: self._checked(gen, out), self._failed)
 
         source = self.model_source
         if not source:
@@ -120,7 +143,8 @@ class DataModel(param.Parameterized):
             return
 
         def measure():
-            return measure_tokens(path, read, template_name, source, seq)
+            out = measure_tokens(path, read, template_name, source, seq)
+            return {**out, "verdict": preflight(recipe, load_tokenizer(source)).to_dict()}
 
         self.jobs.submit("tokens", measure, lambda out: self._measured(gen, out),
                          lambda exc: self._measure_failed(gen, exc))
@@ -139,6 +163,15 @@ class DataModel(param.Parameterized):
 
     def read_options(self) -> ReadOptions:
         return ReadOptions(text_mode=self.text_mode, columns=dict(self.overrides))
+
+    def run_recipe(self) -> Recipe:
+        """The recipe a run of this file would get: the base recipe with this tab's settings."""
+        base = self.recipe or Recipe()
+        data = dataclasses.replace(base.data, train_path=self.path, template=self.template,
+                                   text_mode=self.text_mode, columns=dict(self.overrides),
+                                   sequence_length=self.sequence_length)
+        model = dataclasses.replace(base.model, source=self.model_source or base.model.source)
+        return dataclasses.replace(base, data=data, model=model)
 
     # -- what the views show --------------------------------------------------------------
     @param.depends("report", "severity_filter", "code_filter", "text_filter")
@@ -211,6 +244,8 @@ class DataModel(param.Parameterized):
     def _checked(self, gen: int, out: dict) -> None:
         if gen != self.generation:
             return  # a newer check is on its way
+        if self._carry_detected(out["report"]):
+            return  # checked again with the template the data needs
         with param.parameterized.batch_call_watchers(self):
             self.columns, self.preview = out["columns"], out["preview"]
             self.report, self.report_text = out["report"], out["text"]
@@ -219,18 +254,34 @@ class DataModel(param.Parameterized):
                 self.examples = out["examples"]
             self.code_filter = "all"
         r = out["report"]
-        verdict = "ready to train" if r["ok"] else "NOT ready: fix the errors below"
         self._check_status = (
             f"{Path(self.path).name}: {r['rows_read']} rows, {r['rows_usable']} usable, "
-            f"{r['n_errors']} errors, {r['n_warnings']} warnings; {verdict}.")
+            f"{r['n_errors']} errors, {r['n_warnings']} warnings.")
+        if self._tokens_gen != gen:  # the verdict with token lengths, when it came first, stays
+            self.verdict = out["verdict"]
         self._show_status()
+
+    def _carry_detected(self, report: dict) -> bool:
+        """On a new dataset choice, use the template its detected task needs."""
+        if not self._carry:
+            return False
+        self._carry = False
+        task = report.get("task")
+        if task is None or self.template == "auto" or self.template == (
+                wanted := suggested_template(task)):
+            return False
+        self._carried = (f"Template set to {wanted}: {Path(self.path).name} is {task} data "
+                         f"(it was {self.template}).")
+        self._carried_template = wanted
+        self.template = wanted  # re-checks, and reaches the recipe (Studio links them)
+        return True
 
     def _measured(self, gen: int, out: dict) -> None:
         if gen != self.generation:
             return
         self._tokens_gen = gen
         with param.parameterized.batch_call_watchers(self):
-            self.token_stats = out["stats"]
+            self.token_stats, self.verdict = out["stats"], out["verdict"]
             if out["examples"]:
                 self.examples = out["examples"]
         ts = out["stats"]
@@ -249,7 +300,10 @@ class DataModel(param.Parameterized):
     def _show_status(self) -> None:
         waiting = [j for j in self.jobs.running if j in ("check", "tokens")]
         self.busy = bool(waiting)
-        parts = [self._check_status or f"Checking {Path(self.path).name} ...",
+        verdict = self.verdict.get("message", "")
+        carried = self._carried if self.template == self._carried_template else ""
+        parts = [carried, self._check_status or f"Checking {Path(self.path).name} ...",
+                 (verdict[:1].upper() + verdict[1:].rstrip(".") + ".") if verdict else "",
                  self._token_status]
         if "tokens" in waiting:
             parts.append(f"Measuring tokens with {self.model_source}'s tokenizer ...")

@@ -10,7 +10,7 @@ import param
 
 from .charts import HistogramChart
 from .data_model import AUTO, NONE, DataModel, example_datasets
-from .uploads import DATA_EXTENSIONS, upload_limit_text
+from .uploads import DATA_EXTENSIONS, LimitedFileDropper, upload_limit_text
 
 ROLE_HELP = {"prompt": "what the user asks", "input": "extra context after the prompt",
              "response": "what the model should answer", "text": "free text or text to classify",
@@ -59,11 +59,12 @@ class DataView(pn.viewable.Viewer):
         limit = upload_limit_text()
         # No accepted_filetypes: browsers report no MIME type for .jsonl or .parquet, and
         # the drop area would refuse them; save_upload checks the extension on the server.
-        self.dropper = pn.widgets.FileDropper(
+        self.dropper = LimitedFileDropper(
             max_file_size=limit, multiple=False,
             layout="compact", sizing_mode="stretch_width")
         self._seen_uploads: set = set()
         self.dropper.param.watch(self._uploaded, "value")
+        self.dropper.param.watch(self._refused, "refused")
         examples = example_datasets()
         self.example = pn.widgets.Select(label="Or a shipped example",
                                          options={"(choose)": "", **examples})
@@ -106,6 +107,10 @@ class DataView(pn.viewable.Viewer):
             if key not in self._seen_uploads:  # the dropper keeps earlier files in its value
                 self._seen_uploads.add(key)
                 self.model.upload(name, content)
+
+    def _refused(self, event) -> None:
+        if event.new:  # dropped on arrival, over the limit: nothing was stored
+            self.model.param.update(busy=False, status="Upload refused.", error=event.new)
 
     def _show_preview(self, event) -> None:
         self._set(self.preview, event.new)

@@ -1,5 +1,9 @@
 """Background work for the dashboard: anything slow runs in a thread, never in the event loop.
 
+Each ``Jobs`` (one per browser session) has its own small pool of threads, so a slow job
+in one tab (a tokenizer's first import, a large file's check) never waits in line in front
+of another tab's work, and the Bokeh event loop only ever applies finished results.
+
 A view-model hands a function to ``Jobs.submit``; the function runs in a worker thread and
 its result is applied by ``Jobs.poll()``, which the app calls from its periodic callback,
 on the thread that owns the page. So param values, and the Bokeh models that follow them,
@@ -9,6 +13,7 @@ call ``Jobs.wait()`` instead.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import traceback
@@ -17,9 +22,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-# One small pool for every session of a server: checks and tokenizer loads are I/O and
-# numpy; two threads keep one slow job from holding up the rest.
-_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gemma-panel-ui")
+from gemma_panel.errors import as_user_error
+
+# Per session: a check and a token measurement run side by side; the threads start on
+# first use and end when the session's Jobs is closed or collected.
+THREADS_PER_SESSION = 2
 
 
 @dataclass
@@ -45,10 +52,12 @@ class Jobs:
         self._jobs: list[_Job] = []
         self._lock = threading.Lock()
         self.on_change = on_change  # told the labels of the jobs still running
+        self._pool = ThreadPoolExecutor(max_workers=THREADS_PER_SESSION,
+                                        thread_name_prefix="gemma-panel-ui")
 
     def submit(self, label: str, fn: Callable[[], Any], on_done: Callable[[Any], None],
                on_error: Callable[[BaseException], None] | None = None) -> Future:
-        future = _POOL.submit(fn)
+        future = self._pool.submit(fn)
         with self._lock:
             self._jobs.append(_Job(label, future, on_done, on_error, time.monotonic()))
         self._changed()
@@ -66,13 +75,13 @@ class Jobs:
             done = [j for j in self._jobs if j.future.done()]
             self._jobs = [j for j in self._jobs if not j.future.done()]
         for job in done:
+            if job.future.cancelled():  # closed with the session
+                continue
             exc = job.future.exception()
             if exc is None:
                 job.on_done(job.future.result())
-            elif job.on_error is not None:
-                job.on_error(exc)
             else:
-                traceback.print_exception(exc)
+                self._failed(job, exc)
         if done:
             self._changed()
         return len(done)
@@ -90,6 +99,23 @@ class Jobs:
             self.poll()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"jobs still running after {timeout} s: {self.running}")
+
+    def close(self) -> None:
+        """The session ended: drop the jobs not yet started; running ones finish unseen."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    @staticmethod
+    def _failed(job: _Job, exc: BaseException) -> None:
+        """As the CLI's boundary does: a user error is its sentence, a bug its traceback.
+
+        ``on_error`` gets the `UserError` (a locked database arrives as one), or the bug."""
+        error = as_user_error(exc)
+        if error is None:
+            traceback.print_exception(exc)  # to the server's log, whoever shows the error
+        if job.on_error is not None:
+            job.on_error(error or exc)
+        elif error is not None:
+            print(f"gemma-panel: {job.label}: {error}", file=sys.stderr)
 
     def _changed(self) -> None:
         if self.on_change is not None:

@@ -21,13 +21,17 @@ import time
 import param
 
 from gemma_panel.config import Recipe
+from gemma_panel.data import DatasetError
+from gemma_panel.data.preflight import Verdict, preflight
 from gemma_panel.runs import DEFAULT_TRAINER, RunNotFound, RunStateError, RunStore, submit
 from gemma_panel.runs import cancel as cancel_run
 from gemma_panel.runs import resume as resume_run
 from gemma_panel.runs import statuses as st
 from gemma_panel.runs.compare import current_points
+from gemma_panel.runs.folder import resolve_paths
 from gemma_panel.runs.queue import position
 
+from .data_checks import load_tokenizer
 from .jobs import Jobs
 
 # Chart name -> the series drawn on it. "perplexity" of training is exp(loss), computed
@@ -131,10 +135,13 @@ class RunsModel(param.Parameterized):
     can_resume = param.Boolean(default=False)
 
     def __init__(self, store: RunStore | None = None, *, trainer: str = DEFAULT_TRAINER,
-                 jobs: Jobs | None = None, **params):
+                 jobs: Jobs | None = None, check_tokens: bool | None = None, **params):
         super().__init__(**params)
         self.store = store or RunStore()
         self.trainer = trainer
+        # Start measures token lengths with the model's tokenizer, as the trainer will; a
+        # stand-in trainer (tests) tokenizes nothing, so by default its runs are not.
+        self.check_tokens = trainer == DEFAULT_TRAINER if check_tokens is None else check_tokens
         self.jobs = jobs or Jobs()
         self.feed = MetricFeed(self.store, None)
         self._sample_cursor = 0
@@ -203,16 +210,28 @@ class RunsModel(param.Parameterized):
 
     # -- buttons ------------------------------------------------------------------------------
     def start(self, recipe: Recipe, cwd: str | None = None) -> None:
-        """Queue a run (its worker process starts now) and select it."""
+        """Check the recipe's data as the run will prepare it; queue the run if it passes.
+
+        A recipe whose data would fail preparation is refused (``notice`` says why and
+        what to change); no run is created.
+        """
         def queue():
+            tokenizer = load_tokenizer(recipe.model.source) if self.check_tokens else None
+            # Relative data paths are read from where the run is submitted from.
+            verdict = preflight(resolve_paths(recipe, cwd) if cwd else recipe, tokenizer)
+            if not verdict.ok:
+                return verdict
             return submit(recipe, self.store, trainer=self.trainer, cwd=cwd)
 
         def queued(run):
+            if isinstance(run, Verdict):  # refused by the data check
+                self.notice = f"Not started: {run.message}"
+                return
             self.refresh_runs()
             self.selected = run.id
             self.notice = f"Queued {run.id}; its worker process is starting."
 
-        self.notice = f"Queuing {recipe.name} ..."
+        self.notice = f"Checking the data of {recipe.name}, then queuing it ..."
         self.jobs.submit("start", queue, queued, self._failed)
 
     def cancel(self) -> None:
@@ -240,7 +259,7 @@ class RunsModel(param.Parameterized):
                          self._failed)
 
     def _failed(self, exc: BaseException) -> None:
-        if isinstance(exc, (RunStateError, RunNotFound)):
+        if isinstance(exc, (RunStateError, RunNotFound, DatasetError)):
             self.notice = str(exc)
         else:
             self.notice = f"{type(exc).__name__}: {exc}"

@@ -18,6 +18,7 @@ from gemma_panel.config import RecipeError
 
 from .charts import ROLLOVER, live_figures
 from .config_model import ConfigModel
+from .config_view import data_verdict_pane
 from .data_view import frame, table
 from .runs_model import RunsModel
 
@@ -160,6 +161,7 @@ class TrainView(pn.viewable.Viewer):
         return pn.Column(
             pn.Row(self.start_button, self.cancel_button, self.resume_button,
                    pn.pane.Markdown(m.param.notice, css_classes=["gp-notice"])),
+            *([data_verdict_pane(self.config)] if self.config is not None else []),
             pn.Row(self.run_select),
             self.status_pane, self.progress,
             self.charts,

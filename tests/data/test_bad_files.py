@@ -82,11 +82,28 @@ def blank_lines_then_data(_):
         ("broken_json", 1_000_002)
 
 
+_DEEP = "[" * 50_000 + "]" * 50_000  # past Python's recursion limit (RecursionError)
+
+
+def deep_jsonl(_):
+    return "deep.jsonl", _jsonl(GOOD[:2]) + ('{"prompt": ' + _DEEP + "}\n").encode(), \
+        ("broken_json", 3)
+
+
+def deep_json_array(_):
+    return "deep.json", ('[{"prompt": "a", "response": "b"},\n{"prompt": ' + _DEEP
+                         + "}]").encode(), ("broken_json", 2)
+
+
+def deep_json_object(_):
+    return "deep_object.json", ('{"prompt": ' + _DEEP + "}").encode(), ("broken_json", 1)
+
+
 CORPUS = [truncated_jsonl, mixed_encodings, unbalanced_quotes, wrong_field_count,
           binary_named_csv,
           random_binary_named_csv, empty_file, header_only, ten_mb_single_line,
           ten_mb_single_line_text, nul_bytes, wrong_column_names, millions_of_empty_lines,
-          blank_lines_then_data]
+          blank_lines_then_data, deep_jsonl, deep_json_array, deep_json_object]
 
 
 @pytest.mark.parametrize("make", CORPUS, ids=lambda f: f.__name__)

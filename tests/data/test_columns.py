@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from gemma_panel.data.columns import ColumnMapping, detect_columns, parse_overrides
@@ -76,3 +78,72 @@ def test_openai_and_sharegpt_messages_normalise_the_same():
 def test_bad_conversations_are_explained(messages, problem):
     _, problems = normalize_messages(messages)
     assert any(problem in p for p in problems), problems
+
+
+@pytest.mark.parametrize("content", [
+    [{"type": "text", "text": "How are "}, {"type": "text", "text": "you?"}],  # OpenAI
+    [{"type": "text", "value": "How are you?"}],  # "value" for "text"
+    [{"text": "How are you?"}],  # no type
+    [{"type": "text", "text": {"value": "How are you?", "annotations": []}}],
+    ["How are ", {"type": "input_text", "text": "you?"}],
+])
+def test_content_given_as_typed_parts_is_read(content):
+    for messages in ([{"role": "user", "content": content},
+                      {"role": "assistant", "content": [{"type": "text", "text": "Fine."}]}],
+                     [{"from": "human", "value": content}, {"from": "gpt", "value": "Fine."}]):
+        turns, problems = normalize_messages(messages)
+        assert problems == []
+        assert turns == [Turn("user", "How are you?"), Turn("model", "Fine.")]
+
+
+def test_an_image_part_is_refused_in_words_without_knock_on_problems():
+    messages = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}},
+                                             {"type": "text", "text": "What is it?"}]},
+                {"role": "assistant", "content": "A cat."}]
+    _, problems = normalize_messages(messages)
+    assert len(problems) == 1 and "type 'image_url'" in problems[0]
+    assert "not supported yet" in problems[0]
+
+
+@pytest.mark.parametrize("messages, named", [
+    ([{"from": "human", "value": "Weather in Paris?"},
+      {"from": "function_call", "value": '{"name": "weather"}'},
+      {"from": "observation", "value": "sunny"}, {"from": "gpt", "value": "Sunny."}],
+     "'function_call', 'observation'"),
+    ([{"role": "user", "content": "Weather?"},
+      {"role": "assistant", "content": None, "tool_calls": [{"id": "1"}]},
+      {"role": "tool", "content": "sunny"}, {"role": "assistant", "content": "Sunny."}],
+     "'tool_calls', 'tool'"),
+])
+def test_tool_calling_conversations_are_named_as_such(messages, named):
+    _, problems = normalize_messages(messages)
+    assert len(problems) == 1 and problems[0].startswith("tool-calling conversation")
+    assert named in problems[0] and "remove the tool turns" in problems[0]
+
+
+def test_preference_data_is_named_with_the_override_that_trains_it():
+    with pytest.raises(DatasetError) as exc:
+        detect_columns(["prompt", "chosen", "rejected"])
+    assert exc.value.code == "preference_data"
+    assert str(exc.value).startswith("preference data (columns 'chosen' and 'rejected')")
+    assert "--column response=chosen" in str(exc.value)
+    mapping = detect_columns(["prompt", "chosen", "rejected"], {"response": "chosen"})
+    assert (mapping.task, mapping.response) == ("instruction", "chosen")
+    assert detect_columns(["Chosen", "Rejected"], {"messages": "Chosen"}).task == "chat"
+
+
+def test_tool_and_preference_files_are_reported_for_what_they_are(tmp_path):
+    from gemma_panel.data.check import check_dataset
+
+    tools = tmp_path / "tools.jsonl"
+    tools.write_text(json.dumps({"conversations": [
+        {"from": "human", "value": "Weather?"}, {"from": "function_call", "value": "{}"},
+        {"from": "observation", "value": "sunny"}, {"from": "gpt", "value": "Sunny."}]}) + "\n")
+    report = check_dataset(tools)
+    assert report.has("tool_calls") and not report.has("bad_messages")
+    assert "tool-calling conversations" in report.to_text()
+    prefs = tmp_path / "prefs.jsonl"
+    prefs.write_text(json.dumps({"prompt": "2+2?", "chosen": "4", "rejected": "5"}) + "\n")
+    report = check_dataset(prefs)
+    assert report.has("preference_data") and not report.has("unknown_columns")
+    assert "preference data (chosen/rejected answers)" in report.to_text()

@@ -7,14 +7,14 @@ import json
 
 import pytest
 
+from gemma_panel.cli import run_command
 from gemma_panel.cli_export import add_export_commands
 
 
 def run_cli(argv) -> int:
     parser = argparse.ArgumentParser(prog="gemma-panel")
     add_export_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return run_command(parser.parse_args(argv))  # with the CLI's error boundary
 
 
 def test_export_gguf_prints_files_and_checks(tiny_run, tmp_path, capsys):

@@ -4,7 +4,7 @@ and the worker (the real trainer on a tiny Gemma runs in test_real_trainer.py).
 It "trains" ``train.max_steps`` steps of ``FAKE_STEP_S`` seconds (environment, default 0.05),
 checkpointing every ``train.checkpoint_every`` steps as JSON, honouring ``should_stop`` and
 ``resume`` as the real trainer does. ``recipe.name`` selects misbehaviour: "raise"
-raises a TrainingError-named exception at step 3, "crash" raises a ZeroDivisionError.
+raises a TrainingError (a UserError) at step 3, "crash" raises a ZeroDivisionError.
 
 ``prepare_then_train`` first reads and prepares the recipe's data as the real trainer
 does (without a model: no tokenizer), so data sources can be tested through the worker.
@@ -17,8 +17,10 @@ import os
 import time
 from pathlib import Path
 
+from gemma_panel.errors import UserError
 
-class TrainingError(RuntimeError):
+
+class TrainingError(UserError, RuntimeError):  # as gemma_panel.training.TrainingError
     pass
 
 
@@ -72,16 +74,12 @@ def train(recipe, run_dir, sink, should_stop=lambda: False, resume=False):
 
 
 def prepare_then_train(recipe, run_dir, sink, should_stop=lambda: False, resume=False):
-    from gemma_panel.data import DatasetError, ReadOptions, prepare_dataset
+    from gemma_panel.data import DatasetError
+    from gemma_panel.data.preflight import prepare_recipe_data
     from gemma_panel.training.trainer import TrainingError as RealTrainingError
 
-    d = recipe.data
     try:
-        prepared = prepare_dataset(
-            d.train_path, read=ReadOptions(text_mode=d.text_mode, chunk_chars=d.chunk_chars,
-                                           columns=dict(d.columns)),
-            validation_path=d.validation_path, validation_fraction=d.validation_fraction,
-            seed=d.seed, missing=d.missing, duplicates=d.duplicates)
+        prepared = prepare_recipe_data(recipe)  # the worker's preparation, minus tokens
     except DatasetError as exc:
         raise RealTrainingError(f"the data cannot be used: {exc}") from exc
     sink.on_log(f"prepared {len(prepared.train)} train and {len(prepared.validation)} "

@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+from gemma_panel.cli import run_command
 from gemma_panel.cli_runs import add_run_commands
 from gemma_panel.runs import StoreSink
 from gemma_panel.runs import statuses as st
@@ -23,8 +24,7 @@ def cli(store, monkeypatch, capsys):
 
     def call(*argv: str):
         capsys.readouterr()
-        args = parser.parse_args(list(argv))
-        code = args.func(args)
+        code = run_command(parser.parse_args(list(argv)))  # with the CLI's error boundary
         out, err = capsys.readouterr()
         return code, out, err
 

@@ -76,3 +76,39 @@ def test_bad_settings_name_the_field(overrides, field):
 def test_diff_names_changed_fields():
     a, b = Recipe(), load_recipe(None, ["lora.rank=4", "train.epochs=3"])
     assert set(recipe_diff(a, b)) == {"lora.rank", "train.epochs"}
+
+
+@pytest.mark.parametrize("section, name, value, words", [
+    (None, "name", 123, "name: expected str, got 123"),
+    (None, "name", None, "name: must be set"),
+    (None, "description", ["a"], "description: expected str"),
+    ("data", "sequence_length", "256", "data.sequence_length: expected int, got '256'"),
+    ("train", "learning_rate", True, "train.learning_rate: expected float, got True"),
+    ("lora", "target_layers", ["query", 7], "lora.target_layers: every item must be text"),
+    ("data", "columns", {"prompt": 3}, "data.columns: must map names to text"),
+    ("eval", "max_examples", 1.5, "eval.max_examples: expected int"),
+])
+def test_validate_checks_the_type_of_every_field(section, name, value, words):
+    """A recipe built in code (as the dashboard does) is type-checked by validate too,
+    instead of passing it and crashing the run later."""
+    from gemma_panel.config import validate
+
+    recipe = Recipe()
+    setattr(getattr(recipe, section) if section else recipe, name, value)
+    with pytest.raises(RecipeError) as info:
+        validate(recipe)
+    assert words in str(info.value)
+
+
+def test_a_number_given_for_a_name_is_read_as_text(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("name: 123\n")
+    assert load_recipe(path).name == "123"
+    assert load_recipe(None, ["name=2024"]).name == "2024"
+
+
+def test_a_recipe_that_is_not_utf8_names_the_byte(tmp_path):
+    path = tmp_path / "cp1252.yaml"
+    path.write_bytes("description: “smart quotes”\n".encode("cp1252"))
+    with pytest.raises(RecipeError, match=r"not UTF-8 text \(byte 0x93 at offset 13\)"):
+        load_recipe(path)

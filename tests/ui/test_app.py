@@ -59,7 +59,9 @@ def test_configure_tab_draws_every_recipe_field_with_its_explanation(store):
     assert "lora.rank=32" in studio.config.cli_command
 
 
-def test_studio_links_data_to_recipe_and_streams_metrics_into_the_charts(store, tmp_path):
+def test_studio_links_data_to_recipe_and_streams_metrics_into_the_charts(store, tmp_path,
+                                                                         monkeypatch):
+    monkeypatch.setenv("GEMMA_PANEL_DATA_ROOTS", str(tmp_path))
     studio = Studio(store)
     studio.config.set("model.source", "")
     studio.config.set("data.sequence_length", 128)

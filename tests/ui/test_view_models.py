@@ -37,8 +37,8 @@ def test_jobs_apply_results_only_when_polled_and_route_errors():
 
 def test_data_model_checks_an_example_and_renders_the_trained_part():
     data = DataModel(model_source="")  # no model: tokens are not measured, and it says so
-    data.load("/no/such/file.jsonl")
-    assert data.error == "/no/such/file.jsonl: no such file on the server" and not data.path
+    data.load("no/such/file.jsonl")  # inside the data roots (outside: test_security)
+    assert data.error == "no/such/file.jsonl: no such file on the server" and not data.path
     data.load(str(UNIT_CONVERSIONS))
     data.jobs.wait()
     assert data.report["rows_usable"] == 314 and data.report["ok"]
@@ -52,7 +52,8 @@ def test_data_model_checks_an_example_and_renders_the_trained_part():
     assert first["prompt"] in untrained and "<start_of_turn>model" in untrained
 
 
-def test_data_model_report_filters_and_column_mapping(tmp_path):
+def test_data_model_report_filters_and_column_mapping(tmp_path, monkeypatch):
+    monkeypatch.setenv("GEMMA_PANEL_DATA_ROOTS", str(tmp_path))
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "a?", "answer": "b", "extra": "x"}\n'
                    '{"question": "c?", "answer": ""}\n'
@@ -157,7 +158,7 @@ def test_config_model_checks_edits_and_shows_the_cli_command(tmp_path):
 
     again = load_recipe(base, shlex.split(overrides[0]) if overrides else [])
     assert again.to_dict() == recipe.to_dict()
-    path = cfg.save(tmp_path / "mine.yaml")
+    path = cfg.save("edited.yaml")  # recipes are saved only in GEMMA_PANEL_HOME/recipes
     assert cfg.cli_command == f"gemma-panel run {path}"
     other = ConfigModel(base_path=None)
     other.load(path)
@@ -277,3 +278,90 @@ def test_compare_model_overlays_runs_and_lists_differences(store):
     assert cmp.curves["loss"][a.id][0][:2] == [100, 200]
     cmp.chosen = []
     assert cmp.curves == {} and "Pick" in cmp.message
+
+
+# -- the Data tab's verdict is the run's verdict -----------------------------------------------
+
+
+def test_data_model_carries_the_detected_template_and_its_verdict_is_preflights():
+    from gemma_panel.data.preflight import preflight
+
+    quickstart = load_recipe("recipes/quickstart.yaml")  # template: gemma
+    data = DataModel(model_source="", recipe=quickstart, template="gemma")
+    data.load(str(TOPICS))
+    data.jobs.wait()
+    # The classification file brings the template it needs; the run would pass.
+    assert data.template == "classification" and "Template set to classification" in data.status
+    assert data.verdict["ok"] and data.verdict["template"] == "classification"
+    assert data.verdict == preflight(data.run_recipe()).to_dict()
+    # Without a tokenizer nothing says "ready to train": token lengths are unchecked.
+    assert not data.verdict["ready"] and "ready to train" not in data.status.lower()
+    # The user puts the chat template back: the tab says the run would fail, and why.
+    data.template = "gemma"
+    data.jobs.wait()
+    assert data.report["ok"]  # the file itself is clean ...
+    assert not data.verdict["ok"]  # ... but not for this template
+    assert "Template set" not in data.status  # the user chose otherwise since
+    assert "NOT ready to train" in data.status and "set data.template to classification" \
+        in data.status
+    assert data.verdict["fix"] == {"data.template": "classification"}
+
+
+def test_data_model_says_ready_only_after_token_lengths_pass(tiny_gguf, tmp_path):
+    data = DataModel(model_source=str(tiny_gguf), sequence_length=128, template="auto")
+    data.load(str(TOPICS))
+    data.jobs.wait(timeout=120)
+    assert data.verdict["ready"] and "Ready to train" in data.status
+    long = tmp_path / "long.jsonl"
+    long.write_text(json.dumps({"prompt": "word " * 200, "response": "ok"}) + "\n"
+                    + json.dumps({"prompt": "short", "response": "fine"}) + "\n")
+    data.sequence_length = 16
+    data.load(str(long))
+    data.jobs.wait(timeout=120)
+    assert data.report["ok"]  # the file's own check has no tokenizer ...
+    assert not data.verdict["ok"] and data.verdict["tokens_checked"]  # ... the run's has
+    assert "NOT ready to train" in data.status and "sequence length" in data.status
+
+
+def test_config_model_checks_the_data_and_offers_the_fix():
+    cfg = ConfigModel()  # the quickstart: template gemma
+    cfg.jobs.wait()
+    assert cfg.data_verdict["ok"]
+    cfg.set("data.train_path", str(TOPICS))
+    assert cfg.errors == []  # the recipe's fields are valid ...
+    cfg.jobs.wait()
+    verdict = cfg.data_verdict  # ... its data step is not
+    assert not verdict["ok"] and verdict["fix"] == {"data.template": "classification"}
+    assert "topics.csv is classification data" in verdict["message"]
+    cfg.apply_fix()
+    cfg.jobs.wait()
+    assert cfg.settings["data.template"] == "classification" and cfg.data_verdict["ok"]
+
+
+def test_runs_model_start_refuses_a_recipe_whose_data_would_fail(store):
+    runs = RunsModel(store, trainer=FAKE)
+    bad = fake_recipe(f"data.train_path={TOPICS}", "data.template=gemma", name="topics")
+    runs.start(bad)
+    runs.jobs.wait()
+    assert store.list_runs() == [] and runs.selected is None
+    assert runs.notice.startswith("Not started: NOT ready to train: topics.csv is "
+                                  "classification data")
+    runs.start(fake_recipe(f"data.train_path={TOPICS}", "data.template=classification",
+                           name="topics"))
+    runs.jobs.wait()
+    assert runs.selected is not None and runs.selected.startswith("topics-")
+    wait_finished(store, runs.selected)
+
+
+def test_studio_dataset_choice_reaches_the_recipe_start_and_the_verdicts(store):
+    from gemma_panel.ui import Studio
+
+    studio = Studio(store, trainer=FAKE)
+    studio.config.set("model.source", "")
+    studio.jobs.wait()
+    studio.data.load(str(TOPICS))
+    studio.jobs.wait()
+    recipe = studio.config.recipe()
+    assert (recipe.data.train_path, recipe.data.template) == (str(TOPICS), "classification")
+    assert studio.config.data_verdict["ok"] and studio.data.verdict["ok"]
+    assert studio.config.data_verdict["message"] == studio.data.verdict["message"]

@@ -1,0 +1,137 @@
+"""`preflight`: a recipe's data checked exactly as its run will prepare it.
+
+One function reads a recipe's data settings (file, columns, template, sequence length,
+missing values, duplicates, split) into `prepare_dataset`: the worker calls it to
+prepare the data it trains on, and the dashboard's Data tab, Configure tab and Start
+button call it through `preflight` to say, before a run exists, whether that
+preparation will succeed. The model enters through its tokenizer: without one, every
+check but the token lengths is made.
+
+Example:
+    >>> verdict = preflight(load_recipe("recipes/classification.yaml"))
+    >>> verdict.ok, verdict.template
+    (True, 'classification')
+    >>> preflight(load_recipe("recipes/classification.yaml", ["data.template=gemma"])).fix
+    {'data.template': 'classification'}
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gemma_panel.data.check import ReadOptions
+from gemma_panel.data.prepare import PreparedDataset, prepare_dataset
+from gemma_panel.data.report import DatasetError, ValidationReport
+from gemma_panel.data.templates import suggested_template
+from gemma_panel.data.tokenizer import TextTokenizer
+
+if TYPE_CHECKING:
+    from gemma_panel.config import Recipe
+
+
+def read_options(recipe: Recipe) -> ReadOptions:
+    """How the recipe's data files are read (plain-text mode, column overrides)."""
+    d = recipe.data
+    return ReadOptions(text_mode=d.text_mode, chunk_chars=d.chunk_chars,
+                       columns=dict(d.columns))
+
+
+def prepare_recipe_data(recipe: Recipe, tokenizer: TextTokenizer | None = None,
+                        **options: Any) -> PreparedDataset:
+    """Read, check, split and tokenize the recipe's data as its run does.
+
+    Sequences hold ``data.sequence_length + 1`` tokens (inputs and next-token targets).
+    ``options`` go to `prepare_dataset` (e.g. ``output_dir``).
+
+    Raises:
+        DatasetError: the data would stop the run; its report says where and why.
+    """
+    d = recipe.data
+    return prepare_dataset(
+        d.train_path, read=read_options(recipe), validation_path=d.validation_path,
+        validation_fraction=d.validation_fraction, seed=d.seed, template=d.template,
+        tokenizer=tokenizer, sequence_length=d.sequence_length + 1, missing=d.missing,
+        duplicates=d.duplicates, **options)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a recipe's data passes preparation, and if not why, in one sentence.
+
+    Args:
+        ok: preparation succeeds (with `tokens_checked`, token lengths included).
+        message: one sentence: what will be trained, or what stops it and what to do.
+        fix: recipe field -> value that removes the problem (e.g. the template the data
+            needs); empty when there is no one-field fix.
+        tokens_checked: whether a tokenizer measured the examples.
+    """
+
+    ok: bool
+    message: str
+    task: str | None = None
+    template: str | None = None
+    columns: dict[str, str] = field(default_factory=dict)
+    train_examples: int = 0
+    validation_examples: int = 0
+    fix: dict[str, Any] = field(default_factory=dict)
+    tokens_checked: bool = False
+
+    @property
+    def ready(self) -> bool:
+        """Ready to train: it passes, and token lengths were checked too."""
+        return self.ok and self.tokens_checked
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ready": self.ready}
+
+
+def preflight(recipe: Recipe, tokenizer: TextTokenizer | None = None) -> Verdict:
+    """Prepare the recipe's data as its run will (writing nothing) and say how it went."""
+    try:
+        prepared = prepare_recipe_data(recipe, tokenizer)
+    except DatasetError as exc:
+        return _refused(recipe, exc, tokenizer is not None)
+    name, task = prepared.template.name, prepared.mapping.task
+    n_train, n_val = len(prepared.train), len(prepared.validation)
+    checked = tokenizer is not None
+    what = (f"{n_train} training and {n_val} validation examples ({task}, template "
+            f"'{name}')")
+    message = (f"ready to train: {what}" if checked else
+               f"the data fits the recipe: {what}; token lengths are not checked yet "
+               "(they need the model's tokenizer)")
+    return Verdict(True, message, task, name, prepared.mapping.as_dict(), n_train, n_val,
+                   tokens_checked=checked)
+
+
+def _refused(recipe: Recipe, exc: DatasetError, checked: bool) -> Verdict:
+    report = exc.report or ValidationReport(source=str(recipe.data.train_path))
+    task, chosen = report.task, recipe.data.template
+    fix: dict[str, Any] = {}
+    if report.has("template_mismatch") and chosen != "auto" and task is not None:
+        wanted = suggested_template(task)
+        if wanted != chosen:
+            fix = {"data.template": wanted}
+    errors = [p for p in report.problems if p.severity == "error"]
+    first = next((p for p in errors if p.code == "template_mismatch"), errors[0]) \
+        if errors else None
+    why = (_said(first) if first else str(exc).splitlines()[0]).rstrip(".")
+    name = Path(str(recipe.data.train_path)).name
+    if fix:
+        message = (f"NOT ready to train: {name} is {task} data, which the "
+                   f"'{chosen}' template cannot render ({why}): set data.template to "
+                   f"{fix['data.template']}.")
+    else:
+        count = f"{report.n_errors} error(s) in the data; the first: " if report.n_errors \
+            else ""
+        message = f"NOT ready to train: {count}{why}; fix it, then check again."
+    return Verdict(False, message, task, chosen, dict(report.columns or {}), fix=fix,
+                   tokens_checked=checked)
+
+
+def _said(problem) -> str:
+    """A problem in words with its place in the file (the file itself is named apart)."""
+    place = (f"line {problem.line}" if problem.line is not None else
+             f"row {problem.row}" if problem.row is not None else Path(problem.file or "").name)
+    return f"{place}: {problem.message}" if place else problem.message
