@@ -55,6 +55,9 @@ def add_run_commands(sub) -> None:
     resume = runs_sub.add_parser("resume", help="continue a failed, cancelled or lost run")
     resume.add_argument("run_id")
     resume.add_argument("--detach", action="store_true")
+    resume.add_argument("--accept-changed-data", action="store_true",
+                        help="resume even though a data file changed since the run trained "
+                             "on it (recorded on the run; the result is no longer exact)")
     resume.set_defaults(func=cmd_resume)
     delete = runs_sub.add_parser("delete", help="remove runs: their rows and folders")
     delete.add_argument("run_ids", nargs="+")
@@ -288,7 +291,10 @@ def cmd_resume(args) -> int:
     from gemma_panel.runs import resume
 
     store = _store()
-    run = resume(args.run_id, store)
+    run = resume(args.run_id, store, accept_changed_data=args.accept_changed_data)
+    for event in store.events(run.id, kinds=["data_changed"]):
+        if event.attempt == run.attempt:
+            print(f"run {run.id}: {event.message}")
     print(f"run {run.id} queued again (attempt {run.attempt + 1}); it continues from "
           + (f"step {run.checkpoint_step}" if run.checkpoint_step is not None
              else "the start (no checkpoint was saved)"))

@@ -15,7 +15,7 @@ from .liveness import Timings
 from .queue import cancel, recover, resume, spawn_worker, submit
 from .records import Event, MetricPoint, Run, Sample
 from .sink import StoreSink
-from .store import DEFAULT_TRAINER, RunNotFound, RunStateError, RunStore
+from .store import DEFAULT_TRAINER, RunNotFound, RunStateError, RunStore, StaleAttempt
 
 __all__ = [
     "DEFAULT_TRAINER",
@@ -27,6 +27,7 @@ __all__ = [
     "RunStateError",
     "RunStore",
     "Sample",
+    "StaleAttempt",
     "StoreSink",
     "Timings",
     "cancel",

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gemma_panel.config import Recipe, recipe_to_yaml
+from gemma_panel.data.tfds_reader import is_tfds_source
 from gemma_panel.files import sha256_of
 
 _CHECKPOINT = re.compile(r"^step-([0-9]{6,})$")
@@ -99,7 +100,8 @@ class RunFolder:
 def resolve_paths(recipe: Recipe, cwd: Path | None = None) -> Recipe:
     """Make the recipe's file paths absolute, so the worker reads the same files from anywhere.
 
-    Data paths are relative to the directory the run was submitted from; a model source is
+    Data paths are relative to the directory the run was submitted from (``tfds:`` sources
+    and URLs are names, not paths, and stay as they are); a model source is
     made absolute only when it names an existing file or folder (otherwise it is a registry
     name or a preset).
     """
@@ -107,7 +109,7 @@ def resolve_paths(recipe: Recipe, cwd: Path | None = None) -> Recipe:
     data = recipe.to_dict()
     for key in ("train_path", "validation_path"):
         value = data["data"].get(key)
-        if value and "://" not in value:
+        if value and "://" not in value and not is_tfds_source(value):
             data["data"][key] = str((cwd / value).resolve())
     source = data["model"]["source"]
     if "://" not in source and (cwd / source).exists():

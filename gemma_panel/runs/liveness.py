@@ -1,18 +1,27 @@
-"""Is a worker still alive? Process identity, and the timings of heartbeats.
+"""Is a worker still alive? The run lock, process identity, and the timings of heartbeats.
 
-A worker records its pid, the pid's start time and the host name. On the same host a dead
-pid (or a pid now used by another process, or a zombie) means the worker is gone at once;
-anywhere, a heartbeat older than ``lost_after`` means the same. The start time is what tells a
-reused pid from the worker's own.
+Three answers, never two: alive, dead, or unknown. A worker that trains holds an exclusive
+``flock`` on ``<run folder>/worker.lock`` from before it marks its run ``running`` until it
+exits; the kernel releases it when the process dies, however it dies. So on the worker's
+host a free lock means dead and a held lock means alive, whatever the clocks say: a
+suspended laptop, a clock jump or a heartbeat thread starved of the GIL never makes a live
+run ``lost``. Without the lock (a folder that cannot be opened), the pid decides: gone, a
+zombie, or reused by another process (its start time differs) is dead; a /proc entry that
+cannot be read is unknown, never dead. Only an unknown worker (another host) is judged by
+its heartbeat: silence longer than ``lost_after`` means lost.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 
 from gemma_panel.processes import pid_alive
+
+LOCK_NAME = "worker.lock"
 
 
 @dataclass(frozen=True)
@@ -21,9 +30,9 @@ class Timings:
 
     Args:
         heartbeat_s: seconds between heartbeats (``GEMMA_PANEL_HEARTBEAT_S``, default 2).
-        lost_after_s: silence after which a run is lost even if its pid looks alive (a
-            different host, or a hung machine); ``GEMMA_PANEL_LOST_AFTER_S``, default
-            15 heartbeats. A dead pid on this host is noticed at once, whatever this says.
+        lost_after_s: silence after which a run whose worker cannot be probed (another
+            host) is lost; ``GEMMA_PANEL_LOST_AFTER_S``, default 15 heartbeats. A worker on
+            this host is judged by its lock and pid, never by silence.
         poll_s: how often a queued worker checks whether its turn has come.
     """
 
@@ -43,21 +52,30 @@ def host_name() -> str:
     return socket.gethostname()
 
 
-def process_start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (clock ticks since boot), or None if it is gone.
-
-    Field 22 of /proc/PID/stat; the command name (field 2) may contain spaces and
-    parentheses, so fields are counted from the last ')'.
-    """
+def _proc_start(pid: int) -> str | bool | None:
+    """The start time of ``pid`` from /proc; False: no such process (or a zombie);
+    None: its stat cannot be read (hidepid, a sandbox), which says nothing either way."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
             stat = handle.read().decode(errors="replace")
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    except OSError:
         return None
+    # Field 2 (the command name) may hold spaces and parentheses: count from the last ')'.
     fields = stat[stat.rfind(")") + 2:].split()
-    if fields[0] in ("Z", "X"):  # a zombie has exited; only its parent's wait() remains
+    if len(fields) < 20:
         return None
+    if fields[0] in ("Z", "X"):  # a zombie has exited; only its parent's wait() remains
+        return False
     return fields[19]
+
+
+def process_start_time(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (clock ticks since boot, field 22 of
+    /proc/PID/stat), or None if it is gone or cannot be read."""
+    start = _proc_start(pid)
+    return start if isinstance(start, str) else None
 
 
 def own_identity() -> tuple[int, str | None, str]:
@@ -67,10 +85,76 @@ def own_identity() -> tuple[int, str | None, str]:
 
 
 def process_alive(pid: int | None, start_time: str | None, host: str | None) -> bool | None:
-    """True/False when this host can tell, None when it cannot (another host, no /proc)."""
+    """True/False when this host can tell, None when it cannot (another host, an
+    unreadable /proc entry of a pid that exists)."""
     if pid is None or host != host_name():
         return None
-    if os.path.isdir("/proc/self"):
-        now = process_start_time(pid)
-        return now is not None and (start_time is None or now == start_time)
-    return pid_alive(pid)
+    now = _proc_start(pid) if os.path.isdir("/proc/self") else None
+    if isinstance(now, str):
+        return start_time is None or now == start_time
+    if now is False or not pid_alive(pid):
+        return False
+    return None
+
+
+class RunLock:
+    """The exclusive lock a training worker holds on its run folder (see the module doc).
+
+    ``flock`` locks belong to an open file, not a process: another open of the same file
+    conflicts even inside the holder's process, so the holder probing itself sees "held".
+    The descriptor is not inherited by programs the worker starts.
+    """
+
+    def __init__(self, folder: str | os.PathLike):
+        self.path = Path(folder) / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        """Take the lock if nobody holds it; True if this object holds it now."""
+        if self._fd is not None:
+            return True
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the last descriptor releases the flock
+            self._fd = None
+
+
+def lock_held(folder: str | os.PathLike) -> bool | None:
+    """Whether some process holds the run lock of ``folder``; None if there is no lock
+    file to probe (the worker never took one) or it cannot be opened."""
+    try:
+        fd = os.open(Path(folder) / LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None
+    finally:
+        os.close(fd)  # also drops the lock if we just took it
+    return False
+
+
+def worker_alive(folder, pid, start_time, host) -> bool | None:
+    """A running run's worker: its lock decides on its own host, else its pid (or None)."""
+    if pid is not None and host == host_name():
+        held = lock_held(folder)
+        if held is not None:
+            return held
+    return process_alive(pid, start_time, host)
+
+
+def judged_gone(alive: bool | None, silent_s: float, timings: Timings) -> bool:
+    """Dead is decisive, alive is decisive; only an unknown worker is judged by silence."""
+    return alive is False or (alive is None and silent_s > timings.lost_after_s)

@@ -22,7 +22,8 @@ import gemma_panel
 from gemma_panel.config import Recipe
 
 from . import statuses as st
-from .liveness import process_alive
+from .data_changes import check_data_unchanged, record_accepted
+from .liveness import RunLock, judged_gone, process_alive
 from .records import Run
 from .store import DEFAULT_TRAINER, RunStore
 
@@ -65,10 +66,23 @@ def submit(recipe: Recipe, store: RunStore | None = None, *, trainer: str = DEFA
     return run
 
 
-def resume(run_id: str, store: RunStore | None = None) -> Run:
-    """Queue a failed, cancelled or lost run again; it continues from its last checkpoint."""
+def resume(run_id: str, store: RunStore | None = None, *,
+           accept_changed_data: bool = False) -> Run:
+    """Queue a failed, cancelled or lost run again; it continues from its last checkpoint.
+
+    Raises:
+        DatasetError: a data file differs from the one the checkpoint was trained on
+            (an exact resume would silently train on other data); pass
+            ``accept_changed_data=True`` to resume on the new data, recorded on the run.
+        RunStateError: the run is queued, running or succeeded.
+    """
     store = store or RunStore()
-    run = store.requeue(run_id)
+    run = store.get(run_id)
+    change = check_data_unchanged(store, run, accept_changed_data) \
+        if run.status in st.RESUMABLE else None
+    run = store.requeue(run.id)
+    if change:
+        record_accepted(store, run.id, run.attempt, change)
     spawn_worker(store, run.id)
     return run
 
@@ -80,8 +94,7 @@ def cancel(run_id: str, store: RunStore | None = None) -> Run:
 
 def _waiter_gone(row, store: RunStore, now: float) -> bool:
     alive = process_alive(row["worker_pid"], row["worker_start"], row["worker_host"])
-    silent = now - (row["heartbeat_at"] or 0)
-    return alive is False or (alive is None and silent > store.timings.lost_after_s)
+    return judged_gone(alive, now - (row["heartbeat_at"] or 0), store.timings)
 
 
 def recover(store: RunStore | None = None) -> list[str]:
@@ -126,11 +139,16 @@ def register_waiter(store: RunStore, run_id: str, identity: tuple) -> bool:
     return True
 
 
-def wait_for_turn(store: RunStore, run_id: str, identity: tuple) -> Run | None:
+def wait_for_turn(store: RunStore, run_id: str, identity: tuple, lock: RunLock) -> Run | None:
     """Block until this run may train, then mark it ``running`` (returns it); None if it was
-    cancelled, deleted or taken by another worker meanwhile."""
+    cancelled, deleted or taken by another worker meanwhile.
+
+    Its turn needs a free slot and the run lock: a worker of an earlier attempt that is
+    still alive (a run taken for lost, then resumed) keeps the lock until it has stopped,
+    so two attempts never train on one folder at once.
+    """
     pid, start, host = identity
-    last_recover = 0.0
+    last_recover, said = 0.0, False
     while True:
         now = time.time()
         if now - last_recover > store.timings.heartbeat_s:
@@ -140,6 +158,7 @@ def wait_for_turn(store: RunStore, run_id: str, identity: tuple) -> Run | None:
             row = conn.execute("SELECT status, worker_pid, attempt FROM runs WHERE id = ?",
                                (run_id,)).fetchone()
             if row is None or row["status"] != st.QUEUED or row["worker_pid"] != pid:
+                lock.release()
                 return None
             running = conn.execute("SELECT COUNT(*) FROM runs WHERE status = ?",
                                    (st.RUNNING,)).fetchone()[0]
@@ -147,7 +166,12 @@ def wait_for_turn(store: RunStore, run_id: str, identity: tuple) -> Run | None:
             first = [r[0] for r in conn.execute(
                 "SELECT id FROM runs WHERE status = ? ORDER BY queue_pos LIMIT ?",
                 (st.QUEUED, free))]
-            if run_id in first:
+            if run_id in first and not lock.acquire():
+                if not said:
+                    print(f"worker: waiting for the earlier worker of run {run_id} to stop "
+                          f"(it holds {lock.path})", flush=True)
+                    said = True
+            elif run_id in first:
                 conn.execute(
                     "UPDATE runs SET status = ?, started_at = ?, "
                     "heartbeat_at = ?, worker_pid = ?, worker_start = ?, worker_host = ?, "

@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any
 
-from .store import RunStore
+from .store import RunStore, StaleAttempt
 
 
 class StoreSink:
@@ -39,6 +39,7 @@ class StoreSink:
         self.attempt = store.get(run_id).attempt if attempt is None else attempt
         self.flush_every = flush_every
         self._pending: list[tuple] = []
+        self.stale: StaleAttempt | None = None  # set once the store refused this attempt
         self._lock = threading.Lock()      # guards _pending
         self._writing = threading.Lock()   # one batch at a time, in the order taken
         self._closed = threading.Event()
@@ -60,6 +61,17 @@ class StoreSink:
     def on_samples(self, step: int, samples: list[dict[str, str]]) -> None:
         self._put("samples", int(step), [dict(s) for s in samples], time.time())
 
+    def on_checkpoint_start(self, step: int) -> None:
+        """Refuse (``StaleAttempt``) to let a superseded attempt write a checkpoint.
+
+        The check is enough on its own: a resumed attempt takes the run lock before it
+        trains, and this process holds it until it exits (see ``liveness``), so no new
+        attempt reads or writes ``checkpoints/`` between this check and the save.
+        """
+        if self.stale is not None:
+            raise self.stale
+        self.store.check_attempt(self.run_id, self.attempt)
+
     def on_checkpoint(self, step: int, path: str, best: bool) -> None:
         self._put("checkpoint", int(step), str(path), bool(best))
         self.flush()
@@ -75,10 +87,13 @@ class StoreSink:
 
     # -- writing ----------------------------------------------------------------------------
     def flush(self) -> None:
-        """Commit everything received so far (in the calling thread)."""
+        """Commit everything received so far (in the calling thread); raises
+        ``StaleAttempt`` (and drops it all) once the run has moved on to another attempt."""
         with self._writing:
             with self._lock:
                 batch, self._pending = self._pending, []
+            if self.stale is not None:
+                raise self.stale
             if batch:
                 self._write(batch)
 
@@ -102,6 +117,8 @@ class StoreSink:
         while not self._closed.wait(self.flush_every):
             try:
                 self.flush()
+            except StaleAttempt:
+                break  # the worker hears it at its next checkpoint or from its heartbeat
             except Exception as exc:  # noqa: BLE001 - a busy store must not stop training
                 print(f"store sink: {exc}", file=sys.stderr, flush=True)
         self.store.close()  # this thread's connection
@@ -120,13 +137,12 @@ class StoreSink:
                     elif kind == "event":
                         store.add_event(run_id, attempt, *args, conn=conn)
                     elif kind == "total_steps":
-                        store.update_run(run_id, conn, total_steps=args[0])
+                        store.set_total_steps(run_id, attempt, args[0], conn)
                     elif kind == "checkpoint":
-                        step, path, best = args
-                        store.update_run(run_id, conn, checkpoint_step=step,
-                                         checkpoint_path=path)
-                        store.add_event(run_id, attempt, "checkpoint", path,
-                                        {"step": step, "best": best}, conn=conn)
+                        store.record_checkpoint(run_id, attempt, *args, conn=conn)
+        except StaleAttempt as exc:
+            self.stale = exc  # never retried: nothing of this attempt may land any more
+            raise
         except BaseException:
             with self._lock:  # keep them, in order, for the next try
                 self._pending[:0] = batch

@@ -8,7 +8,10 @@
 
 failed, cancelled and lost runs can be resumed: they go back to ``queued`` and continue from
 their last checkpoint. Nothing ever leaves a run ``running`` without a live worker: a reader
-that finds a dead worker's run records it as ``lost``.
+that finds a dead worker's run records it as ``lost`` (see ``liveness``). A resume is a new
+attempt; from then on the store refuses every write of the earlier ones. A lost run whose
+worker beats again before it is resumed (a host that judged it by silence was wrong) is
+``running`` again.
 """
 
 from __future__ import annotations

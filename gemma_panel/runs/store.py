@@ -30,7 +30,7 @@ from gemma_panel.home import home_dir
 
 from . import statuses as st
 from .folder import RunFolder, resolve_paths
-from .liveness import Timings, process_alive
+from .liveness import Timings, judged_gone, worker_alive
 from .records import Event, MetricPoint, Run, Sample
 from .schema import connect
 
@@ -43,6 +43,11 @@ class RunNotFound(UserError, LookupError):
 
 class RunStateError(UserError, RuntimeError):
     """The run's status does not allow this: resuming a running run, deleting a queued one."""
+
+
+class StaleAttempt(RunStateError):
+    """A write from an attempt that is no longer the run's current one (it was resumed
+    elsewhere, e.g. after being taken for lost): refused, so two workers never mix."""
 
 
 class RunStore:
@@ -105,8 +110,15 @@ class RunStore:
 
     def create_run(self, recipe: Recipe, *, trainer: str = DEFAULT_TRAINER,
                    cwd: str | Path | None = None) -> Run:
-        """Record a new ``queued`` run and write its folder; starts nothing (see ``submit``)."""
+        """Record a new ``queued`` run and write its folder; starts nothing (see ``submit``).
+
+        Raises:
+            ModelSourceError: ``model.source`` names no model (a missing path, a file that
+                is not GGUF, an unknown name); checked without loading anything, so a run
+                that cannot start is never queued.
+        """
         recipe = resolve_paths(recipe, cwd)
+        _check_model_source(recipe.model.source)
         slug = re.sub(r"[^a-z0-9]+", "-", recipe.name.lower()).strip("-")[:40] or "run"
         run_id = f"{slug}-{secrets.token_hex(3)}"
         folder = self.folder(run_id)
@@ -158,18 +170,19 @@ class RunStore:
     def mark_lost(self) -> list[str]:
         """Record ``lost`` for every running run whose worker is gone; return their ids.
 
-        A dead pid on this host is decisive; otherwise a heartbeat silent for longer than
-        ``timings.lost_after_s`` is (another host, or a pid this host cannot see).
+        On the worker's host its run lock (or else its pid) decides, however long its
+        heartbeat has been silent; only a worker this host cannot probe (another host) is
+        judged by a heartbeat silent for longer than ``timings.lost_after_s``.
         """
         rows = self.conn.execute(
             "SELECT id, attempt, worker_pid, worker_start, worker_host, heartbeat_at "
             "FROM runs WHERE status = ?", (st.RUNNING,)).fetchall()
         now, lost = time.time(), []
         for row in rows:
-            alive = process_alive(row["worker_pid"], row["worker_start"], row["worker_host"])
+            alive = worker_alive(self.folder(row["id"]).path, row["worker_pid"],
+                                 row["worker_start"], row["worker_host"])
             silent = now - (row["heartbeat_at"] or 0)
-            if alive is False or (alive is None and silent > self.timings.lost_after_s) \
-                    or silent > 10 * self.timings.lost_after_s:
+            if judged_gone(alive, silent, self.timings):
                 lost.append((row, silent))
         marked = []
         for row, silent in lost:
@@ -241,13 +254,30 @@ class RunStore:
             conn.execute("DELETE FROM runs WHERE id = ?", (run.id,))
         shutil.rmtree(run.run_dir, ignore_errors=True)
 
-    # -- what a worker writes -----------------------------------------------------------
+    # -- what a worker writes: every write names its attempt, and a stale one is refused -----
+    def fence(self, conn, run_id: str, attempt: int) -> None:
+        """Raise ``StaleAttempt`` unless ``attempt`` is the run's current one.
+
+        Called inside the write transaction (``BEGIN IMMEDIATE`` holds the write lock), so
+        no resume can slip between this check and the write it guards.
+        """
+        row = conn.execute("SELECT attempt FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None or row[0] != attempt:
+            now = "was deleted" if row is None else f"is on attempt {row[0] + 1}"
+            raise StaleAttempt(f"run {run_id} {now}; attempt {attempt + 1} may no longer "
+                               "write to it (it was resumed elsewhere)")
+
+    def check_attempt(self, run_id: str, attempt: int) -> None:
+        """``fence`` outside a transaction: before a checkpoint is written to the folder."""
+        self.fence(self.conn, run_id, attempt)
+
     def add_metrics(self, run_id: str, attempt: int, step: int, tokens: int,
                     values: dict[str, float], at: float | None = None, conn=None) -> None:
         """All values of one step in one transaction: a reader sees all of them or none."""
         at = time.time() if at is None else at
         rows = [(run_id, attempt, step, tokens, name, _number(v), at) for name, v in values.items()]
         with self._in(conn) as c:
+            self.fence(c, run_id, attempt)
             c.executemany("INSERT INTO metrics (run_id, attempt, step, tokens, name, value, "
                           "time) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
             c.execute("UPDATE runs SET step = MAX(step, ?), tokens = MAX(tokens, ?) "
@@ -259,13 +289,28 @@ class RunStore:
         rows = [(run_id, attempt, step, i, s.get("prompt", ""), s.get("reference"),
                  s.get("base"), s.get("tuned"), at) for i, s in enumerate(samples)]
         with self._in(conn) as c:
+            self.fence(c, run_id, attempt)
             c.executemany("INSERT INTO samples (run_id, attempt, step, idx, prompt, reference,"
                           " base, tuned, time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     def add_event(self, run_id: str, attempt: int, kind: str, message: str | None = None,
                   data: dict | None = None, conn=None) -> None:
         with self._in(conn) as c:
+            self.fence(c, run_id, attempt)
             self._event(c, run_id, attempt, kind, message, data)
+
+    def set_total_steps(self, run_id: str, attempt: int, total: int, conn=None) -> None:
+        with self._in(conn) as c:
+            self.fence(c, run_id, attempt)
+            c.execute("UPDATE runs SET total_steps = ? WHERE id = ?", (total, run_id))
+
+    def record_checkpoint(self, run_id: str, attempt: int, step: int, path: str, best: bool,
+                          conn=None) -> None:
+        with self._in(conn) as c:
+            self.fence(c, run_id, attempt)
+            c.execute("UPDATE runs SET checkpoint_step = ?, checkpoint_path = ? WHERE id = ?",
+                      (step, path, run_id))
+            self._event(c, run_id, attempt, "checkpoint", path, {"step": step, "best": best})
 
     @contextmanager
     def _in(self, conn):
@@ -332,6 +377,16 @@ class RunStore:
         with self.write() as conn:
             conn.execute("INSERT INTO settings (key, value) VALUES ('max_parallel', ?) "
                          "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(n),))
+
+
+def _check_model_source(source: str) -> None:
+    from gemma_panel.models.errors import ModelSourceError
+    from gemma_panel.models.loader import resolve_source
+
+    try:
+        resolve_source(source)
+    except ModelSourceError as exc:
+        raise ModelSourceError(f"model.source: {exc}") from exc
 
 
 def _number(value) -> float | None:

@@ -19,15 +19,19 @@ import traceback
 from collections.abc import Callable
 
 from . import statuses as st
-from .liveness import own_identity
+from .liveness import RunLock, own_identity
 from .queue import register_waiter, wait_for_turn
 from .sink import StoreSink
-from .store import RunStore
+from .store import RunStore, StaleAttempt
 
 
 class Heartbeat(threading.Thread):
     """Writes ``heartbeat_at`` every ``interval`` seconds, on its own connection, and
-    notices when the run is no longer this worker's (marked lost and resumed elsewhere)."""
+    notices when the run is no longer this worker's (resumed as a new attempt, deleted).
+
+    A run taken for lost while this worker lived (another host judged it by silence) and
+    not resumed since is still this worker's: its heartbeat makes it ``running`` again.
+    """
 
     def __init__(self, store: RunStore, run_id: str, attempt: int, interval: float):
         super().__init__(name=f"heartbeat-{run_id}", daemon=True)
@@ -38,15 +42,27 @@ class Heartbeat(threading.Thread):
     def run(self) -> None:
         while not self._stop_event.wait(self.interval):
             try:
-                with self.store.write() as conn:
-                    changed = conn.execute(
-                        "UPDATE runs SET heartbeat_at = ? WHERE id = ? AND attempt = ? AND "
-                        "status = ?", (time.time(), self.run_id, self.attempt, st.RUNNING)
-                    ).rowcount
-                self.superseded = changed == 0
+                self.superseded = not self.beat()
             except Exception as exc:  # noqa: BLE001 - a locked store must not stop training
                 print(f"heartbeat: {exc}", file=sys.stderr, flush=True)
         self.store.close()
+
+    def beat(self) -> bool:
+        """One heartbeat; False when the run is no longer this attempt's."""
+        with self.store.write() as conn:
+            row = conn.execute("SELECT status, attempt FROM runs WHERE id = ?",
+                               (self.run_id,)).fetchone()
+            if row is None or row["attempt"] != self.attempt or \
+                    row["status"] not in (st.RUNNING, st.LOST):
+                return False
+            conn.execute("UPDATE runs SET heartbeat_at = ? WHERE id = ?",
+                         (time.time(), self.run_id))
+            if row["status"] == st.LOST:
+                conn.execute("UPDATE runs SET status = ?, ended_at = NULL, message = NULL, "
+                             "log_tail = NULL WHERE id = ?", (st.RUNNING, self.run_id))
+                self.store._event(conn, self.run_id, self.attempt, "status", "running",
+                                  {"message": "the worker was alive after all"})
+        return True
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -114,12 +130,20 @@ def run_worker(run_id: str, store: RunStore | None = None) -> int:
         why = "has another worker" if now.status == st.QUEUED else f"is {now.status}"
         print(f"worker: run {run.id} {why}; nothing to do", flush=True)
         return 0
-    run = wait_for_turn(store, run.id, identity)
+    lock = RunLock(folder.path)  # held until this process exits: see liveness.py
+    run = wait_for_turn(store, run.id, identity, lock)
     if run is None:
         print(f"worker: run {run_id} left the queue before its turn", flush=True)
         return 0
     print(f"worker {identity[0]}: run {run.id} attempt {run.attempt} started", flush=True)
+    try:
+        return _train(store, run, folder)
+    finally:
+        lock.release()
 
+
+def _train(store: RunStore, run, folder) -> int:
+    """Train the run that is now this worker's; record its end unless it was taken over."""
     heartbeat = Heartbeat(store, run.id, run.attempt, store.timings.heartbeat_s)
     heartbeat.start()
     stop = StopSignal(store, run.id, heartbeat)
@@ -141,6 +165,9 @@ def run_worker(run_id: str, store: RunStore | None = None) -> int:
         finally:
             store_sink.close()  # every metric is in the store before the status is
         status, message = _outcome(result, stop)
+    except StaleAttempt as exc:  # resumed elsewhere: its writes and saves were refused
+        print(f"worker: {exc}", flush=True)
+        stop.reason = "superseded"
     except BaseException as exc:  # noqa: BLE001 - every way out is recorded as a status
         traceback.print_exc()
         sys.stdout.flush()
@@ -175,12 +202,14 @@ def _outcome(result, stop: StopSignal) -> tuple[str, str | None]:
 
 
 def _finish(store: RunStore, run, status: str, message: str | None, log_tail: str | None):
+    """Record how this attempt ended, if it is still the run's current one."""
     with store.write() as conn:
-        conn.execute(
+        if conn.execute(
             "UPDATE runs SET status = ?, ended_at = ?, message = ?, log_tail = ?, "
             "cancel_requested = 0 WHERE id = ? AND attempt = ? AND status IN (?, ?)",
-            (status, time.time(), message, log_tail, run.id, run.attempt, st.RUNNING, st.LOST))
-        store._event(conn, run.id, run.attempt, "status", status, {"message": message})
+            (status, time.time(), message, log_tail, run.id, run.attempt, st.RUNNING, st.LOST),
+        ).rowcount:
+            store._event(conn, run.id, run.attempt, "status", status, {"message": message})
 
 
 def redirect_output(path) -> None:

@@ -30,6 +30,11 @@ class EventSink(Protocol):
     def on_samples(self, step: int, samples: list[dict[str, str]]) -> None:
         """Generations at an evaluation: dicts with prompt, reference, base, tuned."""
 
+    def on_checkpoint_start(self, step: int) -> None:
+        """Optional: a checkpoint of ``step`` is about to be written. A sink may raise to
+        forbid it (the run store does once this process is no longer the run's current
+        attempt); the exception ends the run. Sinks without this method allow every save."""
+
     def on_checkpoint(self, step: int, path: str, best: bool) -> None:
         """A checkpoint was written (and is complete) at ``path``."""
 
@@ -46,6 +51,7 @@ class NullSink:
     def on_start(self, info): pass
     def on_metrics(self, step, tokens, metrics): pass
     def on_samples(self, step, samples): pass
+    def on_checkpoint_start(self, step): pass
     def on_checkpoint(self, step, path, best): pass
     def on_log(self, message): pass
     def on_end(self, status, message): pass
@@ -60,8 +66,19 @@ class MultiSink:
     def __getattr__(self, name):
         def forward(*args, **kwargs):
             for sink in self.sinks:
+                if name in _OPTIONAL and not hasattr(sink, name):
+                    continue
                 getattr(sink, name)(*args, **kwargs)
         return forward
+
+
+_OPTIONAL = frozenset({"on_checkpoint_start"})
+
+
+def checkpoint_allowed(sink, step: int) -> None:
+    """Ask ``sink`` whether a checkpoint of ``step`` may be written (it raises if not)."""
+    if hasattr(sink, "on_checkpoint_start"):
+        sink.on_checkpoint_start(step)
 
 
 def _duration(seconds: float) -> str:

@@ -23,7 +23,7 @@ from gemma_panel.config import Recipe, recipe_to_yaml
 from gemma_panel.errors import UserError
 from gemma_panel.training.batches import batch_at, build_sequences, max_loss_tokens
 from gemma_panel.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from gemma_panel.training.events import EventSink, NullSink
+from gemma_panel.training.events import EventSink, NullSink, checkpoint_allowed
 
 
 class TrainingError(UserError, RuntimeError):
@@ -194,6 +194,7 @@ def train(
         meta = {"tokens_seen": tokens_seen, "best_val_loss": best, "best_step": best_step,
                 "bad_evals": bad_evals, "data_position": step * per_step,
                 "rng": {"train_seed": t.seed, "data_seed": recipe.data.seed}}
+        checkpoint_allowed(sink, step)  # a superseded attempt is refused here
         path = save_checkpoint(run_dir, step, trainable, opt_state, meta, best_step=best_step)
         sink.on_checkpoint(step, str(path), is_best)
 

@@ -245,3 +245,27 @@ def test_damaged_shard_is_reported_not_raised(tfds_dir, tmp_path):
     (problem,) = report.examples["unreadable"]
     assert f"reading stopped after row {report.rows_read}" in problem.message
     assert problem.file == "tfds:panel_tiny_qa:train"
+
+
+def test_a_tfds_run_goes_through_submit_and_the_worker(tfds_dir, tmp_path, monkeypatch):
+    """A ``tfds:`` source is a name, not a path: the run store keeps it as it is, and the
+    worker (another process, in the run's folder) reads and prepares it."""
+    from gemma_panel.config import load_recipe
+    from gemma_panel.runs import RunStore, submit
+    from tests.runs.conftest import REPO, fake_recipe, wait_finished
+
+    monkeypatch.setenv(ENV_DATA_DIR, str(tfds_dir))
+    monkeypatch.setenv("GEMMA_PANEL_HEARTBEAT_S", "0.25")
+    monkeypatch.setenv("PYTHONPATH", str(REPO))  # the worker imports the test trainer
+    monkeypatch.chdir(tmp_path)
+    store = RunStore(tmp_path / "home")
+    recipe = fake_recipe("data.train_path=tfds:panel_tiny_chat:train",
+                         "data.validation_fraction=0.25", "train.max_steps=2")
+    run = submit(recipe, store, trainer="tests.runs.fake_trainer:prepare_then_train")
+    stored = load_recipe(store.folder(run.id).recipe_path)
+    assert stored.data.train_path == "tfds:panel_tiny_chat:train"
+    done = wait_finished(store, run.id, timeout=240)
+    assert done.status == "succeeded", f"{done.message}\n{done.log_tail}"
+    logs = [e.message for e in store.events(run.id, kinds=["log"])]
+    assert "prepared 3 train and 1 validation examples (chat)" in logs
+    store.close()

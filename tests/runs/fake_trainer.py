@@ -5,6 +5,9 @@ It "trains" ``train.max_steps`` steps of ``FAKE_STEP_S`` seconds (environment, d
 checkpointing every ``train.checkpoint_every`` steps as JSON, honouring ``should_stop`` and
 ``resume`` as the real trainer does. ``recipe.name`` selects misbehaviour: "raise"
 raises a TrainingError (a UserError) at step 3, "crash" raises a ZeroDivisionError.
+
+``prepare_then_train`` first reads and prepares the recipe's data as the real trainer
+does (without a model: no tokenizer), so data sources can be tested through the worker.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ def train(recipe, run_dir, sink, should_stop=lambda: False, resume=False):
     sink.on_start({"total_steps": total, "start_step": step, "tokens_per_step": 8})
 
     def save():
+        sink.on_checkpoint_start(step)  # as the real trainer: the store may refuse it
         folder = run_dir / "checkpoints" / f"step-{step:06d}"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "meta.json").write_text(json.dumps({"step": step, "weight": weight}))
@@ -67,3 +71,17 @@ def train(recipe, run_dir, sink, should_stop=lambda: False, resume=False):
     sink.on_log(f"final weight {weight}")
     sink.on_end("succeeded", None)
     return Result("succeeded", step)
+
+
+def prepare_then_train(recipe, run_dir, sink, should_stop=lambda: False, resume=False):
+    from gemma_panel.data import DatasetError
+    from gemma_panel.data.preflight import prepare_recipe_data
+    from gemma_panel.training.trainer import TrainingError as RealTrainingError
+
+    try:
+        prepared = prepare_recipe_data(recipe)  # the worker's preparation, minus tokens
+    except DatasetError as exc:
+        raise RealTrainingError(f"the data cannot be used: {exc}") from exc
+    sink.on_log(f"prepared {len(prepared.train)} train and {len(prepared.validation)} "
+                f"validation examples ({prepared.mapping.task})")
+    return train(recipe, run_dir, sink, should_stop, resume)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 import pytest
 
@@ -146,3 +147,52 @@ def test_parallel_shows_and_sets_the_queue_width(cli, store):
     assert "1 run(s)" in cli("runs", "parallel")[1]
     assert cli("runs", "parallel", "2")[0] == 0 and store.max_parallel == 2
     assert cli("runs", "parallel", "0")[0] == 2
+
+
+@pytest.mark.parametrize("source, words", [
+    ("models/missing.gguf", "model.source: No model at 'models/missing.gguf'"),
+    ("not-gguf.gguf", "is not a GGUF file (it does not start with the GGUF magic bytes)"),
+])
+def test_run_with_a_bad_model_source_exits_2_before_queueing(store, recipe_file, tmp_path,
+                                                             monkeypatch, capsys, source, words):
+    from gemma_panel.cli import main
+
+    monkeypatch.setenv("GEMMA_PANEL_HOME", str(store.root))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "not-gguf.gguf").write_bytes(b"PK\x03\x04 a zip, not a model")
+    capsys.readouterr()
+    code = main(["run", str(recipe_file), f"model.source={source}", "--detach",
+                 "--trainer", FAKE])
+    out, err = capsys.readouterr()
+    assert code == 2 and words in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "queued" not in out and store.list_runs() == []  # nothing queued, no worker
+
+
+def test_resume_refuses_data_that_changed_since_the_checkpoint(store, tmp_path, monkeypatch,
+                                                                capsys):
+    from gemma_panel.cli import main
+    from gemma_panel.runs.data_changes import check_data_unchanged
+
+    monkeypatch.setenv("GEMMA_PANEL_HOME", str(store.root))
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"prompt": "a", "response": "b"}\n' * 20)
+    run = store.create_run(fake_recipe(f"data.train_path={data}"), trainer=FAKE)
+    store.update_run(run.id, status=st.CANCELLED, checkpoint_step=4)
+    os.utime(data, (1, 1))  # touched, same bytes: still the same data
+    assert check_data_unchanged(store, store.get(run.id)) is None
+    data.write_text('{"prompt": "a", "response": "c"}\n' * 20)  # edited after the cancel
+    capsys.readouterr()
+    assert main(["runs", "resume", run.id, "--detach"]) == 2
+    err = capsys.readouterr().err
+    assert f"{data} changed" in err and "--accept-changed-data" in err
+    assert len(err.strip().splitlines()) == 1
+    after = store.get(run.id)
+    assert (after.status, after.attempt) == (st.CANCELLED, 0)  # not queued
+    assert main(["runs", "resume", run.id, "--detach", "--accept-changed-data"]) == 0
+    assert f"resumed on changed data: {data} changed" in capsys.readouterr().out
+    (event,) = store.events(run.id, kinds=["data_changed"])
+    assert event.attempt == 1 and event.data["fingerprint"]["train_path"]["path"] == str(data)
+    done = wait_finished(store, run.id)
+    store.update_run(run.id, status=st.CANCELLED)  # the accepted data is now the baseline
+    assert check_data_unchanged(store, done) is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gemma_panel.runs import StoreSink, compare_runs, curves
+from gemma_panel.runs import statuses as st
 from tests.runs.conftest import fake_recipe
 
 
@@ -66,6 +67,8 @@ def test_a_resumed_run_shows_the_resumed_trajectory_only(store):
     for step in range(1, 8):  # reached step 7, last checkpoint at 4, then lost
         first.on_metrics(step, step * 10, {"loss": 100.0 + step})
     first.close()
+    store.update_run(run.id, status=st.LOST)
+    store.requeue(run.id)  # attempt 1 is now the run's; attempt 0 may no longer write
     second = StoreSink(store, run.id, attempt=1)
     for step in range(5, 10):
         second.on_metrics(step, step * 10, {"loss": float(step)})

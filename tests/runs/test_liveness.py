@@ -70,3 +70,58 @@ def test_a_live_worker_keeps_its_run_running(store):
     pid, start, host = own_identity()
     run = _running(store, pid, start, host, heartbeat_age=1)
     assert store.mark_lost() == [] and store.get(run.id).status == st.RUNNING
+
+
+def test_a_live_worker_is_never_lost_however_long_its_heartbeat_was_silent(store):
+    # A suspended machine, a clock jump or a starved heartbeat thread: silence, not death.
+    pid, start, host = own_identity()
+    run = _running(store, pid, start, host, heartbeat_age=100 * store.timings.lost_after_s)
+    assert store.mark_lost() == [] and store.get(run.id).status == st.RUNNING
+
+
+def _unreadable_proc(monkeypatch):
+    """/proc/PID/stat cannot be read (hidepid, a sandbox), as the kernel says so."""
+    import builtins
+
+    from gemma_panel.runs import liveness
+
+    def refuse(path, *args, **kwargs):
+        if str(path).startswith("/proc/"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return builtins.open(path, *args, **kwargs)
+
+    monkeypatch.setattr(liveness, "open", refuse, raising=False)
+
+
+def test_an_unreadable_proc_entry_is_unknown_not_dead(store, monkeypatch):
+    pid, start, host = own_identity()
+    _unreadable_proc(monkeypatch)
+    assert process_alive(pid, start, host) is None
+    run = _running(store, pid, start, host, heartbeat_age=0)
+    assert store.mark_lost() == [] and store.get(run.id).status == st.RUNNING
+
+
+def test_a_suspended_worker_keeps_its_run_and_finishes_it(store, monkeypatch):
+    """SIGSTOP a real worker for longer than 10x the silence limit: its run stays running
+    (its lock is held), even with /proc unreadable, and ends as it would have."""
+    import signal
+
+    from gemma_panel.runs import RunStore, Timings, submit
+    from tests.runs.conftest import FAKE, wait_finished, wait_for
+
+    monkeypatch.setenv("FAKE_STEP_S", "0.1")
+    run = submit(fake_recipe("train.max_steps=30"), store, trainer=FAKE)
+    running = wait_for(lambda: (r := store.get(run.id)).step >= 2 and r, what="two steps")
+    strict = RunStore(store.root, Timings(heartbeat_s=0.25, lost_after_s=0.5))
+    os.kill(running.worker_pid, signal.SIGSTOP)
+    try:
+        time.sleep(10 * strict.timings.lost_after_s + 1)
+        assert strict.get(run.id).status == st.RUNNING
+        with monkeypatch.context() as m:
+            _unreadable_proc(m)
+            assert strict.mark_lost() == [] and strict.get(run.id).status == st.RUNNING
+    finally:
+        os.kill(running.worker_pid, signal.SIGCONT)
+    done = wait_finished(strict, run.id)
+    assert done.status == st.SUCCEEDED and done.step == 30
+    strict.close()

@@ -204,6 +204,8 @@ def test_metric_feed_gives_history_then_only_new_points_then_redraws_after_resum
     kind, series = feed.poll()
     assert kind == "append" and series["loss"]["step"] == [6]
     assert series["loss"]["time"][0] > 0
+    store.update_run(run.id, status="lost")
+    store.requeue(run.id)  # attempt 1: the store refuses attempt 0's writes from now on
     store.add_metrics(run.id, 1, 4, 400, {"loss": 0.9})  # a resume from step 3
     kind, series = feed.poll()
     assert kind == "reset" and series["loss"]["step"] == [1, 2, 3, 4]
