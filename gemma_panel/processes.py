@@ -37,14 +37,12 @@ def is_running(pid: int, started: str | None = None) -> bool | None:
     """
     if not pid_alive(pid):
         return False
-    if started is None:
-        return True
     fields = _stat_fields(pid)
     if fields is _GONE:
         return False if os.path.isdir("/proc/self") else None  # no /proc: cannot tell
     if fields is None:
         return None
-    return fields[19] == started
+    return started is None or fields[19] == started
 
 
 _GONE = "gone"

@@ -19,7 +19,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from gemma_panel.processes import pid_alive
+from gemma_panel.processes import is_running, start_time
 
 LOCK_NAME = "worker.lock"
 
@@ -52,49 +52,18 @@ def host_name() -> str:
     return socket.gethostname()
 
 
-def _proc_start(pid: int) -> str | bool | None:
-    """The start time of ``pid`` from /proc; False: no such process (or a zombie);
-    None: its stat cannot be read (hidepid, a sandbox), which says nothing either way."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            stat = handle.read().decode(errors="replace")
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    except OSError:
-        return None
-    # Field 2 (the command name) may hold spaces and parentheses: count from the last ')'.
-    fields = stat[stat.rfind(")") + 2:].split()
-    if len(fields) < 20:
-        return None
-    if fields[0] in ("Z", "X"):  # a zombie has exited; only its parent's wait() remains
-        return False
-    return fields[19]
-
-
-def process_start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (clock ticks since boot, field 22 of
-    /proc/PID/stat), or None if it is gone or cannot be read."""
-    start = _proc_start(pid)
-    return start if isinstance(start, str) else None
-
-
 def own_identity() -> tuple[int, str | None, str]:
     """(pid, start time, host) of this process, as a worker records them."""
     pid = os.getpid()
-    return pid, process_start_time(pid), host_name()
+    return pid, start_time(pid), host_name()
 
 
-def process_alive(pid: int | None, start_time: str | None, host: str | None) -> bool | None:
+def process_alive(pid: int | None, started: str | None, host: str | None) -> bool | None:
     """True/False when this host can tell, None when it cannot (another host, an
     unreadable /proc entry of a pid that exists)."""
     if pid is None or host != host_name():
         return None
-    now = _proc_start(pid) if os.path.isdir("/proc/self") else None
-    if isinstance(now, str):
-        return start_time is None or now == start_time
-    if now is False or not pid_alive(pid):
-        return False
-    return None
+    return is_running(pid, started)
 
 
 class RunLock:

@@ -7,8 +7,9 @@ import subprocess
 import sys
 import time
 
+from gemma_panel.processes import start_time
 from gemma_panel.runs import statuses as st
-from gemma_panel.runs.liveness import host_name, own_identity, process_alive, process_start_time
+from gemma_panel.runs.liveness import host_name, own_identity, process_alive
 from tests.runs.conftest import fake_recipe
 
 
@@ -32,7 +33,7 @@ def test_a_zombie_counts_as_dead():
 
 def test_a_reused_pid_is_told_apart_by_its_start_time():
     pid = os.getpid()
-    assert process_alive(pid, str(int(process_start_time(pid)) + 1), host_name()) is False
+    assert process_alive(pid, str(int(start_time(pid)) + 1), host_name()) is False
 
 
 def test_another_host_cannot_be_judged_by_pid():
@@ -83,14 +84,14 @@ def _unreadable_proc(monkeypatch):
     """/proc/PID/stat cannot be read (hidepid, a sandbox), as the kernel says so."""
     import builtins
 
-    from gemma_panel.runs import liveness
+    from gemma_panel import processes
 
     def refuse(path, *args, **kwargs):
         if str(path).startswith("/proc/"):
             raise PermissionError(13, "Permission denied", str(path))
         return builtins.open(path, *args, **kwargs)
 
-    monkeypatch.setattr(liveness, "open", refuse, raising=False)
+    monkeypatch.setattr(processes, "open", refuse, raising=False)
 
 
 def test_an_unreadable_proc_entry_is_unknown_not_dead(store, monkeypatch):
