@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import param
 
 from gemma_panel.config import Recipe
-from gemma_panel.data import DatasetError
 from gemma_panel.data.preflight import Verdict, preflight
-from gemma_panel.runs import DEFAULT_TRAINER, RunNotFound, RunStateError, RunStore, submit
+from gemma_panel.data.tfds_reader import is_tfds_source
+from gemma_panel.errors import UserError
+from gemma_panel.runs import DEFAULT_TRAINER, RunNotFound, RunStore, submit
 from gemma_panel.runs import cancel as cancel_run
 from gemma_panel.runs import resume as resume_run
 from gemma_panel.runs import statuses as st
@@ -33,6 +35,7 @@ from gemma_panel.runs.queue import position
 
 from .data_checks import load_tokenizer
 from .jobs import Jobs
+from .server_paths import confine_data_path
 
 # Chart name -> the series drawn on it. "perplexity" of training is exp(loss), computed
 # here; the trainer records validation perplexity itself.
@@ -216,9 +219,15 @@ class RunsModel(param.Parameterized):
         what to change); no run is created.
         """
         def queue():
+            # Relative data paths are read from where the run is submitted from; a typed
+            # path outside the data roots is refused as it is on the Data tab.
+            resolved = resolve_paths(recipe, Path(cwd) if cwd else None)
+            for key in ("train_path", "validation_path"):
+                value = getattr(resolved.data, key)
+                if value and "://" not in value and not is_tfds_source(value):
+                    confine_data_path(value)
             tokenizer = load_tokenizer(recipe.model.source) if self.check_tokens else None
-            # Relative data paths are read from where the run is submitted from.
-            verdict = preflight(resolve_paths(recipe, cwd) if cwd else recipe, tokenizer)
+            verdict = preflight(resolved, tokenizer)
             if not verdict.ok:
                 return verdict
             return submit(recipe, self.store, trainer=self.trainer, cwd=cwd)
@@ -259,7 +268,7 @@ class RunsModel(param.Parameterized):
                          self._failed)
 
     def _failed(self, exc: BaseException) -> None:
-        if isinstance(exc, (RunStateError, RunNotFound, DatasetError)):
+        if isinstance(exc, UserError):  # Jobs hands a user error over as one
             self.notice = str(exc)
         else:
             self.notice = f"{type(exc).__name__}: {exc}"

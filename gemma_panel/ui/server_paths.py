@@ -23,12 +23,13 @@ import re
 from pathlib import Path
 
 import gemma_panel
+from gemma_panel.errors import UserError
 from gemma_panel.home import home_dir
 
 DATA_ROOTS_ENV = "GEMMA_PANEL_DATA_ROOTS"
 
 
-class PathRefused(ValueError):
+class PathRefused(UserError, ValueError):
     """A server path a page asked for that lies outside what the dashboard may touch."""
 
 

@@ -381,3 +381,20 @@ def test_closed_jobs_drop_what_has_not_started():
     time.sleep(0.2)
     jobs.poll()
     assert seen == [True, True]  # the two running finished; the queued one never ran
+
+
+def test_start_refuses_a_typed_data_path_outside_the_data_roots(workdir, store):
+    """The Configure tab's data.train_path reaches the worker: Start confines it too."""
+    from gemma_panel.ui import RunsModel
+    from tests.ui.conftest import FAKE, fake_recipe
+
+    _, outside = workdir
+    runs = RunsModel(store, trainer=FAKE)
+    for path in (str(outside / "secret.jsonl"), "link.jsonl"):
+        runs.start(fake_recipe(f"data.train_path={path}", name="sneaky"))
+        runs.jobs.wait()
+        assert ": outside the folders this dashboard may read" in runs.notice, runs.notice
+        assert store.list_runs() == []
+    runs.start(fake_recipe("data.train_path=ok.jsonl", name="fine"))
+    runs.jobs.wait()
+    assert runs.selected is not None and runs.selected.startswith("fine-")
