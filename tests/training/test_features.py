@@ -13,7 +13,7 @@ import pytest
 
 from gemma_panel.training import JsonlSink, MultiSink, TensorBoardSink, train
 from gemma_panel.training import step as step_module
-from gemma_panel.training.batches import batch_at, build_sequences, max_loss_tokens
+from gemma_panel.training.batches import build_sequences, max_loss_tokens
 from gemma_panel.training.step import StepFunctions, head_loss
 from gemma_panel.training.trainer import load_tuned_model
 from tests.training.test_batches import examples
