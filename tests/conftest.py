@@ -36,3 +36,14 @@ def real_model(gemma_panel_home):
     from gemma_panel.models import load_model
 
     return load_model("gemma3-270m", progress=False)
+
+
+# The real Gemma 3 270M loads and trains for minutes on two cores; a slow test still gets a
+# limit, so a hang fails that test instead of the whole run.
+SLOW_TIMEOUT_S = 3600
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT_S))

@@ -155,9 +155,16 @@ class JsonlSink(NullSink):
 
 
 class TensorBoardSink(NullSink):
-    """Scalars to TensorBoard event files (tf.summary; TensorFlow is already installed)."""
+    """Scalars to TensorBoard event files, through tf.summary (needs ``tensorboard``)."""
 
     def __init__(self, logdir: str | Path):
+        import importlib.util
+
+        # tf.summary writes scalars only through TensorBoard's plugin; without it every
+        # scalar call raises after the run has started, so say so before.
+        if importlib.util.find_spec("tensorboard") is None:
+            raise ImportError("TensorBoardSink needs the tensorboard package: "
+                              "pip install tensorboard")
         import tensorflow as tf
 
         self._tf = tf

@@ -76,20 +76,42 @@ def prepare_data(recipe: Recipe, lm):
 
 
 def sample_items(prepared, recipe: Recipe) -> tuple[list[dict], list[dict]]:
-    """(sample prompts to show, validation rows for task metrics), as prompt/reference."""
+    """(sample prompts to show, validation rows for task metrics), as prompt/reference.
+
+    A prompt is what the model sees before its answer, as in training: the template's turn
+    for chat and classification data (``eval.sample_prompts`` are put into it too), the
+    opening words of a held-out text for plain text, whose continuation is the reference.
+    """
+    from gemma_panel.data import Example
 
     def split(example):
         segments = prepared.template.segments(example)
         first = next(i for i, s in enumerate(segments) if s.trained)
         prompt = "".join(s.text for s in segments[:first])
+        if first == 0:  # plain text: show how the model continues its opening
+            prompt, reference = _opening(segments[0].text)
+            return {"prompt": prompt, "reference": reference}
         return {"prompt": prompt, "reference": segments[first].text}
 
     rows = [split(e) for e in prepared.validation]
-    if recipe.eval.sample_prompts:
+    if not recipe.eval.sample_prompts:
+        samples = rows[: recipe.eval.num_samples]
+    elif prepared.mapping.task == "completion":
         samples = [{"prompt": p, "reference": ""} for p in recipe.eval.sample_prompts]
     else:
-        samples = rows[: recipe.eval.num_samples]
+        samples = [{**split(Example(prompt=p, response="", label="")), "reference": ""}
+                   for p in recipe.eval.sample_prompts]
     return samples, rows[: recipe.eval.task_examples]
+
+
+_OPENING_WORDS = 12
+
+
+def _opening(text: str) -> tuple[str, str]:
+    """(the first words of a text, the rest): a sample prompt and its reference."""
+    words = text.split(" ")
+    cut = min(_OPENING_WORDS, max(1, len(words) // 4))
+    return " ".join(words[:cut]), " " + " ".join(words[cut:])
 
 
 def _answers(generator, items, max_new_tokens) -> list[str]:

@@ -21,6 +21,7 @@ from gemma_panel.data import (
 )
 from gemma_panel.data.example import Example
 from gemma_panel.data.report import DatasetError
+from gemma_panel.evaluation import token_f1
 
 CHAT_HEAD = "<start_of_turn>user\nTranslate from English to French.<end_of_turn>\n" \
             "<start_of_turn>model\n"
@@ -335,7 +336,12 @@ def test_real_gemma_270m_back_translation_round_trip(real_model):
         assert "French:" not in text and "\n" not in text
         assert text not in ("Good morning.", "Bonjour.", "I like cheese.",
                             "J'aime le fromage.")  # not an example pair echoed back
-    assert french != sentences  # it did translate, not copy
+    french_words = {"le", "la", "il", "fait", "beau", "temps", "aujourd'hui", "je",
+                    "voudrais", "une", "tasse", "de", "thé", "du", "aimerais"}
+    for source, fr, en in zip(sentences, french, back):
+        assert fr != source and french_words & set(fr.lower().replace(".", " ").split()), fr
+        # The round trip comes back to the sentence's meaning, not just to some English.
+        assert token_f1([en], [source]) >= 0.4, (source, fr, en)
 
 
 def test_keras_hub_translator_with_a_real_keras_hub_model(tiny_lm):

@@ -42,3 +42,11 @@ def tiny_recipe(tiny_gguf, tiny_data):
         ])
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma2_gguf(tmp_path_factory):
+    """A tiny random Gemma 2: logit soft-caps (attention 50, final 30), a sliding window of
+    6 tokens on every other layer."""
+    return write_tiny_gemma_gguf(tmp_path_factory.mktemp("tiny2") / "tiny2.gguf", "gemma2",
+                                 **{**TINY, "head_dim": 32}, sliding_window=6)
