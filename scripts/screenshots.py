@@ -81,8 +81,10 @@ def train(page, store, shots: Path, timeout: float):
         raise SystemExit(f"run {run.id} {done.status}: {done.message}; nothing written")
     wait_for(lambda: "succeeded" in text_of(page, "gp-run-status"), timeout=30,
              what="the succeeded status")
-    sample = store.samples(run.id)[-1].tuned.strip().splitlines()[0][:20]
-    page.get_by_text(sample).first.wait_for()
+    samples = store.samples(run.id)
+    if not samples:
+        raise SystemExit(f"run {run.id} recorded no samples; nothing written")
+    page.get_by_text(samples[-1].prompt.strip().splitlines()[0][:20]).first.wait_for()
     shot(page, shots, "train")
     return done
 
