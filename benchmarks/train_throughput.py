@@ -235,7 +235,7 @@ def main() -> None:
     for part, r in results.items():
         label = PARTS[part][0] if part in PARTS else "KerasHub fit (guide), same LoRA"
         print(f"{label:<38}{r['rate']:>11.1f}{r['rate'] * per_token / (peak * 1e9):>7.1%}"
-              f"{r['rate'] / base_rate:>7.2f}x{r['val_loss']:>10.4f}{int(r["tokens"]):>8}")
+              f"{r['rate'] / base_rate:>7.2f}x{r['val_loss']:>10.4f}{int(r['tokens']):>8}")
     ours = results["ours"]
     print(f"speed-up: {ours['rate'] / base_rate:.2f}x real tokens/s (target >= 2x); validation "
           f"loss {ours['val_loss']:.4f} vs {results['baseline']['val_loss']:.4f} "

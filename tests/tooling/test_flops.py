@@ -9,7 +9,7 @@ import pytest
 from tests.runs.conftest import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
-from flops import Shape, attended, training_flops  # noqa: E402
+from flops import Shape, attended, training_flops
 
 
 def test_attended_pairs_are_causal_and_windowed():
