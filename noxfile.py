@@ -89,5 +89,6 @@ def benchmarks(session):
     """Run the speed and memory benchmarks in benchmarks/ and print their figures."""
     session.install("-e", ".[dev]")
     for script in ("model_load.py", "train_throughput.py", "data_throughput.py",
-                   "metrics_overhead.py", "dashboard_latency.py", "export_cost.py"):
+                   "metrics_overhead.py", "dashboard_latency.py", "export_cost.py",
+                   "head_loss.py"):
         session.run("python", f"benchmarks/{script}", *session.posargs)
