@@ -56,7 +56,7 @@ def tests(session):
 def lint(session):
     """Check the code with ruff."""
     session.install("ruff>=0.8")
-    session.run("ruff", "check", "gemma_panel", "tests", "benchmarks", *session.posargs)
+    session.run("ruff", "check", "gemma_panel", "tests", "benchmarks", "scripts", *session.posargs)
 
 
 @nox.session
