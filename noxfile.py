@@ -1,23 +1,62 @@
 """Automation: `nox -l` lists the sessions; `nox` runs the tests."""
 
+import os
+import shutil
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 
+# Debian packages the tests use, by the file each one provides: Chromium for the real-browser
+# dashboard tests (Playwright drives /usr/bin/chromium; it never downloads a browser of its
+# own) and WordNet 3.0 for synonym augmentation.
+SYSTEM_PACKAGES = {"/usr/bin/chromium": "chromium",
+                   "/usr/share/wordnet/data.noun": "wordnet-base"}
+# Set to 1 to run the tests without them: their tests are then skipped, and said so.
+ALLOW_MISSING = "GEMMA_PANEL_ALLOW_MISSING_SYSTEM_PACKAGES"
+
+
+def install_system_packages(session) -> None:
+    """Install the missing SYSTEM_PACKAGES with apt-get when root; otherwise stop and say
+    exactly what to run (never skip their tests silently)."""
+    missing = [pkg for path, pkg in SYSTEM_PACKAGES.items() if not Path(path).exists()]
+    if not missing:
+        return
+    if shutil.which("apt-get") and os.geteuid() == 0:
+        env = {"DEBIAN_FRONTEND": "noninteractive"}
+        session.run("apt-get", "update", "-qq", external=True, env=env)
+        session.run("apt-get", "install", "-y", "-qq", *missing, external=True, env=env)
+        return
+    wanted = ", ".join(f"{path} ({pkg})" for path, pkg in SYSTEM_PACKAGES.items()
+                       if pkg in missing)
+    how = (f"sudo apt-get install -y {' '.join(missing)}" if shutil.which("apt-get") else
+           f"install them with your system's package manager: {wanted}")
+    if os.environ.get(ALLOW_MISSING) == "1":
+        session.warn(f"MISSING system packages {', '.join(missing)}: the tests that need "
+                     f"them are SKIPPED (pytest -rs lists them). Install with: {how}")
+        return
+    session.error(f"the tests need {wanted}. Run: {how}; then `nox -s tests` again "
+                  f"(or set {ALLOW_MISSING}=1 to run without them, their tests skipped).")
+
+
 @nox.session
 def tests(session):
-    """Run the test suite (pass pytest arguments after --, e.g. -- -m "not slow")."""
+    """Install what the tests need, system packages too, and run them (-- -m "not slow").
+
+    Pytest arguments go after --; -rs lists every skipped test with its reason."""
+    install_system_packages(session)
     session.install("-e", ".[dev,augment]")
-    session.run("pytest", *session.posargs)
+    session.run("pytest", "-rs", *session.posargs)
 
 
 @nox.session
 def lint(session):
     """Check the code with ruff."""
     session.install("ruff>=0.8")
-    session.run("ruff", "check", "gemma_panel", "tests", "benchmarks", *session.posargs)
+    session.run("ruff", "check", "gemma_panel", "tests", "benchmarks", "scripts", *session.posargs)
 
 
 @nox.session
@@ -36,9 +75,20 @@ def dashboard(session):
 
 
 @nox.session
+def screenshots(session):
+    """Write docs/screenshots from a real Gemma 3 270M run in the served dashboard.
+
+    About 15 minutes on 2 CPU cores; options after --, see scripts/screenshots.py --help."""
+    install_system_packages(session)
+    session.install("-e", ".[dev]")
+    session.run("python", "scripts/screenshots.py", *session.posargs)
+
+
+@nox.session
 def benchmarks(session):
     """Run the speed and memory benchmarks in benchmarks/ and print their figures."""
     session.install("-e", ".[dev]")
     for script in ("model_load.py", "train_throughput.py", "data_throughput.py",
-                   "metrics_overhead.py", "dashboard_latency.py", "export_cost.py"):
+                   "metrics_overhead.py", "dashboard_latency.py", "export_cost.py",
+                   "head_loss.py"):
         session.run("python", f"benchmarks/{script}", *session.posargs)

@@ -6,16 +6,16 @@ The real trainer runs the same recipe with a sink that only times steps (``--`` 
 with the worker's sinks (``StoreSink`` into a fresh store, plus the cancel check the worker
 polls), ``--repeats`` times each, alternating. Two figures:
 
-* direct: the time the training thread spends inside ``StoreSink.on_metrics`` (it queues
-  the step's 7 values for the sink's writer thread) and in ``should_stop``, divided by the
-  median step interval;
-* A/B: the median interval between consecutive steps with and without the store, which
-  also carries the writer thread's competition for the CPU (its SQLite time per step is
-  printed too).
+* overhead: all the time the store costs per step, on any thread: the training thread's
+  time inside ``StoreSink.on_metrics`` (it queues the step's values) and ``should_stop``,
+  plus the sink's writer thread's SQLite time (its inserts and commits), divided by the
+  median step interval. The writer overlaps the step when a core is free, so this is an
+  upper bound on what it takes from training;
+* A/B: the median interval between consecutive steps with and without the store, the
+  measured slow-down, machine noise included (a few % on 2 shared cores).
 
 The tiny model (2 layers, hidden 64) has ~10 ms steps, the hardest case for a fixed cost;
-Gemma 3 270M steps take seconds on a CPU. On 2 shared CPU cores the A/B figure carries the
-noise of the machine (a few %), which is why the direct figure is the one to judge.
+Gemma 3 270M steps take seconds on a CPU.
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def main() -> None:
     sink = statistics.median(r["sink_per_step"] for r in stored)
     stop = statistics.median(r["stop_per_step"] for r in stored)
     writer = statistics.median(r["writer_per_step"] for r in stored)
-    direct = (sink + stop) / step
+    overhead = (sink + stop + writer) / step
     print(f"model {args.model}, {args.steps} steps x {args.repeats} runs per variant, "
           f"{stored[0]['rows']} metric rows per run")
     print(f"median step interval without the store: {step * 1e3:8.2f} ms")
@@ -147,10 +147,11 @@ def main() -> None:
           f"(A/B difference {100 * (step_store - step) / step:+.2f}%, machine noise included)")
     print(f"StoreSink.on_metrics per step:          {sink * 1e6:8.1f} us")
     print(f"should_stop (cancel check) per step:    {stop * 1e6:8.1f} us")
-    print(f"writer thread's SQLite time per step:   {writer * 1e6:8.1f} us "
-          "(off the training thread, overlapping the step)")
-    print(f"direct overhead per step:               {100 * direct:8.2f}%  (target < 2%: "
-          f"{'met' if direct < 0.02 else 'NOT met'})")
+    print(f"writer thread's SQLite time per step:   {writer * 1e6:8.1f} us")
+    print(f"training thread alone:                  {100 * (sink + stop) / step:8.2f}%")
+    print(f"overhead, writer thread included:       {100 * overhead:8.2f}%  (target < 2%: "
+          f"{'met' if overhead < 0.02 else 'NOT met'}); A/B "
+          f"{100 * (step_store - step) / step:+.2f}%")
 
 
 if __name__ == "__main__":

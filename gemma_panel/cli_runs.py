@@ -120,7 +120,7 @@ def follow(store, run_id: str, out=None, poll: float = 0.5) -> int:
     from gemma_panel.runs import statuses as st
 
     out = out or sys.stdout
-    cursor = events = 0
+    cursor = events = samples_seen = 0
     interrupted = False
     last_status = None
     while True:
@@ -141,9 +141,10 @@ def follow(store, run_id: str, out=None, poll: float = 0.5) -> int:
                     f"checkpoint at step {event.data.get('step')}: {event.message}"
                 print(f"  {text}", file=out, flush=True)
             points = store.metrics(run.id, since=cursor)
-            if points:
-                cursor = points[-1].seq
-                _progress_line(run, points, out)
+            samples = store.samples(run.id, since=samples_seen)
+            cursor = points[-1].seq if points else cursor
+            samples_seen = samples[-1].seq if samples else samples_seen
+            _progress_line(run, points, out, samples)
             if run.status in st.FINISHED:
                 print(f"{run.id}: {run.status}" + (f": {run.message}" if run.message else ""),
                       file=out, flush=True)
@@ -163,12 +164,17 @@ def follow(store, run_id: str, out=None, poll: float = 0.5) -> int:
                   file=out, flush=True)
 
 
-def _progress_line(run, points, out) -> None:
-    """One line per step seen since the last poll: step/total, loss, tokens/s, ETA."""
+def _progress_line(run, points, out, samples=()) -> None:
+    """One line per step seen since the last poll (step/total, loss, tokens/s, ETA), each
+    followed by the samples of an evaluation at that step."""
     by_step: dict[int, dict[str, float]] = {}
     for p in points:
         by_step.setdefault(p.step, {})[p.name] = p.value
-    for step, values in sorted(by_step.items()):
+    by_eval: dict[int, list] = {}
+    for s in samples:
+        by_eval.setdefault(s.step, []).append(s)
+    for step in sorted(set(by_step) | set(by_eval)):
+        values = by_step.get(step, {})
         parts = [f"step {step:>5}/{run.total_steps or '?'}"]
         for name, fmt in (("loss", "loss {:.4f}"), ("val_loss", "val_loss {:.4f}"),
                           ("tokens_per_s", "{:,.0f} tok/s")):
@@ -178,6 +184,25 @@ def _progress_line(run, points, out) -> None:
             parts.append(f"ETA {_duration(values['eta_s'])}")
         if len(parts) > 1:
             print("  " + " | ".join(parts), file=out, flush=True)
+        if step in by_eval:
+            _sample_block(step, by_eval[step], out)
+
+
+def _sample_block(step: int, samples, out, width: int = 100) -> None:
+    """One evaluation's samples: each one's prompt, base, tuned and reference answer."""
+    print(f"  samples at step {step}:", file=out)
+    for s in sorted(samples, key=lambda s: (s.attempt, s.idx)):
+        for label, text in (("prompt", s.prompt), ("base", s.base), ("tuned", s.tuned),
+                            ("ref", s.reference)):
+            if text or (text is not None and label != "ref"):
+                print(f"    {label:<6}: {_one_line(text, width)}", file=out)
+    out.flush()
+
+
+def _one_line(text: str, width: int) -> str:
+    """The text on one line (newlines shown as \\n), cut to ``width`` characters."""
+    text = text.strip().replace("\n", "\\n")
+    return text if len(text) <= width else text[:width - 4] + " ..."
 
 
 def cmd_list(args) -> int:

@@ -1,4 +1,10 @@
-"""The Compare tab: overlaid curves, a metrics table, differing settings, samples."""
+"""The Compare tab: overlaid curves, a metrics table, differing settings, samples.
+
+Its tables are HTML (``pn.pane.DataFrame``), not Tabulators: a Tabulator drops a data change
+that reaches the browser while it is still rebuilding after a change of columns (Panel's
+tabulator.ts ``setData`` returns early while ``_building``), so picking a second run right
+after the first left the metrics table with the first run's single row.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ import param
 
 from .charts import CompareChart
 from .compare_model import CompareModel
-from .data_view import frame, table
+from .data_view import frame
 
 
 class CompareView(pn.viewable.Viewer):
@@ -23,15 +29,15 @@ class CompareView(pn.viewable.Viewer):
         self.axis = pn.widgets.RadioButtonGroup.from_param(m.param.x, label="x axis")
         self.refresh = pn.widgets.Button(label="Refresh")
         self.refresh.on_click(lambda _: (m.refresh_choices(), m.compute()))
-        self.table = table(m.table, page_size=10)
-        self.fields = table(m.fields, page_size=20)
-        self.samples = table(m.samples, page_size=6, layout="fit_columns")
+        self.table = _html_table(m.table)
+        self.fields = _html_table(m.fields)
+        self.samples = _html_table(m.samples)
         self.grid = pn.GridBox(ncols=2, sizing_mode="stretch_width")
         self.charts: dict[str, CompareChart] = {}
         self.panes: dict[str, pn.pane.Bokeh] = {}
-        m.param.watch(lambda e: setattr(self.table, "value", frame(e.new)), "table")
-        m.param.watch(lambda e: setattr(self.fields, "value", frame(e.new)), "fields")
-        m.param.watch(lambda e: setattr(self.samples, "value", frame(e.new)), "samples")
+        m.param.watch(lambda e: setattr(self.table, "object", frame(e.new)), "table")
+        m.param.watch(lambda e: setattr(self.fields, "object", frame(e.new)), "fields")
+        m.param.watch(lambda e: setattr(self.samples, "object", frame(e.new)), "samples")
         m.param.watch(self._draw, ["curves"])
         self._draw()
 
@@ -60,3 +66,10 @@ class CompareView(pn.viewable.Viewer):
             pn.Card(self.fields, title="Recipe fields that differ"),
             pn.Card(self.samples, title="Samples side by side (latest evaluation of each run)"),
             sizing_mode="stretch_width", name="Compare")
+
+
+def _html_table(rows: list[dict]) -> pn.pane.DataFrame:
+    """A plain HTML table of rows (one <tr> per row, every row shown)."""
+    return pn.pane.DataFrame(frame(rows), index=False, text_align="start",
+                             sizing_mode="stretch_width",
+                             css_classes=["gp-compare-table"], max_height=400)

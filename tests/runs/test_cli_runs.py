@@ -58,6 +58,16 @@ def test_run_follows_the_run_and_exits_with_its_status(cli, recipe_file, store):
     assert run.status == st.SUCCEEDED and run.total_steps == 5
 
 
+def test_follow_prints_each_evaluation_s_samples_once(cli, recipe_file):
+    code, out, _ = cli("run", str(recipe_file), "train.max_steps=10", "--trainer", FAKE)
+    assert code == 0
+    blocks = [f"  samples at step {step}:\n    prompt: 2+2?\n    base  : 5\n"
+              f"    tuned : 4 at {step}\n    ref   : 4\n" for step in (5, 10)]
+    assert out.count("samples at step") == 2
+    assert blocks[0] in out and blocks[1] in out
+    assert out.index(blocks[0]) < out.index("step    10/10") < out.index(blocks[1])
+
+
 def test_a_failed_run_exits_1_with_the_cause_and_the_log_tail(cli, recipe_file):
     code, out, _ = cli("run", str(recipe_file), "name=raise", "--trainer", FAKE)
     assert code == 1

@@ -1,4 +1,5 @@
-"""Driving the served studio in headless Debian chromium with Playwright (tests, benchmark).
+"""Driving the served studio in headless Debian chromium with Playwright (tests, benchmark,
+scripts/screenshots.py).
 
 Playwright never downloads a browser here: it launches /usr/bin/chromium
 (``apt-get install chromium``).
@@ -92,3 +93,19 @@ def text_of(page, css_class: str) -> str:
 
 def source_length(page, name: str) -> int:
     return page.evaluate(SOURCE_LENGTH_JS, name)
+
+
+def shot(page, folder: Path, name: str, height: int = 2000) -> Path:
+    """Save ``folder/name.png``; the template scrolls inside itself, so make the window tall.
+
+    Tests pass a temporary folder; only scripts/screenshots.py writes docs/screenshots.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    size = page.viewport_size
+    page.set_viewport_size({"width": size["width"], "height": height})
+    page.wait_for_timeout(500)  # let the layout settle at the new size
+    path = folder / f"{name}.png"
+    page.screenshot(path=str(path))
+    page.set_viewport_size(size)
+    return path

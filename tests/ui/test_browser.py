@@ -2,8 +2,9 @@
 
 Upload a dataset and read its report; start a run on a tiny Gemma and see its loss points
 on the chart within 2 s of being recorded; cancel it; reload the page and restart the server
-and see the same history; compare two runs. Each test saves a screenshot of its tab into
-docs/screenshots/.
+and see the same history; compare two runs. Each test saves a screenshot of its tab into a
+temporary folder (the docs' screenshots come from scripts/screenshots.py: a real Gemma 3
+270M run).
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ from tests.ui.browser import (
     click_tab,
     launch,
     open_page,
+    shot,
     source_length,
     text_of,
 )
 from tests.ui.conftest import (
     FAKE,
-    REPO,
     SERVED_APP,
     TOPICS,
     Server,
@@ -41,7 +42,6 @@ pytestmark = [
                        reason="needs Debian's chromium at /usr/bin/chromium "
                               "(apt-get install -y chromium)"),
 ]
-SHOTS = REPO / "docs" / "screenshots"
 
 
 @pytest.fixture(scope="module")
@@ -61,17 +61,13 @@ def server(store, tiny_recipe_path):
     srv.stop()
 
 
-def shot(page, name: str, height: int = 2000) -> None:
-    """A screenshot for docs/: the template scrolls inside itself, so make the window tall."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    size = page.viewport_size
-    page.set_viewport_size({"width": size["width"], "height": height})
-    page.wait_for_timeout(500)  # let the layout settle at the new size
-    page.screenshot(path=str(SHOTS / f"{name}.png"))
-    page.set_viewport_size(size)
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory):
+    """Where this module's screenshots go: a temporary folder, never docs/."""
+    return tmp_path_factory.mktemp("screenshots")
 
 
-def test_upload_an_example_and_see_its_report(browser, server):
+def test_upload_an_example_and_see_its_report(browser, server, shots):
     page = open_page(browser, server.url)
     page.locator("input.filepond--browser").set_input_files(str(TOPICS))
     wait_for(lambda: "160 usable" in text_of(page, "gp-report"), timeout=60,
@@ -96,11 +92,11 @@ def test_upload_an_example_and_see_its_report(browser, server):
     wait_for(lambda: "data.sequence_length=128" in text_of(page, "gp-cli"), timeout=20,
              what="the CLI command with the new sequence length")
     click_tab(page, "Data")
-    shot(page, "data")
+    shot(page, shots, "data")
     click_tab(page, "Configure")
     page.get_by_text("The same run from a terminal").wait_for()
     assert page.get_by_text("Peak learning rate of AdamW").count() >= 1
-    shot(page, "configure")
+    shot(page, shots, "configure")
     page.close()
 
 
@@ -113,7 +109,7 @@ def _latencies(page, store, run_id: str, since: float) -> list[float]:
     return [arrivals[s] - t for s, t in recorded.items() if s in arrivals and t > since]
 
 
-def test_train_live_cancel_reload_and_restart(browser, server, store):
+def test_train_live_cancel_reload_and_restart(browser, server, store, shots):
     page = open_page(browser, server.url)
     click_tab(page, "Train")
     page.evaluate(ARRIVALS_JS, "train-loss")
@@ -137,7 +133,7 @@ def test_train_live_cancel_reload_and_restart(browser, server, store):
     assert done.status == "cancelled"
     wait_for(lambda: "cancelled" in status(), timeout=10, what="cancelled status")
     assert "checkpoint saved" in status()
-    shot(page, "train")
+    shot(page, shots, "train")
 
     from gemma_panel.runs.compare import current_points
 
@@ -159,7 +155,7 @@ def test_train_live_cancel_reload_and_restart(browser, server, store):
     page.close()
 
 
-def test_compare_two_runs(browser, server, store, monkeypatch):
+def test_compare_two_runs(browser, server, store, monkeypatch, shots):
     monkeypatch.setenv("FAKE_STEP_S", "0.01")
     a = submit(fake_recipe("train.learning_rate=3e-4", name="high"), store, trainer=FAKE)
     b = submit(fake_recipe("train.learning_rate=1e-4", name="low"), store, trainer=FAKE)
@@ -177,15 +173,18 @@ def test_compare_two_runs(browser, server, store, monkeypatch):
 
     wait_for(lambda: "2 run(s)" in message(), timeout=30, what="the comparison")
     assert "2 setting(s) differ" in message()  # the name and train.learning_rate
-    lines = page.evaluate("""() => {
-        const s = Bokeh.documents[0].get_model_by_name('compare-loss');
-        return Object.fromEntries(s.data.run.map((r, i) => [r, s.data.xs[i].length]));
-    }""")
-    assert lines == {a.id: 12, b.id: 12}  # one line per run, every step
-    assert page.get_by_text("train.learning_rate").count() >= 1
     page.locator(".bk-btn", has_text="tokens").filter(visible=True).first.click()
     wait_for(lambda: "by tokens" in message(), timeout=10, what="tokens axis")
-    shot(page, "compare")
+    assert page.get_by_text("train.learning_rate").count() >= 1
+    # One line per run, every step, and a metrics row per run (a Tabulator once kept the
+    # first pick's single row: it drops data that arrives while it rebuilds its columns).
+    wait_for(lambda: _lines(page) == {a.id: 12, b.id: 12}, timeout=10,
+             what=f"a line per run; the page has {_lines(page)}")
+    metrics = page.locator(".gp-compare-table").first.locator("tbody tr")
+    wait_for(lambda: metrics.count() == 2, timeout=10,
+             what=f"a metrics row per run; the page has {metrics.all_inner_texts()}")
+    assert {text.split()[0] for text in metrics.all_inner_texts()} == {a.id, b.id}
+    shot(page, shots, "compare")
     assert _luminance(page, "document.body") > 0.7  # the default theme is light
     page.close()
     # The template's dark theme: the page and the Bokeh charts turn dark.
@@ -194,8 +193,16 @@ def test_compare_two_runs(browser, server, store, monkeypatch):
     assert _luminance(dark, "document.body") < 0.3
     assert dark.evaluate("() => Bokeh.documents[0].get_model_by_name('chart-loss')"
                          ".background_fill_color") not in ("#ffffff", "white")
-    shot(dark, "train-dark")
+    shot(dark, shots, "train-dark")
     dark.close()
+
+
+def _lines(page) -> dict[str, int]:
+    """Run id -> points of its line on the compare loss chart."""
+    return page.evaluate("""() => {
+        const s = Bokeh.documents[0].get_model_by_name('compare-loss');
+        return Object.fromEntries(s.data.run.map((r, i) => [r, s.data.xs[i].length]));
+    }""")
 
 
 def _luminance(page, element: str) -> float:

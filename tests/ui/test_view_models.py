@@ -287,6 +287,26 @@ def test_compare_model_overlays_runs_and_lists_differences(store):
     assert cmp.curves == {} and "Pick" in cmp.message
 
 
+def test_compare_view_tables_show_a_row_per_run_picked_one_after_the_other(store):
+    from gemma_panel.ui.compare_view import CompareView
+
+    a = recorded_run(store, "lr-high", 3e-4)
+    b = recorded_run(store, "lr-low", 1e-4, steps=4)
+    cmp = CompareModel(store)
+    view = CompareView(model=cmp)
+    cmp.chosen = [a.id]
+    cmp.chosen = [a.id, b.id]
+    shown = view.table.object
+    assert list(shown["run"]) == [a.id, b.id] and list(shown["final loss"]) == [0.666667, 1.0]
+    import html as html_lib
+
+    html = html_lib.unescape(view.table.get_root().text)
+    assert html.count("<tr") == 3 and a.id in html and b.id in html  # header and two rows
+    assert list(view.fields.object["field"]) == ["name", "train.learning_rate"]
+    cmp.x = "tokens"
+    assert len(view.table.object) == 2
+
+
 # -- the Data tab's verdict is the run's verdict -----------------------------------------------
 
 
