@@ -9,8 +9,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+# The marks of every real-browser test module (``pytestmark = BROWSER_MARKS``).
+BROWSER_MARKS = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(),
+                       reason="needs Debian's chromium at /usr/bin/chromium "
+                              "(apt-get install -y chromium)"),
+]
 
 # Records, in the page, when each new point of a streamed source arrives: window.__arrivals
 # holds [step, Date.now()] pairs. Polls every 10 ms, well under the dashboard's 250 ms tick.

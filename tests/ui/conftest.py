@@ -90,13 +90,8 @@ class Server:
             return response.status, response.read().decode()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc)
         self.proc = None
 
 
@@ -118,3 +113,15 @@ def recorded_run(run_store, name: str, lr: float, steps: int = 6, attempt: int =
                                                             "val_perplexity": 12.2})
     run_store.add_samples(run.id, attempt, steps, [{"prompt": "p", "base": "b", "tuned": name}])
     return run
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """Terminate a server child, killing it if it has not stopped within 10 s."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -16,7 +16,7 @@ import pytest
 from gemma_panel.runs import submit
 from tests.ui.browser import (
     ARRIVALS_JS,
-    CHROMIUM,
+    BROWSER_MARKS,
     READY_JS,
     click_tab,
     launch,
@@ -36,12 +36,7 @@ from tests.ui.conftest import (
     wait_for,
 )
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason="needs Debian's chromium at /usr/bin/chromium "
-                              "(apt-get install -y chromium)"),
-]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture(scope="module")

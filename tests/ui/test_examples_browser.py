@@ -20,7 +20,7 @@ from gemma_panel.config import load_recipe, recipe_to_yaml
 from gemma_panel.data.preflight import preflight
 from gemma_panel.runs import statuses as st
 from gemma_panel.ui.data_checks import example_datasets
-from tests.ui.browser import CHROMIUM, click_tab, launch, open_page, text_of
+from tests.ui.browser import BROWSER_MARKS, click_tab, launch, open_page, text_of
 from tests.ui.conftest import (
     SERVED_APP,
     Server,
@@ -30,12 +30,7 @@ from tests.ui.conftest import (
     wait_for,
 )
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason="needs Debian's chromium at /usr/bin/chromium "
-                              "(apt-get install -y chromium)"),
-]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ import pytest
 from gemma_panel.ui import ConfigModel, DataModel, Jobs, Studio
 from gemma_panel.ui.server_paths import DATA_ROOTS_ENV, PathRefused
 from gemma_panel.ui.uploads import LimitedFileDropper, websocket_max_message_bytes
-from tests.ui.conftest import REPO, UNIT_CONVERSIONS, free_port, server_env
+from tests.ui.conftest import REPO, UNIT_CONVERSIONS, free_port, server_env, stop_process
 
 LINE = '{"prompt": "a?", "response": "b"}\n'
 
@@ -229,12 +229,7 @@ class Dashboard:
         threading.Thread(target=self.proc.stdout.read, daemon=True).start()  # drain
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
 
 
 def _login(base: str, password: str):
