@@ -116,9 +116,14 @@ class RunStore:
             ModelSourceError: ``model.source`` names no model (a missing path, a file that
                 is not GGUF, an unknown name); checked without loading anything, so a run
                 that cannot start is never queued.
+            ExportError: the recipe's ``export:`` section asks for what no export can make.
         """
         recipe = resolve_paths(recipe, cwd)
         _check_model_source(recipe.model.source)
+        if recipe.export.formats or recipe.export.quantize:
+            from gemma_panel.export.listed import check_listed  # imports gguf: only if needed
+
+            check_listed(recipe)  # refused now, not after the training
         slug = re.sub(r"[^a-z0-9]+", "-", recipe.name.lower()).strip("-")[:40] or "run"
         run_id = f"{slug}-{secrets.token_hex(3)}"
         folder = self.folder(run_id)

@@ -165,6 +165,8 @@ def _train(store: RunStore, run, folder) -> int:
         finally:
             store_sink.close()  # every metric is in the store before the status is
         status, message = _outcome(result, stop)
+        if status == st.SUCCEEDED and recipe.export.formats:
+            status, message = _export_listed(store, run, folder, recipe, message)
     except StaleAttempt as exc:  # resumed elsewhere: its writes and saves were refused
         print(f"worker: {exc}", flush=True)
         stop.reason = "superseded"
@@ -185,6 +187,22 @@ def _train(store: RunStore, run, folder) -> int:
     _finish(store, run, status, message, folder.log_tail() if status == st.FAILED else None)
     print(f"worker: run {run.id} {status}" + (f": {message}" if message else ""), flush=True)
     return st.exit_code(status)
+
+
+def _export_listed(store: RunStore, run, folder, recipe, message) -> tuple[str, str | None]:
+    """The recipe's ``export:`` formats, each verified and recorded as an ``export`` event;
+    the run succeeds only if every one did."""
+    from gemma_panel.export.listed import export_listed, summary
+
+    def record(outcome):
+        store.add_event(run.id, run.attempt, "export", outcome.fmt,
+                        {"path": outcome.path, "error": outcome.error})
+        print(f"export {outcome.fmt}: " + (f"verified, {outcome.path}" if outcome.ok else
+                                           f"FAILED: {outcome.error}"), flush=True)
+
+    outcomes = export_listed(folder.path, recipe, on_done=record)
+    said = "; ".join(m for m in (message, summary(outcomes)) if m)
+    return (st.SUCCEEDED if all(o.ok for o in outcomes) else st.FAILED), said
 
 
 def _outcome(result, stop: StopSignal) -> tuple[str, str | None]:

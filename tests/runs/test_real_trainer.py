@@ -109,3 +109,19 @@ def test_two_runs_queued_from_two_cli_processes_run_one_after_the_other(store, t
     assert [r.status for r in runs] == [st.SUCCEEDED, st.SUCCEEDED]
     assert runs[0].ended_at <= runs[1].started_at
     assert detached_out.split()[1] in {r.id for r in runs}
+
+
+def test_a_succeeded_run_makes_and_verifies_the_exports_its_recipe_lists(store, tiny_gguf):
+    from gemma_panel.export import is_finished, read_manifest
+
+    recipe = load_recipe(None, ["name=listed", *tiny_overrides(tiny_gguf, 4),
+                                "export.formats=[lora, gguf]", "export.quantize=q8_0"])
+    run = wait_finished(store, submit(recipe, store).id, timeout=600)
+    assert run.status == st.SUCCEEDED, (run.message, run.log_tail)
+    assert run.message.endswith("exported and verified: lora, gguf")
+    events = {e.message: e.data for e in store.events(run.id, kinds=["export"])}
+    assert list(events) == ["lora", "gguf"] and all(d["error"] is None for d in events.values())
+    gguf = Path(events["gguf"]["path"])
+    assert gguf.parent == store.folder(run.id).path / "exports" and is_finished(gguf)
+    assert read_manifest(gguf)["quantize"] == "q8_0"
+    assert is_finished(Path(events["lora"]["path"]))
