@@ -252,13 +252,14 @@ class EvalSection:
 class ExportSection:
     formats: list = option(
         [],
-        "Export formats (gemma-panel export RUN --format F): keras, preset, lora, "
-        "savedmodel, hf, peft, gguf; each is verified by loading it back.",
+        "Formats the run exports when it succeeds (keras, preset, lora, savedmodel, hf, "
+        "peft, gguf), each verified by loading it back and recorded on the run; the run "
+        "fails if one does not verify. Later: gemma-panel export RUN --format F.",
     )
     quantize: str | None = option(
-        None, "Quantization: for GGUF f32, f16, bf16, q8_0, q5_0, q4_0 (K-quants with "
-        "llama-quantize on PATH); for Keras int8. Q8_0 keeps a 270M model's perplexity "
-        "within 0.1%; Q4_0 costs it 77%."
+        None, "Quantization, applied to the listed formats that take it: GGUF f32, f16, "
+        "bf16, q8_0, q5_0, q4_0 (K-quants with llama-quantize on PATH); Keras int8. Q8_0 "
+        "keeps a 270M model's perplexity within 0.1%; Q4_0 costs it 77%."
     )
     merge: bool = option(
         True, "Fold LoRA into the base weights in exports (needed by most consumers)."
