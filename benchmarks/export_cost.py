@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-EXPORTS = ["keras", "keras:int8", "keras:int4", "preset", "lora", "savedmodel", "hf", "peft",
+EXPORTS = ["keras", "keras:int8", "preset", "lora", "savedmodel", "hf", "peft",
            "gguf:f32", "gguf:f16", "gguf:bf16", "gguf:q8_0", "gguf:q5_0", "gguf:q4_0"]
 
 CHILD = r"""
