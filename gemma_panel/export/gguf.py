@@ -355,6 +355,19 @@ def _llama_cpp_order(weights: dict):
         yield name, weights[name]
 
 
+def write_gguf_file(model, path: Path, file_type: str, model_source: str | None = None) -> dict:
+    """``write_gguf`` for the Python types; K-quants: an F32 file, then ``llama-quantize``."""
+    if file_type in PYTHON_TYPES:
+        return write_gguf(model, path, file_type, model_source)
+    scratch = Path(path).with_name(Path(path).name + ".f32.partial")
+    try:
+        sources = write_gguf(model, scratch, "f32", model_source)
+        llama_quantize(scratch, Path(path), file_type)
+    finally:
+        scratch.unlink(missing_ok=True)
+    return sources
+
+
 def llama_quantize(source: Path, target: Path, file_type: str) -> None:
     """Run llama.cpp's ``llama-quantize`` (for K-quants); raise ExportError in words."""
     tool = shutil.which("llama-quantize")
