@@ -6,7 +6,9 @@
    and, when the model has the reference's dimensions, the same shapes and hyperparameter
    values; and every dequantized tensor within its type's error bound of the source weights.
 2. ``transformers`` loads the file (``gguf_file=``) and its logits match the tuned model's
-   within the type's quantization error.
+   within the type's quantization error, and sit measurably closer to the tuned model than
+   to the base model written as the same type (``check_gguf_carries_lora``): what ties a
+   quantized file to the tuned model, since 1.'s bounds compare it with what was written.
 """
 
 from __future__ import annotations

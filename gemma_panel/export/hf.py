@@ -9,7 +9,8 @@ end-of-turn token as a stop token in ``generation_config.json``, and the dtype n
 
 Verified with ``AutoTokenizer`` (the probe tokenizes to our ids) and
 ``AutoModelForCausalLM`` (logits within 1e-3, identical greedy continuations, and, for a
-LoRA run, logits that differ from the base model's).
+LoRA run, logits measurably closer to the tuned model than to the base model written and
+loaded the same way: ``verify.carries_lora``).
 """
 
 from __future__ import annotations
