@@ -124,6 +124,13 @@ def rms(values: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(np.asarray(values, dtype=np.float64)))))
 
 
+def centred(logits: np.ndarray) -> np.ndarray:
+    """Logits less each position's mean over the vocabulary: the softmax ignores a constant
+    added to one position's logits, so such a shift is neither LoRA nor noise."""
+    values = np.asarray(logits, dtype=np.float64)
+    return values - values.mean(-1, keepdims=True)
+
+
 def along(values: np.ndarray, direction: np.ndarray) -> float:
     """The component of ``values`` along ``direction``, in RMS units of the probe's logits."""
     v = np.asarray(values, dtype=np.float64).ravel()
@@ -136,7 +143,8 @@ def carries_lora(verification: Verification, name: str, exported: np.ndarray,
                  k: float = LORA_MARGIN_K) -> bool:
     """The export is measurably closer to the tuned model than to the base, in its consumer.
 
-    Measured along the LoRA's effect on the probe, ``effect = tuned - base`` (Keras logits):
+    Every logit vector is first ``centred`` per position. Measured along the LoRA's effect on
+    the probe, ``effect = tuned - base`` (Keras logits):
     the export sits at ``p = along(exported - base, effect)``; the tuned model at
     ``rms(effect)``, the base at 0. So ``d_tuned = |rms(effect) - p|``, ``d_base = |p|``.
     ``consumer_base`` is the base model written and loaded exactly as the export was (same
@@ -151,7 +159,9 @@ def carries_lora(verification: Verification, name: str, exported: np.ndarray,
     pass for the LoRA, so that is what is compared.) The whole-vector RMS distances are
     recorded beside.
     """
-    effect = np.asarray(tuned, np.float64) - np.asarray(base, np.float64)
+    exported, tuned, base, consumer_base = (centred(x) for x in (exported, tuned, base,
+                                                                 consumer_base))
+    effect = tuned - base
     size = rms(effect)
     if size == 0.0:
         return verification.check(name, False, "the LoRA does not change the tuned model's "
