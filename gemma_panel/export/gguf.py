@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from gemma_panel.export.manifest import ExportError
+from gemma_panel.files import partial_name
 from gemma_panel.models.gguf_import import gguf_tensor_name
 
 PYTHON_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q5_0")
@@ -353,6 +354,19 @@ def _llama_cpp_order(weights: dict):
 
     for name in sorted(weights, key=key):
         yield name, weights[name]
+
+
+def write_gguf_file(model, path: Path, file_type: str, model_source: str | None = None) -> dict:
+    """``write_gguf`` for the Python types; K-quants: an F32 file, then ``llama-quantize``."""
+    if file_type in PYTHON_TYPES:
+        return write_gguf(model, path, file_type, model_source)
+    scratch = Path(path).with_name(partial_name(Path(path).name + ".f32"))
+    try:
+        sources = write_gguf(model, scratch, "f32", model_source)
+        llama_quantize(scratch, Path(path), file_type)
+    finally:
+        scratch.unlink(missing_ok=True)
+    return sources
 
 
 def llama_quantize(source: Path, target: Path, file_type: str) -> None:

@@ -9,7 +9,8 @@ end-of-turn token as a stop token in ``generation_config.json``, and the dtype n
 
 Verified with ``AutoTokenizer`` (the probe tokenizes to our ids) and
 ``AutoModelForCausalLM`` (logits within 1e-3, identical greedy continuations, and, for a
-LoRA run, logits that differ from the base model's).
+LoRA run, logits measurably closer to the tuned model than to the base model written and
+loaded the same way: ``verify.carries_lora``).
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import numpy as np
 
 from gemma_panel.export.verify import (
     PROBE_TEXT,
+    LoraBase,
     Verification,
+    check_carries_lora,
     compare_logits,
-    differs_from_base,
     keras_greedy,
     torch_greedy,
     torch_logits,
@@ -67,17 +69,32 @@ def keras_token_ids(lm, text: str) -> list[int]:
     return [lm.preprocessor.tokenizer.start_token_id] + ids
 
 
-def export_hf(model, folder: Path, check: Verification, ids, reference, tuned_lm, base=None,
+def load_hf(folder: Path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
+
+
+def hf_logits(model, folder: Path, ids) -> np.ndarray:
+    """Logits in transformers of ``model`` written as a Hugging Face folder into ``folder``."""
+    write_hf_folder(model, folder, None)
+    return torch_logits(load_hf(folder), ids)
+
+
+def export_hf(model, folder: Path, check: Verification, ids, reference, tuned_lm,
+              base: LoraBase | None = None,
               chat_template: str | None = None) -> Path:
     """Write the Hugging Face folder and verify it in transformers.
 
     Args:
         model: the merged model to write.
         tuned_lm: the model whose greedy continuation must be reproduced (the tuned one).
-        reference, base: logits of the tuned and (for LoRA runs) the base model on ``ids``.
+        reference: logits of the tuned model on ``ids``.
+        base: for LoRA runs, the base model (its logits, and a copy written and loaded the
+            same way to measure transformers on it).
     """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     write_hf_folder(model, folder, chat_template)
     hf_tokenizer = AutoTokenizer.from_pretrained(str(folder))
@@ -87,10 +104,11 @@ def export_hf(model, folder: Path, check: Verification, ids, reference, tuned_lm
         check.check(f"autotokenizer_{name}", theirs == ours,
                     f"AutoTokenizer ids {'equal' if theirs == ours else 'differ from'} "
                     f"KerasHub's ({len(ours)} tokens)")
-    hf_model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
+    hf_model = load_hf(folder)
     logits = torch_logits(hf_model, ids)
     compare_logits(check, "transformers_logits", logits, reference, HF_TOLERANCE)
-    differs_from_base(check, "transformers_carries_lora", logits, base)
+    check_carries_lora(check, "transformers_carries_lora", folder, logits, reference, base,
+                       lambda scratch: hf_logits(base.model, scratch, ids))
     ours = keras_greedy(tuned_lm, ids, GREEDY_TOKENS)
     theirs = torch_greedy(hf_model, ids, GREEDY_TOKENS)
     check.check("greedy_generation", ours == theirs,

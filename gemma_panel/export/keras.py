@@ -16,43 +16,81 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from gemma_panel.export.manifest import ExportError
-from gemma_panel.export.verify import Verification, compare_logits, differs_from_base, keras_logits
+from gemma_panel.export.verify import (
+    LoraBase,
+    Verification,
+    carries_lora,
+    check_carries_lora,
+    compare_logits,
+    keras_logits,
+)
 
 LORA_FILE = "adapter.lora.h5"
 LORA_CONFIG = "lora.json"
 
 
-def export_keras(model, folder: Path, check: Verification, ids, reference, base=None) -> Path:
-    """Write ``model.keras`` and check that ``keras.saving.load_model`` gives the same logits."""
-    import keras
-    import keras_hub  # noqa: F401  (registers KerasHub's classes for deserialisation)
-
+def save_keras(model, folder: Path) -> Path:
     path = Path(folder) / "model.keras"
     model.save(path)
-    reloaded = keras.saving.load_model(path)
-    logits = keras_logits(reloaded, ids)
-    compare_logits(check, "keras_load_model_logits", logits, reference, 1e-4)
-    differs_from_base(check, "keras_carries_lora", logits, base)
     return path
 
 
-def export_preset(model, folder: Path, check: Verification, ids, reference, base=None) -> Path:
+def load_keras_logits(path: Path, ids) -> np.ndarray:
+    import keras
+    import keras_hub  # noqa: F401  (registers KerasHub's classes for deserialisation)
+
+    return keras_logits(keras.saving.load_model(path), ids)
+
+
+def export_keras(model, folder: Path, check: Verification, ids, reference,
+                 base: LoraBase | None = None) -> Path:
+    """Write ``model.keras`` and check that ``keras.saving.load_model`` gives the same logits."""
+    path = save_keras(model, folder)
+    logits = load_keras_logits(path, ids)
+    compare_logits(check, "keras_load_model_logits", logits, reference, 1e-4)
+    check_carries_lora(check, "keras_carries_lora", folder, logits, reference, base,
+                       lambda scratch: load_keras_logits(save_keras(base.model, scratch), ids))
+    return path
+
+
+def load_preset_logits(folder: Path, ids) -> np.ndarray:
+    from gemma_panel.models import load_model
+
+    return keras_logits(load_model(str(folder), progress=False), ids)
+
+
+def export_preset(model, folder: Path, check: Verification, ids, reference,
+                  base: LoraBase | None = None) -> Path:
     """Write a KerasHub preset into ``folder`` and load it back with ``from_preset``."""
-    from gemma_panel.models import load_model, resolve_source
+    from gemma_panel.models import resolve_source
 
     model.save_to_preset(str(folder))
     check.check("preset_recognised", resolve_source(str(folder)).kind == "keras_preset",
                 "gemma_panel's loader sees the folder as a KerasHub preset")
-    reloaded = load_model(str(folder), progress=False)
-    logits = keras_logits(reloaded, ids)
+    logits = load_preset_logits(folder, ids)
     compare_logits(check, "from_preset_logits", logits, reference, 1e-4)
-    differs_from_base(check, "preset_carries_lora", logits, base)
+
+    def base_preset(scratch):
+        base.model.save_to_preset(str(scratch))
+        return load_preset_logits(scratch, ids)
+
+    check_carries_lora(check, "preset_carries_lora", folder, logits, reference, base,
+                       base_preset)
     return Path(folder)
 
 
+def write_lora(lm, folder: Path) -> Path:
+    """KerasHub's ``save_lora_weights``: the A and B factors of every LoRA layer."""
+    path = Path(folder) / LORA_FILE
+    lm.backbone.save_lora_weights(str(path))
+    return path
+
+
 def export_lora(lm, folder: Path, check: Verification, ids, reference, base_source: str | None,
-                load_base=None) -> Path:
+                load_base=None, base: LoraBase | None = None) -> Path:
     """Write the LoRA factors alone and check base + adapter reproduces the tuned logits.
 
     Args:
@@ -60,6 +98,8 @@ def export_lora(lm, folder: Path, check: Verification, ids, reference, base_sour
         base_source: the base model's source (a registry name, GGUF, folder), for lora.json.
         load_base: callable returning a fresh base model for the check (default:
             ``load_model(base_source)``).
+        base: the base model's logits, for "the adapter carries the LoRA" (the consumer's
+            base is the freshly loaded base model before the adapter goes on).
     """
     from gemma_panel.export.source import lora_settings
 
@@ -68,7 +108,7 @@ def export_lora(lm, folder: Path, check: Verification, ids, reference, base_sour
         raise ExportError("This model has no LoRA (the run fine-tuned every weight), so there "
                           "are no LoRA weights to export; export 'keras', 'preset' or 'hf'.")
     folder = Path(folder)
-    lm.backbone.save_lora_weights(str(folder / LORA_FILE))
+    write_lora(lm, folder)
     import keras_hub
 
     config = {**settings, "base_model": base_source, "backbone_class":
@@ -85,8 +125,12 @@ def export_lora(lm, folder: Path, check: Verification, ids, reference, base_sour
 
             return load_model(base_source, progress=False)
 
-    tuned = load_lora_adapter(load_base(), folder)
-    compare_logits(check, "base_plus_lora_logits", keras_logits(tuned, ids), reference, 1e-4)
+    fresh = load_base()
+    base_logits = keras_logits(fresh, ids)  # the consumer's base: loaded, no adapter yet
+    logits = keras_logits(load_lora_adapter(fresh, folder), ids)
+    compare_logits(check, "base_plus_lora_logits", logits, reference, 1e-4)
+    if base is not None:
+        carries_lora(check, "lora_carries_lora", logits, reference, base.logits, base_logits)
     return folder / LORA_FILE
 
 

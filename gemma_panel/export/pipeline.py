@@ -25,11 +25,17 @@ from gemma_panel.export.source import (
     ExportSource,
     load_run_model,
     lora_switched_off,
+    merged_copy,
     pick_checkpoint,
     resolve_run_dir,
 )
-from gemma_panel.export.verify import Verification, keras_logits, perplexity, probe_ids
-from gemma_panel.files import partial_name
+from gemma_panel.export.verify import (
+    LoraBase,
+    Verification,
+    keras_logits,
+    perplexity,
+    probe_ids,
+)
 
 FORMATS = {
     "keras": "the Keras model file model.keras (--quantize int8: Keras quantization)",
@@ -145,10 +151,7 @@ def export_model(source, fmt: str, out: str | os.PathLike, *, quantize: str | No
     lm = source.lm
     ids = probe_ids(lm)
     reference = keras_logits(lm, ids)
-    base = None
-    if source.has_lora:
-        with lora_switched_off(lm):
-            base = keras_logits(lm, ids)
+    base = _lora_base(source, ids, with_model=fmt not in _ADAPTER_ONLY)
     check = Verification()
     record = {"format": fmt, "quantize": quantize,
               "merged": bool(merge and source.has_lora) or not source.has_lora,
@@ -169,6 +172,20 @@ def export_model(source, fmt: str, out: str | os.PathLike, *, quantize: str | No
     return ExportResult(Path(out), manifest)
 
 
+def _lora_base(source: ExportSource, ids, with_model: bool) -> LoraBase | None:
+    """For a LoRA run, the base model (every LoRA ``B`` zero): its Keras logits, and (but for
+    adapter formats, whose consumer loads the base itself) a copy without LoRA layers that
+    the exporter writes and loads the same way as the export, so "the LoRA is carried" is
+    judged against the base in the same consumer."""
+    if not source.has_lora:
+        return None
+    lm = source.lm
+    with lora_switched_off(lm):
+        logits = keras_logits(lm, ids)
+        model = merged_copy(lm) if with_model else None  # zero factors: the base kernels
+    return LoraBase(logits=logits, model=model)
+
+
 def _write_and_verify(source: ExportSource, fmt, quantize, merge, folder: Path,
                       check: Verification, ids, reference, base) -> dict:
     """Write ``fmt`` into ``folder`` and run its checks; return extra manifest fields."""
@@ -179,7 +196,7 @@ def _write_and_verify(source: ExportSource, fmt, quantize, merge, folder: Path,
 
         ref_ppl = perplexity(lambda x, m: keras_logits(lm, x, m), source.validation)
         export_quantized_keras(source.merged(), folder, quantize, check, ids, reference,
-                               source.validation, ref_ppl)
+                               source.validation, ref_ppl, base)
         return {}
     if fmt == "keras":
         from gemma_panel.export.keras import export_keras
@@ -189,12 +206,12 @@ def _write_and_verify(source: ExportSource, fmt, quantize, merge, folder: Path,
     if fmt == "preset":
         from gemma_panel.export.keras import export_preset
 
-        export_preset(lm, folder, check, ids, reference, base)
-        return {"merged": True}  # save_to_preset always writes merged kernels
+        export_preset(source.merged(), folder, check, ids, reference, base)
+        return {"merged": True}  # a preset holds merged kernels (KerasHub merges them too)
     if fmt == "lora":
         from gemma_panel.export.keras import export_lora
 
-        export_lora(lm, folder, check, ids, reference, model_source)
+        export_lora(lm, folder, check, ids, reference, model_source, base=base)
         return {"merged": False}
     if fmt == "savedmodel":
         from gemma_panel.export.savedmodel import export_savedmodel
@@ -215,7 +232,7 @@ def _write_and_verify(source: ExportSource, fmt, quantize, merge, folder: Path,
         base_folder = folder / ".base-hf"
         try:  # the unmerged model's transformers export leaves LoRA out: the base weights
             write_hf_folder(lm, base_folder, None)
-            export_peft(lm, folder, check, ids, reference, base_folder, model_source)
+            export_peft(lm, folder, check, ids, reference, base_folder, model_source, base)
         finally:
             shutil.rmtree(base_folder, ignore_errors=True)
         return {"merged": False}
@@ -229,15 +246,7 @@ def _gguf(source, quantize, folder, check, ids, reference, base, model_source) -
 
     model = source.merged()
     path = folder / gguf.GGUF_FILE
-    if quantize in gguf.PYTHON_TYPES:
-        sources = gguf.write_gguf(model, path, quantize, model_source)
-    else:  # K-quants: an F32 file first, then llama.cpp's quantizer
-        scratch = folder / partial_name("model-f32.gguf")
-        try:
-            sources = gguf.write_gguf(model, scratch, "f32", model_source)
-            gguf.llama_quantize(scratch, path, quantize)
-        finally:
-            scratch.unlink(missing_ok=True)
+    sources = gguf.write_gguf_file(model, path, quantize, model_source)
     reader = gguf_package.GGUFReader(str(path))
     reference_path = gguf.bundled_gguf()
     gguf_check.compare_with_reference(check, reader, gguf.cached_reader(reference_path))
@@ -248,7 +257,9 @@ def _gguf(source, quantize, folder, check, ids, reference, base, model_source) -
     quantized = quantize != "f32"
     validation = source.validation if quantized else None
     logits, ppl = gguf_check.transformers_check(check, folder, gguf.GGUF_FILE, quantize, ids,
-                                                reference, base, validation)
+                                                reference, validation)
+    gguf_check.check_gguf_carries_lora(check, folder, quantize, ids, logits, reference, base,
+                                       model_source)
     if quantized:
         gguf_check.same_gguf_in_gemma_panel(check, reader, folder, ids, logits)
     if quantized:

@@ -14,7 +14,9 @@ import numpy as np
 
 from gemma_panel.export.manifest import ExportError
 from gemma_panel.export.verify import (
+    LoraBase,
     Verification,
+    check_carries_lora,
     compare_logits,
     keras_logits,
     note_perplexity_change,
@@ -48,9 +50,23 @@ def float_bytes(model) -> int:
                    for v in model.backbone.weights))
 
 
+def quantized_file_logits(model, mode: str, folder: Path, ids) -> np.ndarray:
+    """Logits of ``model`` quantized, saved as ``model.keras`` in ``folder`` and reloaded."""
+    import keras
+    import keras_hub  # noqa: F401
+
+    path = Path(folder) / "model.keras"
+    quantized_copy(model, mode).save(path)
+    return keras_logits(keras.saving.load_model(path), ids)
+
+
 def export_quantized_keras(model, folder: Path, mode: str, check: Verification, ids,
-                           reference, validation=None, reference_ppl: float | None = None):
-    """Quantize, save ``model.keras``, reload, and report size, drift and perplexity."""
+                           reference, validation=None, reference_ppl: float | None = None,
+                           base: LoraBase | None = None):
+    """Quantize, save ``model.keras``, reload, and report size, drift and perplexity.
+
+    For a LoRA run the base model is quantized and reloaded the same way, and the file must
+    sit measurably closer to the tuned model than to that (``carries_lora``)."""
     import keras
     import keras_hub  # noqa: F401
 
@@ -74,6 +90,8 @@ def export_quantized_keras(model, folder: Path, mode: str, check: Verification, 
                f"{mode}: max |logit difference| from the float model {drift:.3g}, top-1 "
                f"agreement {top1:.3f} on {ids.shape[1]} probe tokens", max_abs_diff=drift,
                top1_agreement=top1)
+    check_carries_lora(check, f"keras_{mode}_carries_lora", folder, logits, reference, base,
+                       lambda scratch: quantized_file_logits(base.model, mode, scratch, ids))
     size, full = path.stat().st_size, float_bytes(model)
     check.note("file_size", f"{size / 1e6:.1f} MB vs {full / 1e6:.1f} MB of float weights "
                f"({size / full:.2f}x)", bytes=size, float_bytes=full, ratio=size / full)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gemma_panel.export.verify import Verification, compare_logits, differs_from_base
+from gemma_panel.export.verify import LoraBase, Verification, check_carries_lora, compare_logits
 
 # 1e-4, or 1e-5 of the largest logit when that is more: TensorFlow's runtime sums float32
 # in another order than XLA on JAX. Measured on Gemma 3 270M (logits up to ~30): 1.5e-4.
@@ -42,15 +42,21 @@ def write_savedmodel(model, folder: Path) -> Path:
     return path
 
 
+def serve_logits(loaded, ids) -> np.ndarray:
+    import tensorflow as tf
+
+    inputs = {"token_ids": tf.constant(ids, tf.int32),
+              "padding_mask": tf.ones(ids.shape, tf.int32)}
+    return np.asarray(loaded.serve(inputs), dtype=np.float32)
+
+
 def export_savedmodel(model, folder: Path, check: Verification, ids, reference,
-                      base=None) -> Path:
+                      base: LoraBase | None = None) -> Path:
     import tensorflow as tf
 
     path = write_savedmodel(model, folder)
     loaded = tf.saved_model.load(str(path))
-    inputs = {"token_ids": tf.constant(ids, tf.int32),
-              "padding_mask": tf.ones(ids.shape, tf.int32)}
-    logits = np.asarray(loaded.serve(inputs), dtype=np.float32)
+    logits = serve_logits(loaded, ids)
     tolerance = max(SAVEDMODEL_TOLERANCE, SAVEDMODEL_RELATIVE * float(np.abs(reference).max()))
     compare_logits(check, "tf_saved_model_serve_logits", logits, reference, tolerance)
     signature = loaded.signatures.get("serving_default") if hasattr(
@@ -58,9 +64,12 @@ def export_savedmodel(model, folder: Path, check: Verification, ids, reference,
     check.check("serving_default_signature", signature is not None,
                 "the SavedModel has a 'serving_default' signature for TF Serving")
     if signature is not None:
-        out = signature(**inputs)
+        out = signature(token_ids=tf.constant(ids, tf.int32),
+                        padding_mask=tf.ones(ids.shape, tf.int32))
         served = np.asarray(next(iter(out.values())), dtype=np.float32)
         compare_logits(check, "serving_default_logits", served, reference, tolerance)
-    differs_from_base(check, "savedmodel_carries_lora", logits, base)
+    check_carries_lora(
+        check, "savedmodel_carries_lora", folder, logits, reference, base,
+        lambda scratch: serve_logits(tf.saved_model.load(str(write_savedmodel(base.model,
+                                                                             scratch))), ids))
     return path
-

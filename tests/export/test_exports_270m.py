@@ -1,7 +1,9 @@
 """Every format on a LoRA-tuned real Gemma 3 270M (slow: minutes on 2 CPU cores).
 
-One tuned model for the module: 2 LoRA steps on the example data with a high learning
-rate, so the exports must carry a LoRA that visibly moves the logits.
+One tuned model for the module: 4 LoRA steps on the example data with a high learning
+rate, so the exports must carry a LoRA that visibly moves the logits. Every "carries the
+LoRA" check's figures (distance from the tuned model and the base along the LoRA's effect,
+margin and bound) are printed: run with ``-s`` to see them.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def tuned(tmp_path_factory, real_gguf_path):
 
     recipe = load_recipe(None, [
         f"data.train_path={REPO / 'examples/instruction/unit_conversions.jsonl'}",
-        "train.max_steps=2", "train.warmup_steps=1", "train.learning_rate=2e-3",
+        "train.max_steps=4", "train.warmup_steps=1", "train.learning_rate=5e-3",
         "train.batch_size=2", "eval.every_steps=100", "eval.task_examples=0",
         "eval.num_samples=0", "data.sequence_length=64"])
     run_dir = tmp_path_factory.mktemp("run270m")
@@ -51,6 +53,13 @@ def finished(result, *names):
     found = checks(result)
     for name in names:
         assert found[name]["passed"], found[name]
+    for name, check in found.items():
+        if "margin" in check:  # a "carries the LoRA" check: closer to tuned than to base
+            assert check["margin"] > check["bound"] > 0, check
+            print(f"\n{result.manifest['format']} {result.manifest['quantize'] or ''} {name}: "
+                  f"margin {check['margin']:.4g} > bound {check['bound']:.4g} (effect "
+                  f"{check['lora_effect']:.4g}, d_tuned {check['d_tuned']:.4g}, d_base "
+                  f"{check['d_base']:.4g}, noise {check['noise']:.4g})")
     return found
 
 
@@ -86,7 +95,8 @@ def test_keras_and_preset(tuned, tmp_path):
 
 
 def test_lora(tuned, tmp_path):
-    finished(export_model(tuned, "lora", tmp_path / "lora"), "base_plus_lora_logits")
+    finished(export_model(tuned, "lora", tmp_path / "lora"), "base_plus_lora_logits",
+             "lora_carries_lora")
 
 
 def test_savedmodel(tuned, tmp_path):
@@ -104,7 +114,8 @@ def test_savedmodel(tuned, tmp_path):
 @pytest.mark.parametrize("mode", ["int8"])
 def test_keras_quantized(tuned, tmp_path, mode):
     found = finished(export_model(tuned, "keras", tmp_path / mode, quantize=mode),
-                     "keras_quantized_layers", f"keras_{mode}_logits")
+                     "keras_quantized_layers", f"keras_{mode}_logits",
+                     f"keras_{mode}_carries_lora")
     assert found["file_size"]["ratio"] < 0.5  # int8 and int4 kernels, float scales
     assert np.isfinite(found["validation_perplexity"]["change"])
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 
 import numpy as np
@@ -23,6 +24,7 @@ from gemma_panel.export import (
     is_finished,
     read_manifest,
 )
+from gemma_panel.export.verify import LORA_MARGIN_K
 
 
 def checks(result) -> dict:
@@ -155,6 +157,25 @@ def test_k_quants_without_llama_quantize_leave_nothing(tiny_source, tmp_path, mo
     assert not any((tmp_path / "out").glob("*"))
 
 
+@pytest.mark.skipif(shutil.which("llama-quantize") is None,
+                    reason="llama.cpp's llama-quantize is not on PATH: K-quant GGUF exports "
+                           "(q4_k_m ...) are untested here")
+@pytest.mark.parametrize("file_type", ["q4_k_m", "q6_k"])
+def test_k_quants_through_the_real_llama_quantize(tiny_source, tmp_path, file_type):
+    import gguf
+
+    result = export_model(tiny_source, "gguf", tmp_path / file_type, quantize=file_type)
+    assert_finished(result, "gguf_metadata_keys", "gguf_tensor_names",
+                    "gguf_dequantized_within_bound", "transformers_gguf_logits",
+                    "gguf_carries_lora", "modelfile")
+    # The tiny model's rows (64, 128) are shorter than a K-block (256): llama-quantize falls
+    # back to other types per tensor, but the file says what it was asked to be.
+    reader = gguf.GGUFReader(result.path / "model.gguf")
+    assert reader.fields["general.file_type"].contents() == int(
+        gguf.LlamaFileType[f"MOSTLY_{file_type.upper()}"])
+
+
+# The tool's failure path only: the script stands in for a llama-quantize that exits non-zero.
 def test_a_failing_llama_quantize_is_reported_and_leaves_nothing(tiny_source, tmp_path,
                                                                  monkeypatch):
     tool = tmp_path / "bin" / "llama-quantize"
@@ -186,3 +207,90 @@ def test_export_run_by_id_names_the_folder_after_format_and_step(tiny_run):
         export_run(run_id, "lora")
     with pytest.raises(ExportError, match="no checkpoint at step 3"):
         export_run(run_id, "lora", step=3)
+
+
+# Every format with the check that says the LoRA is in it: (format, quantize, merge, check).
+CARRIED = [
+    ("keras", None, True, "keras_carries_lora"),
+    ("keras", None, False, "keras_carries_lora"),
+    ("keras", "int8", True, "keras_int8_carries_lora"),
+    ("preset", None, True, "preset_carries_lora"),
+    ("lora", None, True, "lora_carries_lora"),
+    ("savedmodel", None, True, "savedmodel_carries_lora"),
+    ("hf", None, True, "transformers_carries_lora"),
+    ("peft", None, True, "peft_changes_base"),
+] + [("gguf", t, True, "gguf_carries_lora")
+     for t in ("f32", "f16", "bf16", "q8_0", "q4_0", "q5_0")]
+CARRIED_IDS = [f"{f}-{q or ('merged' if m else 'unmerged')}" for f, q, m, _ in CARRIED]
+
+
+@pytest.fixture()
+def drop_lora(tiny_source, monkeypatch):
+    """A broken exporter: whatever it writes holds the base model, the LoRA dropped.
+
+    The merge hands back the base kernels (every format written merged), ``.keras`` saves
+    and the KerasHub adapter hold zero B factors, and the PEFT adapter's ``lora_B`` is 0.
+    """
+    from gemma_panel.export import keras as keras_export
+    from gemma_panel.export import peft as peft_export
+    from gemma_panel.export import source as source_module
+    from gemma_panel.export.source import lora_layers, lora_switched_off
+
+    merge, save_keras = source_module.merged_copy, keras_export.save_keras
+    write_lora, factors = keras_export.write_lora, peft_export.peft_factors
+
+    def base_merge(lm):
+        with lora_switched_off(lm):
+            return merge(lm)
+
+    def base_save(model, folder):
+        if not lora_layers(model):
+            return save_keras(model, folder)
+        with lora_switched_off(model):
+            return save_keras(model, folder)
+
+    def base_adapter(lm, folder):
+        with lora_switched_off(lm):
+            return write_lora(lm, folder)
+
+    def zero_b(layer):
+        lora_a, lora_b, rank, alpha = factors(layer)
+        return lora_a, np.zeros_like(lora_b), rank, alpha
+
+    monkeypatch.setattr(tiny_source, "_merged", None)  # merge again, with the broken merge
+    monkeypatch.setattr(source_module, "merged_copy", base_merge)
+    monkeypatch.setattr(keras_export, "save_keras", base_save)
+    monkeypatch.setattr(keras_export, "write_lora", base_adapter)
+    monkeypatch.setattr(peft_export, "peft_factors", zero_b)
+
+
+def _export(tiny_source, tmp_path, monkeypatch, fmt, quantize, merge):
+    from gemma_panel.export import hf
+
+    if fmt == "peft":
+        pytest.importorskip("peft")
+    # as in test_hugging_face_folder_in_transformers: the tiny tokenizer's two-space piece
+    monkeypatch.setattr(hf, "TOKENIZER_PROBE", hf.TOKENIZER_PROBE.replace("  ", " "))
+    return export_model(tiny_source, fmt, tmp_path / "out" / fmt, quantize=quantize,
+                        merge=merge)
+
+
+@pytest.mark.parametrize("fmt, quantize, merge, name", CARRIED, ids=CARRIED_IDS)
+def test_the_lora_is_measurably_in_every_export(tiny_source, tmp_path, monkeypatch, fmt,
+                                                quantize, merge, name):
+    found = checks(_export(tiny_source, tmp_path, monkeypatch, fmt, quantize, merge))[name]
+    print(f"{fmt} {quantize or ''}: {found['detail']}")
+    assert found["passed"], found
+    # closer to the tuned model than to the base, by more than 3x the measured noise
+    assert found["margin"] > found["bound"] == LORA_MARGIN_K * found["noise"] > 0
+    assert found["d_base"] > found["d_tuned"]
+
+
+@pytest.mark.parametrize("fmt, quantize, merge, name", CARRIED, ids=CARRIED_IDS)
+def test_an_export_that_drops_the_lora_fails_verification(tiny_source, tmp_path, monkeypatch,
+                                                          drop_lora, fmt, quantize, merge,
+                                                          name):
+    with pytest.raises(VerificationError, match=name) as failed:
+        _export(tiny_source, tmp_path, monkeypatch, fmt, quantize, merge)
+    print(f"{fmt} {quantize or ''}: {failed.value}")
+    assert list((tmp_path / "out").iterdir()) == []

@@ -71,3 +71,40 @@ def test_modelfile_points_at_the_gguf_and_stops_at_end_of_turn(tmp_path):
     check = Verification()
     check_modelfile(check, tmp_path, "model.gguf")
     assert not check.passed
+
+
+def test_carries_lora_judges_the_position_along_the_lora_effect_against_the_measured_noise():
+    from gemma_panel.export.verify import Verification, carries_lora
+
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((1, 8, 50))
+    effect = 0.3 * rng.standard_normal(base.shape)
+    tuned = base + effect
+
+    def judge(exported, consumer_base):
+        check = Verification()
+        carries_lora(check, "carried", exported, tuned, base, consumer_base)
+        return check.checks[0]
+
+    # runtime noise far below the effect: the tuned export passes, the base export fails
+    noise = 1e-4 * rng.standard_normal(base.shape)
+    assert judge(tuned + noise, base + noise)["passed"]
+    assert not judge(base + noise, base + noise)["passed"]
+    # a quantized consumer: its error is 3x the whole effect, yet mostly not along it
+    quant = 3 * rms_like(effect) * rng.standard_normal(base.shape)
+    passed = judge(tuned + quant, base + quant)
+    assert passed["passed"] and passed["rms_from_tuned"] > passed["lora_effect"]
+    failed = judge(base + quant, base + quant)
+    assert not failed["passed"] and failed["margin"] < 0
+    # half the LoRA is not "the LoRA carried"
+    assert not judge(base + effect / 2 + noise, base + noise)["passed"]
+    # a constant added to a position's logits changes no probability: not the LoRA's effect
+    shifted = Verification()
+    carries_lora(shifted, "carried", base + 2.0 + noise, tuned + 2.0, base, base + noise)
+    assert not shifted.passed
+    # the bound is 3x the noise measured on the base: an effect within it cannot pass
+    assert not judge(tuned, base + 0.5 * effect)["passed"]
+
+
+def rms_like(values):
+    return float(np.sqrt(np.mean(np.square(values))))
