@@ -54,11 +54,16 @@ class Verification:
         failed = self.failures()
         if failed:
             lines = "; ".join(f"{c['name']}: {c['detail']}" for c in failed)
+            if all(c["name"].endswith("_carries_lora") for c in failed):
+                then = ("The fine-tune's change does not stand out from this format's own "
+                        "error: export a finer type (f32, f16 or q8_0), or tune longer or at a "
+                        "higher learning rate.")
+            else:
+                then = ("This is a bug in the exporter or in the consumer's version; please "
+                        "report it with the run's recipe.")
             raise VerificationError(
                 f"The {what} export was written but did not load back as the model: {lines}. "
-                "Nothing was kept. This is a bug in the exporter or in the consumer's version; "
-                "please report it with the run's recipe."
-            )
+                f"Nothing was kept. {then}")
 
     def to_dict(self) -> dict:
         return {"passed": self.passed, "checks": self.checks}
