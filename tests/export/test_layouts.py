@@ -108,3 +108,18 @@ def test_carries_lora_judges_the_position_along_the_lora_effect_against_the_meas
 
 def rms_like(values):
     return float(np.sqrt(np.mean(np.square(values))))
+
+
+def test_a_failed_lora_check_says_what_to_do_and_a_real_mismatch_calls_itself_a_bug():
+    from gemma_panel.export.verify import Verification, VerificationError
+
+    small = Verification()
+    small.check("gguf_carries_lora", False, "margin 0.0004 must exceed 0.0008")
+    with pytest.raises(VerificationError, match="export a finer type") as caught:
+        small.require("gguf")
+    assert "bug" not in str(caught.value)
+    broken = Verification()
+    broken.check("gguf_carries_lora", False, "margin below bound")
+    broken.check("logits_match", False, "max abs diff 3.2")
+    with pytest.raises(VerificationError, match="This is a bug in the exporter"):
+        broken.require("gguf")
