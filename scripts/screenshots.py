@@ -95,7 +95,7 @@ def compare(browser, url: str, store, first, shots: Path, timeout: float) -> Non
     from gemma_panel.config import load_recipe
     from gemma_panel.runs import submit
     from tests.runs.conftest import wait_finished, wait_for
-    from tests.ui.browser import click_tab, open_page, shot, text_of
+    from tests.ui.browser import click_tab, open_page, pick_compare_runs, shot, text_of
 
     path = store.root / "second.yaml"  # the first run's recipe, as the dashboard made it
     path.write_text(first.recipe_yaml)
@@ -107,11 +107,7 @@ def compare(browser, url: str, store, first, shots: Path, timeout: float) -> Non
         raise SystemExit(f"run {second.id} {done.status}: {done.message}; nothing written")
     page = open_page(browser, url, timeout_ms=120_000)
     click_tab(page, "Compare")
-    for run in (first, second):
-        box = page.locator(".choices__input--cloned").filter(visible=True).first
-        box.click()
-        box.fill(run.id)
-        box.press("Enter")
+    pick_compare_runs(page, [first.id, second.id])
     wait_for(lambda: "2 run(s)" in text_of(page, "gp-compare-message"), timeout=60,
              what="the comparison")
     rows = page.locator(".gp-compare-table").first.locator("tbody tr")

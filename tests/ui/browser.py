@@ -83,6 +83,15 @@ def click_tab(page, title: str) -> None:
         page.wait_for_function(TAB_READY_JS, arg=marker)
 
 
+def pick_compare_runs(page, run_ids) -> None:
+    """On the Compare tab, type each run id into the run picker and pick it."""
+    for run_id in run_ids:
+        box = page.locator(".choices__input--cloned").filter(visible=True).first
+        box.click()
+        box.fill(run_id)
+        box.press("Enter")
+
+
 TEXT_JS = """(e) => Array.from((e.shadowRoot || e).children)
   .filter(c => !['STYLE', 'LINK', 'SCRIPT'].includes(c.tagName))
   .map(c => c.innerText || '').join(' ')"""

@@ -21,6 +21,7 @@ from tests.ui.browser import (
     click_tab,
     launch,
     open_page,
+    pick_compare_runs,
     shot,
     source_length,
     text_of,
@@ -158,11 +159,7 @@ def test_compare_two_runs(browser, server, store, monkeypatch, shots):
         assert wait_finished(store, run.id).status == "succeeded"
     page = open_page(browser, server.url)
     click_tab(page, "Compare")
-    for run in (a, b):
-        box = page.locator(".choices__input--cloned").filter(visible=True).first
-        box.click()
-        box.fill(run.id)
-        box.press("Enter")
+    pick_compare_runs(page, [a.id, b.id])
     def message() -> str:
         return text_of(page, "gp-compare-message")
 
