@@ -209,7 +209,7 @@ def _outcome(result, stop: StopSignal) -> tuple[str, str | None]:
     """The trainer's result -> (status, message). Early stopping is a success."""
     status, step = getattr(result, "status", st.SUCCEEDED), getattr(result, "step", None)
     message = getattr(result, "message", None)
-    if status == "stopped_early":
+    if status == st.STOPPED_EARLY:
         return st.SUCCEEDED, message or f"stopped early at step {step}"
     if status == st.CANCELLED:
         why = stop.reason if stop.reason and stop.reason != "cancelled" else "cancelled"
