@@ -15,6 +15,8 @@ worker beats again before it is resumed (a host that judged it by silence was wr
 
 ``stopped_early`` is what the trainer says when early stopping ended the training; the
 store records that run as ``succeeded`` (the reason in its message): no run is ever in it.
+
+Only ``RunStore`` changes a status, and only along ``MOVES`` (see ``transitions.py``).
 """
 
 from __future__ import annotations
