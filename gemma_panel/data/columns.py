@@ -31,9 +31,6 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "label": ("label", "labels", "class", "category", "sentiment", "intent", "topic"),
 }
 
-TASKS = ("chat", "instruction", "classification", "completion")
-
-
 @dataclass(frozen=True)
 class ColumnMapping:
     """The column that plays each role; None where a role is absent.

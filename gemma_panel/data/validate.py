@@ -25,8 +25,6 @@ from gemma_panel.data.text_checks import inspect_text
 from gemma_panel.data.tokenized import tokenize_example
 from gemma_panel.data.tokenizer import TextTokenizer
 
-_TEXT_ROLES = ("prompt", "input", "response", "text", "label")
-
 
 class RowValidator:
     """Checks records one at a time; call `finish` after the last.

@@ -45,10 +45,6 @@ K_RMS = {"Q6_K": 0.02, "Q5_K": 0.04, "Q4_K": 0.08, "Q3_K": 0.16, "Q2_K": 0.3}
 
 
 
-def field_values(reader) -> dict:
-    return {key: field.contents() for key, field in reader.fields.items()}
-
-
 def compare_with_reference(check: Verification, ours, reference) -> None:
     """Metadata keys, tensor names and (same-size models) shapes and values."""
     ours_keys = set(ours.fields)

@@ -48,10 +48,6 @@ def list_files(folder: Path) -> list[dict]:
     return out
 
 
-def folder_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
-
-
 def write_manifest(folder: Path, record: dict) -> dict:
     """Add the file list to ``record`` and write it as ``manifest.json``; return it."""
     listed = list_files(folder)

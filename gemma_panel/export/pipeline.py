@@ -46,7 +46,6 @@ FORMATS = {
     "peft": "the LoRA adapter alone in PEFT's format (adapter_config.json + safetensors)",
     "gguf": "GGUF for llama.cpp and Ollama, with a Modelfile (--quantize: file type)",
 }
-QUANTIZE_CHOICES = {"keras": ("int8",), "gguf": None}  # gguf: see gguf.GGUF_TYPES
 DEFAULT_GGUF_TYPE = "f16"
 _NEEDS_MERGE = ("savedmodel", "hf", "gguf")
 _ADAPTER_ONLY = ("lora", "peft")

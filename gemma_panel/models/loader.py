@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gemma_panel.models.errors import ModelSourceError
-from gemma_panel.models.registry import DEFAULT_MODEL, MODELS, get_model_spec
+from gemma_panel.models.registry import DEFAULT_MODEL, MODELS
 
 GEMMA_HF_TYPES = ("gemma", "gemma2", "gemma3", "gemma3_text")
 
@@ -257,8 +257,3 @@ def tokenizer_file(source: str = DEFAULT_MODEL, progress: bool = True) -> Path:
         f"'{source}' has no SentencePiece tokenizer file (tokenizer.model or "
         "assets/tokenizer/vocabulary.spm); give a folder that includes it."
     )
-
-
-def model_spec_for(source: str):
-    """The registry entry that describes ``source``, when it is one we know."""
-    return get_model_spec(str(source))

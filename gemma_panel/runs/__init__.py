@@ -11,11 +11,12 @@ See docs/runs.md.
 
 from . import statuses
 from .compare import Comparison, compare_runs, curves
+from .errors import RunNotFound, RunStateError, StaleAttempt
 from .liveness import Timings
 from .queue import cancel, recover, resume, spawn_worker, submit
 from .records import Event, MetricPoint, Run, Sample
 from .sink import StoreSink
-from .store import DEFAULT_TRAINER, RunNotFound, RunStateError, RunStore, StaleAttempt
+from .store import DEFAULT_TRAINER, RunStore
 
 __all__ = [
     "DEFAULT_TRAINER",

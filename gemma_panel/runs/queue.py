@@ -4,7 +4,8 @@
 Every queued run has its own worker process from the moment it is queued. The worker waits
 for its turn, beating its heartbeat; its turn comes when its run is among the first
 ``max_parallel - running`` queued runs. That check and the switch to ``running`` happen in
-one ``BEGIN IMMEDIATE`` transaction, so two processes never both take the last free slot.
+one ``BEGIN IMMEDIATE`` transaction (``RunStore.take_turn``), so two processes never both
+take the last free slot.
 Waiting workers also keep the queue healthy: they record ``lost`` for dead workers' runs
 (freeing their slots) and start a new waiting worker for a queued run whose worker died.
 """
@@ -21,11 +22,11 @@ from pathlib import Path
 import gemma_panel
 from gemma_panel.config import Recipe
 
-from . import statuses as st
 from .data_changes import check_data_unchanged, record_accepted
-from .liveness import RunLock, judged_gone, process_alive
+from .liveness import RunLock
 from .records import Run
 from .store import DEFAULT_TRAINER, RunStore
+from .transitions import Turn
 
 
 def spawn_worker(store: RunStore, run_id: str) -> subprocess.Popen:
@@ -79,7 +80,7 @@ def resume(run_id: str, store: RunStore | None = None, *,
     store = store or RunStore()
     run = store.get(run_id)
     change = check_data_unchanged(store, run, accept_changed_data) \
-        if run.status in st.RESUMABLE else None
+        if run.status.resumable else None
     run = store.requeue(run.id)
     if change:
         record_accepted(store, run.id, run.attempt, change)
@@ -92,11 +93,6 @@ def cancel(run_id: str, store: RunStore | None = None) -> Run:
     return (store or RunStore()).request_cancel(run_id)
 
 
-def _waiter_gone(row, store: RunStore, now: float) -> bool:
-    alive = process_alive(row["worker_pid"], row["worker_start"], row["worker_host"])
-    return judged_gone(alive, now - (row["heartbeat_at"] or 0), store.timings)
-
-
 def recover(store: RunStore | None = None) -> list[str]:
     """Record lost runs, and give every queued run whose worker died a new one.
 
@@ -105,38 +101,10 @@ def recover(store: RunStore | None = None) -> list[str]:
     """
     store = store or RunStore()
     store.mark_lost()
-    now, orphans = time.time(), []
-    with store.write() as conn:
-        rows = conn.execute("SELECT id, worker_pid, worker_start, worker_host, heartbeat_at "
-                            "FROM runs WHERE status = ?", (st.QUEUED,)).fetchall()
-        for row in rows:
-            if _waiter_gone(row, store, now):
-                # "A worker is on its way": no pid yet, a fresh heartbeat. Other processes
-                # running recover() now leave this run alone.
-                conn.execute("UPDATE runs SET worker_pid = NULL, worker_start = NULL, "
-                             "worker_host = NULL, heartbeat_at = ? WHERE id = ?", (now, row["id"]))
-                orphans.append(row["id"])
+    orphans = store.reclaim_orphans()
     for run_id in orphans:
         spawn_worker(store, run_id)
     return orphans
-
-
-def register_waiter(store: RunStore, run_id: str, identity: tuple) -> bool:
-    """Make this process the run's worker, unless another live worker already is."""
-    pid, start, host = identity
-    with store.write() as conn:
-        row = conn.execute("SELECT status, worker_pid, worker_start, worker_host, heartbeat_at "
-                           "FROM runs WHERE id = ?", (run_id,)).fetchone()
-        if row is None or row["status"] != st.QUEUED:
-            return False
-        mine = (row["worker_pid"], row["worker_start"], row["worker_host"]) == identity
-        if row["worker_pid"] is not None and not mine and \
-                process_alive(row["worker_pid"], row["worker_start"], row["worker_host"]) \
-                is not False:
-            return False
-        conn.execute("UPDATE runs SET worker_pid = ?, worker_start = ?, worker_host = ?, "
-                     "heartbeat_at = ? WHERE id = ?", (pid, start, host, time.time(), run_id))
-    return True
 
 
 def wait_for_turn(store: RunStore, run_id: str, identity: tuple, lock: RunLock) -> Run | None:
@@ -147,47 +115,24 @@ def wait_for_turn(store: RunStore, run_id: str, identity: tuple, lock: RunLock) 
     still alive (a run taken for lost, then resumed) keeps the lock until it has stopped,
     so two attempts never train on one folder at once.
     """
-    pid, start, host = identity
     last_recover, said = 0.0, False
     while True:
-        now = time.time()
-        if now - last_recover > store.timings.heartbeat_s:
+        if time.time() - last_recover > store.timings.heartbeat_s:
             recover(store)  # frees slots held by dead workers, revives orphaned waiters
-            last_recover = now
-        with store.write() as conn:
-            row = conn.execute("SELECT status, worker_pid, attempt FROM runs WHERE id = ?",
-                               (run_id,)).fetchone()
-            if row is None or row["status"] != st.QUEUED or row["worker_pid"] != pid:
-                lock.release()
-                return None
-            running = conn.execute("SELECT COUNT(*) FROM runs WHERE status = ?",
-                                   (st.RUNNING,)).fetchone()[0]
-            free = max(0, store.max_parallel - running)
-            first = [r[0] for r in conn.execute(
-                "SELECT id FROM runs WHERE status = ? ORDER BY queue_pos LIMIT ?",
-                (st.QUEUED, free))]
-            if run_id in first and not lock.acquire():
-                if not said:
-                    print(f"worker: waiting for the earlier worker of run {run_id} to stop "
-                          f"(it holds {lock.path})", flush=True)
-                    said = True
-            elif run_id in first:
-                conn.execute(
-                    "UPDATE runs SET status = ?, started_at = ?, "
-                    "heartbeat_at = ?, worker_pid = ?, worker_start = ?, worker_host = ?, "
-                    "cancel_requested = 0 WHERE id = ?",
-                    (st.RUNNING, now, now, pid, start, host, run_id))
-                store._event(conn, run_id, row["attempt"], "status", "running",
-                             {"pid": pid, "host": host})
-                break
-            conn.execute("UPDATE runs SET heartbeat_at = ? WHERE id = ?", (now, run_id))
+            last_recover = time.time()
+        turn = store.take_turn(run_id, identity, lock.acquire)
+        if turn == Turn.STARTED:
+            return store.get(run_id)
+        if turn == Turn.GONE:
+            lock.release()
+            return None
+        if turn == Turn.LOCKED and not said:
+            print(f"worker: waiting for the earlier worker of run {run_id} to stop "
+                  f"(it holds {lock.path})", flush=True)
+            said = True
         time.sleep(store.timings.poll_s)
-    return store.get(run_id)
 
 
 def position(store: RunStore, run_id: str) -> int | None:
     """1 for the next run to start, 2 for the one after, ...; None if not queued."""
-    rows = store.conn.execute("SELECT id FROM runs WHERE status = ? ORDER BY queue_pos",
-                              (st.QUEUED,)).fetchall()
-    ids = [r[0] for r in rows]
-    return ids.index(run_id) + 1 if run_id in ids else None
+    return store.queue_position(run_id)

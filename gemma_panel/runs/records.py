@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .statuses import RunStatus
+
 
 @dataclass(frozen=True)
 class Run:
@@ -19,7 +21,7 @@ class Run:
 
     id: str
     name: str
-    status: str
+    status: RunStatus
     created_at: float
     queued_at: float
     queue_pos: int
@@ -46,6 +48,7 @@ class Run:
     def from_row(cls, row) -> Run:
         data = dict(row)
         data["run_dir"] = Path(data["run_dir"])
+        data["status"] = RunStatus(data["status"])
         data["cancel_requested"] = bool(data["cancel_requested"])
         return cls(**data)
 

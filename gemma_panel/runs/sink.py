@@ -7,7 +7,8 @@ import threading
 import time
 from typing import Any
 
-from .store import RunStore, StaleAttempt
+from .errors import StaleAttempt
+from .store import RunStore
 
 
 class StoreSink:

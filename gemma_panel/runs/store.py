@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import shutil
@@ -25,33 +24,25 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from gemma_panel.config import Recipe, recipe_to_yaml
-from gemma_panel.errors import UserError
 from gemma_panel.home import home_dir
 
 from . import statuses as st
+from .errors import RunNotFound, RunStateError, StaleAttempt
 from .folder import RunFolder, resolve_paths
-from .liveness import Timings, judged_gone, worker_alive
+from .liveness import Timings
 from .records import Event, MetricPoint, Run, Sample
 from .schema import connect
+from .transitions import StatusTransitions, insert_event, next_queue_pos
 
 DEFAULT_TRAINER = "gemma_panel.training:train"
+__all__ = ["DEFAULT_TRAINER", "RunNotFound", "RunStateError", "RunStore", "StaleAttempt"]
 
 
-class RunNotFound(UserError, LookupError):
-    """No run has this id (or this prefix matches none, or several)."""
-
-
-class RunStateError(UserError, RuntimeError):
-    """The run's status does not allow this: resuming a running run, deleting a queued one."""
-
-
-class StaleAttempt(RunStateError):
-    """A write from an attempt that is no longer the run's current one (it was resumed
-    elsewhere, e.g. after being taken for lost): refused, so two workers never mix."""
-
-
-class RunStore:
+class RunStore(StatusTransitions):
     """The run store under ``root`` (default: ``GEMMA_PANEL_HOME``).
+
+    Its status changes (cancel, requeue, lost, a worker's start, heartbeat and end) are
+    ``StatusTransitions``' methods, in ``transitions.py``.
 
     Args:
         root: the folder that holds ``runs.db`` and ``runs/``.
@@ -130,14 +121,13 @@ class RunStore:
         folder.create(recipe)
         now = time.time()
         with self.write() as conn:
-            pos = conn.execute("SELECT COALESCE(MAX(queue_pos), 0) + 1 FROM runs").fetchone()[0]
             conn.execute(
                 "INSERT INTO runs (id, name, status, created_at, queued_at, queue_pos, trainer,"
                 " run_dir, recipe_yaml, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, recipe.name, st.QUEUED, now, now, pos, trainer, str(folder.path),
-                 recipe_to_yaml(recipe, comments=False), now),
+                (run_id, recipe.name, st.QUEUED, now, now, next_queue_pos(conn), trainer,
+                 str(folder.path), recipe_to_yaml(recipe, comments=False), now),
             )
-            self._event(conn, run_id, 0, "status", "queued")
+            insert_event(conn, run_id, 0, "status", "queued")
         return self.get(run_id)
 
     def get(self, run_id: str) -> Run:
@@ -163,7 +153,8 @@ class RunStore:
         return [Run.from_row(r) for r in rows]
 
     def update_run(self, run_id: str, conn=None, **fields) -> None:
-        """Set columns of a run (the worker's and the queue's business, not a front end's)."""
+        """Set columns as they are, past the state machine: for tests and repairs only
+        (every status change goes through the transition methods, ``transitions.py``)."""
         sets = ", ".join(f"{k} = ?" for k in fields)
         sql, args = f"UPDATE runs SET {sets} WHERE id = ?", (*fields.values(), run_id)
         if conn is not None:
@@ -172,85 +163,10 @@ class RunStore:
             with self.write() as c:
                 c.execute(sql, args)
 
-    def mark_lost(self) -> list[str]:
-        """Record ``lost`` for every running run whose worker is gone; return their ids.
-
-        On the worker's host its run lock (or else its pid) decides, however long its
-        heartbeat has been silent; only a worker this host cannot probe (another host) is
-        judged by a heartbeat silent for longer than ``timings.lost_after_s``.
-        """
-        rows = self.conn.execute(
-            "SELECT id, attempt, worker_pid, worker_start, worker_host, heartbeat_at "
-            "FROM runs WHERE status = ?", (st.RUNNING,)).fetchall()
-        now, lost = time.time(), []
-        for row in rows:
-            alive = worker_alive(self.folder(row["id"]).path, row["worker_pid"],
-                                 row["worker_start"], row["worker_host"])
-            silent = now - (row["heartbeat_at"] or 0)
-            if judged_gone(alive, silent, self.timings):
-                lost.append((row, silent))
-        marked = []
-        for row, silent in lost:
-            folder = self.folder(row["id"])
-            message = (f"the worker (pid {row['worker_pid']} on {row['worker_host']}) stopped "
-                       f"without a word {silent:.0f} s after its last heartbeat: killed, out "
-                       "of memory, or the machine restarted. Resume it with 'gemma-panel runs "
-                       f"resume {row['id']}'; on Linux, 'dmesg | grep -i oom' shows an "
-                       "out-of-memory kill.")
-            with self.write() as conn:
-                changed = conn.execute(
-                    "UPDATE runs SET status = ?, ended_at = ?, message = ?, log_tail = ? "
-                    "WHERE id = ? AND status = ? AND attempt = ?",
-                    (st.LOST, now, message, folder.log_tail(), row["id"], st.RUNNING,
-                     row["attempt"])).rowcount
-                if changed:
-                    self._event(conn, row["id"], row["attempt"], "status", "lost",
-                                {"message": message})
-                    marked.append(row["id"])
-        return marked
-
-    def request_cancel(self, run_id: str) -> Run:
-        """Cancel a run: a queued one at once; a running one at its next step (it saves a
-        checkpoint first). Finished runs are left as they are."""
-        run = self.get(run_id)
-        with self.write() as conn:
-            if conn.execute("UPDATE runs SET status = ?, ended_at = ?, message = ? "
-                            "WHERE id = ? AND status = ?",
-                            (st.CANCELLED, time.time(), "cancelled before it started",
-                             run.id, st.QUEUED)).rowcount:
-                self._event(conn, run.id, run.attempt, "status", "cancelled")
-            elif conn.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ? AND status = ?",
-                              (run.id, st.RUNNING)).rowcount:
-                self._event(conn, run.id, run.attempt, "cancel_requested", None)
-        return self.get(run.id)
-
-    def cancel_requested(self, run_id: str) -> bool:
-        row = self.conn.execute("SELECT cancel_requested FROM runs WHERE id = ?",
-                                (run_id,)).fetchone()
-        return bool(row and row[0])
-
-    def requeue(self, run_id: str) -> Run:
-        """Put a failed, cancelled or lost run back in the queue (a resume; see ``resume``)."""
-        run = self.get(run_id)
-        with self.write() as conn:
-            pos = conn.execute("SELECT COALESCE(MAX(queue_pos), 0) + 1 FROM runs").fetchone()[0]
-            changed = conn.execute(
-                "UPDATE runs SET status = ?, queued_at = ?, queue_pos = ?, attempt = attempt + 1,"
-                " ended_at = NULL, message = NULL, log_tail = NULL, cancel_requested = 0, "
-                "worker_pid = NULL, worker_start = NULL, worker_host = NULL, heartbeat_at = ? "
-                "WHERE id = ? AND status IN (?, ?, ?)",
-                (st.QUEUED, time.time(), pos, time.time(), run.id, *sorted(st.RESUMABLE)),
-            ).rowcount
-            if not changed:
-                raise RunStateError(f"run {run.id} is {run.status}; only failed, cancelled and "
-                                    "lost runs can be resumed")
-            self._event(conn, run.id, run.attempt + 1, "status", "queued (resume)")
-        return self.get(run.id)
-
     def delete(self, run_id: str) -> None:
         """Remove a run's rows and folder: the only operation that deletes data."""
         run = self.get(run_id)
-        if run.status in st.ACTIVE:
+        if run.status.active:
             raise RunStateError(f"run {run.id} is {run.status}; cancel it first "
                                 f"('gemma-panel runs cancel {run.id}')")
         with self.write() as conn:
@@ -302,7 +218,7 @@ class RunStore:
                   data: dict | None = None, conn=None) -> None:
         with self._in(conn) as c:
             self.fence(c, run_id, attempt)
-            self._event(c, run_id, attempt, kind, message, data)
+            insert_event(c, run_id, attempt, kind, message, data)
 
     def set_total_steps(self, run_id: str, attempt: int, total: int, conn=None) -> None:
         with self._in(conn) as c:
@@ -315,7 +231,7 @@ class RunStore:
             self.fence(c, run_id, attempt)
             c.execute("UPDATE runs SET checkpoint_step = ?, checkpoint_path = ? WHERE id = ?",
                       (step, path, run_id))
-            self._event(c, run_id, attempt, "checkpoint", path, {"step": step, "best": best})
+            insert_event(c, run_id, attempt, "checkpoint", path, {"step": step, "best": best})
 
     @contextmanager
     def _in(self, conn):
@@ -325,13 +241,6 @@ class RunStore:
         else:
             with self.write() as c:
                 yield c
-
-    @staticmethod
-    def _event(conn, run_id, attempt, kind, message=None, data=None) -> None:
-        conn.execute("INSERT INTO events (run_id, attempt, time, kind, message, data) "
-                     "VALUES (?, ?, ?, ?, ?, ?)",
-                     (run_id, attempt, time.time(), kind, message,
-                      json.dumps(data, default=str) if data is not None else None))
 
     # -- what front ends read -----------------------------------------------------------
     def metrics(self, run_id: str, since: int = 0, names: list[str] | None = None,

@@ -19,10 +19,11 @@ import traceback
 from collections.abc import Callable
 
 from . import statuses as st
+from .errors import StaleAttempt
 from .liveness import RunLock, own_identity
-from .queue import register_waiter, wait_for_turn
+from .queue import wait_for_turn
 from .sink import StoreSink
-from .store import RunStore, StaleAttempt
+from .store import RunStore
 
 
 class Heartbeat(threading.Thread):
@@ -49,20 +50,7 @@ class Heartbeat(threading.Thread):
 
     def beat(self) -> bool:
         """One heartbeat; False when the run is no longer this attempt's."""
-        with self.store.write() as conn:
-            row = conn.execute("SELECT status, attempt FROM runs WHERE id = ?",
-                               (self.run_id,)).fetchone()
-            if row is None or row["attempt"] != self.attempt or \
-                    row["status"] not in (st.RUNNING, st.LOST):
-                return False
-            conn.execute("UPDATE runs SET heartbeat_at = ? WHERE id = ?",
-                         (time.time(), self.run_id))
-            if row["status"] == st.LOST:
-                conn.execute("UPDATE runs SET status = ?, ended_at = NULL, message = NULL, "
-                             "log_tail = NULL WHERE id = ?", (st.RUNNING, self.run_id))
-                self.store._event(conn, self.run_id, self.attempt, "status", "running",
-                                  {"message": "the worker was alive after all"})
-        return True
+        return self.store.beat(self.run_id, self.attempt)
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -125,7 +113,7 @@ def run_worker(run_id: str, store: RunStore | None = None) -> int:
     run = store.get(run_id)
     folder = store.folder(run.id)
     identity = own_identity()
-    if not register_waiter(store, run.id, identity):
+    if not store.register_waiter(run.id, identity):
         now = store.get(run.id)
         why = "has another worker" if now.status == st.QUEUED else f"is {now.status}"
         print(f"worker: run {run.id} {why}; nothing to do", flush=True)
@@ -184,7 +172,8 @@ def _train(store: RunStore, run, folder) -> int:
         print(f"worker: run {run.id} attempt {run.attempt} was taken over; not recording",
               flush=True)
         return st.exit_code(st.LOST)
-    _finish(store, run, status, message, folder.log_tail() if status == st.FAILED else None)
+    store.finish(run.id, run.attempt, status, message,
+                 folder.log_tail() if status == st.FAILED else None)
     print(f"worker: run {run.id} {status}" + (f": {message}" if message else ""), flush=True)
     return st.exit_code(status)
 
@@ -209,7 +198,7 @@ def _outcome(result, stop: StopSignal) -> tuple[str, str | None]:
     """The trainer's result -> (status, message). Early stopping is a success."""
     status, step = getattr(result, "status", st.SUCCEEDED), getattr(result, "step", None)
     message = getattr(result, "message", None)
-    if status == "stopped_early":
+    if status == st.STOPPED_EARLY:
         return st.SUCCEEDED, message or f"stopped early at step {step}"
     if status == st.CANCELLED:
         why = stop.reason if stop.reason and stop.reason != "cancelled" else "cancelled"
@@ -217,17 +206,6 @@ def _outcome(result, stop: StopSignal) -> tuple[str, str | None]:
     if status not in (st.SUCCEEDED, st.FAILED):
         return st.FAILED, f"the trainer returned an unknown status {status!r}"
     return status, message
-
-
-def _finish(store: RunStore, run, status: str, message: str | None, log_tail: str | None):
-    """Record how this attempt ended, if it is still the run's current one."""
-    with store.write() as conn:
-        if conn.execute(
-            "UPDATE runs SET status = ?, ended_at = ?, message = ?, log_tail = ?, "
-            "cancel_requested = 0 WHERE id = ? AND attempt = ? AND status IN (?, ?)",
-            (status, time.time(), message, log_tail, run.id, run.attempt, st.RUNNING, st.LOST),
-        ).rowcount:
-            store._event(conn, run.id, run.attempt, "status", status, {"message": message})
 
 
 def redirect_output(path) -> None:

@@ -2,11 +2,9 @@
 
 from gemma_panel.training.events import (
     EventSink,
-    JsonlSink,
     MultiSink,
     NullSink,
     StdoutSink,
-    TensorBoardSink,
 )
 from gemma_panel.training.trainer import (
     TrainingError,
@@ -18,11 +16,9 @@ from gemma_panel.training.trainer import (
 
 __all__ = [
     "EventSink",
-    "JsonlSink",
     "MultiSink",
     "NullSink",
     "StdoutSink",
-    "TensorBoardSink",
     "TrainResult",
     "TrainingError",
     "load_tuned_model",

@@ -2,8 +2,7 @@
 
 The training loop calls a sink; it never asks whether anyone listens (a ``NullSink`` is the
 default) and never touches a UI. Sinks: ``StdoutSink`` (one progress line per step),
-``JsonlSink`` (metrics.jsonl in the run folder), ``TensorBoardSink`` (optional), the run
-store's sink (gemma_panel.runs), and ``MultiSink`` to fan out to several.
+the run store's sink (gemma_panel.runs), and ``MultiSink`` to fan out to several.
 
 Metric names used by the trainer:
     train: loss, learning_rate, grad_norm, tokens_per_s, step_time_s, eta_s, epoch
@@ -13,10 +12,7 @@ Metric names used by the trainer:
 
 from __future__ import annotations
 
-import json
 import sys
-import time
-from pathlib import Path
 from typing import Any, Protocol
 
 
@@ -125,53 +121,3 @@ class StdoutSink(NullSink):
 
     def on_end(self, status, message):
         self._print(f"{status}" + (f": {message}" if message else ""))
-
-
-class JsonlSink(NullSink):
-    """Append every event as one JSON line to a file (metrics.jsonl in the run folder)."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-
-    def _write(self, kind, **data):
-        with self.path.open("a") as handle:
-            handle.write(json.dumps({"event": kind, "time": time.time(), **data}) + "\n")
-
-    def on_start(self, info):
-        self._write("start", **{k: v for k, v in info.items() if k != "recipe"})
-
-    def on_metrics(self, step, tokens, metrics):
-        self._write("metrics", step=step, tokens=tokens, metrics=metrics)
-
-    def on_samples(self, step, samples):
-        self._write("samples", step=step, samples=samples)
-
-    def on_checkpoint(self, step, path, best):
-        self._write("checkpoint", step=step, path=path, best=best)
-
-    def on_end(self, status, message):
-        self._write("end", status=status, message=message)
-
-
-class TensorBoardSink(NullSink):
-    """Scalars to TensorBoard event files, through tf.summary (needs ``tensorboard``)."""
-
-    def __init__(self, logdir: str | Path):
-        import importlib.util
-
-        # tf.summary writes scalars only through TensorBoard's plugin; without it every
-        # scalar call raises after the run has started, so say so before.
-        if importlib.util.find_spec("tensorboard") is None:
-            raise ImportError("TensorBoardSink needs the tensorboard package: "
-                              "pip install tensorboard")
-        import tensorflow as tf
-
-        self._tf = tf
-        self.writer = tf.summary.create_file_writer(str(logdir))
-
-    def on_metrics(self, step, tokens, metrics):
-        with self.writer.as_default():
-            for name, value in metrics.items():
-                self._tf.summary.scalar(name, value, step=step)
-        self.writer.flush()

@@ -48,10 +48,9 @@ class Jobs:
         42
     """
 
-    def __init__(self, on_change: Callable[[list[str]], None] | None = None):
+    def __init__(self):
         self._jobs: list[_Job] = []
         self._lock = threading.Lock()
-        self.on_change = on_change  # told the labels of the jobs still running
         self._pool = ThreadPoolExecutor(max_workers=THREADS_PER_SESSION,
                                         thread_name_prefix="gemma-panel-ui")
 
@@ -60,7 +59,6 @@ class Jobs:
         future = self._pool.submit(fn)
         with self._lock:
             self._jobs.append(_Job(label, future, on_done, on_error, time.monotonic()))
-        self._changed()
         return future
 
     @property
@@ -82,8 +80,6 @@ class Jobs:
                 job.on_done(job.future.result())
             else:
                 self._failed(job, exc)
-        if done:
-            self._changed()
         return len(done)
 
     def wait(self, timeout: float = 60.0) -> None:
@@ -116,7 +112,3 @@ class Jobs:
             job.on_error(error or exc)
         elif error is not None:
             print(f"gemma-panel: {job.label}: {error}", file=sys.stderr)
-
-    def _changed(self) -> None:
-        if self.on_change is not None:
-            self.on_change(self.running)
