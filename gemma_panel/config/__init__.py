@@ -1,0 +1,37 @@
+"""The recipe: every setting of a fine-tuning run, typed, with its explanation and default.
+
+A recipe has six sections (model, data, lora, train, eval, export). ``schema`` declares them
+(type, default, help text, allowed values); ``loading`` reads YAML and overrides and coerces
+them; ``validation`` checks them; ``rendering`` writes commented YAML and differences.
+
+Example:
+    >>> recipe = load_recipe("recipes/quickstart.yaml", ["train.learning_rate=1e-4"])
+    >>> recipe.train.learning_rate
+    0.0001
+"""
+
+from .loading import load_recipe, parse_override
+from .rendering import recipe_diff, recipe_to_yaml
+from .schema import (
+    LORA_TARGETS,
+    SECTIONS,
+    DataSection,
+    EvalSection,
+    ExportSection,
+    LoraSection,
+    ModelSection,
+    Recipe,
+    RecipeError,
+    TrainSection,
+    field_help,
+    iter_fields,
+    iter_settings,
+)
+from .validation import validate
+
+__all__ = [
+    "LORA_TARGETS", "SECTIONS", "DataSection", "EvalSection", "ExportSection", "LoraSection",
+    "ModelSection", "Recipe", "RecipeError", "TrainSection", "field_help", "iter_fields",
+    "iter_settings", "load_recipe", "parse_override", "recipe_diff",
+    "recipe_to_yaml", "validate",
+]

@@ -1,0 +1,103 @@
+"""Reading a recipe: YAML, command-line overrides, coercion to each field's type."""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .schema import SECTIONS, Recipe, RecipeError, iter_settings
+from .validation import validate
+
+
+def _coerce(path: str, raw: Any, hint) -> Any:
+    """Convert a value (from YAML or the command line) to the field's type, or explain."""
+    allowed = typing.get_args(hint) or (hint,)
+    if raw is None:
+        if type(None) in allowed:
+            return None
+        raise RecipeError([f"{path}: must be set (it cannot be null)"])
+    base = next(t for t in allowed if t is not type(None))
+    base = typing.get_origin(base) or base
+    if base is bool and isinstance(raw, bool):
+        return raw
+    if base is float and isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        return float(raw)
+    if base is float and isinstance(raw, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+        try:
+            return float(raw)
+        except ValueError:
+            pass
+    if base is int and isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if base in (str, list, dict) and isinstance(raw, base):
+        return raw
+    if base is str and isinstance(raw, (int, float)):
+        return str(raw)
+    raise RecipeError([f"{path}: expected {base.__name__}, got {raw!r}"])
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``train.learning_rate=1e-4`` -> (``"train.learning_rate"``, 0.0001)."""
+    if "=" not in text:
+        raise RecipeError([f"{text}: an override is SECTION.FIELD=VALUE, e.g. train.epochs=2"])
+    key, value = text.split("=", 1)
+    parsed = yaml.safe_load(value) if value.strip() else None
+    if isinstance(parsed, str) and parsed.lower() in ("none", "null"):
+        parsed = None
+    return key.strip(), parsed
+
+
+def load_recipe(path: str | Path | None = None, overrides: list[str] = ()) -> Recipe:
+    """Read a YAML recipe (or start from the defaults), apply overrides, type-check, validate.
+
+    Raises:
+        RecipeError: with one message per problem, each naming its field.
+    """
+    data = _read_yaml(Path(path)) if path is not None else {}
+    for text in overrides:
+        key, value = parse_override(text)
+        parts = key.split(".")
+        if len(parts) == 1 and parts[0] in ("name", "description"):
+            data[parts[0]] = value
+            continue
+        if len(parts) != 2 or parts[0] not in SECTIONS:
+            sections = ", ".join(SECTIONS)
+            raise RecipeError([f"{key}: overrides name SECTION.FIELD, sections: {sections}"])
+        section = data.setdefault(parts[0], {}) or {}
+        data[parts[0]] = section
+        section[parts[1]] = value
+    recipe = Recipe.from_dict(data)
+    problems = []
+    for field_path, obj, name, hint in iter_settings(recipe):
+        try:
+            setattr(obj, name, _coerce(field_path, getattr(obj, name), hint))
+        except RecipeError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise RecipeError(problems)
+    validate(recipe)
+    return recipe
+
+
+def _read_yaml(path: Path) -> dict:
+    """The mapping in a recipe file, or a RecipeError saying why there is none."""
+    if not path.is_file():
+        raise RecipeError([f"{path}: no such recipe file; see the recipes/ folder"])
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        where = f"byte 0x{raw[exc.start]:02x} at offset {exc.start}"
+        raise RecipeError([f"{path}: not UTF-8 text ({where}); save the recipe as UTF-8"]) \
+            from exc
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise RecipeError([f"{path}: not valid YAML ({exc})"]) from exc
+    if not isinstance(data, dict):
+        raise RecipeError([f"{path}: a recipe is a mapping of sections"])
+    return data
+
