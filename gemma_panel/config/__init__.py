@@ -26,6 +26,7 @@ from .schema import (
     field_help,
     iter_fields,
     iter_settings,
+    replace_settings,
 )
 from .validation import validate
 
@@ -33,5 +34,5 @@ __all__ = [
     "LORA_TARGETS", "SECTIONS", "DataSection", "EvalSection", "ExportSection", "LoraSection",
     "ModelSection", "Recipe", "RecipeError", "TrainSection", "field_help", "iter_fields",
     "iter_settings", "load_recipe", "parse_override", "recipe_diff",
-    "recipe_to_yaml", "validate",
+    "recipe_to_yaml", "replace_settings", "validate",
 ]

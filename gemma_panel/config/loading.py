@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from .schema import SECTIONS, Recipe, RecipeError, iter_settings
+from .schema import SECTIONS, Recipe, RecipeError, iter_settings, replace_settings
 from .validation import validate
 
 
@@ -69,17 +69,22 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] = ()) -> Re
         section = data.setdefault(parts[0], {}) or {}
         data[parts[0]] = section
         section[parts[1]] = value
-    recipe = Recipe.from_dict(data)
-    problems = []
-    for field_path, obj, name, hint in iter_settings(recipe):
+    recipe = _coerced(Recipe.from_dict(data))
+    validate(recipe)
+    return recipe
+
+
+def _coerced(recipe: Recipe) -> Recipe:
+    """The recipe with every value converted to its field's type, or every reason why not."""
+    values, problems = {}, []
+    for path, value, hint in iter_settings(recipe):
         try:
-            setattr(obj, name, _coerce(field_path, getattr(obj, name), hint))
+            values[path] = _coerce(path, value, hint)
         except RecipeError as exc:
             problems.extend(exc.problems)
     if problems:
         raise RecipeError(problems)
-    validate(recipe)
-    return recipe
+    return replace_settings(recipe, values)
 
 
 def _read_yaml(path: Path) -> dict:

@@ -40,7 +40,7 @@ def option(default: Any, help: str, choices: tuple | None = None):
     return field(default=default, metadata=meta)
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelSection:
     source: str = option(
         "gemma3-270m",
@@ -57,7 +57,7 @@ class ModelSection:
     )
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataSection:
     train_path: str = option(
         "examples/instruction/unit_conversions.jsonl",
@@ -127,7 +127,7 @@ LORA_TARGETS = (
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoraSection:
     enabled: bool = option(
         True,
@@ -157,7 +157,7 @@ class LoraSection:
     )
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainSection:
     learning_rate: float = option(
         2e-4,
@@ -211,7 +211,7 @@ class TrainSection:
     log_every: int = option(1, "Report training loss and throughput every N steps.")
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvalSection:
     every_steps: int = option(
         25,
@@ -241,7 +241,7 @@ class EvalSection:
     )
 
 
-@dataclass
+@dataclass(frozen=True)
 class ExportSection:
     formats: list = option(
         [],
@@ -265,9 +265,13 @@ SECTIONS = {
 }
 
 
-@dataclass
+@dataclass(frozen=True)
 class Recipe:
-    """A whole fine-tuning run. Load with ``load_recipe``; check with ``validate``."""
+    """A whole fine-tuning run. Load with ``load_recipe``; check with ``validate``.
+
+    Recipes and their sections are frozen: change one with ``dataclasses.replace`` or
+    ``replace_settings``, so a recipe handed to a run or a view never changes under it.
+    """
 
     name: str = "run"
     description: str = ""
@@ -325,8 +329,22 @@ def iter_fields():
 
 
 def iter_settings(recipe: Recipe):
-    """Yield (path, holder, attribute, type) for every setting, name and description first."""
-    yield "name", recipe, "name", str
-    yield "description", recipe, "description", str
+    """Yield (path, value, type) for every setting, name and description first."""
+    yield "name", recipe.name, str
+    yield "description", recipe.description, str
     for section, f, hint in iter_fields():
-        yield f"{section}.{f.name}", getattr(recipe, section), f.name, hint
+        yield f"{section}.{f.name}", getattr(getattr(recipe, section), f.name), hint
+
+
+def replace_settings(recipe: Recipe, values: dict[str, Any]) -> Recipe:
+    """A copy of ``recipe`` with the settings named by path changed (sections are frozen).
+
+    Nothing is checked here; ``validate`` checks.
+    """
+    top = {k: values[k] for k in ("name", "description") if k in values}
+    for section in SECTIONS:
+        changed = {path.split(".", 1)[1]: value for path, value in values.items()
+                   if path.startswith(section + ".")}
+        if changed:
+            top[section] = dataclasses.replace(getattr(recipe, section), **changed)
+    return dataclasses.replace(recipe, **top)

@@ -38,8 +38,8 @@ def validate(recipe: Recipe) -> None:
     Raises:
         RecipeError: naming each bad field and what would work.
     """
-    problems = [p for path, obj, name, hint in iter_settings(recipe)
-                if (p := _type_problem(path, getattr(obj, name), hint))]
+    problems = [p for path, value, hint in iter_settings(recipe)
+                if (p := _type_problem(path, value, hint))]
     if problems:  # the checks below compare numbers: they need the right types
         raise RecipeError(problems)
     for section, f, _ in iter_fields():
