@@ -10,7 +10,7 @@ Example:
     0.0001
 """
 
-from .loading import load_recipe, parse_override
+from .loading import load_recipe, parse_override, recipe_from_values
 from .rendering import recipe_diff, recipe_to_yaml
 from .schema import (
     LORA_TARGETS,
@@ -34,5 +34,5 @@ __all__ = [
     "LORA_TARGETS", "SECTIONS", "DataSection", "EvalSection", "ExportSection", "LoraSection",
     "ModelSection", "Recipe", "RecipeError", "TrainSection", "field_help", "iter_fields",
     "iter_settings", "load_recipe", "parse_override", "recipe_diff",
-    "recipe_to_yaml", "replace_settings", "validate",
+    "recipe_from_values", "recipe_to_yaml", "replace_settings", "validate",
 ]

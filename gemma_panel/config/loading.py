@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,17 +59,43 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] = ()) -> Re
     """
     data = _read_yaml(Path(path)) if path is not None else {}
     for text in overrides:
-        key, value = parse_override(text)
-        parts = key.split(".")
-        if len(parts) == 1 and parts[0] in ("name", "description"):
-            data[parts[0]] = value
-            continue
-        if len(parts) != 2 or parts[0] not in SECTIONS:
-            sections = ", ".join(SECTIONS)
-            raise RecipeError([f"{key}: overrides name SECTION.FIELD, sections: {sections}"])
-        section = data.setdefault(parts[0], {}) or {}
-        data[parts[0]] = section
-        section[parts[1]] = value
+        _put(data, *parse_override(text))
+    return _checked(data)
+
+
+def recipe_from_values(values: Mapping[str, Any]) -> Recipe:
+    """A recipe from typed values by field path, checked exactly as ``load_recipe`` checks.
+
+    ``{"train.learning_rate": 1e-4, "name": "x"}`` gives the recipe that the overrides
+    ``train.learning_rate=1e-4 name=x`` give, with the same problems in the same words;
+    fields not named keep their defaults. Values are taken as they are, not parsed as text
+    (the dashboard's widgets hold typed values already).
+
+    Raises:
+        RecipeError: with one message per problem, each naming its field.
+    """
+    data: dict = {}
+    for key, value in values.items():
+        _put(data, key, value)
+    return _checked(data)
+
+
+def _put(data: dict, key: str, value: Any) -> None:
+    """Set ``SECTION.FIELD`` (or ``name``, ``description``) in a recipe mapping."""
+    parts = key.split(".")
+    if len(parts) == 1 and parts[0] in ("name", "description"):
+        data[parts[0]] = value
+        return
+    if len(parts) != 2 or parts[0] not in SECTIONS:
+        sections = ", ".join(SECTIONS)
+        raise RecipeError([f"{key}: overrides name SECTION.FIELD, sections: {sections}"])
+    section = data.setdefault(parts[0], {}) or {}
+    data[parts[0]] = section
+    section[parts[1]] = value
+
+
+def _checked(data: dict) -> Recipe:
+    """The recipe of a mapping: known names, each value of its field's type, valid."""
     recipe = _coerced(Recipe.from_dict(data))
     validate(recipe)
     return recipe

@@ -339,7 +339,7 @@ def iter_settings(recipe: Recipe):
 def replace_settings(recipe: Recipe, values: dict[str, Any]) -> Recipe:
     """A copy of ``recipe`` with the settings named by path changed (sections are frozen).
 
-    Nothing is checked here; ``validate`` checks.
+    Nothing is checked here; ``validate`` checks (``recipe_from_values`` builds and checks).
     """
     top = {k: values[k] for k in ("name", "description") if k in values}
     for section in SECTIONS:

@@ -1,9 +1,10 @@
 """The Configure tab's state: one recipe, edited field by field, always checked.
 
 Every field, its type, default, choices and explanation come from ``gemma_panel.config``;
-nothing here repeats them. Values are kept by path (``"train.learning_rate"``) and every
-change is checked by ``load_recipe`` itself, so the dashboard accepts exactly what the CLI
-accepts and reports the same words.
+nothing here repeats them. Values are kept by path (``"train.learning_rate"``), typed, and
+every change builds the recipe from them with ``recipe_from_values``, which checks as
+``load_recipe`` does: the dashboard accepts what the CLI accepts and reports the same words.
+Override text is made only for the CLI command shown.
 
 Example:
     >>> cfg = ConfigModel()
@@ -32,6 +33,7 @@ from gemma_panel.config import (
     field_help,
     iter_fields,
     load_recipe,
+    recipe_from_values,
     recipe_to_yaml,
 )
 from gemma_panel.data.preflight import preflight
@@ -179,8 +181,7 @@ class ConfigModel(param.Parameterized):
         Raises:
             RecipeError: one message per problem, each naming its field.
         """
-        every = [_override(path, value) for path, value in self.settings.items()]
-        return load_recipe(None, every)
+        return recipe_from_values(self.settings)
 
     def valid_recipe(self) -> Recipe | None:
         """The recipe, or None while it has problems."""
