@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -322,10 +323,17 @@ def field_help(path: str) -> str:
 
 def iter_fields():
     """Yield (section, dataclasses.Field, type) for every recipe field, in order."""
+    yield from _field_table()
+
+
+@functools.cache
+def _field_table() -> tuple:
+    """The fields with their types resolved (the annotations are text; resolving is slow)."""
+    rows = []
     for section, section_cls in SECTIONS.items():
         hints = typing.get_type_hints(section_cls)
-        for f in dataclasses.fields(section_cls):
-            yield section, f, hints[f.name]
+        rows.extend((section, f, hints[f.name]) for f in dataclasses.fields(section_cls))
+    return tuple(rows)
 
 
 def iter_settings(recipe: Recipe):
