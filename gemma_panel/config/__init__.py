@@ -23,16 +23,21 @@ from .schema import (
     Recipe,
     RecipeError,
     TrainSection,
+    field_choices,
+    field_default,
     field_help,
+    field_least,
     iter_fields,
     iter_settings,
     replace_settings,
+    schema_field,
 )
 from .validation import validate
 
 __all__ = [
     "LORA_TARGETS", "SECTIONS", "DataSection", "EvalSection", "ExportSection", "LoraSection",
-    "ModelSection", "Recipe", "RecipeError", "TrainSection", "field_help", "iter_fields",
+    "ModelSection", "Recipe", "RecipeError", "TrainSection", "field_choices",
+    "field_default", "field_help", "field_least", "iter_fields",
     "iter_settings", "load_recipe", "parse_override", "recipe_diff",
-    "recipe_from_values", "recipe_to_yaml", "replace_settings", "validate",
+    "recipe_from_values", "recipe_to_yaml", "replace_settings", "schema_field", "validate",
 ]

@@ -33,9 +33,14 @@ class RecipeError(UserError, ValueError):
                 *(f"  {p}" for p in self.problems)]
 
 
-def option(default: Any, help: str, choices: tuple | None = None):
-    """A recipe field: its default, its explanation and (optionally) the allowed values."""
-    meta = {"help": help, "choices": choices}
+def option(default: Any, help: str, choices: tuple | None = None,
+           least: float | None = None):
+    """A recipe field: its default, its explanation and (optionally) the allowed values.
+
+    ``least`` is the smallest value ``validate`` accepts, for the widgets that show the
+    field elsewhere (the Data tab's sequence length) to refuse the same values.
+    """
+    meta = {"help": help, "choices": choices, "least": least}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -97,6 +102,7 @@ class DataSection:
         2000,
         "Characters per example when text_mode is chunk. About 4 characters make a token "
         "in English, so 1000 characters fill roughly 250 tokens.",
+        least=16,
     )
     missing: str | None = option(
         None,
@@ -113,6 +119,7 @@ class DataSection:
         256,
         "Tokens per training sequence. Longer keeps long examples whole but costs memory "
         "and time roughly in proportion; examples longer than this are truncated.",
+        least=16,
     )
     pack: bool = option(
         True,
@@ -317,8 +324,33 @@ def _suggest(word: str, options) -> str:
 
 def field_help(path: str) -> str:
     """The explanation of a field, e.g. ``field_help("train.learning_rate")``."""
-    section, name = path.split(".", 1)
-    return {f.name: f for f in dataclasses.fields(SECTIONS[section])}[name].metadata["help"]
+    return schema_field(path).metadata["help"]
+
+
+def field_choices(path: str) -> tuple | None:
+    """The values a field allows (``("line", "paragraph", "chunk")``), or None: any."""
+    return schema_field(path).metadata["choices"]
+
+
+def field_least(path: str) -> float | None:
+    """The smallest value ``validate`` accepts for a field, where it is a plain bound."""
+    return schema_field(path).metadata["least"]
+
+
+def field_default(path: str) -> Any:
+    """A field's default value (a fresh copy for lists and dicts)."""
+    f = schema_field(path)
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
+
+
+def schema_field(path: str) -> dataclasses.Field:
+    """The ``dataclasses.Field`` of ``section.name``; KeyError for a path that is none."""
+    return _fields_by_path()[path]
+
+
+@functools.cache
+def _fields_by_path() -> dict[str, dataclasses.Field]:
+    return {f"{section}.{f.name}": f for section, f, _ in _field_table()}
 
 
 def iter_fields():

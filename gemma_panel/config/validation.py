@@ -5,7 +5,14 @@ from __future__ import annotations
 import typing
 from typing import Any
 
-from .schema import LORA_TARGETS, Recipe, RecipeError, iter_fields, iter_settings
+from .schema import (
+    LORA_TARGETS,
+    Recipe,
+    RecipeError,
+    field_least,
+    iter_fields,
+    iter_settings,
+)
 
 
 def _type_problem(path: str, value: Any, hint) -> str | None:
@@ -53,8 +60,10 @@ def validate(recipe: Recipe) -> None:
         if not cond:
             problems.append(message)
 
-    need(d.sequence_length >= 16, "data.sequence_length: must be at least 16 tokens")
-    need(d.chunk_chars >= 16, "data.chunk_chars: must be at least 16 characters")
+    least = field_least("data.sequence_length")
+    need(d.sequence_length >= least, f"data.sequence_length: must be at least {least} tokens")
+    least = field_least("data.chunk_chars")
+    need(d.chunk_chars >= least, f"data.chunk_chars: must be at least {least} characters")
     need(0 < d.validation_fraction < 1 or d.validation_path,
          "data.validation_fraction: must be between 0 and 1 (or give data.validation_path)")
     need(lo.rank >= 1, "lora.rank: must be at least 1")

@@ -17,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import shlex
 from pathlib import Path
@@ -30,6 +29,8 @@ import gemma_panel
 from gemma_panel.config import (
     Recipe,
     RecipeError,
+    field_choices,
+    field_default,
     field_help,
     iter_fields,
     load_recipe,
@@ -75,11 +76,9 @@ def field_info(path: str) -> dict[str, Any]:
             args = [a for a in getattr(hint, "__args__", ()) if a is not type(None)]
             base = args[0] if args else hint
             base = getattr(base, "__origin__", base)
-            default = (f.default if f.default is not dataclasses.MISSING
-                       else f.default_factory())
-            return {"path": path, "type": base, "choices": f.metadata.get("choices"),
+            return {"path": path, "type": base, "choices": field_choices(path),
                     "optional": type(None) in getattr(hint, "__args__", ()),
-                    "default": default, "help": field_help(path)}
+                    "default": field_default(path), "help": field_help(path)}
     raise KeyError(path)
 
 
