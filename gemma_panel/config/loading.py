@@ -9,7 +9,8 @@ from typing import Any
 
 import yaml
 
-from .schema import SECTIONS, Recipe, RecipeError, iter_settings, replace_settings
+from .fields import iter_settings, replace_settings
+from .schema import SECTIONS, Recipe, RecipeError
 from .validation import validate
 
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import yaml
 
-from .schema import Recipe, iter_fields
+from .fields import iter_fields
+from .schema import Recipe
 
 
 def recipe_to_yaml(recipe: Recipe, comments: bool = True) -> str:

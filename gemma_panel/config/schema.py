@@ -3,16 +3,14 @@
 Each field carries a ``help`` text that says what it does and how it changes training and the
 finished model; the dashboard's explanations, the CLI help and the YAML comments all come
 from these strings. Defaults are for LoRA on Gemma 3 270M on a CPU; where they come from is
-said in the help. Loading and checking are in ``loading`` and ``validation``; YAML and
-differences in ``rendering``.
+said in the help. Looking fields up by path is in ``fields``; loading and checking are in
+``loading`` and ``validation``; YAML and differences in ``rendering``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import functools
-import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -320,71 +318,3 @@ class Recipe:
 def _suggest(word: str, options) -> str:
     close = difflib.get_close_matches(word, sorted(options), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-def field_help(path: str) -> str:
-    """The explanation of a field, e.g. ``field_help("train.learning_rate")``."""
-    return schema_field(path).metadata["help"]
-
-
-def field_choices(path: str) -> tuple | None:
-    """The values a field allows (``("line", "paragraph", "chunk")``), or None: any."""
-    return schema_field(path).metadata["choices"]
-
-
-def field_least(path: str) -> float | None:
-    """The smallest value ``validate`` accepts for a field, where it is a plain bound."""
-    return schema_field(path).metadata["least"]
-
-
-def field_default(path: str) -> Any:
-    """A field's default value (a fresh copy for lists and dicts)."""
-    f = schema_field(path)
-    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
-
-
-def schema_field(path: str) -> dataclasses.Field:
-    """The ``dataclasses.Field`` of ``section.name``; KeyError for a path that is none."""
-    return _fields_by_path()[path]
-
-
-@functools.cache
-def _fields_by_path() -> dict[str, dataclasses.Field]:
-    return {f"{section}.{f.name}": f for section, f, _ in _field_table()}
-
-
-def iter_fields():
-    """Yield (section, dataclasses.Field, type) for every recipe field, in order."""
-    yield from _field_table()
-
-
-@functools.cache
-def _field_table() -> tuple:
-    """The fields with their types resolved (the annotations are text; resolving is slow)."""
-    rows = []
-    for section, section_cls in SECTIONS.items():
-        hints = typing.get_type_hints(section_cls)
-        rows.extend((section, f, hints[f.name]) for f in dataclasses.fields(section_cls))
-    return tuple(rows)
-
-
-def iter_settings(recipe: Recipe):
-    """Yield (path, value, type) for every setting, name and description first."""
-    yield "name", recipe.name, str
-    yield "description", recipe.description, str
-    for section, f, hint in iter_fields():
-        yield f"{section}.{f.name}", getattr(getattr(recipe, section), f.name), hint
-
-
-def replace_settings(recipe: Recipe, values: dict[str, Any]) -> Recipe:
-    """A copy of ``recipe`` with the settings named by path changed (sections are frozen).
-
-    Nothing is checked here; ``validate`` checks (``recipe_from_values`` builds and checks).
-    """
-    top = {k: values[k] for k in ("name", "description") if k in values}
-    for section in SECTIONS:
-        changed = {path.split(".", 1)[1]: value for path, value in values.items()
-                   if path.startswith(section + ".")}
-        if changed:
-            top[section] = dataclasses.replace(getattr(recipe, section), **changed)
-    return dataclasses.replace(recipe, **top)

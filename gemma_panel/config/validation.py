@@ -5,14 +5,8 @@ from __future__ import annotations
 import typing
 from typing import Any
 
-from .schema import (
-    LORA_TARGETS,
-    Recipe,
-    RecipeError,
-    field_least,
-    iter_fields,
-    iter_settings,
-)
+from .fields import field_least, iter_fields, iter_settings
+from .schema import LORA_TARGETS, Recipe, RecipeError
 
 
 def _type_problem(path: str, value: Any, hint) -> str | None:
@@ -49,11 +43,24 @@ def validate(recipe: Recipe) -> None:
                 if (p := _type_problem(path, value, hint))]
     if problems:  # the checks below compare numbers: they need the right types
         raise RecipeError(problems)
+    problems = _choice_problems(recipe) + _value_problems(recipe)
+    if problems:
+        raise RecipeError(problems)
+
+
+def _choice_problems(recipe: Recipe) -> list[str]:
+    problems = []
     for section, f, _ in iter_fields():
         value = getattr(getattr(recipe, section), f.name)
         choices = f.metadata.get("choices")
         if choices and value not in choices:
             problems.append(f"{section}.{f.name}: {value!r} is not one of {', '.join(choices)}")
+    return problems
+
+
+def _value_problems(recipe: Recipe) -> list[str]:
+    """Bounds and combinations, each message starting with the field to change."""
+    problems = []
     d, lo, t, e = recipe.data, recipe.lora, recipe.train, recipe.eval
 
     def need(cond, message):
@@ -91,6 +98,5 @@ def validate(recipe: Recipe) -> None:
     need(e.task_examples >= 0, "eval.task_examples: cannot be negative")
     need(e.early_stopping_patience is None or e.early_stopping_patience >= 1,
          "eval.early_stopping_patience: must be at least 1 (or null)")
-    if problems:
-        raise RecipeError(problems)
+    return problems
 
