@@ -18,7 +18,7 @@ import time
 
 import panel as pn
 
-from gemma_panel.config import Recipe
+from gemma_panel.config import Recipe, field_least
 from gemma_panel.runs import DEFAULT_TRAINER, RunStore
 
 from .compare_model import CompareModel
@@ -76,10 +76,10 @@ class Studio:
         cfg, data = self.config, self.data
 
         def from_config(*_):
-            v = cfg.settings
+            v, least = cfg.settings, field_least("data.sequence_length")
             update = {"model_source": v["model.source"], "template": v["data.template"],
                       "text_mode": v["data.text_mode"],
-                      "sequence_length": max(16, int(v["data.sequence_length"] or 16))}
+                      "sequence_length": max(least, int(v["data.sequence_length"] or least))}
             recipe = cfg.valid_recipe()  # the Data tab's verdict uses its other data settings
             if recipe is not None and _data_part(recipe) != _data_part(data.recipe):
                 update["recipe"] = recipe

@@ -1,9 +1,10 @@
 """The Configure tab's state: one recipe, edited field by field, always checked.
 
 Every field, its type, default, choices and explanation come from ``gemma_panel.config``;
-nothing here repeats them. Values are kept by path (``"train.learning_rate"``) and every
-change is checked by ``load_recipe`` itself, so the dashboard accepts exactly what the CLI
-accepts and reports the same words.
+nothing here repeats them. Values are kept by path (``"train.learning_rate"``), typed, and
+every change builds the recipe from them with ``recipe_from_values``, which checks as
+``load_recipe`` does: the dashboard accepts what the CLI accepts and reports the same words.
+Override text is made only for the CLI command shown.
 
 Example:
     >>> cfg = ConfigModel()
@@ -16,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import shlex
 from pathlib import Path
@@ -29,9 +29,12 @@ import gemma_panel
 from gemma_panel.config import (
     Recipe,
     RecipeError,
+    field_choices,
+    field_default,
     field_help,
     iter_fields,
     load_recipe,
+    recipe_from_values,
     recipe_to_yaml,
 )
 from gemma_panel.data.preflight import preflight
@@ -73,11 +76,9 @@ def field_info(path: str) -> dict[str, Any]:
             args = [a for a in getattr(hint, "__args__", ()) if a is not type(None)]
             base = args[0] if args else hint
             base = getattr(base, "__origin__", base)
-            default = (f.default if f.default is not dataclasses.MISSING
-                       else f.default_factory())
-            return {"path": path, "type": base, "choices": f.metadata.get("choices"),
+            return {"path": path, "type": base, "choices": field_choices(path),
                     "optional": type(None) in getattr(hint, "__args__", ()),
-                    "default": default, "help": field_help(path)}
+                    "default": field_default(path), "help": field_help(path)}
     raise KeyError(path)
 
 
@@ -179,8 +180,7 @@ class ConfigModel(param.Parameterized):
         Raises:
             RecipeError: one message per problem, each naming its field.
         """
-        every = [_override(path, value) for path, value in self.settings.items()]
-        return load_recipe(None, every)
+        return recipe_from_values(self.settings)
 
     def valid_recipe(self) -> Recipe | None:
         """The recipe, or None while it has problems."""

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import param
 
-from gemma_panel.config import Recipe
+from gemma_panel.config import Recipe, field_choices, field_default, field_least
 from gemma_panel.data import Augmenter, DatasetError, ReadOptions, preview_augmentation
+from gemma_panel.data.augment import OPS as AUGMENT_OPS
 from gemma_panel.data.columns import ROLES
 from gemma_panel.data.preflight import preflight
 from gemma_panel.data.templates import suggested_template
@@ -38,12 +39,15 @@ class DataModel(param.Parameterized):
     """Everything the Data tab shows, for one dataset at a time."""
 
     path = param.String(default="", doc="The dataset being looked at (a file on the server).")
-    text_mode = param.Selector(default="line", objects=["line", "paragraph", "chunk"])
+    # The recipe fields this tab edits: their choices, defaults and bounds are the schema's.
+    text_mode = param.Selector(default=field_default("data.text_mode"),
+                               objects=list(field_choices("data.text_mode")))
     overrides = param.Dict(default={}, doc="Role -> column chosen by the user (None: unused).")
-    template = param.Selector(default="auto",
-                              objects=["auto", "gemma", "completion", "classification"])
-    sequence_length = param.Integer(default=256, bounds=(16, None))
-    model_source = param.String(default="gemma3-270m",
+    template = param.Selector(default=field_default("data.template"),
+                              objects=list(field_choices("data.template")))
+    sequence_length = param.Integer(default=field_default("data.sequence_length"),
+                                    bounds=(field_least("data.sequence_length"), None))
+    model_source = param.String(default=field_default("model.source"),
                                 doc="Whose tokenizer measures the tokens.")
     recipe = param.ClassSelector(class_=Recipe, default=None, allow_None=True,
                                  doc="The recipe whose other data settings the run uses.")
@@ -66,8 +70,8 @@ class DataModel(param.Parameterized):
     rendered_by_token = param.Boolean(default=False)
     examples = param.List(default=[], precedence=-1)
 
-    augment_ops = param.ListSelector(default=["swap", "delete"],
-                                     objects=["swap", "delete", "synonym", "insert"])
+    augment_ops = param.ListSelector(default=list(Augmenter.ops),  # back translation: a model
+                                     objects=[op for op in AUGMENT_OPS if op != "back_translate"])
     augment_rate = param.Number(default=0.1, bounds=(0.01, 1.0))
     augment_copies = param.Integer(default=2, bounds=(1, 10))
     augment_seed = param.Integer(default=0)

@@ -91,10 +91,9 @@ def test_diff_names_changed_fields():
 def test_validate_checks_the_type_of_every_field(section, name, value, words):
     """A recipe built in code (as the dashboard does) is type-checked by validate too,
     instead of passing it and crashing the run later."""
-    from gemma_panel.config import validate
+    from gemma_panel.config import replace_settings, validate
 
-    recipe = Recipe()
-    setattr(getattr(recipe, section) if section else recipe, name, value)
+    recipe = replace_settings(Recipe(), {f"{section}.{name}" if section else name: value})
     with pytest.raises(RecipeError) as info:
         validate(recipe)
     assert words in str(info.value)

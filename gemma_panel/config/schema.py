@@ -1,26 +1,18 @@
-"""The recipe: every setting of a fine-tuning run, typed, with its explanation and default.
+"""The recipe's schema: six sections of typed fields, each with its help text and default.
 
-A recipe has six sections (model, data, lora, train, eval, export). Each field carries a
-``help`` text that says what it does and how it changes training and the finished model; the
-dashboard's explanations, the CLI help and the YAML comments all come from these strings.
-Defaults are for LoRA on Gemma 3 270M on a CPU; where they come from is said in the help.
-
-Example:
-    >>> recipe = load_recipe("recipes/quickstart.yaml", ["train.learning_rate=1e-4"])
-    >>> recipe.train.learning_rate
-    0.0001
+Each field carries a ``help`` text that says what it does and how it changes training and the
+finished model; the dashboard's explanations, the CLI help and the YAML comments all come
+from these strings. Defaults are for LoRA on Gemma 3 270M on a CPU; where they come from is
+said in the help. Looking fields up by path is in ``fields``; loading and checking are in
+``loading`` and ``validation``; YAML and differences in ``rendering``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from gemma_panel.errors import UserError
 
@@ -39,15 +31,20 @@ class RecipeError(UserError, ValueError):
                 *(f"  {p}" for p in self.problems)]
 
 
-def option(default: Any, help: str, choices: tuple | None = None):
-    """A recipe field: its default, its explanation and (optionally) the allowed values."""
-    meta = {"help": help, "choices": choices}
+def option(default: Any, help: str, choices: tuple | None = None,
+           least: float | None = None):
+    """A recipe field: its default, its explanation and (optionally) the allowed values.
+
+    ``least`` is the smallest value ``validate`` accepts, for the widgets that show the
+    field elsewhere (the Data tab's sequence length) to refuse the same values.
+    """
+    meta = {"help": help, "choices": choices, "least": least}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelSection:
     source: str = option(
         "gemma3-270m",
@@ -64,7 +61,7 @@ class ModelSection:
     )
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataSection:
     train_path: str = option(
         "examples/instruction/unit_conversions.jsonl",
@@ -103,6 +100,7 @@ class DataSection:
         2000,
         "Characters per example when text_mode is chunk. About 4 characters make a token "
         "in English, so 1000 characters fill roughly 250 tokens.",
+        least=16,
     )
     missing: str | None = option(
         None,
@@ -119,6 +117,7 @@ class DataSection:
         256,
         "Tokens per training sequence. Longer keeps long examples whole but costs memory "
         "and time roughly in proportion; examples longer than this are truncated.",
+        least=16,
     )
     pack: bool = option(
         True,
@@ -134,7 +133,7 @@ LORA_TARGETS = (
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoraSection:
     enabled: bool = option(
         True,
@@ -164,7 +163,7 @@ class LoraSection:
     )
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainSection:
     learning_rate: float = option(
         2e-4,
@@ -218,7 +217,7 @@ class TrainSection:
     log_every: int = option(1, "Report training loss and throughput every N steps.")
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvalSection:
     every_steps: int = option(
         25,
@@ -248,7 +247,7 @@ class EvalSection:
     )
 
 
-@dataclass
+@dataclass(frozen=True)
 class ExportSection:
     formats: list = option(
         [],
@@ -272,9 +271,13 @@ SECTIONS = {
 }
 
 
-@dataclass
+@dataclass(frozen=True)
 class Recipe:
-    """A whole fine-tuning run. Load with ``load_recipe``; check with ``validate``."""
+    """A whole fine-tuning run. Load with ``load_recipe``; check with ``validate``.
+
+    Recipes and their sections are frozen: change one with ``dataclasses.replace`` or
+    ``replace_settings``, so a recipe handed to a run or a view never changes under it.
+    """
 
     name: str = "run"
     description: str = ""
@@ -315,231 +318,3 @@ class Recipe:
 def _suggest(word: str, options) -> str:
     close = difflib.get_close_matches(word, sorted(options), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-def field_help(path: str) -> str:
-    """The explanation of a field, e.g. ``field_help("train.learning_rate")``."""
-    section, name = path.split(".", 1)
-    return {f.name: f for f in dataclasses.fields(SECTIONS[section])}[name].metadata["help"]
-
-
-def iter_fields():
-    """Yield (section, dataclasses.Field, type) for every recipe field, in order."""
-    for section, section_cls in SECTIONS.items():
-        hints = typing.get_type_hints(section_cls)
-        for f in dataclasses.fields(section_cls):
-            yield section, f, hints[f.name]
-
-
-def _settings(recipe: Recipe):
-    """Yield (path, holder, attribute, type) for every setting, name and description first."""
-    yield "name", recipe, "name", str
-    yield "description", recipe, "description", str
-    for section, f, hint in iter_fields():
-        yield f"{section}.{f.name}", getattr(recipe, section), f.name, hint
-
-
-def _type_problem(path: str, value: Any, hint) -> str | None:
-    """What is wrong with the type of ``value`` for a field typed ``hint``, or None.
-
-    Lists hold text (layer names, prompts, formats); ``data.columns`` maps roles to a
-    column name or None.
-    """
-    allowed = typing.get_args(hint) or (hint,)
-    if value is None:
-        return None if type(None) in allowed else f"{path}: must be set (it cannot be null)"
-    base = next(t for t in allowed if t is not type(None))
-    base = typing.get_origin(base) or base
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    ok = {bool: isinstance(value, bool), float: number,
-          int: number and isinstance(value, int)}.get(base, isinstance(value, base))
-    if not ok:
-        return f"{path}: expected {base.__name__}, got {value!r}"
-    if base is list and not all(isinstance(item, str) for item in value):
-        return f"{path}: every item must be text, got {value!r}"
-    if base is dict and not all(isinstance(k, str) and (v is None or isinstance(v, str))
-                                for k, v in value.items()):
-        return f"{path}: must map names to text (or null), got {value!r}"
-    return None
-
-
-def _coerce(path: str, raw: Any, hint) -> Any:
-    """Convert a value (from YAML or the command line) to the field's type, or explain."""
-    allowed = typing.get_args(hint) or (hint,)
-    if raw is None:
-        if type(None) in allowed:
-            return None
-        raise RecipeError([f"{path}: must be set (it cannot be null)"])
-    base = next(t for t in allowed if t is not type(None))
-    base = typing.get_origin(base) or base
-    if base is bool and isinstance(raw, bool):
-        return raw
-    if base is float and isinstance(raw, (int, float)) and not isinstance(raw, bool):
-        return float(raw)
-    if base is float and isinstance(raw, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
-        try:
-            return float(raw)
-        except ValueError:
-            pass
-    if base is int and isinstance(raw, int) and not isinstance(raw, bool):
-        return raw
-    if base in (str, list, dict) and isinstance(raw, base):
-        return raw
-    if base is str and isinstance(raw, (int, float)):
-        return str(raw)
-    raise RecipeError([f"{path}: expected {base.__name__}, got {raw!r}"])
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """``train.learning_rate=1e-4`` -> (``"train.learning_rate"``, 0.0001)."""
-    if "=" not in text:
-        raise RecipeError([f"{text}: an override is SECTION.FIELD=VALUE, e.g. train.epochs=2"])
-    key, value = text.split("=", 1)
-    parsed = yaml.safe_load(value) if value.strip() else None
-    if isinstance(parsed, str) and parsed.lower() in ("none", "null"):
-        parsed = None
-    return key.strip(), parsed
-
-
-def load_recipe(path: str | Path | None = None, overrides: list[str] = ()) -> Recipe:
-    """Read a YAML recipe (or start from the defaults), apply overrides, type-check, validate.
-
-    Raises:
-        RecipeError: with one message per problem, each naming its field.
-    """
-    data = _read_yaml(Path(path)) if path is not None else {}
-    for text in overrides:
-        key, value = parse_override(text)
-        parts = key.split(".")
-        if len(parts) == 1 and parts[0] in ("name", "description"):
-            data[parts[0]] = value
-            continue
-        if len(parts) != 2 or parts[0] not in SECTIONS:
-            sections = ", ".join(SECTIONS)
-            raise RecipeError([f"{key}: overrides name SECTION.FIELD, sections: {sections}"])
-        section = data.setdefault(parts[0], {}) or {}
-        data[parts[0]] = section
-        section[parts[1]] = value
-    recipe = Recipe.from_dict(data)
-    problems = []
-    for field_path, obj, name, hint in _settings(recipe):
-        try:
-            setattr(obj, name, _coerce(field_path, getattr(obj, name), hint))
-        except RecipeError as exc:
-            problems.extend(exc.problems)
-    if problems:
-        raise RecipeError(problems)
-    validate(recipe)
-    return recipe
-
-
-def _read_yaml(path: Path) -> dict:
-    """The mapping in a recipe file, or a RecipeError saying why there is none."""
-    if not path.is_file():
-        raise RecipeError([f"{path}: no such recipe file; see the recipes/ folder"])
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        where = f"byte 0x{raw[exc.start]:02x} at offset {exc.start}"
-        raise RecipeError([f"{path}: not UTF-8 text ({where}); save the recipe as UTF-8"]) \
-            from exc
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise RecipeError([f"{path}: not valid YAML ({exc})"]) from exc
-    if not isinstance(data, dict):
-        raise RecipeError([f"{path}: a recipe is a mapping of sections"])
-    return data
-
-
-def validate(recipe: Recipe) -> None:
-    """Check types, values and their combinations without building anything.
-
-    Raises:
-        RecipeError: naming each bad field and what would work.
-    """
-    problems = [p for path, obj, name, hint in _settings(recipe)
-                if (p := _type_problem(path, getattr(obj, name), hint))]
-    if problems:  # the checks below compare numbers: they need the right types
-        raise RecipeError(problems)
-    for section, f, _ in iter_fields():
-        value = getattr(getattr(recipe, section), f.name)
-        choices = f.metadata.get("choices")
-        if choices and value not in choices:
-            problems.append(f"{section}.{f.name}: {value!r} is not one of {', '.join(choices)}")
-    d, lo, t, e = recipe.data, recipe.lora, recipe.train, recipe.eval
-
-    def need(cond, message):
-        if not cond:
-            problems.append(message)
-
-    need(d.sequence_length >= 16, "data.sequence_length: must be at least 16 tokens")
-    need(d.chunk_chars >= 16, "data.chunk_chars: must be at least 16 characters")
-    need(0 < d.validation_fraction < 1 or d.validation_path,
-         "data.validation_fraction: must be between 0 and 1 (or give data.validation_path)")
-    need(lo.rank >= 1, "lora.rank: must be at least 1")
-    need(lo.alpha > 0, "lora.alpha: must be positive")
-    need(0 <= lo.dropout < 1, "lora.dropout: must be in [0, 1)")
-    bad = [name for name in lo.target_layers if name not in LORA_TARGETS]
-    need(not bad, f"lora.target_layers: unknown {bad}; choose from {', '.join(LORA_TARGETS)}")
-    need(not lo.enabled or lo.target_layers, "lora.target_layers: LoRA needs at least one layer")
-    need(t.learning_rate > 0, "train.learning_rate: must be positive")
-    need(t.learning_rate <= 1e-2, "train.learning_rate: above 1e-2 diverges for Gemma; "
-                                  "try 2e-4 for LoRA or 2e-5 for full fine-tuning")
-    need(t.batch_size >= 1, "train.batch_size: must be at least 1")
-    need(t.gradient_accumulation >= 1, "train.gradient_accumulation: must be at least 1")
-    need(t.epochs > 0 or (t.max_steps or 0) > 0, "train.epochs: must be positive")
-    need(t.max_steps is None or t.max_steps >= 1, "train.max_steps: must be at least 1")
-    need(t.warmup_steps >= 0, "train.warmup_steps: cannot be negative")
-    need(t.max_steps is None or t.warmup_steps < t.max_steps,
-         "train.warmup_steps: must be below train.max_steps, or the peak is never reached")
-    need(t.weight_decay >= 0, "train.weight_decay: cannot be negative")
-    need(t.max_grad_norm >= 0, "train.max_grad_norm: cannot be negative (0 disables)")
-    need(t.checkpoint_every >= 1, "train.checkpoint_every: must be at least 1")
-    need(t.log_every >= 1, "train.log_every: must be at least 1")
-    need(e.every_steps >= 1, "eval.every_steps: must be at least 1")
-    need(e.max_new_tokens >= 1, "eval.max_new_tokens: must be at least 1")
-    need(e.task_examples >= 0, "eval.task_examples: cannot be negative")
-    need(e.early_stopping_patience is None or e.early_stopping_patience >= 1,
-         "eval.early_stopping_patience: must be at least 1 (or null)")
-    if problems:
-        raise RecipeError(problems)
-
-
-def recipe_to_yaml(recipe: Recipe, comments: bool = True) -> str:
-    """YAML for a recipe, each field preceded by its explanation as a comment."""
-    def scalar(value) -> str:
-        return yaml.safe_dump(value, width=10**6).strip().removesuffix("...").strip()
-
-    lines = [f"name: {scalar(recipe.name)}"]
-    if recipe.description:
-        lines.append(f"description: {scalar(recipe.description)}")
-    current = None
-    for section, f, _ in iter_fields():
-        if section != current:
-            lines.append(f"\n{section}:")
-            current = section
-        if comments:
-            for chunk in _wrap(f.metadata["help"], 92):
-                lines.append(f"  # {chunk}")
-        value = yaml.safe_dump({f.name: getattr(getattr(recipe, section), f.name)},
-                               default_flow_style=True, width=10**6).strip()
-        lines.append(f"  {value[1:-1]}")
-    return "\n".join(lines) + "\n"
-
-
-def _wrap(text: str, width: int) -> list[str]:
-    import textwrap
-
-    return textwrap.wrap(text, width)
-
-
-def recipe_diff(a: Recipe, b: Recipe) -> dict[str, tuple[Any, Any]]:
-    """Fields whose values differ: ``{"train.learning_rate": (2e-4, 1e-4)}``."""
-    out = {}
-    for section, f, _ in iter_fields():
-        va, vb = getattr(getattr(a, section), f.name), getattr(getattr(b, section), f.name)
-        if va != vb:
-            out[f"{section}.{f.name}"] = (va, vb)
-    return out
