@@ -104,7 +104,7 @@ def test_dashboard_on_a_port_in_use(capsys):
 
 
 def test_the_port_check_passes_a_free_port():
-    from gemma_panel.cli import check_port_free
+    from gemma_panel.cli.dashboard import check_port_free
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -186,12 +186,12 @@ def test_every_user_error_class_is_a_user_error_and_keeps_its_old_base():
 
 
 def test_a_bug_keeps_its_traceback(monkeypatch):
-    from gemma_panel import cli
+    from gemma_panel.cli import models
 
     def broken(args):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(cli, "cmd_models_list", broken)
+    monkeypatch.setattr(models, "cmd_models_list", broken)
     with pytest.raises(ZeroDivisionError):
         main(["models", "list"])
 

@@ -7,6 +7,6 @@ import sys
 os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from gemma_panel.cli_runs import main
+from gemma_panel.cli.runs import main
 
 sys.exit(main())
