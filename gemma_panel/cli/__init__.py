@@ -14,7 +14,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chatter
 
-from gemma_panel.errors import as_user_error  # noqa: E402 - after the environment is set
+from gemma_panel.errors import report_user_error  # noqa: E402 - after the environment is set
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run_command(args: argparse.Namespace) -> int:
     """Run a parsed command: the CLI's one error boundary.
 
-    An error a user can cause (``gemma_panel.errors.as_user_error``) is printed as its
+    An error a user can cause (``gemma_panel.errors.report_user_error``) is printed as its
     sentence on stderr, without a traceback, and exits with its ``exit_code`` (2); a bug
     keeps its traceback.
     """
@@ -52,12 +52,10 @@ def run_command(args: argparse.Namespace) -> int:
         return 130
     except Exception as exc:
         store = getattr(args, "store", None)
-        error = as_user_error(exc, database=os.path.join(store, "runs.db") if store else None)
-        if error is None:
+        code = report_user_error(exc, os.path.join(store, "runs.db") if store else None)
+        if code is None:
             raise
-        first, *detail = error.lines()
-        print(f"gemma-panel: {first}", *detail, sep="\n", file=sys.stderr)
-        return error.exit_code
+        return code
 
 
 def main(argv: list[str] | None = None) -> int:

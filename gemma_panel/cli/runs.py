@@ -15,13 +15,13 @@ checkpoint and can be resumed); a second Ctrl-C stops following.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 
 from gemma_panel.cli.follow import follow
 from gemma_panel.cli.format import duration, when
+from gemma_panel.runs.worker import add_worker_arguments, work
 
 
 def add_recipe_commands(sub) -> None:
@@ -87,10 +87,7 @@ def add_run_commands(sub) -> None:
     parallel.set_defaults(func=cmd_parallel)
 
     worker = sub.add_parser("worker", help="train one run (the queue starts this for you)")
-    worker.add_argument("run_id")
-    worker.add_argument("--store", help="store folder (default: GEMMA_PANEL_HOME)")
-    worker.add_argument("--foreground", action="store_true",
-                        help="print here instead of to the run's log file")
+    add_worker_arguments(worker)  # the options of python -m gemma_panel.runs.worker
     worker.set_defaults(func=cmd_worker)
 
 
@@ -295,21 +292,4 @@ def cmd_parallel(args) -> int:
 
 
 def cmd_worker(args) -> int:
-    from gemma_panel.runs.worker import redirect_output, run_worker
-
-    store = _store(args)
-    run = store.get(args.run_id)
-    if not args.foreground:
-        log = store.folder(run.id).log_path
-        print(f"worker for {run.id}: writing to {log}", file=sys.stderr)
-        redirect_output(log)
-    return run_worker(run.id, store)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """The run commands on their own (``python -m gemma_panel.runs ...``)."""
-    parser = argparse.ArgumentParser(prog="python -m gemma_panel.runs")
-    add_run_commands(parser.add_subparsers(dest="command", required=True))
-    from gemma_panel.cli import run_command  # the one error boundary
-
-    return run_command(parser.parse_args(argv))
+    return work(args.run_id, args.store, args.foreground)
