@@ -14,7 +14,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chatter
 
-from gemma_panel.errors import report_user_error  # noqa: E402 - after the environment is set
+from gemma_panel.errors import report_user_error  # after the environment is set
 
 
 def build_parser() -> argparse.ArgumentParser:
