@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 from pathlib import Path
 
 
@@ -60,6 +61,18 @@ def as_user_error(exc: BaseException, database: str | os.PathLike | None = None
     if isinstance(exc, sqlite3.OperationalError) and "database is locked" in str(exc):
         return DatabaseLocked(database)
     return None
+
+
+def report_user_error(exc: BaseException, database: str | os.PathLike | None = None,
+                      prog: str = "gemma-panel") -> int | None:
+    """A program's error boundary: print a user error as ``prog: sentence`` (and its detail)
+    on stderr and return its exit code; None when ``exc`` is a bug (the caller re-raises)."""
+    error = as_user_error(exc, database=database)
+    if error is None:
+        return None
+    first, *detail = error.lines()
+    print(f"{prog}: {first}", *detail, sep="\n", file=sys.stderr)
+    return error.exit_code
 
 
 def _default_database() -> Path:

@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 import socket
 import sqlite3
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,8 +106,34 @@ def test_dashboard_on_a_port_in_use(capsys):
     assert time.perf_counter() - started < 5  # refused before the server is built
 
 
+def test_python_m_ui_on_a_port_in_use_says_so_in_one_line():
+    repo = Path(__file__).resolve().parents[1]
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "gemma_panel.ui", "--port", str(port)],
+                              cwd=repo, capture_output=True, text=True, timeout=120,
+                              check=False)
+    assert done.returncode == 2 and "Traceback" not in done.stdout + done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert f"port {port} on 127.0.0.1 is already in use" in line and "--port" in line
+
+
+def test_serve_dashboard_checks_the_port_before_serving():
+    from gemma_panel.ports import PortUnavailable
+    from gemma_panel.ui.serve import serve_dashboard
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        with pytest.raises(PortUnavailable, match=f"port {port} on 127.0.0.1 is already in use"):
+            serve_dashboard(port, "127.0.0.1", threaded=True)  # a notebook's way in
+
+
 def test_the_port_check_passes_a_free_port():
-    from gemma_panel.cli import check_port_free
+    from gemma_panel.ports import check_port_free
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -186,12 +215,12 @@ def test_every_user_error_class_is_a_user_error_and_keeps_its_old_base():
 
 
 def test_a_bug_keeps_its_traceback(monkeypatch):
-    from gemma_panel import cli
+    from gemma_panel.cli import models
 
     def broken(args):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(cli, "cmd_models_list", broken)
+    monkeypatch.setattr(models, "cmd_models_list", broken)
     with pytest.raises(ZeroDivisionError):
         main(["models", "list"])
 

@@ -37,7 +37,7 @@ def spawn_worker(store: RunStore, run_id: str) -> subprocess.Popen:
     """
     folder = store.folder(run_id)
     folder.log_path.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "gemma_panel.runs", "worker", run_id,
+    command = [sys.executable, "-m", "gemma_panel.runs.worker", run_id,
                "--store", str(store.root)]
     # The worker runs in the run's folder; make sure it imports this same gemma_panel even
     # from a checkout that is not installed.

@@ -1,6 +1,6 @@
 """The worker: one process per run, which waits for its turn, trains, and records the truth.
 
-``gemma-panel worker RUN_ID`` (or ``python -m gemma_panel.runs worker RUN_ID``); the queue
+``python -m gemma_panel.runs.worker RUN_ID`` (or ``gemma-panel worker RUN_ID``); the queue
 starts it, detached. It writes everything to the store through ``StoreSink``, beats a
 heartbeat from a thread, stops at the next step when the run is cancelled (or on SIGTERM),
 and records the final status itself: succeeded, failed (with the cause in words and the log
@@ -217,3 +217,52 @@ def redirect_output(path) -> None:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
+
+
+# -- the worker process's entry point: python -m gemma_panel.runs.worker RUN_ID ----------------
+def work(run_id: str, store_root: str | None = None, foreground: bool = False) -> int:
+    """The body of a worker process: output to the run's log (unless ``foreground``), then
+    ``run_worker``."""
+    store = RunStore(store_root)
+    run = store.get(run_id)
+    if not foreground:
+        log = store.folder(run.id).log_path
+        print(f"worker for {run.id}: writing to {log}", file=sys.stderr)
+        redirect_output(log)
+    return run_worker(run.id, store)
+
+
+def add_worker_arguments(parser) -> None:
+    """The worker's options, on this entry point and on ``gemma-panel worker``."""
+    parser.add_argument("run_id")
+    parser.add_argument("--store", help="store folder (default: GEMMA_PANEL_HOME)")
+    parser.add_argument("--foreground", action="store_true",
+                        help="print here instead of to the run's log file")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m gemma_panel.runs.worker RUN_ID [--store FOLDER] [--foreground]``: what
+    the queue starts for each run, with the CLI's error boundary but not the CLI."""
+    import argparse
+
+    from gemma_panel.errors import report_user_error
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow's first import
+    parser = argparse.ArgumentParser(prog="python -m gemma_panel.runs.worker",
+                                     description="Train one run (the queue starts this).")
+    add_worker_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return work(args.run_id, args.store, args.foreground)
+    except Exception as exc:
+        code = report_user_error(exc, os.path.join(args.store, "runs.db") if args.store
+                                 else None, prog="gemma-panel worker")
+        if code is None:
+            raise
+        return code
+
+
+if __name__ == "__main__":
+    from gemma_panel.runs.worker import main as worker_main  # the importable copy, not __main__'s
+
+    sys.exit(worker_main())

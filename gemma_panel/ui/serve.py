@@ -1,4 +1,4 @@
-"""Serving the studio without ``panel serve``: ``python -m gemma_panel.ui`` (and the CLI).
+"""Serving the studio without ``panel serve``: ``gemma-panel dashboard`` and its alias.
 
 The dashboard starts training processes and reads files on the server. On 127.0.0.1 (the
 default; or at the far end of an SSH tunnel) it is for the person at this machine and has
@@ -16,6 +16,8 @@ import os
 import secrets
 import socket
 from pathlib import Path
+
+from gemma_panel.ports import check_port_free
 
 from .server_paths import DATA_ROOTS_ENV, data_roots, recipes_dir
 from .uploads import websocket_max_message_bytes
@@ -97,6 +99,7 @@ def serve_dashboard(port: int = 5006, address: str = "127.0.0.1", show: bool = F
     Args:
         roots: the folders pages may read data from (default: the working directory).
     """
+    check_port_free(address, port)  # a sentence now, not Tornado's traceback later
     import panel as pn
 
     from .app import TITLE
@@ -115,11 +118,3 @@ def serve_dashboard(port: int = 5006, address: str = "127.0.0.1", show: bool = F
                     title=TITLE, websocket_origin=_origins(address, port), threaded=threaded,
                     websocket_max_message_size=websocket_max_message_bytes(), **auth)
 
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m gemma_panel.ui [--port N] [--address A] ...``: ``gemma-panel dashboard``."""
-    import sys
-
-    from gemma_panel.cli import main as cli_main
-
-    return cli_main(["dashboard", *(sys.argv[1:] if argv is None else argv)])

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from gemma_panel.cli import run_command
-from gemma_panel.cli_export import add_export_commands
+from gemma_panel.cli.export import add_export_commands
 from gemma_panel.export import check_files
 from gemma_panel.export.keras import LORA_FILE
 

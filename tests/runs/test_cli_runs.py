@@ -9,7 +9,7 @@ import os
 import pytest
 
 from gemma_panel.cli import run_command
-from gemma_panel.cli_runs import add_run_commands
+from gemma_panel.cli.runs import add_run_commands
 from gemma_panel.runs import StoreSink
 from gemma_panel.runs import statuses as st
 from tests.runs.conftest import FAKE, fake_recipe, wait_finished, wait_for

@@ -93,7 +93,7 @@ def test_two_runs_queued_from_two_cli_processes_run_one_after_the_other(store, t
     recipe.write_text("name: cli-real\n")
     env = dict(os.environ, GEMMA_PANEL_HOME=str(store.root))  # the CLI's store is the home
     env.pop("GEMMA_PANEL_LOST_AFTER_S", None)
-    base = [sys.executable, "-m", "gemma_panel.runs", "run", str(recipe),
+    base = [sys.executable, "-m", "gemma_panel", "run", str(recipe),
             *tiny_overrides(tiny_gguf, 8)]
     follower = subprocess.Popen(base, env=env, cwd=tmp_path, stdout=subprocess.PIPE, text=True)
     detached = subprocess.Popen(base + ["--detach"], env=env, cwd=tmp_path,

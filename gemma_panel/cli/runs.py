@@ -1,5 +1,7 @@
-"""``gemma-panel run`` / ``runs ...`` / ``worker``: the run store from the command line.
+"""``gemma-panel validate`` / ``run`` / ``runs ...`` / ``worker``: recipes and the run store
+from the command line.
 
+    gemma-panel validate RECIPE [SECTION.FIELD=VALUE ...] [--show]
     gemma-panel run RECIPE [SECTION.FIELD=VALUE ...] [--detach]
     gemma-panel runs list | show ID | logs ID [-f] | cancel ID | resume ID | delete ID [--yes]
     gemma-panel runs compare ID ID ... [--by tokens] | parallel [N]
@@ -13,11 +15,23 @@ checkpoint and can be resumed); a second Ctrl-C stops following.
 
 from __future__ import annotations
 
-import argparse
-import datetime
 import json
 import sys
 import time
+
+from gemma_panel.cli.follow import follow
+from gemma_panel.cli.format import duration, when
+from gemma_panel.runs.worker import add_worker_arguments, work
+
+
+def add_recipe_commands(sub) -> None:
+    """Register ``validate`` on an argparse subparsers object."""
+    validate = sub.add_parser("validate", help="check a recipe without building anything")
+    validate.add_argument("recipe", help="a YAML recipe, e.g. recipes/quickstart.yaml")
+    validate.add_argument("overrides", nargs="*", metavar="SECTION.FIELD=VALUE")
+    validate.add_argument("--show", action="store_true",
+                          help="print the resolved recipe with every field explained")
+    validate.set_defaults(func=cmd_validate)
 
 
 def add_run_commands(sub) -> None:
@@ -73,10 +87,7 @@ def add_run_commands(sub) -> None:
     parallel.set_defaults(func=cmd_parallel)
 
     worker = sub.add_parser("worker", help="train one run (the queue starts this for you)")
-    worker.add_argument("run_id")
-    worker.add_argument("--store", help="store folder (default: GEMMA_PANEL_HOME)")
-    worker.add_argument("--foreground", action="store_true",
-                        help="print here instead of to the run's log file")
+    add_worker_arguments(worker)  # the options of python -m gemma_panel.runs.worker
     worker.set_defaults(func=cmd_worker)
 
 
@@ -86,15 +97,15 @@ def _store(args=None):
     return RunStore(getattr(args, "store", None))
 
 
-def _when(ts: float | None) -> str:
-    return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M") if ts else "-"
+def cmd_validate(args) -> int:
+    from gemma_panel.config import load_recipe, recipe_to_yaml
 
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    recipe = load_recipe(args.recipe, args.overrides)
+    if args.show:
+        print(recipe_to_yaml(recipe), end="")
+    print(f"{args.recipe}: valid ({recipe.name}: {recipe.model.source}, "
+          f"{recipe.data.train_path})")
+    return 0
 
 
 def cmd_run(args) -> int:
@@ -112,97 +123,6 @@ def cmd_run(args) -> int:
               f"cancel with 'gemma-panel runs cancel {run.id}'")
         return 0
     return follow(store, run.id)
-
-
-def follow(store, run_id: str, out=None, poll: float = 0.5) -> int:
-    """Print a run's progress until it ends; return its exit code. Ctrl-C cancels it."""
-    from gemma_panel.runs import queue
-    from gemma_panel.runs import statuses as st
-
-    out = out or sys.stdout
-    cursor = events = samples_seen = 0
-    interrupted = False
-    last_status = None
-    while True:
-        try:
-            run = store.get(run_id)
-            if run.status != last_status:
-                last_status = run.status
-                if run.status == st.RUNNING:
-                    print(f"{run.id}: running" + (f" (attempt {run.attempt + 1})"
-                                                  if run.attempt else ""), file=out, flush=True)
-                elif run.status == st.QUEUED:
-                    ahead = (queue.position(store, run.id) or 1) - 1
-                    print(f"{run.id}: queued" + (f", {ahead} run(s) ahead" if ahead else ""),
-                          file=out, flush=True)
-            for event in store.events(run.id, since=events, kinds=["log", "checkpoint"]):
-                events = event.seq
-                text = event.message if event.kind == "log" else \
-                    f"checkpoint at step {event.data.get('step')}: {event.message}"
-                print(f"  {text}", file=out, flush=True)
-            points = store.metrics(run.id, since=cursor)
-            samples = store.samples(run.id, since=samples_seen)
-            cursor = points[-1].seq if points else cursor
-            samples_seen = samples[-1].seq if samples else samples_seen
-            _progress_line(run, points, out, samples)
-            if run.status in st.FINISHED:
-                print(f"{run.id}: {run.status}" + (f": {run.message}" if run.message else ""),
-                      file=out, flush=True)
-                if run.status in (st.FAILED, st.LOST) and run.log_tail:
-                    print("--- last lines of the log ---\n" + run.log_tail, file=out, flush=True)
-                if run.status in st.RESUMABLE:
-                    print(f"resume with 'gemma-panel runs resume {run.id}'", file=out)
-                return st.exit_code(run.status)
-            time.sleep(poll)
-        except KeyboardInterrupt:
-            if interrupted:
-                print(f"\nstopped following {run_id}; it is being cancelled", file=out)
-                return 130
-            interrupted = True
-            store.request_cancel(run_id)
-            print(f"\ncancelling {run_id} at its next step (Ctrl-C again to stop following)",
-                  file=out, flush=True)
-
-
-def _progress_line(run, points, out, samples=()) -> None:
-    """One line per step seen since the last poll (step/total, loss, tokens/s, ETA), each
-    followed by the samples of an evaluation at that step."""
-    by_step: dict[int, dict[str, float]] = {}
-    for p in points:
-        by_step.setdefault(p.step, {})[p.name] = p.value
-    by_eval: dict[int, list] = {}
-    for s in samples:
-        by_eval.setdefault(s.step, []).append(s)
-    for step in sorted(set(by_step) | set(by_eval)):
-        values = by_step.get(step, {})
-        parts = [f"step {step:>5}/{run.total_steps or '?'}"]
-        for name, fmt in (("loss", "loss {:.4f}"), ("val_loss", "val_loss {:.4f}"),
-                          ("tokens_per_s", "{:,.0f} tok/s")):
-            if values.get(name) is not None:
-                parts.append(fmt.format(values[name]))
-        if values.get("eta_s") is not None:
-            parts.append(f"ETA {_duration(values['eta_s'])}")
-        if len(parts) > 1:
-            print("  " + " | ".join(parts), file=out, flush=True)
-        if step in by_eval:
-            _sample_block(step, by_eval[step], out)
-
-
-def _sample_block(step: int, samples, out, width: int = 100) -> None:
-    """One evaluation's samples: each one's prompt, base, tuned and reference answer."""
-    print(f"  samples at step {step}:", file=out)
-    for s in sorted(samples, key=lambda s: (s.attempt, s.idx)):
-        for label, text in (("prompt", s.prompt), ("base", s.base), ("tuned", s.tuned),
-                            ("ref", s.reference)):
-            if text or (text is not None and label != "ref"):
-                print(f"    {label:<6}: {_one_line(text, width)}", file=out)
-    out.flush()
-
-
-def _one_line(text: str, width: int) -> str:
-    """The text on one line (newlines shown as \\n), cut to ``width`` characters."""
-    text = text.strip().replace("\n", "\\n")
-    return text if len(text) <= width else text[:width - 4] + " ..."
 
 
 def cmd_list(args) -> int:
@@ -224,8 +144,8 @@ def cmd_list(args) -> int:
         loss = store.latest_metrics(r.id).get("loss")
         step = f"{r.step}/{r.total_steps}" if r.total_steps else str(r.step)
         print(f"{r.id:<28} {r.status:<10} {step:>11} "
-              f"{'-' if loss is None else f'{loss:.4f}':>8} {_when(r.created_at):<16} "
-              f"{_duration(r.duration_s):>8}")
+              f"{'-' if loss is None else f'{loss:.4f}':>8} {when(r.created_at):<16} "
+              f"{duration(r.duration_s):>8}")
     return 0
 
 
@@ -250,7 +170,7 @@ def cmd_show(args) -> int:
         print("         cancel requested; it stops at its next step")
     print(f"progress step {run.step}" + (f" of {run.total_steps}" if run.total_steps else "")
           + f", {run.tokens:,} tokens" + (f", attempt {run.attempt + 1}" if run.attempt else ""))
-    print(f"created  {_when(run.created_at)}; ran {_duration(run.duration_s)}")
+    print(f"created  {when(run.created_at)}; ran {duration(run.duration_s)}")
     if run.checkpoint_step is not None:
         print(f"checkpoint step {run.checkpoint_step}: {run.checkpoint_path}")
     print(f"folder   {run.run_dir}")
@@ -372,21 +292,4 @@ def cmd_parallel(args) -> int:
 
 
 def cmd_worker(args) -> int:
-    from gemma_panel.runs.worker import redirect_output, run_worker
-
-    store = _store(args)
-    run = store.get(args.run_id)
-    if not args.foreground:
-        log = store.folder(run.id).log_path
-        print(f"worker for {run.id}: writing to {log}", file=sys.stderr)
-        redirect_output(log)
-    return run_worker(run.id, store)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """The run commands on their own (``python -m gemma_panel.runs ...``)."""
-    parser = argparse.ArgumentParser(prog="python -m gemma_panel.runs")
-    add_run_commands(parser.add_subparsers(dest="command", required=True))
-    from gemma_panel.cli import run_command  # the one error boundary
-
-    return run_command(parser.parse_args(argv))
+    return work(args.run_id, args.store, args.foreground)

@@ -14,6 +14,8 @@ import argparse
 import json
 import sys
 
+from gemma_panel.cli.format import megabytes, seconds
+
 
 def add_export_commands(sub) -> None:
     """Register ``export`` on an argparse subparsers object."""
@@ -60,11 +62,11 @@ def cmd_export(args) -> int:
     print(f"{manifest['format']}{' ' + manifest['quantize'] if manifest['quantize'] else ''} "
           f"export of run {source['run_id']} step {source['step']}: {result.path}")
     for entry in manifest["files"]:
-        print(f"  {entry['bytes'] / 1e6:10.2f} MB  {entry['path']}")
+        print(f"  {megabytes(entry['bytes'])}  {entry['path']}")
     checks = manifest["verification"]["checks"]
     for check in checks:
         mark = "measured" if check.get("measured") else "ok"
         print(f"  [{mark}] {check['name']}: {check['detail']}")
     print(f"verified: {sum(1 for c in checks if not c.get('measured'))} checks passed "
-          f"in {manifest['timings']['export_and_verify_s']:.1f} s")
+          f"in {seconds(manifest['timings']['export_and_verify_s'])}")
     return 0

@@ -1,0 +1,36 @@
+"""How the command line writes counts, sizes, durations and times: one way each."""
+
+from __future__ import annotations
+
+import datetime
+
+
+def count(n: float) -> str:
+    """268098176 -> '268M', 999885952 -> '1.00B', 640 -> '640'."""
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= scale * 0.9995:
+            return f"{n / scale:.3g}{unit}" if n / scale < 100 else f"{n / scale:.0f}{unit}"
+    return str(int(n))
+
+
+def megabytes(nbytes: int) -> str:
+    """A file size in megabytes, aligned for a column: 1234567 -> '      1.23 MB'."""
+    return f"{nbytes / 1e6:10.2f} MB"
+
+
+def seconds(s: float) -> str:
+    """A short measured time: 1.234 -> '1.2 s'."""
+    return f"{s:.1f} s"
+
+
+def duration(s: float | None) -> str:
+    """A run's length or an ETA as h:mm:ss; '-' when unknown."""
+    if s is None:
+        return "-"
+    s = int(s)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def when(ts: float | None) -> str:
+    """A timestamp as local 'YYYY-MM-DD HH:MM'; '-' when unknown."""
+    return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M") if ts else "-"
