@@ -58,10 +58,8 @@ def load_tokenizer(source: str):
     with _TOKENIZER_LOCK:
         if source in _TOKENIZERS:
             return _TOKENIZERS[source]
-    script = ("import sys; from gemma_panel.cli import main; "
-              "sys.exit(main(['models', 'prepare', sys.argv[1], '--quiet']))")
-    done = subprocess.run([sys.executable, "-c", script, source], capture_output=True,
-                          text=True, check=False)
+    command = [sys.executable, "-m", "gemma_panel", "models", "prepare", source, "--quiet"]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         why = (done.stderr.strip().splitlines() or ["it failed"])[-1]
         raise DatasetError(f"cannot prepare the tokenizer of {source!r}: {why}")
