@@ -13,29 +13,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chat
 from gemma_panel.errors import UserError, as_user_error  # after the environment is set
 
 
-def _human(n: float) -> str:
-    """268098176 -> '268M', 999885952 -> '1.00B'."""
-    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= scale * 0.9995:
-            return f"{n / scale:.3g}{unit}" if n / scale < 100 else f"{n / scale:.0f}{unit}"
-    return str(int(n))
-
-
 def cmd_models_list(args) -> int:
-    from gemma_panel.models.registry import MODELS
+    from gemma_panel.models.listing import models_table
 
-    header = f"{'name':<14} {'family':<7} {'params':>7} {'context':>8} {'vocab':>8}  KerasHub presets"
-    print(header)
-    print("-" * len(header))
-    for spec in MODELS.values():
-        mark = " (bundled, offline)" if spec.bundled else ""
-        print(
-            f"{spec.name:<14} {spec.family:<7} {_human(spec.params):>7} "
-            f"{spec.context_length:>8} {spec.vocab_size:>8}  "
-            f"{', '.join(spec.keras_hub_presets)}{mark}"
-        )
-    print("\nAny Gemma GGUF file, Hugging Face folder or KerasHub preset folder also works as --model.")
-    print("Licence of every model above: Gemma Terms of Use.")
+    print(models_table())
     return 0
 
 
