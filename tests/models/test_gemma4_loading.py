@@ -19,6 +19,7 @@ TEXT = "<bos>the quick brown fox<|turn>user\nhello world<turn|>"
 def test_tiny_gemma4_logits_match_transformers(tmp_path, variant):
     import torch
 
+    from gemma_panel.data.tokenizer import KerasHubTokenizer
     from gemma_panel.models import load_model
 
     folder = tmp_path / "hf"
@@ -30,6 +31,8 @@ def test_tiny_gemma4_logits_match_transformers(tmp_path, variant):
 
     lm = load_model(str(folder))
     assert type(lm).__name__ == "Gemma4CausalLM"
+    assert KerasHubTokenizer(lm.preprocessor.tokenizer).end_of_turn_id == (
+        tokenizer.convert_tokens_to_ids("<turn|>"))
     assert [int(i) for i in np.asarray(lm.preprocessor.tokenizer(TEXT))] == ids
     x = {"token_ids": np.array([ids]), "padding_mask": np.ones((1, len(ids)), bool),
          "position_ids": np.arange(len(ids))[None]}
@@ -52,6 +55,18 @@ def test_view_restores_what_the_converter_reads(tmp_path):
     assert (view / "processor_config.json").is_file()
     assert (view / "model.safetensors").resolve() == (folder / "model.safetensors").resolve()
     assert loadable_folder(folder) == view  # made once
+
+
+def test_data_checks_get_a_tokenizer_with_gemma4_turns(tmp_path):
+    from gemma_panel.data.tokenizer import SentencePieceTokenizer
+    from gemma_panel.models.loader import tokenizer_file
+
+    folder = tmp_path / "hf"
+    _, tokenizer = write_tiny_gemma4(folder)
+    spm = SentencePieceTokenizer(tokenizer_file(str(folder)))
+    assert spm.encode(TEXT) == tokenizer(TEXT, add_special_tokens=False)["input_ids"]
+    assert spm.turn_pieces == ("<|turn>", "<turn|>")
+    assert spm.end_of_turn_id == tokenizer.convert_tokens_to_ids("<turn|>")
 
 
 def test_text_only_gemma3n_is_refused_with_the_reason(tmp_path):
