@@ -305,16 +305,19 @@ def get_template(name: str, *, labels: Sequence[str] = (), family: str | None = 
 
 def resolve_template(name: str | Template | None, task: str | None,
                      labels: Sequence[str] = (), *, family: str | None = None,
-                     thinking: bool = False) -> Template:
+                     thinking: bool = False, empty_thought: bool = False) -> Template:
     """The template a recipe's ``data.template`` names, for data of this task and labels.
 
     ``auto`` (or None) is the task's default in the model family's format; a name is that
-    template, whatever the data.
+    template, whatever the data. ``family`` and ``empty_thought`` come from the model's
+    registry entry (`ModelSpec.template_options`), ``thinking`` from the recipe.
     """
     if name is None or name == "auto":
-        return template_for_task(task, labels, family=family, thinking=thinking)
+        return template_for_task(task, labels, family=family, thinking=thinking,
+                                 empty_thought=empty_thought)
     if isinstance(name, str):
-        options = {"thinking": thinking} if name == "gemma4" else {}
+        options = ({"thinking": thinking, "empty_thought": empty_thought}
+                   if name == "gemma4" else {})
         return get_template(name, labels=labels, family=family, **options)
     return name
 

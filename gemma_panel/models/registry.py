@@ -46,6 +46,8 @@ class ModelSpec:
             the E models, whose per-layer embedding tables are looked up, not multiplied.
         modalities: what the model reads (``text``, ``image``, ``audio``, ``video``).
         num_experts, experts_per_token: the mixture of experts' size (0 for dense models).
+        empty_thought: with thinking off, the model's turns open with an empty thought
+            channel (Gemma 4 26B-A4B and 31B; see `Gemma4ChatTemplate`).
         licence: the weights' licence, in one sentence.
     """
 
@@ -67,6 +69,7 @@ class ModelSpec:
     modalities: tuple[str, ...] = ("text",)
     num_experts: int = 0
     experts_per_token: int = 0
+    empty_thought: bool = False
     licence: str = GEMMA_LICENCE
 
     @property
@@ -81,6 +84,10 @@ class ModelSpec:
     def download_bytes(self) -> int:
         """What fetching the weights costs: 0 when bundled, else bfloat16 weights (as shipped)."""
         return 0 if self.bundled else self.weights_bytes(2)
+
+    def template_options(self) -> dict:
+        """What `resolve_template` needs to write this model's chat format."""
+        return {"family": self.family, "empty_thought": self.empty_thought}
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -107,13 +114,13 @@ _NEWER_MODELS = [
         2_816, 30, 16, 8, 256, 2_112, ("gemma4_26b_a4b", "gemma4_instruct_26b_a4b"),
         "Gemma 4 26B-A4B: mixture of experts, 4B active of 26B; text and images.",
         active_params=4_000_000_000, modalities=("text", "image", "video"),
-        num_experts=128, experts_per_token=8, licence=APACHE_LICENCE,
+        num_experts=128, experts_per_token=8, empty_thought=True, licence=APACHE_LICENCE,
     ),
     ModelSpec(
         "gemma4-31b", "gemma4", 31_000_000_000, 262_144, 262_144,
         5_376, 60, 32, 16, 256, 21_504, ("gemma4_31b", "gemma4_instruct_31b"),
         "Gemma 4 31B: the dense flagship; text and images; a TPU slice or several GPUs.",
-        modalities=("text", "image", "video"), licence=APACHE_LICENCE,
+        modalities=("text", "image", "video"), empty_thought=True, licence=APACHE_LICENCE,
     ),
     # Gemma 3n: on-device, per-layer embeddings and AltUp; params from KerasHub's metadata.
     ModelSpec(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+from pathlib import Path
 
 import pytest
 
@@ -119,6 +120,17 @@ def test_family_picks_the_format():
     assert isinstance(resolve_template("gemma4", "chat"), Gemma4ChatTemplate)
 
 
+def test_registry_entries_carry_their_chat_format():
+    from gemma_panel.models.registry import MODELS
+
+    big = resolve_template("auto", "chat", **MODELS["gemma4-31b"].template_options())
+    small = resolve_template("auto", "chat", **MODELS["gemma4-e2b"].template_options())
+    assert big.empty_thought and not small.empty_thought
+    assert isinstance(small, Gemma4ChatTemplate)
+    gemma3n = resolve_template("auto", "chat", **MODELS["gemma3n-e2b"].template_options())
+    assert isinstance(gemma3n, GemmaChatTemplate)
+
+
 def test_mismatch_between_template_and_family_is_said():
     assert "<|turn>" in family_mismatch(GemmaChatTemplate(), "gemma4")
     assert family_mismatch(Gemma4ChatTemplate(), "gemma3") is not None
@@ -133,7 +145,7 @@ def test_mismatch_between_template_and_family_is_said():
 def test_matches_a_checkpoints_chat_template():
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    source = open(os.environ["GEMMA_PANEL_GEMMA4_CHAT_TEMPLATE"]).read()
+    source = Path(os.environ["GEMMA_PANEL_GEMMA4_CHAT_TEMPLATE"]).read_text()
     jinja = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(source)
     messages = [{"role": {"model": "assistant"}.get(t.role, t.role), "content": t.content}
                 for t in CONVERSATION]
