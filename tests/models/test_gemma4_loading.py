@@ -21,6 +21,7 @@ def test_tiny_gemma4_logits_match_transformers(tmp_path, variant):
 
     from gemma_panel.data.tokenizer import KerasHubTokenizer
     from gemma_panel.models import load_model
+    from gemma_panel.models.generation import StreamingGenerator
 
     folder = tmp_path / "hf"
     model, tokenizer = write_tiny_gemma4(folder, variant)
@@ -31,8 +32,9 @@ def test_tiny_gemma4_logits_match_transformers(tmp_path, variant):
 
     lm = load_model(str(folder))
     assert type(lm).__name__ == "Gemma4CausalLM"
-    assert KerasHubTokenizer(lm.preprocessor.tokenizer).end_of_turn_id == (
-        tokenizer.convert_tokens_to_ids("<turn|>"))
+    end_of_turn = tokenizer.convert_tokens_to_ids("<turn|>")
+    assert KerasHubTokenizer(lm.preprocessor.tokenizer).end_of_turn_id == end_of_turn
+    assert StreamingGenerator(lm).stop_ids == {tokenizer.eos_token_id, end_of_turn}
     assert [int(i) for i in np.asarray(lm.preprocessor.tokenizer(TEXT))] == ids
     x = {"token_ids": np.array([ids]), "padding_mask": np.ones((1, len(ids)), bool),
          "position_ids": np.arange(len(ids))[None]}
