@@ -55,8 +55,6 @@ GEMMA4_TURNS = TurnFormat("gemma4", "<|turn>", "<turn|>")
 # uses Gemma's.
 FAMILY_TURNS = {"gemma4": GEMMA4_TURNS}
 
-THINK = "<|think|>"
-EMPTY_THOUGHT = "<|channel>thought\n<channel|>"
 
 
 def turns_for_family(family: str | None) -> TurnFormat:
@@ -101,7 +99,7 @@ class GemmaChatTemplate:
     turns: ClassVar[TurnFormat] = GEMMA_TURNS
 
     def segments(self, example: Example) -> list[Segment]:
-        system, turns = _split_system(_conversation(example), self.system_prompt)
+        system, turns = _split_system(conversation_pairs(example), self.system_prompt)
         out: list[Segment] = []
         for i, (role, content) in enumerate(turns):
             if role == "user":
@@ -115,56 +113,7 @@ class GemmaChatTemplate:
         return out
 
 
-@dataclass(frozen=True)
-class Gemma4ChatTemplate:
-    """Gemma 4's chat format: ``<|turn>``/``<turn|>`` markers and a real system turn.
-
-    A conversation is written as Gemma 4's published chat template writes it (the tokenizer
-    adds ``<bos>``)::
-
-        <|turn>system\\n{system}<turn|>\\n     only with a system message, or thinking on
-        <|turn>user\\n{prompt}<turn|>\\n
-        <|turn>model\\n{response}<turn|>\\n   ... and so on, turn by turn
-
-    Each content is stripped of surrounding whitespace, as that template does. Only the
-    model turns' ``{response}<turn|>`` are trained.
-
-    Args:
-        system_prompt: the system turn when the example has no system message.
-        thinking: open the system turn with ``<|think|>``, which switches the model's thinking
-            channel on. Off by default: data without reasoning traces would teach a model
-            that was asked to think to answer without thinking.
-        empty_thought: with thinking off, open every model turn with an empty thought
-            channel ``<|channel>thought\\n<channel|>`` (untrained): how the larger Gemma 4
-            models (26B-A4B, 31B) are prompted when thinking is off; E2B and E4B are not.
-    """
-
-    system_prompt: str | None = None
-    thinking: bool = False
-    empty_thought: bool = False
-    name: str = "gemma4"
-    turns: ClassVar[TurnFormat] = GEMMA4_TURNS
-
-    def segments(self, example: Example) -> list[Segment]:
-        t = GEMMA4_TURNS
-        system, turns = _split_system(_conversation(example), self.system_prompt)
-        lead = ""
-        if system is not None or self.thinking:
-            think = f"{THINK}\n" if self.thinking else ""
-            lead = f"{t.open('system')}{think}{(system or '').strip()}{t.end}\n"
-        primer = EMPTY_THOUGHT if self.empty_thought and not self.thinking else ""
-        out: list[Segment] = []
-        for role, content in turns:
-            if role == "user":
-                out.append(Segment(f"{lead}{t.prompt(content.strip())}{primer}", trained=False))
-                lead = "\n"  # the newline that follows a model turn's end
-            else:
-                out.append(Segment(content.strip(), trained=True, stop="end_of_turn",
-                                   end_of_turn=t.end))
-        return out
-
-
-def _conversation(example: Example) -> list[tuple[str, str]]:
+def conversation_pairs(example: Example) -> list[tuple[str, str]]:
     """(role, content) pairs: the example's messages, or its prompt and response."""
     if example.messages:
         return [(t.role, t.content) for t in example.messages]
@@ -278,6 +227,8 @@ def template_for_task(
         family: the model's registry family (``gemma3``, ``gemma4``, ...); None is Gemma 3's.
         thinking, empty_thought: `Gemma4ChatTemplate`'s switches (Gemma 4 only).
     """
+    from gemma_panel.data.templates_gemma4 import Gemma4ChatTemplate
+
     turns = turns_for_family(family)
     if task == "classification":
         return ClassificationTemplate(tuple(labels), turns=turns)
@@ -291,6 +242,8 @@ def template_for_task(
 def get_template(name: str, *, labels: Sequence[str] = (), family: str | None = None,
                  **options) -> Template:
     """A template by name: ``gemma``, ``gemma4``, ``completion``, ``classification``."""
+    from gemma_panel.data.templates_gemma4 import Gemma4ChatTemplate
+
     if name in ("gemma", "chat"):
         return GemmaChatTemplate(**options)
     if name == "gemma4":

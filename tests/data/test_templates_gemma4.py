@@ -17,16 +17,17 @@ from pathlib import Path
 import pytest
 
 from gemma_panel.data.example import Example
-from gemma_panel.data.messages import Turn
+from gemma_panel.data.gemma4_tools import format_argument
+from gemma_panel.data.messages import Turn, normalize_messages
 from gemma_panel.data.templates import (
     ClassificationTemplate,
-    Gemma4ChatTemplate,
     GemmaChatTemplate,
     family_mismatch,
     render_text,
     resolve_template,
     template_for_task,
 )
+from gemma_panel.data.templates_gemma4 import Gemma4ChatTemplate
 from gemma_panel.data.tokenized import tokenize_example
 from gemma_panel.data.tokenizer import SentencePieceTokenizer
 
@@ -92,7 +93,9 @@ def gemma4_tokenizer():
         model_writer=out, vocab_size=320, model_type="bpe", byte_fallback=True,
         add_dummy_prefix=False, remove_extra_whitespaces=False,
         normalization_rule_name="identity",
-        user_defined_symbols=["<|turn>", "<turn|>", "<|think|>", "<|channel>", "<channel|>"],
+        user_defined_symbols=["<|turn>", "<turn|>", "<|think|>", "<|channel>", "<channel|>",
+                              "<|tool_call>", "<tool_call|>", "<|tool_response>",
+                              "<tool_response|>", '<|"|>'],
         pad_id=0, eos_id=1, bos_id=2, unk_id=3, pad_piece="<pad>", eos_piece="<eos>",
         bos_piece="<bos>", unk_piece="<unk>", minloglevel=2)
     return SentencePieceTokenizer(out.getvalue())
@@ -140,6 +143,63 @@ def test_mismatch_between_template_and_family_is_said():
     assert family_mismatch(template_for_task("completion"), "gemma4") is None
 
 
+TOOL_CHAT = [
+    {"role": "system", "content": "Use tools."},
+    {"role": "user", "content": "Weather in Tokyo?"},
+    {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c1", "type": "function", "function": {
+            "name": "get_weather", "arguments": '{"units": "celsius", "city": "Tokyo"}'}}]},
+    {"role": "tool", "tool_call_id": "c1", "content": "22 C, sunny"},
+    {"role": "assistant", "content": "It is 22 C and sunny in Tokyo."},
+]
+CALL = ('<|tool_call>call:get_weather{city:<|"|>Tokyo<|"|>,units:<|"|>celsius<|"|>}'
+        "<tool_call|><|tool_response>")
+RESULT = 'response:get_weather{value:<|"|>22 C, sunny<|"|>}<tool_response|>'
+
+
+def tool_example() -> Example:
+    turns, problems = normalize_messages(TOOL_CHAT, tools=True)
+    assert problems == []
+    return Example(messages=turns)
+
+
+def test_tool_calls_and_results_are_written_in_the_model_turn():
+    assert as_published(Gemma4ChatTemplate(), tool_example().messages) == (
+        "<bos><|turn>system\nUse tools.<turn|>\n<|turn>user\nWeather in Tokyo?<turn|>\n"
+        f"<|turn>model\n{CALL}{RESULT}It is 22 C and sunny in Tokyo.<turn|>\n")
+    segments = Gemma4ChatTemplate().segments(tool_example())
+    assert [s.text for s in segments if s.trained] == [CALL, "It is 22 C and sunny in Tokyo."]
+    assert RESULT in [s.text for s in segments if not s.trained]
+
+
+def test_tool_call_loss_mask(gemma4_tokenizer):
+    tok = gemma4_tokenizer
+    tokenized = tokenize_example(tool_example(), Gemma4ChatTemplate(), tok)
+    assert tokenized.trained_ids == (tok.encode(CALL) + tok.encode("It is 22 C and sunny in Tokyo.")
+                                     + [tok.end_of_turn_id])
+    assert tok.encode("<|tool_response>") == [tokenized.trained_ids[len(tok.encode(CALL)) - 1]]
+
+
+def test_tool_data_is_refused_unless_asked_for_and_checked_when_read():
+    assert normalize_messages(TOOL_CHAT)[1][0].startswith("tool-calling conversation")
+    stray = [{"role": "user", "content": "hi"}, {"role": "tool", "content": "x"},
+             {"role": "assistant", "content": "ok"}]
+    assert any("must follow a model turn" in p for p in normalize_messages(stray, tools=True)[1])
+    sharegpt = [{"from": "human", "value": "hi"},
+                {"from": "function_call", "value": '{"name": "f", "arguments": {"a": 1}}'},
+                {"from": "observation", "value": "42"}, {"from": "gpt", "value": "It is 42."}]
+    turns, problems = normalize_messages(sharegpt, tools=True)
+    assert problems == [] and turns[1].tool_calls[0].arguments == {"a": 1}
+    assert turns[2].name == "f"
+
+
+def test_gemma4_value_syntax():
+    value = {"b": [True, "s", 2.5], "A": {"k": None}, "c": 3}
+    assert format_argument(value, escape_keys=False) == (
+        '{A:{k:None},b:[true,<|"|>s<|"|>,2.5],c:3}')
+    assert format_argument({"k": "v"}) == '{<|"|>k<|"|>:<|"|>v<|"|>}'
+
+
 @pytest.mark.skipif(not os.environ.get("GEMMA_PANEL_GEMMA4_CHAT_TEMPLATE"),
                     reason="set GEMMA_PANEL_GEMMA4_CHAT_TEMPLATE to a Gemma 4 chat_template.jinja")
 def test_matches_a_checkpoints_chat_template():
@@ -152,3 +212,8 @@ def test_matches_a_checkpoints_chat_template():
     for thinking in (False, True):
         reference = jinja.render(messages=messages, bos_token="<bos>", enable_thinking=thinking)
         assert as_published(Gemma4ChatTemplate(thinking=thinking), CONVERSATION) == reference
+    tool_messages = [dict(m) for m in TOOL_CHAT]
+    tool_messages[2]["tool_calls"] = [{"id": "c1", "function": {
+        "name": "get_weather", "arguments": {"units": "celsius", "city": "Tokyo"}}}]
+    reference = jinja.render(messages=tool_messages, bos_token="<bos>")
+    assert as_published(Gemma4ChatTemplate(), tool_example().messages) == reference
