@@ -5,14 +5,6 @@ from __future__ import annotations
 import datetime
 
 
-def count(n: float) -> str:
-    """268098176 -> '268M', 999885952 -> '1.00B', 640 -> '640'."""
-    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= scale * 0.9995:
-            return f"{n / scale:.3g}{unit}" if n / scale < 100 else f"{n / scale:.0f}{unit}"
-    return str(int(n))
-
-
 def megabytes(nbytes: int) -> str:
     """A file size in megabytes, aligned for a column: 1234567 -> '      1.23 MB'."""
     return f"{nbytes / 1e6:10.2f} MB"

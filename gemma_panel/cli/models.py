@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from gemma_panel.cli.format import count, seconds
+from gemma_panel.cli.format import seconds
 
 
 def add_model_commands(sub) -> None:
@@ -36,20 +36,9 @@ def add_model_commands(sub) -> None:
 
 
 def cmd_models_list(args) -> int:
-    from gemma_panel.models.registry import MODELS
+    from gemma_panel.models.listing import models_table
 
-    header = f"{'name':<14} {'family':<7} {'params':>7} {'context':>8} {'vocab':>8}  KerasHub presets"
-    print(header)
-    print("-" * len(header))
-    for spec in MODELS.values():
-        mark = " (bundled, offline)" if spec.bundled else ""
-        print(
-            f"{spec.name:<14} {spec.family:<7} {count(spec.params):>7} "
-            f"{spec.context_length:>8} {spec.vocab_size:>8}  "
-            f"{', '.join(spec.keras_hub_presets)}{mark}"
-        )
-    print("\nAny Gemma GGUF file, Hugging Face folder or KerasHub preset folder also works as --model.")
-    print("Licence of every model above: Gemma Terms of Use.")
+    print(models_table())
     return 0
 
 

@@ -4,6 +4,11 @@ A template returns `Segment`s; only segments marked `trained` count towards the 
 Every trained segment ends with a stop token (end-of-turn in chat, end-of-sequence in
 plain completion) added as a token id, not as text, so the tuned model learns to stop
 and nothing in the data can fake the marker.
+
+Chat formats differ by model family (`TurnFormat`): Gemma 1, 2, 3 and 3n write
+``<start_of_turn>user`` ... ``<end_of_turn>`` and have no system role; Gemma 4 writes
+``<|turn>user`` ... ``<turn|>``, has a system role and a thinking channel
+(`Gemma4ChatTemplate`). `template_for_task` and `resolve_template` pick by ``family``.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import ClassVar, Literal, Protocol
 
 from gemma_panel.data.example import Example
 from gemma_panel.data.report import DatasetError
@@ -21,6 +26,39 @@ MODEL_TURN = "<start_of_turn>model\n"
 TURN_END = "<end_of_turn>"
 
 Stop = Literal["end_of_turn", "eos"]
+
+
+@dataclass(frozen=True)
+class TurnFormat:
+    """A family's turn markers: ``{start}{role}\\n{content}{end}\\n``.
+
+    Args:
+        name: the template name that uses it (``gemma``, ``gemma4``).
+        start, end: the begin- and end-of-turn tokens; `end` is the chat stop token.
+    """
+
+    name: str
+    start: str
+    end: str
+
+    def open(self, role: str) -> str:
+        return f"{self.start}{role}\n"
+
+    def prompt(self, user_text: str) -> str:
+        """A user turn and the model turn's opening: the untrained part of one exchange."""
+        return f"{self.open('user')}{user_text}{self.end}\n{self.open('model')}"
+
+
+GEMMA_TURNS = TurnFormat("gemma", "<start_of_turn>", TURN_END)
+GEMMA4_TURNS = TurnFormat("gemma4", "<|turn>", "<turn|>")
+# Model families and their chat format; any other family (gemma, gemma2, gemma3, gemma3n)
+# uses Gemma's.
+FAMILY_TURNS = {"gemma4": GEMMA4_TURNS}
+
+
+
+def turns_for_family(family: str | None) -> TurnFormat:
+    return FAMILY_TURNS.get(family or "", GEMMA_TURNS)
 
 
 @dataclass(frozen=True)
@@ -36,6 +74,7 @@ class Segment:
     text: str
     trained: bool
     stop: Stop | None = None
+    end_of_turn: str = TURN_END  # the text of the end-of-turn token, for `render_text`
 
 
 class Template(Protocol):
@@ -46,28 +85,21 @@ class Template(Protocol):
 
 @dataclass(frozen=True)
 class GemmaChatTemplate:
-    """Gemma's turn format; the model's turns are trained on, the user's are not.
+    """Gemma 1, 2, 3 and 3n's turn format; the model's turns are trained on, the user's are not.
 
     ``<start_of_turn>user\\n{prompt}<end_of_turn>\\n<start_of_turn>model\\n`` then the
-    target ``{response}<end_of_turn>``. Gemma has no system role; a system message (or
-    `system_prompt`) is put at the start of the first user turn, as Gemma's own chat
-    template does.
+    target ``{response}<end_of_turn>``. These Gemmas have no system role: a system message
+    (or `system_prompt`) is put at the start of the first user turn followed by a blank
+    line, as their own chat template does. Gemma 4 has a real system turn: see
+    `Gemma4ChatTemplate`.
     """
 
     system_prompt: str | None = None
     name: str = "gemma"
+    turns: ClassVar[TurnFormat] = GEMMA_TURNS
 
     def segments(self, example: Example) -> list[Segment]:
-        if example.messages:
-            turns = [(t.role, t.content) for t in example.messages]
-        else:
-            if example.response is None:
-                raise DatasetError(f"row {example.row}: the chat template needs a response")
-            turns = [("user", example.user_text), ("model", example.response)]
-        system = self.system_prompt
-        if turns and turns[0][0] == "system":
-            system = turns[0][1]
-            turns = turns[1:]
+        system, turns = _split_system(conversation_pairs(example), self.system_prompt)
         out: list[Segment] = []
         for i, (role, content) in enumerate(turns):
             if role == "user":
@@ -79,6 +111,22 @@ class GemmaChatTemplate:
             else:
                 out.append(Segment(content, trained=True, stop="end_of_turn"))
         return out
+
+
+def conversation_pairs(example: Example) -> list[tuple[str, str]]:
+    """(role, content) pairs: the example's messages, or its prompt and response."""
+    if example.messages:
+        return [(t.role, t.content) for t in example.messages]
+    if example.response is None:
+        raise DatasetError(f"row {example.row}: the chat template needs a response")
+    return [("user", example.user_text), ("model", example.response)]
+
+
+def _split_system(turns: list[tuple[str, str]], default: str | None):
+    """The system text (a leading system message, else `default`) and the other turns."""
+    if turns and turns[0][0] == "system":
+        return turns[0][1], turns[1:]
+    return default, turns
 
 
 @dataclass(frozen=True)
@@ -113,14 +161,16 @@ class ClassificationTemplate:
     labels: tuple[str, ...]
     instruction: str = "Classify the text. Answer with one of: {labels}."
     name: str = "classification"
+    turns: TurnFormat = GEMMA_TURNS
 
     def segments(self, example: Example) -> list[Segment]:
         if example.label is None:
             raise DatasetError(f"row {example.row}: the classification template needs a label")
         question = self.instruction.format(labels=", ".join(self.labels))
         prompt = f"{question}\n\nText: {example.user_text}"
-        return [Segment(f"{USER_TURN}{prompt}{TURN_END}\n{MODEL_TURN}", trained=False),
-                Segment(example.label, trained=True, stop="end_of_turn")]
+        return [Segment(self.turns.prompt(prompt), trained=False),
+                Segment(example.label, trained=True, stop="end_of_turn",
+                        end_of_turn=self.turns.end)]
 
 
 @dataclass(frozen=True)
@@ -128,7 +178,8 @@ class CustomTemplate:
     """Your own prompt and response text with ``{field}`` slots.
 
     Fields are the roles (prompt, input, response, text, label) or any column of the
-    file. With `chat` the prompt is wrapped in Gemma's turns; without, it is plain text.
+    file. With `chat` the prompt is wrapped in the model family's turns (`turns`); without,
+    it is plain text.
 
     Example:
 
@@ -141,6 +192,7 @@ class CustomTemplate:
     response: str
     chat: bool = True
     name: str = "custom"
+    turns: TurnFormat = GEMMA_TURNS
 
     @property
     def fields(self) -> set[str]:
@@ -159,45 +211,86 @@ class CustomTemplate:
             raise DatasetError(f"row {example.row}: the template uses {{{exc.args[0]}}}, "
                                f"but the row has no such field") from None
         if self.chat:
-            return [Segment(f"{USER_TURN}{prompt}{TURN_END}\n{MODEL_TURN}", trained=False),
-                    Segment(response, trained=True, stop="end_of_turn")]
+            return [Segment(self.turns.prompt(prompt), trained=False),
+                    Segment(response, trained=True, stop="end_of_turn",
+                            end_of_turn=self.turns.end)]
         return [Segment(prompt, trained=False), Segment(response, trained=True, stop="eos")]
 
 
 def template_for_task(
-    task: str | None, labels: Sequence[str] = (), system_prompt: str | None = None
+    task: str | None, labels: Sequence[str] = (), system_prompt: str | None = None, *,
+    family: str | None = None, thinking: bool = False, empty_thought: bool = False,
 ) -> Template:
-    """The default template for what the data can train."""
+    """The default template for what the data can train, in the model family's chat format.
+
+    Args:
+        family: the model's registry family (``gemma3``, ``gemma4``, ...); None is Gemma 3's.
+        thinking, empty_thought: `Gemma4ChatTemplate`'s switches (Gemma 4 only).
+    """
+    from gemma_panel.data.templates_gemma4 import Gemma4ChatTemplate
+
+    turns = turns_for_family(family)
     if task == "classification":
-        return ClassificationTemplate(tuple(labels))
+        return ClassificationTemplate(tuple(labels), turns=turns)
     if task == "completion":
         return CompletionTemplate()
+    if turns is GEMMA4_TURNS:
+        return Gemma4ChatTemplate(system_prompt, thinking=thinking, empty_thought=empty_thought)
     return GemmaChatTemplate(system_prompt=system_prompt)
 
 
-def get_template(name: str, *, labels: Sequence[str] = (), **options) -> Template:
-    """A template by name: ``gemma``, ``completion``, ``classification``."""
+def get_template(name: str, *, labels: Sequence[str] = (), family: str | None = None,
+                 **options) -> Template:
+    """A template by name: ``gemma``, ``gemma4``, ``completion``, ``classification``."""
+    from gemma_panel.data.templates_gemma4 import Gemma4ChatTemplate
+
     if name in ("gemma", "chat"):
         return GemmaChatTemplate(**options)
+    if name == "gemma4":
+        return Gemma4ChatTemplate(**options)
     if name == "completion":
         return CompletionTemplate(**options)
     if name == "classification":
-        return ClassificationTemplate(tuple(labels), **options)
-    raise DatasetError(f"unknown template {name!r}; use gemma, completion or classification, "
-                       "or a CustomTemplate.")
+        return ClassificationTemplate(tuple(labels), turns=turns_for_family(family), **options)
+    raise DatasetError(f"unknown template {name!r}; use gemma, gemma4, completion or "
+                       "classification, or a CustomTemplate.")
 
 
 def resolve_template(name: str | Template | None, task: str | None,
-                     labels: Sequence[str] = ()) -> Template:
+                     labels: Sequence[str] = (), *, family: str | None = None,
+                     thinking: bool = False, empty_thought: bool = False) -> Template:
     """The template a recipe's ``data.template`` names, for data of this task and labels.
 
-    ``auto`` (or None) is the task's default; a name is that template, whatever the data.
+    ``auto`` (or None) is the task's default in the model family's format; a name is that
+    template, whatever the data. ``family`` and ``empty_thought`` come from the model's
+    registry entry (`ModelSpec.template_options`), ``thinking`` from the recipe.
     """
     if name is None or name == "auto":
-        return template_for_task(task, labels)
+        return template_for_task(task, labels, family=family, thinking=thinking,
+                                 empty_thought=empty_thought)
     if isinstance(name, str):
-        return get_template(name, labels=labels)
+        options = ({"thinking": thinking, "empty_thought": empty_thought}
+                   if name == "gemma4" else {})
+        return get_template(name, labels=labels, family=family, **options)
     return name
+
+
+def family_mismatch(template: Template, family: str | None) -> str | None:
+    """What is wrong when a template's chat format is not the model family's, else None.
+
+    Completion templates have no turns and fit every family.
+    """
+    turns = getattr(template, "turns", None)
+    if turns is None or (family or "") == "":
+        return None
+    if getattr(template, "chat", True) is False:
+        return None
+    expected = turns_for_family(family)
+    if turns == expected:
+        return None
+    return (f"the template writes {turns.start}...{turns.end} turns, but {family} models were "
+            f"trained on {expected.start}...{expected.end}; use template 'auto' (or "
+            f"'{expected.name}') so the tuned model sees its own chat format")
 
 
 def suggested_template(task: str | None) -> str:
@@ -207,5 +300,6 @@ def suggested_template(task: str | None) -> str:
 
 def render_text(segments: Sequence[Segment]) -> str:
     """The segments as one string, stop tokens written out, for showing to people."""
-    stops = {"end_of_turn": TURN_END, "eos": "<eos>", None: ""}
-    return "".join(s.text + stops[s.stop] for s in segments)
+    stops = {"eos": "<eos>", None: ""}
+    return "".join(s.text + (s.end_of_turn if s.stop == "end_of_turn" else stops[s.stop])
+                   for s in segments)

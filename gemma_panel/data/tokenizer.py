@@ -14,6 +14,14 @@ from gemma_panel.data.report import DatasetError
 
 START_OF_TURN = "<start_of_turn>"
 END_OF_TURN = "<end_of_turn>"
+# Gemma 4's turn markers; a vocabulary that has them is a Gemma 4 tokenizer.
+GEMMA4_TURN_MARKERS = ("<|turn>", "<turn|>")
+
+
+def turn_markers(has_piece) -> tuple[str, str]:
+    """The (start, end) turn markers of a vocabulary: Gemma 4's where it has them."""
+    return GEMMA4_TURN_MARKERS if has_piece(GEMMA4_TURN_MARKERS[0]) else (START_OF_TURN,
+                                                                          END_OF_TURN)
 
 
 @runtime_checkable
@@ -24,7 +32,8 @@ class TextTokenizer(Protocol):
         bos_id: prepended to every sequence (None: the model takes none).
         eos_id: ends a completion (plain text) example.
         pad_id: fills batches.
-        start_of_turn_id, end_of_turn_id: Gemma's turn markers; a chat target ends with
+        start_of_turn_id, end_of_turn_id: the turn markers (``<start_of_turn>``/
+            ``<end_of_turn>``, Gemma 4's ``<|turn>``/``<turn|>``); a chat target ends with
             `end_of_turn_id` so the tuned model learns to stop.
     """
 
@@ -68,8 +77,8 @@ class SentencePieceTokenizer:
         self.bos_id = sp.bos_id() if sp.bos_id() >= 0 else None
         self.eos_id = sp.eos_id()
         self.pad_id = max(sp.pad_id(), 0)
-        self.start_of_turn_id = self._special(START_OF_TURN)
-        self.end_of_turn_id = self._special(END_OF_TURN)
+        self.turn_pieces = turn_markers(lambda p: sp.piece_to_id(p) != sp.unk_id())
+        self.start_of_turn_id, self.end_of_turn_id = map(self._special, self.turn_pieces)
         check_turn_tokens(self)
 
     def _special(self, piece: str) -> int:
@@ -107,9 +116,16 @@ class KerasHubTokenizer:
         self.bos_id = getattr(tokenizer, "start_token_id", None)
         self.eos_id = tokenizer.end_token_id
         self.pad_id = getattr(tokenizer, "pad_token_id", 0)
-        self.start_of_turn_id = self._special(START_OF_TURN)
-        self.end_of_turn_id = self._special(END_OF_TURN)
+        self.turn_pieces = turn_markers(self._has)
+        self.start_of_turn_id, self.end_of_turn_id = map(self._special, self.turn_pieces)
         check_turn_tokens(self)
+
+    def _has(self, piece: str) -> bool:
+        """Whether the vocabulary has `piece` (KerasHub answers unknown pieces with unk's id)."""
+        try:
+            return str(self.tokenizer.id_to_token(int(self.tokenizer.token_to_id(piece)))) == piece
+        except (KeyError, ValueError, IndexError):
+            return False
 
     def _special(self, piece: str) -> int:
         try:
@@ -137,8 +153,9 @@ def check_turn_tokens(tokenizer: TextTokenizer) -> None:
     A tokenizer that splits "<end_of_turn>" into pieces would train the model on text that
     merely looks like the marker, and the tuned model would never stop.
     """
-    for piece, token_id in ((START_OF_TURN, tokenizer.start_of_turn_id),
-                            (END_OF_TURN, tokenizer.end_of_turn_id)):
+    start, end = getattr(tokenizer, "turn_pieces", (START_OF_TURN, END_OF_TURN))
+    for piece, token_id in ((start, tokenizer.start_of_turn_id),
+                            (end, tokenizer.end_of_turn_id)):
         ids = tokenizer.encode(piece)
         if ids != [token_id]:
             raise DatasetError(f"the tokenizer encodes {piece} as {ids}, not as the single "

