@@ -1,0 +1,146 @@
+"""How a run spreads over devices: the recipe's ``distribution`` section and its resolution.
+
+Every strategy is one device mesh with two named axes, ``batch`` and ``model``, and the
+Gemma layout map of layouts.py; they differ only in the mesh's shape and in whether the
+weights follow the layout map:
+
+    single          1 device, mesh (1, 1)
+    data_parallel   N devices, mesh (N, 1): the batch is split over ``batch``, weights are
+                    replicated, XLA all-reduces the gradients
+    fsdp            N devices, mesh (N, 1): the batch and every weight, LoRA factor and
+                    optimizer moment are split over ``batch`` (XLA gathers weights per use)
+    model_parallel  mesh (1, N) unless given: weights split over ``model`` (attention heads,
+                    feed-forward units, vocabulary), and over ``batch`` where it is > 1
+
+This is KerasHub's convention (``GemmaBackbone.get_layout_map`` shards over both axes), so
+fsdp and model parallelism are one layout on differently shaped meshes.
+
+Example:
+    >>> plan = resolve("auto", jax.devices(), model_bytes=1 << 30)
+    >>> plan.strategy, plan.axis_sizes
+    ('data_parallel', {'batch': 8, 'model': 1})
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gemma_panel.errors import UserError
+from gemma_panel.scale.devices import device_memory
+
+STRATEGIES = ("auto", "single", "data_parallel", "fsdp", "model_parallel")
+AXES = ("batch", "model")
+# A model "fits" one device when its weights take at most this share of the device's
+# memory: the rest holds gradients, optimizer moments, activations and XLA's temporaries
+# A rule of thumb until the planning issue estimates memory per recipe.
+FIT_FRACTION = 0.5
+
+
+class DistributionError(UserError, ValueError):
+    """A distribution setting that cannot work on these devices, with what would."""
+
+
+@dataclass
+class DistributionSection:
+    strategy: str = field(default="auto", metadata={"choices": STRATEGIES, "help": (
+        "How training uses the devices. auto: data_parallel when the model fits one "
+        "device, fsdp otherwise. single: one device. data_parallel: each device holds the "
+        "whole model and a slice of every batch (fastest when the model fits). fsdp: "
+        "weights, LoRA factors and optimizer state are split over the devices too (memory "
+        "per device drops about 1/N, at the cost of gathering weights each step). "
+        "model_parallel: attention heads and feed-forward units are split over a 'model' "
+        "axis, for models too big even for fsdp.")})
+    mesh: dict | None = field(default=None, metadata={"choices": None, "help": (
+        "The device mesh's shape, e.g. {batch: 2, model: 4}: batch x model must equal the "
+        "number of devices, and the batch size must divide by batch. Empty: all devices on "
+        "batch (model for model_parallel).")})
+
+
+@dataclass
+class MeshPlan:
+    """A resolved strategy: the devices, the mesh shape, and whether weights are sharded."""
+
+    strategy: str
+    axis_sizes: dict[str, int]
+    devices: list = field(repr=False)
+
+    @property
+    def shard_weights(self) -> bool:
+        return self.strategy in ("fsdp", "model_parallel")
+
+    def jax_mesh(self):
+        import jax
+
+        shape = tuple(self.axis_sizes[a] for a in AXES)
+        return jax.sharding.Mesh(np.array(self.devices).reshape(shape), AXES)
+
+    def keras_mesh(self):
+        import keras
+
+        shape = tuple(self.axis_sizes[a] for a in AXES)
+        return keras.distribution.DeviceMesh(shape, list(AXES), np.array(self.devices))
+
+    def summary(self) -> str:
+        sizes = ", ".join(f"{a} {n}" for a, n in self.axis_sizes.items())
+        return f"distribution: {self.strategy} over {len(self.devices)} devices ({sizes})"
+
+
+def fits_one_device(model_bytes: int, memory: int | None) -> bool:
+    """Whether the weights leave room to train on one device; unknown memory (CPU) fits."""
+    return memory is None or model_bytes <= FIT_FRACTION * memory
+
+
+def resolve(strategy: str, devices, model_bytes: int, mesh: dict | None = None) -> MeshPlan:
+    """The mesh for a strategy on these devices (``auto`` chosen from the model's size).
+
+    Args:
+        strategy: one of ``STRATEGIES``.
+        devices: the devices to use (``jax.devices()``).
+        model_bytes: bytes of all the model's weights, frozen and trainable.
+        mesh: an explicit ``{batch: B, model: M}`` shape, or None.
+
+    Raises:
+        DistributionError: an unknown strategy, or a mesh these devices cannot form.
+    """
+    devices = list(devices)
+    if strategy not in STRATEGIES:
+        raise DistributionError(f"distribution.strategy: {strategy!r} is not one of "
+                                f"{', '.join(STRATEGIES)}")
+    if strategy == "auto":
+        if len(devices) == 1:
+            strategy = "single"
+        elif fits_one_device(model_bytes, device_memory(devices[0])):
+            strategy = "data_parallel"
+        else:
+            strategy = "fsdp"
+    if strategy == "single":
+        return MeshPlan("single", {"batch": 1, "model": 1}, devices[:1])
+    sizes = _mesh_sizes(strategy, len(devices), mesh)
+    return MeshPlan(strategy, sizes, devices)
+
+
+def _mesh_sizes(strategy: str, count: int, mesh: dict | None) -> dict[str, int]:
+    if not mesh:
+        return {"batch": 1, "model": count} if strategy == "model_parallel" \
+            else {"batch": count, "model": 1}
+    unknown = sorted(set(mesh) - set(AXES))
+    if unknown:
+        raise DistributionError(f"distribution.mesh: unknown axis {unknown[0]!r}; the axes "
+                                f"are batch and model, e.g. {{batch: 2, model: 4}}")
+    sizes = {a: mesh.get(a, 1) for a in AXES}
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1
+               for n in sizes.values()):
+        raise DistributionError(f"distribution.mesh: axis sizes must be whole numbers "
+                                f"of at least 1, got {mesh}")
+    if math.prod(sizes.values()) != count:
+        raise DistributionError(
+            f"distribution.mesh: batch {sizes['batch']} x model {sizes['model']} = "
+            f"{math.prod(sizes.values())} devices, but {count} are here; choose sizes "
+            f"whose product is {count}, or leave the mesh empty")
+    if strategy == "data_parallel" and sizes["model"] != 1:
+        raise DistributionError("distribution.mesh: data_parallel replicates the model, so "
+                                "model must be 1; use fsdp or model_parallel to split it")
+    return sizes
