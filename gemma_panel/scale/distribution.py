@@ -83,9 +83,19 @@ class MeshPlan:
         shape = tuple(self.axis_sizes[a] for a in AXES)
         return keras.distribution.DeviceMesh(shape, list(AXES), np.array(self.devices))
 
+    def check_batch_size(self, batch_size: int) -> None:
+        """Raise a DistributionError unless ``train.batch_size`` splits over ``batch``."""
+        n = self.axis_sizes["batch"]
+        if batch_size % n:
+            raise DistributionError(
+                f"train.batch_size: {batch_size} rows cannot be split evenly over the {n} "
+                f"devices of the batch axis; use a multiple of {n} (e.g. "
+                f"{n * max(1, round(batch_size / n))}) or set distribution.mesh")
+
     def summary(self) -> str:
         sizes = ", ".join(f"{a} {n}" for a, n in self.axis_sizes.items())
-        return f"distribution: {self.strategy} over {len(self.devices)} devices ({sizes})"
+        n = len(self.devices)
+        return f"distribution: {self.strategy} over {n} device{'s' * (n != 1)} ({sizes})"
 
 
 def fits_one_device(model_bytes: int, memory: int | None) -> bool:

@@ -56,7 +56,20 @@ def spec_text(axes) -> str:
     return str(tuple(axes))
 
 
-def run(strategy: str, lm, recipe, mesh=None) -> dict:
+def state_specs(steps, trainable, opt_state, frozen) -> dict[str, str]:
+    """Every state array's sharding spec, keyed ``kind:path``."""
+    adam = opt_state[-1][0]  # chain(clip, adamw) -> adamw's (ScaleByAdamState, ...)
+    arrays = [("trainable", steps.trainable_vars, trainable),
+              ("frozen", steps.frozen_vars, frozen),
+              ("adam_mu", steps.trainable_vars, list(adam.mu)),
+              ("adam_nu", steps.trainable_vars, list(adam.nu))]
+    return {f"{kind}:{v.path}": spec_text(a.sharding.spec)
+            for kind, variables, values in arrays for v, a in zip(variables, values)}
+
+
+def run(strategy: str, lm, recipe, mesh=None, pinned=False) -> dict:
+    """5 steps under a strategy: through ``steps.train_step`` on placed arrays, or (pinned)
+    through the same step function jitted with ``train_jit_kwargs``."""
     from gemma_panel.scale.distribution import resolve
     from gemma_panel.scale.layouts import gemma_layout_map, step_shardings
     from gemma_panel.training.step import StepFunctions
@@ -65,26 +78,25 @@ def run(strategy: str, lm, recipe, mesh=None) -> dict:
     model_bytes = sum(v.value.nbytes for v in lm.backbone.weights)
     plan = resolve(strategy, jax.devices(), model_bytes, mesh)
     shardings = step_shardings(plan, steps.trainable_vars, steps.frozen_vars, steps.optimizer)
+    train_step = steps.train_step
+    if pinned:
+        train_step = jax.jit(steps._train_step, donate_argnums=(0, 1),
+                             **shardings.train_jit_kwargs())
     trainable, opt_state, frozen = shardings.place(*steps.initial_state())
+    placed = state_specs(steps, trainable, opt_state, frozen)
     key = jax.random.PRNGKey(0)
     data = [shardings.place_batch(b) for b in batches()]
-    # The project's own jitted step, lowered for these placed arrays, compiled once.
-    compiled = steps.train_step.lower(trainable, opt_state, frozen, data[0], key).compile()
-    memory = compiled.memory_analysis()
+    memory = train_step.lower(trainable, opt_state, frozen, data[0], key).compile() \
+        .memory_analysis()
     losses = []
     for step, batch in enumerate(data):
-        trainable, opt_state, out = compiled(
+        trainable, opt_state, out = train_step(
             trainable, opt_state, frozen, batch, jax.random.fold_in(key, step))
         losses.append(float(out["loss"]))
+    trained = state_specs(steps, trainable, opt_state, frozen)
     layout_map = gemma_layout_map(plan, lm.backbone.weights)
-    adam = opt_state[-1][0]  # chain(clip, adamw) -> adamw's (ScaleByAdamState, ...)
-    arrays = [("trainable", steps.trainable_vars, trainable),
-              ("frozen", steps.frozen_vars, frozen),
-              ("adam_mu", steps.trainable_vars, list(adam.mu)),
-              ("adam_nu", steps.trainable_vars, list(adam.nu))]
-    specs = {f"{kind}:{v.path}": {"actual": spec_text(a.sharding.spec), "shape": list(a.shape),
-                                  "layout": spec_text(layout_map[v.path].axes)}
-             for kind, variables, values in arrays for v, a in zip(variables, values)}
+    specs = {key: {"layout": spec_text(layout_map[key.split(":", 1)[1]].axes),
+                   "placed": placed[key], "trained": trained[key]} for key in placed}
     return {"plan": plan.strategy, "axis_sizes": plan.axis_sizes, "losses": losses,
             "argument_bytes": memory.argument_size_in_bytes,
             "output_bytes": memory.output_size_in_bytes,
@@ -103,6 +115,7 @@ def main() -> None:
                for s in ("single", "data_parallel", "fsdp")}
     results["model_parallel"] = run("model_parallel", lm, recipe,
                                     mesh={"batch": 2, "model": 4})
+    results["fsdp_pinned"] = run("fsdp", lm, recipe, pinned=True)
     print(json.dumps(results))
 
 
