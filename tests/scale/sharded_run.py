@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
+from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
@@ -67,9 +69,12 @@ def state_specs(steps, trainable, opt_state, frozen) -> dict[str, str]:
             for kind, variables, values in arrays for v, a in zip(variables, values)}
 
 
-def run(strategy: str, lm, recipe, mesh=None, pinned=False) -> dict:
+def run(strategy: str, lm, recipe, mesh=None, pinned=False) -> tuple[dict, tuple]:
     """5 steps under a strategy: through ``steps.train_step`` on placed arrays, or (pinned)
-    through the same step function jitted with ``train_jit_kwargs``."""
+    through the same step function jitted with ``train_jit_kwargs``.
+
+    Returns (the report, the trained (trainable, opt_state, frozen) and the shardings).
+    """
     from gemma_panel.scale.distribution import resolve
     from gemma_panel.scale.layouts import gemma_layout_map, step_shardings
     from gemma_panel.training.step import StepFunctions
@@ -97,11 +102,35 @@ def run(strategy: str, lm, recipe, mesh=None, pinned=False) -> dict:
     layout_map = gemma_layout_map(plan, lm.backbone.weights)
     specs = {key: {"layout": spec_text(layout_map[key.split(":", 1)[1]].axes),
                    "placed": placed[key], "trained": trained[key]} for key in placed}
-    return {"plan": plan.strategy, "axis_sizes": plan.axis_sizes, "losses": losses,
-            "argument_bytes": memory.argument_size_in_bytes,
-            "output_bytes": memory.output_size_in_bytes,
-            "temp_bytes": memory.temp_size_in_bytes, "specs": specs,
-            "trainable_sum": float(sum(np.abs(np.asarray(t)).sum() for t in trainable))}
+    report = {"plan": plan.strategy, "axis_sizes": plan.axis_sizes, "losses": losses,
+              "argument_bytes": memory.argument_size_in_bytes,
+              "output_bytes": memory.output_size_in_bytes,
+              "temp_bytes": memory.temp_size_in_bytes, "specs": specs,
+              "trainable_sum": float(sum(np.abs(np.asarray(t)).sum() for t in trainable))}
+    return report, ((trainable, opt_state, frozen), shardings)
+
+
+def resume_across_meshes(trained: dict, directory: Path) -> dict:
+    """Save each run's checkpoint with the project's checkpoint code, load it for the other
+    mesh (fsdp on 8 devices -> 1 device, and back), place it there; compare the values."""
+    from gemma_panel.training.checkpoint import load_checkpoint, save_checkpoint
+
+    out = {}
+    for source, target in (("fsdp", "single"), ("single", "fsdp")):
+        (trainable, opt_state, _), _ = trained[source]
+        path = save_checkpoint(directory / source, STEPS, trainable, opt_state, {})
+        (like_trainable, like_opt, frozen), shardings = trained[target]
+        loaded_trainable, loaded_opt, _ = load_checkpoint(path, like_trainable, like_opt)
+        placed = shardings.place(loaded_trainable, loaded_opt, frozen)
+        pairs = zip(jax.tree.leaves(placed[:2]), jax.tree.leaves((trainable, opt_state)))
+        out[f"{source}->{target}"] = {
+            "max_difference": max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+                                  for a, b in pairs),
+            "laid_out_for_target": all(
+                a.sharding == b for a, b in zip(jax.tree.leaves(placed[:2]), jax.tree.leaves(
+                    (shardings.trainable, shardings.opt_state)))),
+        }
+    return out
 
 
 def main() -> None:
@@ -111,11 +140,13 @@ def main() -> None:
     recipe = load_recipe(None, ["train.learning_rate=0.003", "train.warmup_steps=1",
                                 "train.max_steps=5"])
     lm = tiny_gemma3()
-    results = {s: run(s, lm, recipe)
-               for s in ("single", "data_parallel", "fsdp")}
-    results["model_parallel"] = run("model_parallel", lm, recipe,
-                                    mesh={"batch": 2, "model": 4})
-    results["fsdp_pinned"] = run("fsdp", lm, recipe, pinned=True)
+    runs = {s: run(s, lm, recipe) for s in ("single", "data_parallel", "fsdp")}
+    runs["model_parallel"] = run("model_parallel", lm, recipe, mesh={"batch": 2, "model": 4})
+    runs["fsdp_pinned"] = run("fsdp", lm, recipe, pinned=True)
+    results = {name: report for name, (report, _) in runs.items()}
+    with tempfile.TemporaryDirectory() as directory:
+        results["resume"] = resume_across_meshes(
+            {name: trained for name, (_, trained) in runs.items()}, Path(directory))
     print(json.dumps(results))
 
 

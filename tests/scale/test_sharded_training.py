@@ -91,3 +91,10 @@ def test_fsdp_memory_per_device_drops_as_one_over_n(report):
         assert report[fsdp]["output_bytes"] <= 1.25 * report["single"]["output_bytes"] / DEVICES
     # data parallelism splits only the batch: the model is whole on every device
     assert report["data_parallel"]["argument_bytes"] >= 0.9 * single
+
+
+@pytest.mark.parametrize("move", ["fsdp->single", "single->fsdp"])
+def test_a_checkpoint_resumes_on_another_mesh_with_equal_weights(report, move):
+    """Checkpoints gather to host (training/checkpoint.py), so they carry no mesh: a run
+    trained on 8 devices resumes on 1 and the reverse, placed for the new mesh."""
+    assert report["resume"][move] == {"max_difference": 0.0, "laid_out_for_target": True}
