@@ -13,10 +13,12 @@ from gemma_panel.scale.distribution import (
     DistributionSection,
     MeshPlan,
     resolve,
+    section_problems,
 )
 from gemma_panel.scale.layouts import StepShardings, gemma_layout_map, step_shardings
 
 __all__ = [
     "STRATEGIES", "DeviceReport", "DistributionError", "DistributionSection", "MeshPlan",
-    "StepShardings", "describe_devices", "gemma_layout_map", "resolve", "step_shardings",
+    "StepShardings", "describe_devices", "gemma_layout_map", "resolve", "section_problems",
+    "step_shardings",
 ]

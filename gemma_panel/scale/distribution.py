@@ -120,37 +120,71 @@ def resolve(strategy: str, devices, model_bytes: int, mesh: dict | None = None) 
         raise DistributionError(f"distribution.strategy: {strategy!r} is not one of "
                                 f"{', '.join(STRATEGIES)}")
     if strategy == "auto":
-        if len(devices) == 1:
-            strategy = "single"
-        elif fits_one_device(model_bytes, device_memory(devices[0])):
-            strategy = "data_parallel"
-        else:
-            strategy = "fsdp"
+        strategy = _choose(devices, model_bytes, mesh)
     if strategy == "single":
+        _mesh_sizes("single", 1, mesh)  # a mesh with single is a mistake: say so
         return MeshPlan("single", {"batch": 1, "model": 1}, devices[:1])
     sizes = _mesh_sizes(strategy, len(devices), mesh)
     return MeshPlan(strategy, sizes, devices)
 
 
+def _choose(devices, model_bytes: int, mesh) -> str:
+    """``auto``: split the model where the mesh says so, else by whether the model fits."""
+    problem = mesh_problem("fsdp", mesh)  # the mesh's shape alone
+    if problem:
+        raise DistributionError(problem)
+    if mesh and mesh.get("model", 1) > 1:
+        return "model_parallel"
+    if len(devices) == 1:
+        return "single"
+    return "data_parallel" if fits_one_device(model_bytes, device_memory(devices[0])) \
+        else "fsdp"
+
+
+def mesh_problem(strategy: str, mesh) -> str | None:
+    """What is wrong with a mesh setting before any device is seen, or None.
+
+    For the recipe's validation: ``problems.extend(section_problems(recipe.distribution))``.
+    """
+    if mesh is None or mesh == {}:
+        return None
+    if not isinstance(mesh, dict):
+        return f"distribution.mesh: a mapping of axis sizes, e.g. {{batch: 2, model: 4}}, " \
+               f"not {mesh!r}"
+    unknown = sorted(set(mesh) - set(AXES), key=str)
+    if unknown:
+        return (f"distribution.mesh: unknown axis {unknown[0]!r}; the axes are batch and "
+                f"model, e.g. {{batch: 2, model: 4}}")
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1
+               for n in mesh.values()):
+        return f"distribution.mesh: axis sizes must be whole numbers of at least 1, got {mesh}"
+    if strategy == "single" and math.prod(mesh.values()) > 1:
+        return ("distribution.mesh: single uses one device; leave the mesh empty or choose "
+                "data_parallel, fsdp or model_parallel")
+    if strategy == "data_parallel" and mesh.get("model", 1) != 1:
+        return ("distribution.mesh: data_parallel replicates the model, so model must be 1; "
+                "use fsdp or model_parallel to split it")
+    return None
+
+
+def section_problems(section: DistributionSection) -> list[str]:
+    """The section's problems that need no devices (the strategy's choices are checked
+    with every field's); the device count is checked by ``resolve``."""
+    problem = mesh_problem(section.strategy, section.mesh)
+    return [problem] if problem else []
+
+
 def _mesh_sizes(strategy: str, count: int, mesh: dict | None) -> dict[str, int]:
+    problem = mesh_problem(strategy, mesh)
+    if problem:
+        raise DistributionError(problem)
     if not mesh:
         return {"batch": 1, "model": count} if strategy == "model_parallel" \
             else {"batch": count, "model": 1}
-    unknown = sorted(set(mesh) - set(AXES))
-    if unknown:
-        raise DistributionError(f"distribution.mesh: unknown axis {unknown[0]!r}; the axes "
-                                f"are batch and model, e.g. {{batch: 2, model: 4}}")
     sizes = {a: mesh.get(a, 1) for a in AXES}
-    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1
-               for n in sizes.values()):
-        raise DistributionError(f"distribution.mesh: axis sizes must be whole numbers "
-                                f"of at least 1, got {mesh}")
     if math.prod(sizes.values()) != count:
         raise DistributionError(
             f"distribution.mesh: batch {sizes['batch']} x model {sizes['model']} = "
             f"{math.prod(sizes.values())} devices, but {count} are here; choose sizes "
             f"whose product is {count}, or leave the mesh empty")
-    if strategy == "data_parallel" and sizes["model"] != 1:
-        raise DistributionError("distribution.mesh: data_parallel replicates the model, so "
-                                "model must be 1; use fsdp or model_parallel to split it")
     return sizes

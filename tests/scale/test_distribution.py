@@ -13,6 +13,7 @@ from gemma_panel.scale.distribution import (
     DistributionError,
     DistributionSection,
     resolve,
+    section_problems,
 )
 
 GIB = 2**30
@@ -84,3 +85,26 @@ def test_the_plan_builds_jax_and_keras_meshes_over_its_devices():
     assert mesh.axis_names == ("batch", "model") and mesh.devices.shape == (1, 1)
     assert plan.keras_mesh().shape == (1, 1)
     assert plan.summary() == "distribution: single over 1 device (batch 1, model 1)"
+
+
+@pytest.mark.parametrize(("strategy", "mesh", "words"), [
+    ("fsdp", {"batch": 8, "data": 1}, "unknown axis 'data'"),
+    ("fsdp", {"batch": "8"}, "whole numbers"),
+    ("fsdp", [8, 1], "a mapping of axis sizes"),
+    ("single", {"batch": 2}, "single uses one device"),
+    ("data_parallel", {"model": 2}, "model must be 1"),
+])
+def test_mesh_problems_are_found_without_devices_for_the_recipe_check(strategy, mesh, words):
+    (problem,) = section_problems(DistributionSection(strategy, mesh))
+    assert problem.startswith("distribution.mesh: ") and words in problem
+
+
+def test_sound_sections_have_no_problems_and_auto_follows_a_mesh_that_splits_the_model():
+    for strategy, mesh in [("auto", None), ("fsdp", {"batch": 4, "model": 2}),
+                           ("single", {"batch": 1}), ("model_parallel", {})]:
+        assert section_problems(DistributionSection(strategy, mesh)) == []
+    plan = resolve("auto", chips(8), 0, {"batch": 2, "model": 4})
+    assert (plan.strategy, plan.axis_sizes) == ("model_parallel", {"batch": 2, "model": 4})
+    assert resolve("auto", chips(8), 0, {"batch": 8}).strategy == "data_parallel"
+    with pytest.raises(DistributionError, match="unknown axis"):
+        resolve("auto", chips(8), 0, {"rows": 8})
