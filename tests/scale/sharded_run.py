@@ -83,11 +83,13 @@ def run(strategy: str, lm, recipe, mesh=None, pinned=False) -> tuple[dict, tuple
     model_bytes = sum(v.value.nbytes for v in lm.backbone.weights)
     plan = resolve(strategy, jax.devices(), model_bytes, mesh)
     shardings = step_shardings(plan, steps.trainable_vars, steps.frozen_vars, steps.optimizer)
-    train_step = steps.train_step
+    train_step, eval_step = steps.train_step, steps.eval_step
     if pinned:
         train_step = jax.jit(steps._train_step, donate_argnums=(0, 1),
                              **shardings.train_jit_kwargs())
+        eval_step = jax.jit(steps._eval_step, **shardings.eval_jit_kwargs())
     trainable, opt_state, frozen = shardings.place(*steps.initial_state())
+    initial = [np.asarray(t) for t in trainable]
     placed = state_specs(steps, trainable, opt_state, frozen)
     key = jax.random.PRNGKey(0)
     data = [shardings.place_batch(b) for b in batches()]
@@ -99,14 +101,18 @@ def run(strategy: str, lm, recipe, mesh=None, pinned=False) -> tuple[dict, tuple
             trainable, opt_state, frozen, batch, jax.random.fold_in(key, step))
         losses.append(float(out["loss"]))
     trained = state_specs(steps, trainable, opt_state, frozen)
+    # the eval step takes host arrays, (batch, length), as evaluate() passes them
+    loss_sum, count, hits = eval_step(trainable, frozen, tuple(a[0] for a in batches()[0]))
     layout_map = gemma_layout_map(plan, lm.backbone.weights)
     specs = {key: {"layout": spec_text(layout_map[key.split(":", 1)[1]].axes),
                    "placed": placed[key], "trained": trained[key]} for key in placed}
     report = {"plan": plan.strategy, "axis_sizes": plan.axis_sizes, "losses": losses,
+              "eval": [float(loss_sum), float(count), float(hits)],
               "argument_bytes": memory.argument_size_in_bytes,
               "output_bytes": memory.output_size_in_bytes,
               "temp_bytes": memory.temp_size_in_bytes, "specs": specs,
-              "trainable_sum": float(sum(np.abs(np.asarray(t)).sum() for t in trainable))}
+              "learned": float(sum(np.abs(np.asarray(t) - i).sum()
+                                   for t, i in zip(trainable, initial)))}
     return report, ((trainable, opt_state, frozen), shardings)
 
 
