@@ -129,13 +129,14 @@ def describe_devices(devices=None) -> DeviceReport:
     import jax
 
     devices = list(devices) if devices is not None else jax.devices()
-    first = devices[0]
+    local = [d for d in devices if d.process_index == jax.process_index()]
+    first = (local or devices)[0]  # only this host's devices answer memory_stats()
     fast, reason = bf16_speed(first.platform, first)
     return DeviceReport(
         backend=first.platform,
         device_kind=first.device_kind,
         count=len(devices),
-        local_count=sum(1 for d in devices if d.process_index == jax.process_index()),
+        local_count=len(local),
         memory_per_device=device_memory(first),
         hosts=jax.process_count(),
         process_index=jax.process_index(),

@@ -141,6 +141,7 @@ def resume_across_meshes(trained: dict, directory: Path) -> dict:
 
 def main() -> None:
     from gemma_panel.config import load_recipe
+    from gemma_panel.scale.devices import describe_devices
 
     assert jax.device_count() == 8, "run with --xla_force_host_platform_device_count=8"
     recipe = load_recipe(None, ["train.learning_rate=0.003", "train.warmup_steps=1",
@@ -150,6 +151,7 @@ def main() -> None:
     runs["model_parallel"] = run("model_parallel", lm, recipe, mesh={"batch": 2, "model": 4})
     runs["fsdp_pinned"] = run("fsdp", lm, recipe, pinned=True)
     results = {name: report for name, (report, _) in runs.items()}
+    results["devices"] = describe_devices().to_dict()
     with tempfile.TemporaryDirectory() as directory:
         results["resume"] = resume_across_meshes(
             {name: trained for name, (_, trained) in runs.items()}, Path(directory))

@@ -100,3 +100,9 @@ def test_a_checkpoint_resumes_on_another_mesh_with_equal_weights(report, move):
     """Checkpoints gather to host (training/checkpoint.py), so they carry no mesh: a run
     trained on 8 devices resumes on 1 and the reverse, placed for the new mesh."""
     assert report["resume"][move] == {"max_difference": 0.0, "laid_out_for_target": True}
+
+
+def test_the_devices_report_counts_the_host_devices(report):
+    devices = report["devices"]
+    assert (devices["backend"], devices["count"], devices["local_count"]) == ("cpu", 8, 8)
+    assert (devices["hosts"], devices["process_index"]) == (1, 0)
