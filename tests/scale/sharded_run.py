@@ -104,8 +104,8 @@ def run(strategy: str, lm, recipe, mesh=None, pinned=False) -> tuple[dict, tuple
     # the eval step takes host arrays, (batch, length), as evaluate() passes them
     loss_sum, count, hits = eval_step(trainable, frozen, tuple(a[0] for a in batches()[0]))
     layout_map = gemma_layout_map(plan, lm.backbone.weights)
-    specs = {key: {"layout": spec_text(layout_map[key.split(":", 1)[1]].axes),
-                   "placed": placed[key], "trained": trained[key]} for key in placed}
+    specs = {name: {"layout": spec_text(layout_map[name.split(":", 1)[1]].axes),
+                    "placed": placed[name], "trained": trained[name]} for name in placed}
     report = {"plan": plan.strategy, "axis_sizes": plan.axis_sizes, "losses": losses,
               "eval": [float(loss_sum), float(count), float(hits)],
               "argument_bytes": memory.argument_size_in_bytes,
