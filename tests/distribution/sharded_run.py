@@ -1,7 +1,7 @@
 """Train a tiny random Gemma 3 for 5 steps under each strategy; print what the tests check.
 
 Run in a fresh process with ``XLA_FLAGS=--xla_force_host_platform_device_count=8`` (JAX
-reads the flag once, at start-up): ``python -m tests.scale.sharded_run``.
+reads the flag once, at start-up): ``python -m tests.distribution.sharded_run``.
 The last stdout line is JSON: per strategy the 5 losses, per-device memory from XLA's
 compiled memory analysis, and every state array's sharding spec next to the one the layout
 says (``gemma_layout_map``).
@@ -75,8 +75,8 @@ def run(strategy: str, lm, recipe, mesh=None, pinned=False) -> tuple[dict, tuple
 
     Returns (the report, the trained (trainable, opt_state, frozen) and the shardings).
     """
-    from gemma_panel.scale.distribution import resolve
-    from gemma_panel.scale.layouts import gemma_layout_map, step_shardings
+    from gemma_panel.distribution.layouts import gemma_layout_map, step_shardings
+    from gemma_panel.distribution.strategy import resolve
     from gemma_panel.training.step import StepFunctions
 
     steps = StepFunctions(lm, recipe, STEPS, BATCH * LENGTH, BATCH * LENGTH)
@@ -141,7 +141,7 @@ def resume_across_meshes(trained: dict, directory: Path) -> dict:
 
 def main() -> None:
     from gemma_panel.config import load_recipe
-    from gemma_panel.scale.devices import describe_devices
+    from gemma_panel.distribution.devices import describe_devices
 
     assert jax.device_count() == 8, "run with --xla_force_host_platform_device_count=8"
     recipe = load_recipe(None, ["train.learning_rate=0.003", "train.warmup_steps=1",

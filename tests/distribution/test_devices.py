@@ -6,7 +6,12 @@ from types import SimpleNamespace
 
 import jax
 
-from gemma_panel.scale.devices import bf16_speed, cpu_bf16_flags, describe_devices, device_memory
+from gemma_panel.distribution.devices import (
+    bf16_speed,
+    cpu_bf16_flags,
+    describe_devices,
+    device_memory,
+)
 
 AMX_CPUINFO = """processor\t: 0
 flags\t\t: fpu vme sse2 avx2 avx512f avx512_bf16 amx_bf16 amx_tile

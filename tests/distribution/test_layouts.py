@@ -6,8 +6,8 @@ import keras
 import keras_hub
 import pytest
 
-from gemma_panel.scale.distribution import MeshPlan
-from gemma_panel.scale.layouts import fit_axes, preferred_axes, weight_axes
+from gemma_panel.distribution.layouts import fit_axes, preferred_axes, weight_axes
+from gemma_panel.distribution.strategy import MeshPlan
 
 TARGETS = ["query", "key", "value", "attention_output", "ffw_gating", "ffw_gating_2",
            "ffw_linear"]

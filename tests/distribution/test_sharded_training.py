@@ -1,6 +1,6 @@
 """Sharded training on 8 host devices gives the one-device run's losses, laid out as planned.
 
-One subprocess (``tests/scale/sharded_run.py``) trains a tiny random Gemma 3 with LoRA for
+One subprocess (``tests/distribution/sharded_run.py``) trains a tiny random Gemma 3 with LoRA for
 5 steps under single, data_parallel, fsdp and model_parallel (batch 2 x model 4), through
 the project's own jitted step on arrays placed by ``step_shardings``; these tests read its
 report. JAX takes the device count from XLA_FLAGS once per process, hence the subprocess.
@@ -28,7 +28,7 @@ def report():
                         f" --xla_force_host_platform_device_count={DEVICES}").strip()
     env["JAX_PLATFORMS"] = "cpu"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-    done = subprocess.run([sys.executable, "-m", "tests.scale.sharded_run"], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "tests.distribution.sharded_run"], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-4000:]
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from gemma_panel.distribution.devices import device_memory
 from gemma_panel.errors import UserError
-from gemma_panel.scale.devices import device_memory
 
 STRATEGIES = ("auto", "single", "data_parallel", "fsdp", "model_parallel")
 AXES = ("batch", "model")

@@ -7,14 +7,14 @@ from types import SimpleNamespace
 import jax
 import pytest
 
-from gemma_panel.errors import UserError
-from gemma_panel.scale.distribution import (
+from gemma_panel.distribution.strategy import (
     FIT_FRACTION,
     DistributionError,
     DistributionSection,
     resolve,
     section_problems,
 )
+from gemma_panel.errors import UserError
 
 GIB = 2**30
 

@@ -6,8 +6,9 @@ the train step's weights, LoRA factors, optimizer state and batches onto that me
 Gemma layout map.
 """
 
-from gemma_panel.scale.devices import DeviceReport, describe_devices
-from gemma_panel.scale.distribution import (
+from gemma_panel.distribution.devices import DeviceReport, describe_devices
+from gemma_panel.distribution.layouts import StepShardings, gemma_layout_map, step_shardings
+from gemma_panel.distribution.strategy import (
     STRATEGIES,
     DistributionError,
     DistributionSection,
@@ -15,7 +16,6 @@ from gemma_panel.scale.distribution import (
     resolve,
     section_problems,
 )
-from gemma_panel.scale.layouts import StepShardings, gemma_layout_map, step_shardings
 
 __all__ = [
     "STRATEGIES", "DeviceReport", "DistributionError", "DistributionSection", "MeshPlan",
