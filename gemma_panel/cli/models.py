@@ -34,11 +34,25 @@ def add_model_commands(sub) -> None:
     generate.add_argument("--seed", type=int, default=0)
     generate.set_defaults(func=cmd_generate)
 
+    devices = sub.add_parser("devices", help="what JAX sees here: backend, devices, memory, bfloat16")
+    devices.add_argument("--json", action="store_true", help="print the report as JSON")
+    devices.set_defaults(func=cmd_devices)
+
 
 def cmd_models_list(args) -> int:
     from gemma_panel.models.listing import models_table
 
     print(models_table())
+    return 0
+
+
+def cmd_devices(args) -> int:
+    import json
+
+    from gemma_panel.distribution import describe_devices
+
+    report = describe_devices()
+    print(json.dumps(report.to_dict(), indent=2) if args.json else "\n".join(report.lines()))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The recipe's schema: six sections of typed fields, each with its help text and default.
+"""The recipe's schema: seven sections of typed fields, each with its help text and default.
 
 Each field carries a ``help`` text that says what it does and how it changes training and the
 finished model; the dashboard's explanations, the CLI help and the YAML comments all come
@@ -265,9 +265,35 @@ class ExportSection:
     )
 
 
+STRATEGIES = ("auto", "single", "data_parallel", "fsdp", "model_parallel")
+AXES = ("batch", "model")
+
+
+@dataclass(frozen=True)
+class DistributionSection:
+    strategy: str = option(
+        "auto",
+        "How training uses the devices. auto: data_parallel when the model fits one "
+        "device, fsdp otherwise. single: one device. data_parallel: each device holds the "
+        "whole model and a slice of every batch (fastest when the model fits). fsdp: "
+        "weights, LoRA factors and optimizer state are split over the devices too (memory "
+        "per device drops about 1/N, at the cost of gathering weights each step). "
+        "model_parallel: attention heads and feed-forward units are split over a 'model' "
+        "axis, for models too big even for fsdp. 'gemma-panel devices' shows the devices.",
+        choices=STRATEGIES,
+    )
+    mesh: dict[str, int] | None = option(
+        None,
+        "The device mesh's shape, e.g. {batch: 2, model: 4}: batch x model must equal the "
+        "number of devices, and the batch size must divide by batch. Empty: all devices on "
+        "batch (model for model_parallel).",
+    )
+
+
 SECTIONS = {
     "model": ModelSection, "data": DataSection, "lora": LoraSection,
     "train": TrainSection, "eval": EvalSection, "export": ExportSection,
+    "distribution": DistributionSection,
 }
 
 
@@ -287,6 +313,7 @@ class Recipe:
     train: TrainSection = field(default_factory=TrainSection)
     eval: EvalSection = field(default_factory=EvalSection)
     export: ExportSection = field(default_factory=ExportSection)
+    distribution: DistributionSection = field(default_factory=DistributionSection)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

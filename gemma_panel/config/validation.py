@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import typing
 from typing import Any
 
 from .fields import field_least, iter_fields, iter_settings
-from .schema import LORA_TARGETS, Recipe, RecipeError
+from .schema import AXES, LORA_TARGETS, DistributionSection, Recipe, RecipeError
 
 
 def _type_problem(path: str, value: Any, hint) -> str | None:
@@ -27,6 +28,9 @@ def _type_problem(path: str, value: Any, hint) -> str | None:
         return f"{path}: expected {base.__name__}, got {value!r}"
     if base is list and not all(isinstance(item, str) for item in value):
         return f"{path}: every item must be text, got {value!r}"
+    value_types = typing.get_args(next(t for t in allowed if t is not type(None)))
+    if base is dict and value_types[1:] == (int,):  # distribution.mesh: checked by its rules
+        return None
     if base is dict and not all(isinstance(k, str) and (v is None or isinstance(v, str))
                                 for k, v in value.items()):
         return f"{path}: must map names to text (or null), got {value!r}"
@@ -98,5 +102,37 @@ def _value_problems(recipe: Recipe) -> list[str]:
     need(e.task_examples >= 0, "eval.task_examples: cannot be negative")
     need(e.early_stopping_patience is None or e.early_stopping_patience >= 1,
          "eval.early_stopping_patience: must be at least 1 (or null)")
-    return problems
+    return problems + section_problems(recipe.distribution)
 
+
+def mesh_problem(strategy: str, mesh) -> str | None:
+    """What is wrong with a mesh setting before any device is seen, or None.
+
+    The device count is checked when the run resolves its mesh on the devices it has.
+    """
+    if mesh is None or mesh == {}:
+        return None
+    if not isinstance(mesh, dict):
+        return f"distribution.mesh: a mapping of axis sizes, e.g. {{batch: 2, model: 4}}, " \
+               f"not {mesh!r}"
+    unknown = sorted(set(mesh) - set(AXES), key=str)
+    if unknown:
+        return (f"distribution.mesh: unknown axis {unknown[0]!r}; the axes are batch and "
+                f"model, e.g. {{batch: 2, model: 4}}")
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1
+               for n in mesh.values()):
+        return f"distribution.mesh: axis sizes must be whole numbers of at least 1, got {mesh}"
+    if strategy == "single" and math.prod(mesh.values()) > 1:
+        return ("distribution.mesh: single uses one device; leave the mesh empty or choose "
+                "data_parallel, fsdp or model_parallel")
+    if strategy == "data_parallel" and mesh.get("model", 1) != 1:
+        return ("distribution.mesh: data_parallel replicates the model, so model must be 1; "
+                "use fsdp or model_parallel to split it")
+    return None
+
+
+def section_problems(section: DistributionSection) -> list[str]:
+    """The section's problems that need no devices (the strategy's choices are checked
+    with every field's); the device count is checked by ``resolve``."""
+    problem = mesh_problem(section.strategy, section.mesh)
+    return [problem] if problem else []

@@ -28,11 +28,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# The recipe section and its device-free checks live with the schema; re-exported here.
+from gemma_panel.config.schema import AXES, STRATEGIES, DistributionSection  # noqa: F401
+from gemma_panel.config.validation import mesh_problem, section_problems  # noqa: F401
 from gemma_panel.distribution.devices import device_memory
 from gemma_panel.errors import UserError
 
-STRATEGIES = ("auto", "single", "data_parallel", "fsdp", "model_parallel")
-AXES = ("batch", "model")
 # A model "fits" one device when its weights take at most this share of the device's
 # memory: the rest holds gradients, optimizer moments, activations and XLA's temporaries
 # A rule of thumb until the planning issue estimates memory per recipe.
@@ -41,22 +42,6 @@ FIT_FRACTION = 0.5
 
 class DistributionError(UserError, ValueError):
     """A distribution setting that cannot work on these devices, with what would."""
-
-
-@dataclass
-class DistributionSection:
-    strategy: str = field(default="auto", metadata={"choices": STRATEGIES, "help": (
-        "How training uses the devices. auto: data_parallel when the model fits one "
-        "device, fsdp otherwise. single: one device. data_parallel: each device holds the "
-        "whole model and a slice of every batch (fastest when the model fits). fsdp: "
-        "weights, LoRA factors and optimizer state are split over the devices too (memory "
-        "per device drops about 1/N, at the cost of gathering weights each step). "
-        "model_parallel: attention heads and feed-forward units are split over a 'model' "
-        "axis, for models too big even for fsdp.")})
-    mesh: dict | None = field(default=None, metadata={"choices": None, "help": (
-        "The device mesh's shape, e.g. {batch: 2, model: 4}: batch x model must equal the "
-        "number of devices, and the batch size must divide by batch. Empty: all devices on "
-        "batch (model for model_parallel).")})
 
 
 @dataclass
@@ -139,39 +124,6 @@ def _choose(devices, model_bytes: int, mesh) -> str:
         return "single"
     return "data_parallel" if fits_one_device(model_bytes, device_memory(devices[0])) \
         else "fsdp"
-
-
-def mesh_problem(strategy: str, mesh) -> str | None:
-    """What is wrong with a mesh setting before any device is seen, or None.
-
-    For the recipe's validation: ``problems.extend(section_problems(recipe.distribution))``.
-    """
-    if mesh is None or mesh == {}:
-        return None
-    if not isinstance(mesh, dict):
-        return f"distribution.mesh: a mapping of axis sizes, e.g. {{batch: 2, model: 4}}, " \
-               f"not {mesh!r}"
-    unknown = sorted(set(mesh) - set(AXES), key=str)
-    if unknown:
-        return (f"distribution.mesh: unknown axis {unknown[0]!r}; the axes are batch and "
-                f"model, e.g. {{batch: 2, model: 4}}")
-    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1
-               for n in mesh.values()):
-        return f"distribution.mesh: axis sizes must be whole numbers of at least 1, got {mesh}"
-    if strategy == "single" and math.prod(mesh.values()) > 1:
-        return ("distribution.mesh: single uses one device; leave the mesh empty or choose "
-                "data_parallel, fsdp or model_parallel")
-    if strategy == "data_parallel" and mesh.get("model", 1) != 1:
-        return ("distribution.mesh: data_parallel replicates the model, so model must be 1; "
-                "use fsdp or model_parallel to split it")
-    return None
-
-
-def section_problems(section: DistributionSection) -> list[str]:
-    """The section's problems that need no devices (the strategy's choices are checked
-    with every field's); the device count is checked by ``resolve``."""
-    problem = mesh_problem(section.strategy, section.mesh)
-    return [problem] if problem else []
 
 
 def _mesh_sizes(strategy: str, count: int, mesh: dict | None) -> dict[str, int]:

@@ -19,7 +19,8 @@ from .config_model import TOP_FIELDS, ConfigModel, field_info, field_paths
 from .server_paths import PathRefused
 
 SECTION_TITLES = {"model": "Model", "data": "Data", "lora": "LoRA adapters",
-                  "train": "Training", "eval": "Evaluation and samples", "export": "Export"}
+                  "train": "Training", "eval": "Evaluation and samples", "export": "Export",
+                  "distribution": "Devices and distribution"}
 
 
 def _text(value) -> str:
@@ -186,7 +187,7 @@ class ConfigView(pn.viewable.Viewer):
         for section in SECTIONS:
             rows = [self._field_row(p) for p in field_paths() if p.startswith(section + ".")]
             cards.append(pn.Card(*rows, title=SECTION_TITLES[section],
-                                 collapsed=section in ("eval", "export")))
+                                 collapsed=section in ("eval", "export", "distribution")))
         files = pn.Card(pn.Row(self.save_path, self.replace, self.save_button),
                         pn.Row(self.load_input, self.load_path, self.load_button),
                         pn.Card(self._yaml(), title="Recipe YAML", collapsed=True),

@@ -1,0 +1,36 @@
+"""The recipe's ``distribution`` section and the ``devices`` command, end to end."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from gemma_panel.config import RecipeError, load_recipe, recipe_to_yaml
+
+
+def test_a_mesh_override_is_kept_as_whole_numbers_and_written_back():
+    recipe = load_recipe("recipes/quickstart.yaml",
+                         ["distribution.strategy=fsdp", "distribution.mesh={batch: 2, model: 1}"])
+    assert recipe.distribution.strategy == "fsdp"
+    assert recipe.distribution.mesh == {"batch": 2, "model": 1}
+    assert "mesh: {batch: 2, model: 1}" in recipe_to_yaml(recipe)
+
+
+@pytest.mark.parametrize("override, words", [
+    ("distribution.mesh={batch: two}", "whole numbers"),
+    ("distribution.mesh={gpu: 2}", "unknown axis 'gpu'"),
+    ("distribution.strategy=ddp", "is not one of auto"),
+])
+def test_a_bad_distribution_setting_is_refused_before_any_device_is_seen(override, words):
+    with pytest.raises(RecipeError, match=words):
+        load_recipe("recipes/quickstart.yaml", [override])
+
+
+def test_devices_reports_every_device_jax_sees():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    done = subprocess.run([sys.executable, "-m", "gemma_panel", "devices", "--json"],
+                          capture_output=True, text=True, env=env, timeout=120, check=True)
+    report = json.loads(done.stdout)
+    assert (report["backend"], report["count"], report["hosts"]) == ("cpu", 4, 1)
