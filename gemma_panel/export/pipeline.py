@@ -24,7 +24,6 @@ from gemma_panel.export.manifest import (
 from gemma_panel.export.source import (
     ExportSource,
     load_run_model,
-    lora_switched_off,
     merged_copy,
     pick_checkpoint,
     resolve_run_dir,
@@ -36,6 +35,7 @@ from gemma_panel.export.verify import (
     perplexity,
     probe_ids,
 )
+from gemma_panel.models.lora import lora_switched_off
 
 FORMATS = {
     "keras": "the Keras model file model.keras (--quantize int8: Keras quantization)",

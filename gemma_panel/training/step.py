@@ -20,6 +20,7 @@ import numpy as np
 import optax
 
 from gemma_panel.config import Recipe
+from gemma_panel.models.lora import lora_layers
 
 _HEAD_CHUNK = 128
 # Up to this many bytes of logits per micro-batch, the head is one matmul and its logits
@@ -166,8 +167,7 @@ class StepFunctions:
         pool = self.trainable_vars if self._embedding_trainable else self.frozen_vars
         self._embedding_index = next(i for i, v in enumerate(pool) if v is embedding)
         self.soft_cap = getattr(backbone, "final_logit_soft_cap", None)
-        self.lora_layers = [layer for layer in backbone._flatten_layers(include_self=False)
-                            if getattr(layer, "lora_enabled", False)]
+        self.lora_layers = lora_layers(backbone)
         self.dropout = recipe.lora.dropout if recipe.lora.enabled else 0.0
         self.optimizer, self.schedule = make_optimizer(recipe, total_steps)
         self.max_train_tokens = max_train_tokens

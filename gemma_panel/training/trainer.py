@@ -47,15 +47,13 @@ def load_tuned_model(recipe: Recipe):
     import keras
 
     from gemma_panel.models import load_model
+    from gemma_panel.models.lora import enable_lora
 
     keras.utils.set_random_seed(recipe.train.seed)
     lm = load_model(recipe.model.source, dtype=recipe.model.dtype, progress=False)
     backbone = lm.backbone
     if recipe.lora.enabled:
-        backbone.enable_lora(recipe.lora.rank, target_layer_names=list(recipe.lora.target_layers))
-        for layer in backbone._flatten_layers(include_self=False):
-            if getattr(layer, "lora_enabled", False):
-                layer.lora_alpha = recipe.lora.alpha
+        enable_lora(backbone, recipe.lora.rank, recipe.lora.alpha, recipe.lora.target_layers)
     else:
         backbone.trainable = True
     return lm
