@@ -54,8 +54,8 @@ def test_source_is_the_tuned_model_from_the_checkpoint(tiny_run, tiny_source):
 
 
 def test_merged_copy_equals_the_lora_model_and_has_no_lora(tiny_source):
-    from gemma_panel.models.lora import lora_layers
     from gemma_panel.export.verify import keras_logits, probe_ids
+    from gemma_panel.models.lora import lora_layers
 
     merged = tiny_source.merged()
     ids = probe_ids(tiny_source.lm)
