@@ -97,7 +97,7 @@ def run_baseline(recipe):
     from gemma_panel.models import load_model
     from gemma_panel.models.lora import enable_lora
     from gemma_panel.training.batches import build_sequences, max_loss_tokens
-    from gemma_panel.training.step import StepFunctions
+    from gemma_panel.training.step import TrainFunctions
     from gemma_panel.training.trainer import prepare_data
 
     keras.utils.set_random_seed(recipe.train.seed)
@@ -140,9 +140,9 @@ def run_baseline(recipe):
     rate = tokens_per_batch * (len(clock.times) - 1) / sum(clock.times[1:])
     # Validation loss with the same evaluator as ours, on the baseline's own LoRA weights.
     val = build_sequences(prepared.validation_tokens, recipe.data.sequence_length, True, 0)
-    steps = StepFunctions(lm, recipe, 1, 128, max_loss_tokens(val, batch))
-    trainable, _, frozen = steps.initial_state()
-    val_loss = steps.evaluate(trainable, frozen, val, batch)["val_loss"]
+    compiled = TrainFunctions(lm, recipe, 1, 128, max_loss_tokens(val, batch))
+    trainable, _, frozen = compiled.initial_state()
+    val_loss = compiled.evaluate(trainable, frozen, val, batch)["val_loss"]
     return rate, val_loss, int(sum(real) * epochs)
 
 

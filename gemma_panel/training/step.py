@@ -89,8 +89,8 @@ def head_loss(hidden, embeddings, targets, loss_mask, max_tokens: int, soft_cap=
     return (nll * valid).sum(), valid.sum(), (hits * valid).sum()
 
 
-class StepFunctions:
-    """The compiled train and eval steps for one model and recipe.
+class TrainFunctions:
+    """The compiled train and eval steps for one model and recipe (one instance per run).
 
     Args:
         causal_lm: a KerasHub Gemma causal LM, LoRA already enabled (or fully trainable).
@@ -159,9 +159,9 @@ class StepFunctions:
             return (grads_sum, loss_sum + loss, count_sum + count), None
 
         zeros = jax.tree.map(jnp.zeros_like, trainable)
-        steps = jnp.arange(batch[0].shape[0])
+        indices = jnp.arange(batch[0].shape[0])
         (grads, loss_sum, count), _ = jax.lax.scan(
-            micro, (zeros, 0.0, 0.0), (*batch, steps)
+            micro, (zeros, 0.0, 0.0), (*batch, indices)
         )
         grads = jax.tree.map(lambda g: g / jnp.maximum(count, 1.0), grads)
         updates, opt_state = self.optimizer.update(grads, opt_state, trainable)
