@@ -42,11 +42,12 @@ class Shape:
 
     @classmethod
     def of(cls, backbone) -> Shape:
+        from gemma_panel.models.lora import lora_layers
+
         windows = tuple(layer.sliding_window_size
                         if getattr(layer, "use_sliding_window_attention", False) else None
                         for layer in backbone.transformer_layers)
-        lora = sum(lora_macs(layer) for layer in backbone._flatten_layers(include_self=False)
-                   if getattr(layer, "lora_enabled", False))
+        lora = sum(lora_macs(layer) for layer in lora_layers(backbone))
         return cls(backbone.hidden_dim, backbone.num_query_heads,
                    backbone.num_key_value_heads, backbone.head_dim, backbone.intermediate_dim,
                    backbone.vocabulary_size, windows, lora)

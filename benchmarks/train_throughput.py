@@ -95,18 +95,16 @@ def run_baseline(recipe):
     import numpy as np
 
     from gemma_panel.models import load_model
+    from gemma_panel.models.lora import enable_lora
     from gemma_panel.training.batches import build_sequences, max_loss_tokens
-    from gemma_panel.training.step import StepFunctions
+    from gemma_panel.training.step import TrainFunctions
     from gemma_panel.training.trainer import prepare_data
 
     keras.utils.set_random_seed(recipe.train.seed)
     lm = load_model(recipe.model.source, progress=False)
     prepared = prepare_data(recipe, lm)  # the same split and tokens as our trainer's
-    lm.backbone.enable_lora(rank=recipe.lora.rank,
-                            target_layer_names=list(recipe.lora.target_layers))
-    for layer in lm.backbone._flatten_layers(include_self=False):
-        if getattr(layer, "lora_enabled", False):
-            layer.lora_alpha = recipe.lora.alpha  # the same update scale as ours
+    enable_lora(lm, recipe.lora.rank, recipe.lora.alpha,  # the same update scale as ours
+                recipe.lora.target_layers)
     lm.preprocessor.sequence_length = recipe.data.sequence_length
     optimizer = keras.optimizers.AdamW(learning_rate=recipe.train.learning_rate,
                                        weight_decay=recipe.train.weight_decay)
@@ -142,9 +140,9 @@ def run_baseline(recipe):
     rate = tokens_per_batch * (len(clock.times) - 1) / sum(clock.times[1:])
     # Validation loss with the same evaluator as ours, on the baseline's own LoRA weights.
     val = build_sequences(prepared.validation_tokens, recipe.data.sequence_length, True, 0)
-    steps = StepFunctions(lm, recipe, 1, 128, max_loss_tokens(val, batch))
-    trainable, _, frozen = steps.initial_state()
-    val_loss = steps.evaluate(trainable, frozen, val, batch)["val_loss"]
+    compiled = TrainFunctions(lm, recipe, 1, 128, max_loss_tokens(val, batch))
+    trainable, _, frozen = compiled.initial_state()
+    val_loss = compiled.evaluate(trainable, frozen, val, batch)["val_loss"]
     return rate, val_loss, int(sum(real) * epochs)
 
 

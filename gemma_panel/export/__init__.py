@@ -10,11 +10,11 @@ written aside and moved into place whole, with a manifest and a README. See docs
 """
 
 from gemma_panel.export.gguf import GGUF_TYPES
-from gemma_panel.export.keras import load_lora_adapter
 from gemma_panel.export.manifest import ExportError, check_files, is_finished, read_manifest
 from gemma_panel.export.pipeline import FORMATS, ExportResult, export_model, export_run
 from gemma_panel.export.source import ExportSource, load_run_model, merged_copy
 from gemma_panel.export.verify import VerificationError
+from gemma_panel.models.lora import load_lora_adapter
 
 __all__ = [
     "FORMATS",

@@ -11,9 +11,7 @@ What llama.cpp's ``convert_hf_to_gguf.py`` does for Gemma, and so what this does
   and the SentencePiece tokenizer (``tokenizer.ggml.*``: tokens, scores, token types,
   special ids, add-BOS/EOS, no space prefix) with the chat template.
 
-The tokenizer metadata is copied from the source GGUF when the run started from one (the
-bundled Gemma 3 270M does): it is exactly what llama.cpp wrote. Otherwise it is derived from
-the SentencePiece model as llama.cpp derives it (see ``tokenizer_from_sentencepiece``).
+The tokenizer metadata, chat template and context length come from ``gguf_metadata.py``.
 
 Types: F32, F16, BF16, Q8_0, Q4_0, Q5_0 with ``gguf.quants``. For Q4_0 and Q5_0 the tied
 embedding/output matrix is stored as Q8_0 (llama-quantize keeps it at Q6_K for these types,
@@ -24,14 +22,13 @@ which ``gguf.quants`` cannot write). K-quants (Q4_K_M, Q5_K_M, Q6_K, ...) go thr
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from gemma_panel.export.gguf_metadata import context_length, tokenizer_fields
 from gemma_panel.export.manifest import ExportError
 from gemma_panel.files import partial_name
 from gemma_panel.models.gguf_import import gguf_tensor_name
@@ -41,40 +38,6 @@ LLAMA_QUANTIZE_TYPES = ("q2_k", "q3_k_s", "q3_k_m", "q3_k_l", "q4_k_s", "q4_k_m"
                         "q5_k_m", "q6_k")
 GGUF_TYPES = PYTHON_TYPES + LLAMA_QUANTIZE_TYPES
 GGUF_FILE = "model.gguf"
-
-# llama.cpp's SentencePiece token types (the same numbers as sentencepiece's piece types).
-NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
-
-# Gemma's chat template (as in Gemma 3's tokenizer_config.json), for sources without one.
-GEMMA_CHAT_TEMPLATE = (
-    "{{ bos_token }}\n{%- if messages[0]['role'] == 'system' -%}\n"
-    "    {%- if messages[0]['content'] is string -%}\n"
-    "        {%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}\n"
-    "    {%- else -%}\n"
-    "        {%- set first_user_prefix = messages[0]['content'][0]['text'] + '\n\n' -%}\n"
-    "    {%- endif -%}\n    {%- set loop_messages = messages[1:] -%}\n{%- else -%}\n"
-    "    {%- set first_user_prefix = \"\" -%}\n    {%- set loop_messages = messages -%}\n"
-    "{%- endif -%}\n{%- for message in loop_messages -%}\n"
-    "    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}\n"
-    "        {{ raise_exception(\"Conversation roles must alternate user/assistant/user/"
-    "assistant/...\") }}\n    {%- endif -%}\n"
-    "    {%- if (message['role'] == 'assistant') -%}\n        {%- set role = \"model\" -%}\n"
-    "    {%- else -%}\n        {%- set role = message['role'] -%}\n    {%- endif -%}\n"
-    "    {{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else \"\") }}\n"
-    "    {%- if message['content'] is string -%}\n"
-    "        {{ message['content'] | trim }}\n"
-    "    {%- elif message['content'] is iterable -%}\n"
-    "        {%- for item in message['content'] -%}\n"
-    "            {%- if item['type'] == 'image' -%}\n"
-    "                {{ '<start_of_image>' }}\n"
-    "            {%- elif item['type'] == 'text' -%}\n"
-    "                {{ item['text'] | trim }}\n            {%- endif -%}\n"
-    "        {%- endfor -%}\n    {%- else -%}\n"
-    "        {{ raise_exception(\"Invalid content type\") }}\n    {%- endif -%}\n"
-    "    {{ '<end_of_turn>\n' }}\n{%- endfor -%}\n{%- if add_generation_prompt -%}\n"
-    "    {{'<start_of_turn>model\n'}}\n{%- endif -%}\n"
-)
-
 
 def gguf_architecture(backbone) -> str:
     name = type(backbone).__name__
@@ -138,138 +101,6 @@ def file_type_enum(file_type: str):
             "q8_0": f.MOSTLY_Q8_0, "q4_0": f.MOSTLY_Q4_0, "q5_0": f.MOSTLY_Q5_0}[file_type]
 
 
-def cached_reader(path: str | os.PathLike):
-    """A ``GGUFReader`` kept per (path, size, mtime): the 270M's 262k-token vocabulary takes
-    seconds to parse, and one export reads the source and the reference file several times."""
-    stat = os.stat(path)
-    return _reader(str(path), stat.st_size, stat.st_mtime_ns)
-
-
-@lru_cache(maxsize=2)
-def _reader(path: str, size: int, mtime: int):
-    import gguf
-
-    return gguf.GGUFReader(path)
-
-
-def bundled_gguf() -> Path:
-    """The bundled llama.cpp-made Gemma 3 270M GGUF (hashed once per process and home)."""
-    from gemma_panel.models.cache import models_dir
-
-    return _bundled(str(models_dir()))
-
-
-@lru_cache(maxsize=4)
-def _bundled(models_dir: str) -> Path:
-    from gemma_panel.models.loader import bundled_gguf_path
-
-    return bundled_gguf_path()
-
-
-def source_gguf(model_source: str | None) -> Path | None:
-    """The GGUF a run's model came from (the bundled 270M or a .gguf path), if any."""
-    if not model_source:
-        return None
-    from gemma_panel.models.errors import ModelSourceError
-    from gemma_panel.models.loader import resolve_source
-
-    try:
-        resolved = resolve_source(model_source)
-    except ModelSourceError:
-        return None
-    if resolved.kind == "bundled":
-        return bundled_gguf()
-    if resolved.kind == "gguf":
-        return Path(resolved.location)
-    return None
-
-
-def tokenizer_from_gguf(path: Path) -> dict:
-    """The ``tokenizer.*`` fields of a GGUF, as {key: (value, value type, sub type)}."""
-    reader = cached_reader(path)
-    out = {}
-    for key, field in reader.fields.items():
-        if key.startswith("tokenizer."):
-            sub = field.types[1] if len(field.types) > 1 else None
-            out[key] = (field.contents(), field.types[0], sub)
-    return out
-
-
-# Tokens that Gemma's Hugging Face tokenizer lists as special, which llama.cpp's converter
-# stores as CONTROL (``<unk>`` included); every other added token is USER_DEFINED.
-_GEMMA_SPECIAL = {"<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "<start_of_turn>",
-                  "<end_of_turn>"}
-_UNUSED = re.compile(r"<unused\d+>")
-
-
-def tokenizer_from_sentencepiece(tokenizer) -> dict:
-    """llama.cpp's tokenizer metadata from a KerasHub SentencePiece tokenizer.
-
-    As llama.cpp's converter: each piece's text, score and type from the model file; tokens
-    Hugging Face lists as special (``_GEMMA_SPECIAL`` and ``<unusedN>``) CONTROL; other
-    user-defined pieces respelled with real spaces; added tokens scored -1000. On Gemma 3
-    270M this reproduces the llama.cpp file's 262,144 tokens, scores and types exactly
-    (tests/export/test_exports_270m.py).
-    """
-    import gguf
-    from sentencepiece import sentencepiece_model_pb2 as pb
-
-    v = gguf.GGUFValueType
-    proto = pb.ModelProto()
-    proto.ParseFromString(tokenizer.proto)
-    tokens, scores, types = [], [], []
-    for piece in proto.pieces:
-        kind, text, score = int(piece.type), piece.piece, float(piece.score)
-        if text in _GEMMA_SPECIAL or _UNUSED.fullmatch(text):
-            kind = CONTROL
-        elif kind == USER_DEFINED:
-            text = text.replace("\u2581", " ")
-        if kind in (CONTROL, USER_DEFINED):
-            score = -1000.0
-        tokens.append(text)
-        scores.append(score)
-        types.append(kind)
-    spec = proto.trainer_spec
-    return {
-        "tokenizer.ggml.model": ("llama", v.STRING, None),
-        "tokenizer.ggml.pre": ("default", v.STRING, None),
-        "tokenizer.ggml.tokens": (tokens, v.ARRAY, v.STRING),
-        "tokenizer.ggml.scores": (scores, v.ARRAY, v.FLOAT32),
-        "tokenizer.ggml.token_type": (types, v.ARRAY, v.INT32),
-        "tokenizer.ggml.bos_token_id": (int(spec.bos_id), v.UINT32, None),
-        "tokenizer.ggml.eos_token_id": (int(spec.eos_id), v.UINT32, None),
-        "tokenizer.ggml.unknown_token_id": (int(spec.unk_id), v.UINT32, None),
-        "tokenizer.ggml.padding_token_id": (int(spec.pad_id), v.UINT32, None),
-        "tokenizer.ggml.add_bos_token": (True, v.BOOL, None),
-        "tokenizer.ggml.add_sep_token": (False, v.BOOL, None),
-        "tokenizer.ggml.add_eos_token": (False, v.BOOL, None),
-        "tokenizer.ggml.add_space_prefix": (bool(proto.normalizer_spec.add_dummy_prefix),
-                                            v.BOOL, None),
-    }
-
-
-def chat_template_of(model_source: str | None) -> str:
-    """The source GGUF's chat template, else Gemma's."""
-    path = source_gguf(model_source)
-    if path is not None:
-        field = cached_reader(path).fields.get("tokenizer.chat_template")
-        if field is not None:
-            return field.contents()
-    return GEMMA_CHAT_TEMPLATE
-
-
-def context_length(arch: str, model_source: str | None) -> int:
-    path = source_gguf(model_source)
-    if path is not None:
-        field = cached_reader(path).fields.get(f"{arch}.context_length")
-        if field is not None:
-            return int(field.contents())
-    from gemma_panel.models.registry import get_model_spec
-
-    spec = get_model_spec(str(model_source)) if model_source else None
-    return int(getattr(spec, "context_length", 0) or (32768 if arch == "gemma3" else 8192))
-
-
 def write_gguf(model, path: Path, file_type: str, model_source: str | None = None,
                name: str = "gemma_panel export") -> dict:
     """Write ``model`` (merged) as a GGUF of ``file_type``; return the HF-space source weights.
@@ -282,14 +113,29 @@ def write_gguf(model, path: Path, file_type: str, model_source: str | None = Non
     if file_type not in PYTHON_TYPES:
         raise ExportError(f"GGUF type '{file_type}' is not written in Python; choose one of "
                           f"{', '.join(PYTHON_TYPES)} (K-quants need llama-quantize).")
-    backbone = model.backbone
-    arch = gguf_architecture(backbone)
+    arch = gguf_architecture(model.backbone)
     config, weights = hf_weights(model)
     writer = gguf.GGUFWriter(str(path), arch)
     writer.add_type("model")
     writer.add_name(name)
-    # The hyperparameters as llama.cpp's converter reads them: from the Hugging Face config
-    # (KerasHub's exporter writes it; Gemma 1's halves KerasHub's intermediate_dim).
+    _add_hyperparameters(writer, arch, config, model.backbone, file_type, model_source)
+    for key, (value, vtype, sub) in tokenizer_fields(model, model_source).items():
+        writer.add_key_value(key, value, vtype, sub)
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    sources = _add_tensors(writer, arch, weights, file_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return sources
+
+
+def _add_hyperparameters(writer, arch: str, config: dict, backbone, file_type: str,
+                         model_source: str | None) -> None:
+    """The hyperparameters as llama.cpp's converter reads them: from the Hugging Face config
+    (KerasHub's exporter writes it; Gemma 1's halves KerasHub's intermediate_dim)."""
+    import gguf
+
     writer.add_context_length(context_length(arch, model_source))
     writer.add_embedding_length(int(config["hidden_size"]))
     writer.add_block_count(int(config["num_hidden_layers"]))
@@ -309,25 +155,9 @@ def write_gguf(model, path: Path, file_type: str, model_source: str | None = Non
             writer.add_rope_scaling_factor(factor)
     writer.add_head_count_kv(int(config["num_key_value_heads"]))
 
-    source_path = source_gguf(model_source)
-    tokenizer = model.preprocessor.tokenizer
-    # llama.cpp's derivation first, then whatever the source GGUF says (it wins: llama.cpp
-    # wrote it from the original tokenizer files, which a KerasHub tokenizer no longer has).
-    fields = tokenizer_from_sentencepiece(tokenizer)
-    if source_path is not None:
-        fields.update(tokenizer_from_gguf(source_path))
-    if "tokenizer.chat_template" not in fields:  # the bundled 270M's file has none
-        fields["tokenizer.chat_template"] = (GEMMA_CHAT_TEMPLATE, gguf.GGUFValueType.STRING,
-                                             None)
-    vocab = len(fields["tokenizer.ggml.tokens"][0])
-    if vocab != backbone.vocabulary_size:
-        raise ExportError(f"The tokenizer has {vocab} tokens but the model "
-                          f"{backbone.vocabulary_size} embeddings; the source GGUF is not "
-                          "this model's.")
-    for key, (value, vtype, sub) in fields.items():
-        writer.add_key_value(key, value, vtype, sub)
-    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
 
+def _add_tensors(writer, arch: str, weights: dict, file_type: str) -> dict:
+    """Add every tensor in llama.cpp's names, order and types; return {GGUF name: source}."""
     sources = {}
     for hf_name, values in _llama_cpp_order(weights):
         gguf_name = gguf_tensor_name(arch, hf_name)
@@ -338,10 +168,6 @@ def write_gguf(model, path: Path, file_type: str, model_source: str | None = Non
         data, raw_shape, raw_dtype = encode_tensor(stored, tensor_type(gguf_name, values,
                                                                        file_type))
         writer.add_tensor(gguf_name, data, raw_shape=raw_shape, raw_dtype=raw_dtype)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
     return sources
 
 

@@ -8,12 +8,11 @@
   loader) reads; its weights are merged by KerasHub.
 * ``lora``: ``backbone.save_lora_weights("adapter.lora.h5")`` (KerasHub's format: the A and B
   factors per layer and the rank) plus ``lora.json`` with what that file leaves out and a
-  loader needs: alpha, the target layer names and the base model.
+  loader needs: alpha, the target layer names and the base model (``models/lora.py``).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +26,12 @@ from gemma_panel.export.verify import (
     compare_logits,
     keras_logits,
 )
-
-LORA_FILE = "adapter.lora.h5"
-LORA_CONFIG = "lora.json"
+from gemma_panel.models.lora import (
+    LORA_FILE,
+    load_lora_adapter,
+    lora_settings,
+    write_lora_adapter,
+)
 
 
 def save_keras(model, folder: Path) -> Path:
@@ -82,13 +84,6 @@ def export_preset(model, folder: Path, check: Verification, ids, reference,
     return Path(folder)
 
 
-def write_lora(lm, folder: Path) -> Path:
-    """KerasHub's ``save_lora_weights``: the A and B factors of every LoRA layer."""
-    path = Path(folder) / LORA_FILE
-    lm.backbone.save_lora_weights(str(path))
-    return path
-
-
 def export_lora(lm, folder: Path, check: Verification, ids, reference, base_source: str | None,
                 load_base=None, base: LoraBase | None = None) -> Path:
     """Write the LoRA factors alone and check base + adapter reproduces the tuned logits.
@@ -101,20 +96,11 @@ def export_lora(lm, folder: Path, check: Verification, ids, reference, base_sour
         base: the base model's logits, for "the adapter carries the LoRA" (the consumer's
             base is the freshly loaded base model before the adapter goes on).
     """
-    from gemma_panel.export.source import lora_settings
-
-    settings = lora_settings(lm)
-    if settings is None:
+    if lora_settings(lm) is None:
         raise ExportError("This model has no LoRA (the run fine-tuned every weight), so there "
                           "are no LoRA weights to export; export 'keras', 'preset' or 'hf'.")
     folder = Path(folder)
-    write_lora(lm, folder)
-    import keras_hub
-
-    config = {**settings, "base_model": base_source, "backbone_class":
-              type(lm.backbone).__name__, "keras_hub_version": keras_hub.__version__,
-              "weights": LORA_FILE}
-    (folder / LORA_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+    write_lora_adapter(lm, folder, base_source)
     if load_base is None:
         if base_source is None:
             raise ExportError("The base model of this LoRA is unknown, so the adapter cannot "
@@ -133,20 +119,3 @@ def export_lora(lm, folder: Path, check: Verification, ids, reference, base_sour
         carries_lora(check, "lora_carries_lora", logits, reference, base.logits, base_logits)
     return folder / LORA_FILE
 
-
-def load_lora_adapter(base_lm, folder: str | Path):
-    """Put an exported LoRA adapter (``adapter.lora.h5`` + ``lora.json``) on a base model.
-
-    Example:
-        >>> lm = load_model("gemma3-270m")
-        >>> load_lora_adapter(lm, "runs/my-run/exports/lora-step000100")
-    """
-    folder = Path(folder)
-    config = json.loads((folder / LORA_CONFIG).read_text())
-    backbone = base_lm.backbone
-    backbone.enable_lora(config["rank"], target_layer_names=list(config["target_layers"]))
-    backbone.load_lora_weights(str(folder / config.get("weights", LORA_FILE)))
-    for layer in backbone._flatten_layers(include_self=False):
-        if getattr(layer, "lora_enabled", False):
-            layer.lora_alpha = config["alpha"]  # .lora.h5 keeps the rank, not alpha
-    return base_lm

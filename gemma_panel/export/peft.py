@@ -33,6 +33,7 @@ from gemma_panel.export.verify import (
     compare_logits,
     torch_logits,
 )
+from gemma_panel.models.lora import lora_layers
 
 HF_MODULES = {
     "query": "self_attn.q_proj", "key": "self_attn.k_proj", "value": "self_attn.v_proj",
@@ -68,17 +69,13 @@ def write_peft_adapter(lm, folder: Path, base_model: str | None) -> dict:
     """Write ``adapter_config.json`` and ``adapter_model.safetensors``; return the config."""
     from safetensors.numpy import save_file
 
-    from gemma_panel.export.source import lora_layers
-
     if type(lm.backbone).__name__ != "Gemma3Backbone":
         raise ExportError("PEFT adapters are written for Gemma 3 models only; export the "
                           "merged model ('hf') instead.")
     tensors, ranks, alphas = {}, {}, {}
     targets = set()
     for index, block in enumerate(_blocks(lm)):
-        for layer in block._flatten_layers(include_self=False):
-            if not getattr(layer, "lora_enabled", False):
-                continue
+        for layer in lora_layers(block):
             if layer.name not in HF_MODULES:
                 raise ExportError(f"LoRA on layer '{layer.name}' has no PEFT equivalent.")
             module = HF_MODULES[layer.name]

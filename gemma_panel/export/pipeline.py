@@ -24,7 +24,6 @@ from gemma_panel.export.manifest import (
 from gemma_panel.export.source import (
     ExportSource,
     load_run_model,
-    lora_switched_off,
     merged_copy,
     pick_checkpoint,
     resolve_run_dir,
@@ -36,6 +35,7 @@ from gemma_panel.export.verify import (
     perplexity,
     probe_ids,
 )
+from gemma_panel.models.lora import lora_switched_off
 
 FORMATS = {
     "keras": "the Keras model file model.keras (--quantize int8: Keras quantization)",
@@ -218,7 +218,7 @@ def _write_and_verify(source: ExportSource, fmt, quantize, merge, folder: Path,
         export_savedmodel(source.merged(), folder, check, ids, reference, base)
         return {}
     if fmt == "hf":
-        from gemma_panel.export.gguf import chat_template_of
+        from gemma_panel.export.gguf_metadata import chat_template_of
         from gemma_panel.export.hf import export_hf
 
         export_hf(source.merged(), folder, check, ids, reference, lm, base,
@@ -241,14 +241,15 @@ def _write_and_verify(source: ExportSource, fmt, quantize, merge, folder: Path,
 def _gguf(source, quantize, folder, check, ids, reference, base, model_source) -> dict:
     import gguf as gguf_package
 
-    from gemma_panel.export import gguf, gguf_check
+    from gemma_panel.export import gguf, gguf_check, gguf_metadata
 
     model = source.merged()
     path = folder / gguf.GGUF_FILE
     sources = gguf.write_gguf_file(model, path, quantize, model_source)
     reader = gguf_package.GGUFReader(str(path))
-    reference_path = gguf.bundled_gguf()
-    gguf_check.compare_with_reference(check, reader, gguf.cached_reader(reference_path))
+    reference_path = gguf_metadata.bundled_gguf()
+    gguf_check.compare_with_reference(check, reader,
+                                      gguf_metadata.cached_reader(reference_path))
     gguf_check.dequantized_errors(check, reader, sources)
     del sources
     gguf.write_modelfile(folder)

@@ -22,6 +22,7 @@ from gemma_panel.export.verify import (
     note_perplexity_change,
     perplexity,
 )
+from gemma_panel.models.lora import lora_layers, sublayers
 
 KERAS_MODES = ("int8", "int4")
 
@@ -30,8 +31,6 @@ def quantized_copy(model, mode: str):
     """A quantized copy of a merged model (the original stays float)."""
     if mode not in KERAS_MODES:
         raise ExportError(f"Keras quantization '{mode}' is not one of {', '.join(KERAS_MODES)}.")
-    from gemma_panel.export.source import lora_layers
-
     if lora_layers(model):
         raise ExportError("Merge LoRA before quantizing (Keras quantizes base kernels only).")
     # a fresh copy, so the caller's float model is not quantized in place
@@ -77,7 +76,7 @@ def export_quantized_keras(model, folder: Path, mode: str, check: Verification, 
     del quantized
     reloaded = keras.saving.load_model(path)
     modes = {getattr(layer, "quantization_mode", None)
-             for layer in reloaded.backbone._flatten_layers(include_self=False)}
+             for layer in sublayers(reloaded)}
     check.check("keras_quantized_layers", mode in modes,
                 f"reloaded model has {mode} layers: {mode in modes}")
     logits = keras_logits(reloaded, ids)

@@ -10,7 +10,6 @@ would silently drop an unmerged LoRA (DESIGN.md).
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from gemma_panel.export.manifest import ExportError
+from gemma_panel.models.lora import lora_layers, lora_settings, sublayers
 
 
 @dataclass
@@ -67,21 +67,6 @@ class ExportSource:
         }
 
 
-def lora_layers(lm) -> list:
-    return [layer for layer in lm.backbone._flatten_layers(include_self=False)
-            if getattr(layer, "lora_enabled", False)]
-
-
-def lora_settings(lm) -> dict | None:
-    """Rank, alpha and target layer names of a LoRA model (None without LoRA)."""
-    layers = lora_layers(lm)
-    if not layers:
-        return None
-    return {"rank": int(layers[0].lora_rank), "alpha": float(layers[0].lora_alpha),
-            "target_layers": sorted({layer.name for layer in layers}),
-            "layers": len(layers)}
-
-
 def merged_copy(lm):
     """A new causal LM, same preprocessor, whose backbone has the LoRA folded into its kernels.
 
@@ -92,8 +77,8 @@ def merged_copy(lm):
         return lm
     backbone = lm.backbone
     fresh = type(backbone).from_config(backbone.get_config())
-    source_layers = list(backbone._flatten_layers(include_self=True))
-    target_layers = list(fresh._flatten_layers(include_self=True))
+    source_layers = sublayers(backbone, include_self=True)
+    target_layers = sublayers(fresh, include_self=True)
     if [type(a) for a in source_layers] != [type(b) for b in target_layers]:
         raise ExportError("the model's layers do not match a fresh copy of its backbone; "
                           "cannot merge LoRA (is the backbone a custom subclass?)")
@@ -103,20 +88,6 @@ def merged_copy(lm):
         if store:
             target.load_own_variables(store)
     return type(lm)(backbone=fresh, preprocessor=lm.preprocessor)
-
-
-@contextlib.contextmanager
-def lora_switched_off(lm):
-    """Inside, the model computes as its base model (every LoRA B factor zero)."""
-    saved = []
-    for layer in lora_layers(lm):
-        saved.append((layer, np.asarray(layer.lora_kernel_b.value)))
-        layer.lora_kernel_b.assign(np.zeros(layer.lora_kernel_b.shape, saved[-1][1].dtype))
-    try:
-        yield
-    finally:
-        for layer, value in saved:
-            layer.lora_kernel_b.assign(value)
 
 
 def resolve_run_dir(run: str | os.PathLike, store=None) -> tuple[str, Path]:

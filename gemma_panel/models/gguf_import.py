@@ -104,19 +104,33 @@ def hf_config_from_gguf(reader) -> dict:
     def meta(key, default=None):
         return field_value(reader, f"{arch}.{key}", default)
 
+    config = _shared_config(reader, meta)
+    if arch == "gemma":
+        config.update(model_type="gemma", architectures=["GemmaForCausalLM"])
+        return config
+    layers = config["num_hidden_layers"]
+    query_scale = (config["hidden_size"] // config["num_attention_heads"]
+                   if layers == _27B_LAYERS[arch] else config["head_dim"])
+    config.update(
+        query_pre_attn_scalar=query_scale,
+        sliding_window=int(meta("attention.sliding_window", 4096)),
+    )
+    config.update(_gemma2_fields(meta) if arch == "gemma2" else _gemma3_fields(meta, layers))
+    return config
+
+
+def _shared_config(reader, meta) -> dict:
+    """The config fields every Gemma generation has; ``meta`` reads ``{arch}.KEY``."""
     hidden = int(meta("embedding_length"))
     heads = int(meta("attention.head_count"))
-    layers = int(meta("block_count"))
-    head_dim = int(meta("attention.key_length", hidden // heads))
-    vocab = len(field_value(reader, "tokenizer.ggml.tokens"))
-    config = {
-        "vocab_size": vocab,
+    return {
+        "vocab_size": len(field_value(reader, "tokenizer.ggml.tokens")),
         "hidden_size": hidden,
         "intermediate_size": int(meta("feed_forward_length")),
-        "num_hidden_layers": layers,
+        "num_hidden_layers": int(meta("block_count")),
         "num_attention_heads": heads,
         "num_key_value_heads": int(meta("attention.head_count_kv", heads)),
-        "head_dim": head_dim,
+        "head_dim": int(meta("attention.key_length", hidden // heads)),
         "rms_norm_eps": float(meta("attention.layer_norm_rms_epsilon", 1e-6)),
         "max_position_embeddings": int(meta("context_length", 8192)),
         "rope_theta": float(meta("rope.freq_base", 10000.0)),
@@ -127,40 +141,33 @@ def hf_config_from_gguf(reader) -> dict:
         "tie_word_embeddings": True,
         "torch_dtype": "float32",
     }
-    if arch == "gemma":
-        config.update(model_type="gemma", architectures=["GemmaForCausalLM"])
-        return config
-    query_scale = hidden // heads if layers == _27B_LAYERS[arch] else head_dim
-    config.update(
-        query_pre_attn_scalar=query_scale,
-        sliding_window=int(meta("attention.sliding_window", 4096)),
-    )
-    if arch == "gemma2":
-        config.update(
-            model_type="gemma2",
-            architectures=["Gemma2ForCausalLM"],
-            attn_logit_softcapping=float(meta("attn_logit_softcapping", 50.0)),
-            final_logit_softcapping=float(meta("final_logit_softcapping", 30.0)),
-        )
-        return config
-    # Gemma 3: five sliding-window layers, then one global layer; local RoPE base 10k.
+
+
+def _gemma2_fields(meta) -> dict:
+    return {
+        "model_type": "gemma2",
+        "architectures": ["Gemma2ForCausalLM"],
+        "attn_logit_softcapping": float(meta("attn_logit_softcapping", 50.0)),
+        "final_logit_softcapping": float(meta("final_logit_softcapping", 30.0)),
+    }
+
+
+def _gemma3_fields(meta, layers: int) -> dict:
+    """Gemma 3: five sliding-window layers, then one global layer; local RoPE base 10k."""
     scaling_type = meta("rope.scaling.type")
     rope_scaling = None
     if scaling_type and scaling_type != "none":
         rope_scaling = {"rope_type": scaling_type, "factor": float(meta("rope.scaling.factor"))}
-    config.update(
-        model_type="gemma3_text",
-        architectures=["Gemma3ForCausalLM"],
-        rope_local_base_freq=10000.0,
-        rope_scaling=rope_scaling,
-        attn_logit_softcapping=None,
-        final_logit_softcapping=None,
-        layer_types=[
-            "full_attention" if (i + 1) % 6 == 0 else "sliding_attention"
-            for i in range(layers)
-        ],
-    )
-    return config
+    return {
+        "model_type": "gemma3_text",
+        "architectures": ["Gemma3ForCausalLM"],
+        "rope_local_base_freq": 10000.0,
+        "rope_scaling": rope_scaling,
+        "attn_logit_softcapping": None,
+        "final_logit_softcapping": None,
+        "layer_types": ["full_attention" if (i + 1) % 6 == 0 else "sliding_attention"
+                        for i in range(layers)],
+    }
 
 
 def hf_tensor_name(arch: str, gguf_name: str) -> str | None:

@@ -150,6 +150,26 @@ def sentencepiece_proto_from_gguf(reader_or_path: Any) -> bytes:
 
     reader = _reader(reader_or_path)
     info = gguf_tokenizer_info(reader)
+    tokens, scores, types = _vocabulary(reader, info)
+    kinds, byte_fallback = _byte_fallback(_piece_types(types, info), tokens)
+    tokens = _respelled_spaces(tokens, kinds)
+
+    proto = sp_pb2.ModelProto()
+    for t, k, s in zip(tokens, kinds, scores):
+        piece = proto.pieces.add()
+        piece.piece = t
+        piece.type = k
+        piece.score = float(s) if k in (NORMAL, UNUSED) else 0.0
+    _fill_trainer_spec(proto.trainer_spec, tokens, kinds, info, byte_fallback)
+    _fill_normalizer_spec(proto.normalizer_spec, reader, info)
+
+    data = proto.SerializeToString()
+    _check_loads(data)
+    return data
+
+
+def _vocabulary(reader, info: dict) -> tuple[list, list, list]:
+    """(pieces, scores, GGUF types), checked to agree and to name an unknown piece."""
     tokens = list(_field(reader, "tokenizer.ggml.tokens"))
     n = len(tokens)
     scores = _field(reader, "tokenizer.ggml.scores") or [0.0] * n
@@ -164,8 +184,11 @@ def sentencepiece_proto_from_gguf(reader_or_path: Any) -> bytes:
             "This GGUF file names no unknown token (tokenizer.ggml.unknown_token_id), which a "
             "SentencePiece model needs. Use the model's own tokenizer instead."
         )
-    kinds = _piece_types(types, info)
+    return tokens, scores, types
 
+
+def _byte_fallback(kinds: list, tokens: list) -> tuple[list, bool]:
+    """(types, byte fallback on): on with all 256 byte pieces, else they become user-defined."""
     byte_values = {
         int(m.group(1), 16)
         for t, k in zip(tokens, kinds)
@@ -174,8 +197,12 @@ def sentencepiece_proto_from_gguf(reader_or_path: Any) -> bytes:
     byte_fallback = len(byte_values) == 256
     if not byte_fallback:  # partial byte sets cannot be loaded with byte_fallback off
         kinds = [USER_DEFINED if k == BYTE else k for k in kinds]
+    return kinds, byte_fallback
 
-    # User-defined pieces were stored with " " for "▁"; respell unless that collides.
+
+def _respelled_spaces(tokens: list, kinds: list) -> list:
+    """User-defined pieces were stored with " " for "▁"; respell unless that collides."""
+    tokens = list(tokens)
     seen = set(tokens)
     for i, (t, k) in enumerate(zip(tokens, kinds)):
         if k == USER_DEFINED and " " in t:
@@ -183,15 +210,14 @@ def sentencepiece_proto_from_gguf(reader_or_path: Any) -> bytes:
             if respelled not in seen:
                 tokens[i] = respelled
                 seen.add(respelled)
+    return tokens
 
-    proto = sp_pb2.ModelProto()
-    for t, k, s in zip(tokens, kinds, scores):
-        piece = proto.pieces.add()
-        piece.piece = t
-        piece.type = k
-        piece.score = float(s) if k in (NORMAL, UNUSED) else 0.0
 
-    ts = proto.trainer_spec
+def _fill_trainer_spec(ts, tokens: list, kinds: list, info: dict, byte_fallback: bool) -> None:
+    """BPE over the pieces; the unknown piece, and bos/eos/pad where they are CONTROL."""
+    from sentencepiece import sentencepiece_model_pb2 as sp_pb2
+
+    n = len(tokens)
     ts.model_type = sp_pb2.TrainerSpec.BPE
     ts.vocab_size = n
     ts.byte_fallback = byte_fallback
@@ -204,7 +230,9 @@ def sentencepiece_proto_from_gguf(reader_or_path: Any) -> bytes:
         if ok:
             setattr(ts, f"{name}_piece", tokens[idx])
 
-    ns = proto.normalizer_spec
+
+def _fill_normalizer_spec(ns, reader, info: dict) -> None:
+    """Identity normalization with escaped whitespace; prefix and collapsing as the file says."""
     ns.name = "identity"
     ns.add_dummy_prefix = info["add_space_prefix"]
     ns.escape_whitespaces = True
@@ -212,10 +240,6 @@ def sentencepiece_proto_from_gguf(reader_or_path: Any) -> bytes:
     charsmap = _field(reader, "tokenizer.ggml.precompiled_charsmap")
     if charsmap:
         ns.precompiled_charsmap = bytes(int(b) & 0xFF for b in charsmap)
-
-    data = proto.SerializeToString()
-    _check_loads(data)
-    return data
 
 
 def _check_loads(data: bytes) -> None:

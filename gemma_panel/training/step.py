@@ -8,11 +8,10 @@ recomputed in the backward pass instead of stored.
 
 The frozen weights go in as an argument that is neither differentiated nor returned; the
 trainable weights and optimizer state are donated, so a step copies no 1 GB of weights.
+Packing and LoRA dropout patch KerasHub while tracing: ``keras_internals.py``.
 """
 
 from __future__ import annotations
-
-import contextlib
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +19,8 @@ import numpy as np
 import optax
 
 from gemma_panel.config import Recipe
+from gemma_panel.models.lora import lora_layers
+from gemma_panel.training.keras_internals import lora_dropout, segment_attention
 
 _HEAD_CHUNK = 128
 # Up to this many bytes of logits per micro-batch, the head is one matmul and its logits
@@ -49,64 +50,6 @@ def make_optimizer(recipe: Recipe, total_steps: int) -> tuple[optax.GradientTran
     parts.append(optax.adamw(schedule, weight_decay=t.weight_decay,
                              mask=lambda params: [p.ndim >= 2 for p in params]))
     return optax.chain(*parts), schedule
-
-
-@contextlib.contextmanager
-def segment_attention(backbone, segment_ids):
-    """Keep packed examples apart: each token attends only within its own segment.
-
-    KerasHub's decoder blocks build a causal + padding mask in ``_compute_attention_mask``;
-    while tracing, we intersect it with a same-segment mask. KerasHub's layers do the rest.
-    """
-    same = segment_ids[:, :, None] == segment_ids[:, None, :]
-    mask = (same & (segment_ids[:, None, :] > 0)).astype("int32")
-    originals = []
-    for block in backbone.transformer_layers:
-        original = block._compute_attention_mask
-
-        def combined(*args, _original=original, **kwargs):
-            return jnp.minimum(_original(*args, **kwargs).astype("int32"), mask)
-
-        originals.append((block, original))
-        block._compute_attention_mask = combined
-    try:
-        yield
-    finally:
-        for block, original in originals:
-            block._compute_attention_mask = original
-
-
-@contextlib.contextmanager
-def lora_dropout(layers, rate: float, key):
-    """Dropout on the LoRA branch's input, which Keras's merged LoRA kernel cannot express.
-
-    While tracing, each LoRA EinsumDense computes ``x W + dropout(x) (alpha/r) A B``.
-    """
-    if rate <= 0 or key is None:
-        yield
-        return
-    patched = []
-    for i, layer in enumerate(layers):
-        layer_key = jax.random.fold_in(key, i)
-
-        def call(inputs, *args, _layer=layer, _key=layer_key, **kwargs):
-            keep = jax.random.bernoulli(_key, 1.0 - rate, inputs.shape)
-            dropped = jnp.where(keep, inputs / (1.0 - rate), 0).astype(inputs.dtype)
-            scale = _layer.lora_alpha / _layer.lora_rank
-            delta = scale * jnp.matmul(_layer.lora_kernel_a.value, _layer.lora_kernel_b.value)
-            out = jnp.einsum(_layer.equation, inputs, _layer._kernel.value.astype(inputs.dtype))
-            out = out + jnp.einsum(_layer.equation, dropped, delta.astype(inputs.dtype))
-            if _layer.bias is not None:
-                out = out + _layer.bias.value
-            return out if _layer.activation is None else _layer.activation(out)
-
-        patched.append((layer, layer.call))
-        layer.call = call
-    try:
-        yield
-    finally:
-        for layer, original in patched:
-            layer.call = original
 
 
 def head_loss(hidden, embeddings, targets, loss_mask, max_tokens: int, soft_cap=None,
@@ -146,8 +89,8 @@ def head_loss(hidden, embeddings, targets, loss_mask, max_tokens: int, soft_cap=
     return (nll * valid).sum(), valid.sum(), (hits * valid).sum()
 
 
-class StepFunctions:
-    """The compiled train and eval steps for one model and recipe.
+class TrainFunctions:
+    """The compiled train and eval steps for one model and recipe (one instance per run).
 
     Args:
         causal_lm: a KerasHub Gemma causal LM, LoRA already enabled (or fully trainable).
@@ -166,8 +109,7 @@ class StepFunctions:
         pool = self.trainable_vars if self._embedding_trainable else self.frozen_vars
         self._embedding_index = next(i for i, v in enumerate(pool) if v is embedding)
         self.soft_cap = getattr(backbone, "final_logit_soft_cap", None)
-        self.lora_layers = [layer for layer in backbone._flatten_layers(include_self=False)
-                            if getattr(layer, "lora_enabled", False)]
+        self.lora_layers = lora_layers(backbone)
         self.dropout = recipe.lora.dropout if recipe.lora.enabled else 0.0
         self.optimizer, self.schedule = make_optimizer(recipe, total_steps)
         self.max_train_tokens = max_train_tokens
@@ -217,9 +159,9 @@ class StepFunctions:
             return (grads_sum, loss_sum + loss, count_sum + count), None
 
         zeros = jax.tree.map(jnp.zeros_like, trainable)
-        steps = jnp.arange(batch[0].shape[0])
+        indices = jnp.arange(batch[0].shape[0])
         (grads, loss_sum, count), _ = jax.lax.scan(
-            micro, (zeros, 0.0, 0.0), (*batch, steps)
+            micro, (zeros, 0.0, 0.0), (*batch, indices)
         )
         grads = jax.tree.map(lambda g: g / jnp.maximum(count, 1.0), grads)
         updates, opt_state = self.optimizer.update(grads, opt_state, trainable)

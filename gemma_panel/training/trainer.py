@@ -47,15 +47,13 @@ def load_tuned_model(recipe: Recipe):
     import keras
 
     from gemma_panel.models import load_model
+    from gemma_panel.models.lora import enable_lora
 
     keras.utils.set_random_seed(recipe.train.seed)
     lm = load_model(recipe.model.source, dtype=recipe.model.dtype, progress=False)
     backbone = lm.backbone
     if recipe.lora.enabled:
-        backbone.enable_lora(recipe.lora.rank, target_layer_names=list(recipe.lora.target_layers))
-        for layer in backbone._flatten_layers(include_self=False):
-            if getattr(layer, "lora_enabled", False):
-                layer.lora_alpha = recipe.lora.alpha
+        enable_lora(backbone, recipe.lora.rank, recipe.lora.alpha, recipe.lora.target_layers)
     else:
         backbone.trainable = True
     return lm
@@ -158,7 +156,7 @@ def train(
     import jax
 
     from gemma_panel.models.generation import StreamingGenerator
-    from gemma_panel.training.step import StepFunctions
+    from gemma_panel.training.step import TrainFunctions
 
     sink = sink or NullSink()
     should_stop = should_stop or (lambda: False)
@@ -180,10 +178,10 @@ def train(
                             "and data.sequence_length with 'gemma-panel data check'.")
     per_step = t.batch_size * t.gradient_accumulation
     total_steps = t.max_steps or max(1, math.ceil(t.epochs * len(train_seq) / per_step))
-    steps = StepFunctions(lm, recipe, total_steps,
-                          max_loss_tokens(train_seq, t.batch_size),
-                          max_loss_tokens(val_seq, t.batch_size) if len(val_seq) else 128)
-    trainable, opt_state, frozen = steps.initial_state()
+    compiled = TrainFunctions(lm, recipe, total_steps,
+                              max_loss_tokens(train_seq, t.batch_size),
+                              max_loss_tokens(val_seq, t.batch_size) if len(val_seq) else 128)
+    trainable, opt_state, frozen = compiled.initial_state()
     generator = StreamingGenerator(lm)
     samples, task_rows = sample_items(prepared, recipe)
     task = prepared.mapping.task
@@ -222,11 +220,12 @@ def train(
 
     def evaluate(step) -> dict[str, float]:
         nonlocal best, best_step, bad_evals
-        metrics = steps.evaluate(trainable, frozen, val_seq, t.batch_size) if len(val_seq) else {}
+        metrics = (compiled.evaluate(trainable, frozen, val_seq, t.batch_size)
+                   if len(val_seq) else {})
         if step == 0:  # the base model's validation loss: where the curves start
             sink.on_metrics(0, 0, metrics)
             return metrics
-        steps.assign(trainable)
+        compiled.assign(trainable)
         tuned = _answers(generator, samples, e.max_new_tokens)
         predictions = _answers(generator, task_rows, e.max_new_tokens)
         metrics.update(_task_metrics(task, predictions, [r["reference"] for r in task_rows]))
@@ -251,7 +250,7 @@ def train(
         batch = batch_at(train_seq, step, t.batch_size, t.gradient_accumulation, recipe.data.seed)
         arrays = (batch.inputs, batch.targets, batch.loss_mask, batch.segment_ids)
         began = time.perf_counter()
-        trainable, opt_state, out = steps.train_step(
+        trainable, opt_state, out = compiled.train_step(
             trainable, opt_state, frozen, arrays, jax.random.fold_in(base_key, step))
         loss = float(out["loss"])  # host-device sync point: the step is done here
         elapsed = time.perf_counter() - began
@@ -267,7 +266,7 @@ def train(
         step_times.append(elapsed)
         recent = float(np.mean(step_times[-10:])) if len(step_times) > 1 else elapsed
         if step % t.log_every == 0 or step == total_steps:
-            last = {"loss": loss, "learning_rate": float(steps.schedule(step - 1)),
+            last = {"loss": loss, "learning_rate": float(compiled.schedule(step - 1)),
                     "grad_norm": float(out["grad_norm"]), "tokens_per_s": real / elapsed,
                     "step_time_s": elapsed, "eta_s": recent * (total_steps - step),
                     "epoch": step * per_step / len(train_seq)}
@@ -286,6 +285,6 @@ def train(
             break
     if latest_checkpoint(run_dir) is None or latest_checkpoint(run_dir).name != f"step-{step:06d}":
         save(step)
-    steps.assign(trainable)
+    compiled.assign(trainable)
     sink.on_end(status, message)
     return TrainResult(status, step, message, best, last, model=lm)

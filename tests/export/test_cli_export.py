@@ -10,7 +10,7 @@ import pytest
 from gemma_panel.cli import run_command
 from gemma_panel.cli.export import add_export_commands
 from gemma_panel.export import check_files
-from gemma_panel.export.keras import LORA_FILE
+from gemma_panel.models.lora import LORA_FILE
 
 
 def run_cli(argv) -> int:

@@ -123,7 +123,7 @@ def test_keras_quantized(tuned, tmp_path, mode):
 def test_tokenizer_metadata_derived_as_llama_cpp_derives_it(tuned, real_gguf_path):
     """A run from a Hugging Face folder or preset has no source GGUF to copy the tokenizer
     from; the derivation must give what llama.cpp wrote, piece for piece."""
-    from gemma_panel.export.gguf import cached_reader, tokenizer_from_sentencepiece
+    from gemma_panel.export.gguf_metadata import cached_reader, tokenizer_from_sentencepiece
 
     reader = cached_reader(real_gguf_path)
     derived = tokenizer_from_sentencepiece(tuned.lm.preprocessor.tokenizer)

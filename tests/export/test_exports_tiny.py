@@ -54,8 +54,8 @@ def test_source_is_the_tuned_model_from_the_checkpoint(tiny_run, tiny_source):
 
 
 def test_merged_copy_equals_the_lora_model_and_has_no_lora(tiny_source):
-    from gemma_panel.export.source import lora_layers
     from gemma_panel.export.verify import keras_logits, probe_ids
+    from gemma_panel.models.lora import lora_layers
 
     merged = tiny_source.merged()
     ids = probe_ids(tiny_source.lm)
@@ -234,10 +234,10 @@ def drop_lora(tiny_source, monkeypatch):
     from gemma_panel.export import keras as keras_export
     from gemma_panel.export import peft as peft_export
     from gemma_panel.export import source as source_module
-    from gemma_panel.export.source import lora_layers, lora_switched_off
+    from gemma_panel.models.lora import lora_layers, lora_switched_off
 
     merge, save_keras = source_module.merged_copy, keras_export.save_keras
-    write_lora, factors = keras_export.write_lora, peft_export.peft_factors
+    write_lora, factors = keras_export.write_lora_adapter, peft_export.peft_factors
 
     def base_merge(lm):
         with lora_switched_off(lm):
@@ -249,9 +249,9 @@ def drop_lora(tiny_source, monkeypatch):
         with lora_switched_off(model):
             return save_keras(model, folder)
 
-    def base_adapter(lm, folder):
+    def base_adapter(lm, folder, base_model):
         with lora_switched_off(lm):
-            return write_lora(lm, folder)
+            return write_lora(lm, folder, base_model)
 
     def zero_b(layer):
         lora_a, lora_b, rank, alpha = factors(layer)
@@ -260,7 +260,7 @@ def drop_lora(tiny_source, monkeypatch):
     monkeypatch.setattr(tiny_source, "_merged", None)  # merge again, with the broken merge
     monkeypatch.setattr(source_module, "merged_copy", base_merge)
     monkeypatch.setattr(keras_export, "save_keras", base_save)
-    monkeypatch.setattr(keras_export, "write_lora", base_adapter)
+    monkeypatch.setattr(keras_export, "write_lora_adapter", base_adapter)
     monkeypatch.setattr(peft_export, "peft_factors", zero_b)
 
 

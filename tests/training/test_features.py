@@ -14,7 +14,7 @@ import pytest
 from gemma_panel.training import step as step_module
 from gemma_panel.training import train
 from gemma_panel.training.batches import build_sequences, max_loss_tokens
-from gemma_panel.training.step import StepFunctions, head_loss
+from gemma_panel.training.step import TrainFunctions, head_loss
 from gemma_panel.training.trainer import load_tuned_model
 from tests.training.test_batches import examples
 from tests.training.test_step import keras_nll
@@ -93,7 +93,7 @@ def test_gemma2_packed_loss_is_keras_hubs_with_soft_cap_and_sliding_window(gemma
         e.input_ids = [min(i, backbone.vocabulary_size - 1) for i in e.input_ids]
     assert max(len(e.input_ids) for e in data) > 6  # longer than the sliding window
     seq = build_sequences(data, 64, pack=True)
-    steps = StepFunctions(lm, recipe, 10, 128, max_loss_tokens(seq, len(seq)))
+    steps = TrainFunctions(lm, recipe, 10, 128, max_loss_tokens(seq, len(seq)))
     assert steps.soft_cap == 30.0
     trainable, _, frozen = steps.initial_state()
     total, count, _ = steps.eval_step(trainable, frozen,

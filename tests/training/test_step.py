@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from gemma_panel.training.batches import Sequences, batch_at, build_sequences, max_loss_tokens
-from gemma_panel.training.step import StepFunctions, head_loss
+from gemma_panel.training.step import TrainFunctions, head_loss
 from gemma_panel.training.trainer import load_tuned_model
 from tests.training.test_batches import examples
 
@@ -42,7 +42,7 @@ def test_packed_loss_equals_keras_hub_per_example(model_and_steps):
         e.input_ids = [min(i, lm.backbone.vocabulary_size - 1) for i in e.input_ids]
     seq = build_sequences(data, 64, pack=True)
     assert len(seq) < len(data)
-    steps = StepFunctions(lm, recipe, 10, 128, max_loss_tokens(seq, len(seq)))
+    steps = TrainFunctions(lm, recipe, 10, 128, max_loss_tokens(seq, len(seq)))
     trainable, _, frozen = steps.initial_state()
     arrays = (seq.inputs, seq.targets, seq.loss_mask, seq.segment_ids)
     total, count, _ = steps.eval_step(trainable, frozen, arrays)
@@ -78,7 +78,7 @@ def test_gradient_accumulation_matches_one_big_batch(model_and_steps):
     k = max_loss_tokens(seq, 4)
     results = []
     for batch in (one, two):
-        steps = StepFunctions(lm, recipe, 10, k, k)
+        steps = TrainFunctions(lm, recipe, 10, k, k)
         trainable, opt_state, frozen = steps.initial_state()
         arrays = (batch.inputs, batch.targets, batch.loss_mask, batch.segment_ids)
         new, _, metrics = steps.train_step(trainable, opt_state, frozen, arrays,
@@ -100,7 +100,7 @@ def test_lora_dropout_changes_the_loss_deterministically(model_and_steps, tiny_g
                                  "lora.rank=4", "train.warmup_steps=0"])
     losses = {}
     for name, r in (("plain", recipe), ("dropout", dropout)):
-        steps = StepFunctions(lm, r, 10, 128, 128)
+        steps = TrainFunctions(lm, r, 10, 128, 128)
         trainable, _, frozen = steps.initial_state()
         # Non-zero LoRA B so the branch contributes (B starts at zero).
         trainable = [x + 0.5 for x in trainable]

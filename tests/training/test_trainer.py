@@ -89,13 +89,13 @@ def test_early_stopping_keeps_the_best_checkpoint(tiny_recipe, tmp_path):
 def test_a_nan_loss_stops_with_advice(tiny_recipe, tmp_path, monkeypatch):
     from gemma_panel.training import step as step_module
 
-    original = step_module.StepFunctions._train_step
+    original = step_module.TrainFunctions._train_step
 
     def poisoned(self, trainable, opt_state, frozen, batch, key):
         trainable, opt_state, metrics = original(self, trainable, opt_state, frozen, batch, key)
         return trainable, opt_state, {**metrics, "loss": metrics["loss"] * np.nan}
 
-    monkeypatch.setattr(step_module.StepFunctions, "_train_step", poisoned)
+    monkeypatch.setattr(step_module.TrainFunctions, "_train_step", poisoned)
     sink = Recorder()
     with pytest.raises(TrainingError, match="learning_rate"):
         train(tiny_recipe(), tmp_path, sink)

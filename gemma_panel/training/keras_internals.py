@@ -1,0 +1,153 @@
+"""The KerasHub and Keras internals the train step patches while tracing, and their check.
+
+Two things the train step needs have no public API, so they are patched for the duration
+of one trace and put back after:
+
+* ``segment_attention``: packed examples must not see each other. KerasHub's Gemma decoder
+  blocks build their causal + padding mask in the private ``_compute_attention_mask`` (called
+  from ``call``); it is wrapped to intersect that mask with a same-segment mask.
+* ``lora_dropout``: dropout on the LoRA branch's input. Keras's ``EinsumDense`` computes LoRA
+  merged into its kernel (``kernel = _kernel + (lora_alpha / lora_rank) A B``), which cannot
+  drop the branch's input, so its ``call(inputs, training=None)`` is replaced by the unmerged
+  sum over ``equation``, ``_kernel``, the factors, ``bias`` and ``activation``.
+
+Written against keras-hub 0.32.x and keras 3.15.x. Before patching, ``require_internals``
+checks the names the patches rely on and raises ``KerasInternalsChanged`` (naming what is
+missing and both versions) rather than train with a silently wrong mask or forward pass;
+another version that still has them gets one warning. tests/training/test_keras_internals.py
+checks the patched forward passes against KerasHub's own on a tiny model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import warnings
+
+import jax
+import jax.numpy as jnp
+
+WRITTEN_FOR = {"keras_hub": "0.32.", "keras": "3.15."}
+MASK_METHOD = "_compute_attention_mask"  # on each of backbone.transformer_layers
+LORA_ATTRIBUTES = ("equation", "_kernel", "bias", "activation", "lora_rank", "lora_alpha",
+                   "lora_kernel_a", "lora_kernel_b")
+LORA_CALL_PARAMETERS = ("self", "inputs", "training")  # EinsumDense.call, replaced whole
+_warned: set[tuple[str, ...]] = set()
+
+
+class KerasInternalsChanged(RuntimeError):
+    """The installed KerasHub/Keras no longer has what the train step patches."""
+
+
+def installed_versions() -> dict[str, str]:
+    import keras
+    import keras_hub
+
+    return {"keras_hub": keras_hub.__version__, "keras": keras.__version__}
+
+
+def _versions_text(installed: dict[str, str]) -> str:
+    return (f"gemma_panel's train step was written against keras-hub {WRITTEN_FOR['keras_hub']}x "
+            f"and keras {WRITTEN_FOR['keras']}x; installed: keras-hub {installed['keras_hub']}, "
+            f"keras {installed['keras']}")
+
+
+def internals_missing(blocks, lora_layers) -> list[str]:
+    """What the patches need and these decoder blocks / LoRA layers lack (empty: all there)."""
+    missing = [f"{type(block).__name__}.{MASK_METHOD}" for block in blocks
+               if not callable(getattr(block, MASK_METHOD, None))]
+    for layer in lora_layers:
+        kind = type(layer).__name__
+        missing += [f"{kind}.{name}" for name in LORA_ATTRIBUTES if not hasattr(layer, name)]
+        parameters = tuple(inspect.signature(type(layer).call).parameters)
+        if parameters != LORA_CALL_PARAMETERS:
+            missing.append(f"{kind}.call{LORA_CALL_PARAMETERS} (it is call{parameters})")
+    return sorted(set(missing))
+
+
+def require_internals(blocks=(), lora_layers=()) -> None:
+    """Raise ``KerasInternalsChanged`` if a patched name is gone; warn once on other versions."""
+    installed = installed_versions()
+    missing = internals_missing(blocks, lora_layers)
+    if missing:
+        raise KerasInternalsChanged(
+            f"{_versions_text(installed)}, which lacks {', '.join(missing)}. Install "
+            f"keras-hub=={WRITTEN_FOR['keras_hub']}* and keras=={WRITTEN_FOR['keras']}*, or "
+            "update gemma_panel/training/keras_internals.py.")
+    off = [name for name, prefix in WRITTEN_FOR.items() if not installed[name].startswith(prefix)]
+    if off and tuple(off) not in _warned:
+        _warned.add(tuple(off))
+        warnings.warn(f"{_versions_text(installed)}; the patched names are present, and "
+                      "tests/training/test_keras_internals.py says whether they still "
+                      "behave the same.", RuntimeWarning, stacklevel=3)
+
+
+def segment_mask(segment_ids):
+    """(batch, length, length) int32: 1 where query and key are in the same real segment."""
+    same = segment_ids[:, :, None] == segment_ids[:, None, :]
+    return (same & (segment_ids[:, None, :] > 0)).astype("int32")
+
+
+@contextlib.contextmanager
+def segment_attention(backbone, segment_ids):
+    """Keep packed examples apart: each token attends only within its own segment.
+
+    While tracing, each decoder block's causal + padding mask is intersected with a
+    same-segment mask; KerasHub's layers do the rest.
+    """
+    blocks = list(backbone.transformer_layers)
+    require_internals(blocks=blocks)
+    mask = segment_mask(segment_ids)
+    originals = []
+    for block in blocks:
+        original = getattr(block, MASK_METHOD)
+
+        def combined(*args, _original=original, **kwargs):
+            return jnp.minimum(_original(*args, **kwargs).astype("int32"), mask)
+
+        originals.append((block, original))
+        setattr(block, MASK_METHOD, combined)
+    try:
+        yield
+    finally:
+        for block, original in originals:
+            setattr(block, MASK_METHOD, original)
+
+
+def lora_forward(layer, inputs, dropped):
+    """``EinsumDense.call`` with LoRA unmerged: ``inputs W + dropped (alpha/r) A B``."""
+    scale = layer.lora_alpha / layer.lora_rank
+    delta = scale * jnp.matmul(layer.lora_kernel_a.value, layer.lora_kernel_b.value)
+    out = jnp.einsum(layer.equation, inputs, layer._kernel.value.astype(inputs.dtype))
+    out = out + jnp.einsum(layer.equation, dropped, delta.astype(inputs.dtype))
+    if layer.bias is not None:
+        out = out + layer.bias.value
+    return out if layer.activation is None else layer.activation(out)
+
+
+@contextlib.contextmanager
+def lora_dropout(layers, rate: float, key):
+    """Dropout on the LoRA branch's input, which Keras's merged LoRA kernel cannot express.
+
+    While tracing, each LoRA EinsumDense computes ``x W + dropout(x) (alpha/r) A B``.
+    """
+    if rate <= 0 or key is None:
+        yield
+        return
+    require_internals(lora_layers=layers)
+    patched = []
+    for i, layer in enumerate(layers):
+        layer_key = jax.random.fold_in(key, i)
+
+        def call(inputs, *args, _layer=layer, _key=layer_key, **kwargs):
+            keep = jax.random.bernoulli(_key, 1.0 - rate, inputs.shape)
+            dropped = jnp.where(keep, inputs / (1.0 - rate), 0).astype(inputs.dtype)
+            return lora_forward(_layer, inputs, dropped)
+
+        patched.append((layer, layer.call))
+        layer.call = call
+    try:
+        yield
+    finally:
+        for layer, original in patched:
+            layer.call = original
