@@ -89,6 +89,27 @@ def head_loss(hidden, embeddings, targets, loss_mask, max_tokens: int, soft_cap=
     return (nll * valid).sum(), valid.sum(), (hits * valid).sum()
 
 
+def segment_positions(segment_ids):
+    """Each token's position within its own packed example: 0 where a segment starts.
+
+    ``[[1, 1, 1, 2, 2, 0]] -> [[0, 1, 2, 0, 1, 0]]`` (padding restarts too; it is masked).
+    """
+    index = jnp.broadcast_to(jnp.arange(segment_ids.shape[-1]), segment_ids.shape)
+    starts = jnp.concatenate([jnp.ones_like(segment_ids[..., :1], dtype=bool),
+                              segment_ids[..., 1:] != segment_ids[..., :-1]], axis=-1)
+    return index - jax.lax.cummax(jnp.where(starts, index, 0), axis=segment_ids.ndim - 1)
+
+
+def backbone_inputs(backbone, token_ids, segment_ids) -> dict:
+    """The backbone's inputs for packed rows: Gemma 4 also takes each token's position,
+    which restarts in every packed example as if it were alone (Gemma 1-3 count positions
+    themselves; their rotary attention depends only on distances within a segment)."""
+    inputs = {"token_ids": token_ids, "padding_mask": segment_ids > 0}
+    if "position_ids" in getattr(backbone, "input", {}):
+        inputs["position_ids"] = segment_positions(segment_ids).astype("int32")
+    return inputs
+
+
 class TrainFunctions:
     """The compiled train and eval steps for one model and recipe (one instance per run).
 
@@ -135,7 +156,7 @@ class TrainFunctions:
         with segment_attention(self.backbone, segment_ids), \
                 lora_dropout(self.lora_layers, self.dropout, key):
             hidden, _ = self.backbone.stateless_call(
-                trainable, frozen, {"token_ids": inputs, "padding_mask": segment_ids > 0}
+                trainable, frozen, backbone_inputs(self.backbone, inputs, segment_ids)
             )
         pool = trainable if self._embedding_trainable else frozen
         return head_loss(hidden, pool[self._embedding_index], targets, loss_mask, max_tokens,
