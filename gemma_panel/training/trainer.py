@@ -22,7 +22,12 @@ import numpy as np
 from gemma_panel.config import Recipe, recipe_to_yaml
 from gemma_panel.errors import UserError
 from gemma_panel.training.batches import batch_at, build_sequences, max_loss_tokens
-from gemma_panel.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from gemma_panel.training.checkpoint import (
+    checkpoint_name,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from gemma_panel.training.events import EventSink, NullSink, checkpoint_allowed
 
 
@@ -284,7 +289,8 @@ def train(
         if should_stop():
             status, message = "cancelled", f"stopped at step {step} on request"
             break
-    if latest_checkpoint(run_dir) is None or latest_checkpoint(run_dir).name != f"step-{step:06d}":
+    latest = latest_checkpoint(run_dir)
+    if latest is None or latest.name != checkpoint_name(step):
         save(step)
     steps.assign(trainable)
     sink.on_end(status, message)
