@@ -29,6 +29,7 @@ from gemma_panel.training.checkpoint import (
     save_checkpoint,
 )
 from gemma_panel.training.events import EventSink, NullSink, checkpoint_allowed
+from gemma_panel.training.samples import answers, sample_items, task_metrics
 
 
 class TrainingError(UserError, RuntimeError):
@@ -78,66 +79,6 @@ def prepare_data(recipe: Recipe, lm):
         return prepare_recipe_data(recipe, KerasHubTokenizer(lm.preprocessor.tokenizer))
     except DatasetError as exc:
         raise TrainingError(f"the data cannot be used: {exc}") from exc
-
-
-def sample_items(prepared, recipe: Recipe) -> tuple[list[dict], list[dict]]:
-    """(sample prompts to show, validation rows for task metrics), as prompt/reference.
-
-    A prompt is what the model sees before its answer, as in training: the template's turn
-    for chat and classification data (``eval.sample_prompts`` are put into it too), the
-    opening words of a held-out text for plain text, whose continuation is the reference.
-    """
-    from gemma_panel.data import Example
-
-    def split(example):
-        segments = prepared.template.segments(example)
-        first = next(i for i, s in enumerate(segments) if s.trained)
-        prompt = "".join(s.text for s in segments[:first])
-        if first == 0:  # plain text: show how the model continues its opening
-            prompt, reference = _opening(segments[0].text)
-            return {"prompt": prompt, "reference": reference}
-        return {"prompt": prompt, "reference": segments[first].text}
-
-    rows = [split(e) for e in prepared.validation]
-    if not recipe.eval.sample_prompts:
-        samples = rows[: recipe.eval.num_samples]
-    elif prepared.mapping.task == "completion":
-        samples = [{"prompt": p, "reference": ""} for p in recipe.eval.sample_prompts]
-    else:
-        samples = [{**split(Example(prompt=p, response="", label="")), "reference": ""}
-                   for p in recipe.eval.sample_prompts]
-    return samples, rows[: recipe.eval.task_examples]
-
-
-_OPENING_WORDS = 12
-
-
-def _opening(text: str) -> tuple[str, str]:
-    """(the first words of a text, the rest): a sample prompt and its reference."""
-    words = text.split(" ")
-    cut = min(_OPENING_WORDS, max(1, len(words) // 4))
-    return " ".join(words[:cut]), " " + " ".join(words[cut:])
-
-
-def _answers(generator, items, max_new_tokens) -> list[str]:
-    from gemma_panel.models.generation import SamplingOptions
-
-    options = SamplingOptions(max_new_tokens=max_new_tokens)
-    return [generator.generate(item["prompt"], options) for item in items]
-
-
-def _task_metrics(task: str, predictions, references) -> dict[str, float]:
-    from gemma_panel.evaluation import accuracy, exact_match, macro_f1, token_f1
-
-    if not references:
-        return {}
-    if task == "classification":
-        return {"accuracy": accuracy(predictions, references),
-                "macro_f1": macro_f1(predictions, references)}
-    if task == "completion":
-        return {}
-    return {"exact_match": exact_match(predictions, references),
-            "token_f1": token_f1(predictions, references)}
 
 
 def train(
@@ -206,7 +147,7 @@ def train(
     if base_path.is_file():
         base_answers = json.loads(base_path.read_text())
     else:  # the base model answers before any update (LoRA's B starts at zero)
-        base_answers = _answers(generator, samples, e.max_new_tokens)
+        base_answers = answers(generator, samples, e.max_new_tokens)
         base_path.write_text(json.dumps(base_answers))
 
     sink.on_start({
@@ -232,9 +173,9 @@ def train(
             sink.on_metrics(0, 0, metrics)
             return metrics
         steps.assign(trainable)
-        tuned = _answers(generator, samples, e.max_new_tokens)
-        predictions = _answers(generator, task_rows, e.max_new_tokens)
-        metrics.update(_task_metrics(task, predictions, [r["reference"] for r in task_rows]))
+        tuned = answers(generator, samples, e.max_new_tokens)
+        predictions = answers(generator, task_rows, e.max_new_tokens)
+        metrics.update(task_metrics(task, predictions, [r["reference"] for r in task_rows]))
         sink.on_metrics(step, tokens_seen, metrics)
         sink.on_samples(step, [{**s, "base": b, "tuned": a}
                                for s, b, a in zip(samples, base_answers, tuned)])
