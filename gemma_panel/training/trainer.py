@@ -126,7 +126,7 @@ class TrainingRun:
     @property
     def per_step(self) -> int:
         """Sequences per optimizer step."""
-        return self.recipe.train.batch_size * self.recipe.train.gradient_accumulation
+        return _sequences_per_step(self.recipe)
 
     @property
     def task(self) -> str:
@@ -147,8 +147,8 @@ class TrainingRun:
         lm = load_tuned_model(recipe)
         prepared = prepare_data(recipe, lm)
         train_seq, val_seq = _sequences(recipe, prepared)
-        per_step = t.batch_size * t.gradient_accumulation
-        total_steps = t.max_steps or max(1, math.ceil(t.epochs * len(train_seq) / per_step))
+        total_steps = t.max_steps or max(
+            1, math.ceil(t.epochs * len(train_seq) / _sequences_per_step(recipe)))
         steps = StepFunctions(lm, recipe, total_steps,
                               max_loss_tokens(train_seq, t.batch_size),
                               max_loss_tokens(val_seq, t.batch_size) if len(val_seq) else 128)
@@ -301,6 +301,10 @@ class TrainingRun:
         if latest is None or latest.name != checkpoint_name(state.step):
             self.checkpoint(state)
         self.steps.assign(state.trainable)
+
+
+def _sequences_per_step(recipe: Recipe) -> int:
+    return recipe.train.batch_size * recipe.train.gradient_accumulation
 
 
 def _sequences(recipe: Recipe, prepared):
