@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from gemma_panel.data.columns import ColumnMapping, detect_columns
@@ -130,6 +130,36 @@ def scan_file(
     """One streaming pass: records, column mapping, row checks; examples kept if `keep`."""
     report = ValidationReport(source=os.fspath(path))
     scan = Scan(report)
+    opened = _open_head(path, read, report)
+    if opened is None:
+        return scan
+    head, records = opened
+    if not head:
+        if not report.has("no_examples"):
+            report.error("no_examples", "the file has no examples"
+                         + (" (only a header)" if report.format == "csv" else ""))
+        return scan
+    mapping = _mapping_or_report(head, records, read, report)
+    if mapping is None:
+        return scan
+    scan.mapping = mapping
+    report.task, report.columns = mapping.task, mapping.as_dict()
+    if template is None and tokenizer is not None:
+        labels = sorted({str(r.values.get(mapping.label)) for r in head} - {"None"}) \
+            if mapping.label else []
+        template = template_for_task(mapping.task, labels)
+    scan.validator = RowValidator(report, mapping, missing=missing, template=template,
+                                  tokenizer=tokenizer, sequence_length=sequence_length,
+                                  max_chars=max_chars, min_label_examples=min_label_examples)
+    _check_rows(scan, itertools.chain(head, records), on_example, keep)
+    if report.rows_usable == 0 and not report.has("no_examples"):
+        report.error("no_examples", "no row can be used; see the errors above")
+    return scan
+
+
+def _open_head(path, read: ReadOptions,
+               report: ValidationReport) -> tuple[list[Record], Iterator[Record]] | None:
+    """(the first rows, the rest) of a file; None when it cannot be read (reported)."""
     try:
         records = open_records(path, report, format=read.format, encoding=read.encoding,
                                delimiter=read.delimiter, text_mode=read.text_mode,
@@ -140,32 +170,30 @@ def scan_file(
         message = str(exc)
         prefix = f"{report.source}: "
         report.error(exc.code, message.removeprefix(prefix))
-        return scan
-    if not head:
-        if not report.has("no_examples"):
-            report.error("no_examples", "the file has no examples"
-                         + (" (only a header)" if report.format == "csv" else ""))
-        return scan
+        return None
+    return head, records
+
+
+def _mapping_or_report(head: list[Record], records: Iterator[Record], read: ReadOptions,
+                       report: ValidationReport) -> ColumnMapping | None:
+    """The file's column mapping; None when it has none (reported, and the rest of the
+    file still read, so broken lines, encodings etc. in it are reported too)."""
     columns = _columns(head)
     try:
-        mapping = detect_columns(columns, read.columns)
+        return detect_columns(columns, read.columns)
     except DatasetError as exc:
         report.error(exc.code, str(exc), line=head[0].line)
-        for _ in records:  # still report broken lines, encodings etc. in the rest
+        for _ in records:
             report.rows_read += 1
         report.rows_read += len(head)
-        return scan
-    scan.mapping = mapping
-    report.task, report.columns = mapping.task, mapping.as_dict()
-    if template is None and tokenizer is not None:
-        labels = sorted({str(r.values.get(mapping.label)) for r in head} - {"None"}) \
-            if mapping.label else []
-        template = template_for_task(mapping.task, labels)
-    validator = RowValidator(report, mapping, missing=missing, template=template,
-                             tokenizer=tokenizer, sequence_length=sequence_length,
-                             max_chars=max_chars, min_label_examples=min_label_examples)
-    scan.validator = validator
-    for record in itertools.chain(head, records):
+        return None
+
+
+def _check_rows(scan: Scan, records: Iterable[Record],
+                on_example: Callable[[Example], object] | None, keep: bool) -> None:
+    """Every row through the scan's validator; usable ones to `on_example`, kept if `keep`."""
+    report, validator = scan.report, scan.validator
+    for record in records:
         try:
             example = validator.check(record)
         except DatasetError as exc:  # e.g. a custom template field the row lacks
@@ -178,9 +206,6 @@ def scan_file(
         if keep:
             scan.examples.append(example)
     validator.finish()
-    if report.rows_usable == 0 and not report.has("no_examples"):
-        report.error("no_examples", "no row can be used; see the errors above")
-    return scan
 
 
 def head_examples(

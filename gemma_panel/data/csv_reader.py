@@ -44,17 +44,7 @@ def read_csv(
             break
         except csv.Error as exc:
             start = consumed + 1
-            if "unexpected end of data" in str(exc):
-                report.error(
-                    "csv_unbalanced_quote",
-                    f"a quote opened in the record starting on line {start} never closes: "
-                    f"lines {start}-{reader.line_num} were swallowed into one field. "
-                    "Check the quotes on that line.",
-                    file=name, line=start,
-                )
-            else:
-                report.error("csv_field_count", f"CSV syntax error: {exc} (a quote inside "
-                             "a quoted field must be doubled: \"\")", file=name, line=start)
+            _report_syntax_error(report, name, exc, start, reader.line_num)
             consumed = reader.line_num
             if header is not None:
                 row_number += 1
@@ -70,28 +60,56 @@ def read_csv(
             header = _clean_header(fields, report, name)
             continue
         row_number += 1
-        broken = False
-        if end > start and len(fields) != len(header):
-            report.error(
-                "csv_unbalanced_quote",
-                f"the record starting on line {start} runs to line {end} and has "
-                f"{len(fields)} fields, not {len(header)}: a quote on line {start} is "
-                "probably unbalanced.",
-                file=name, line=start,
-            )
-            broken = True
-        elif len(fields) != len(header):
-            report.error(
-                "csv_field_count",
-                f"expected {len(header)} fields like the header, found {len(fields)} "
-                f"(delimiter {delimiter!r}; a field with a delimiter needs quotes)",
-                file=name, line=start,
-            )
-            broken = True
+        broken = _field_count_wrong(report, name, header, fields, start, end, delimiter)
         values = dict(zip(header, fields))
         for missing in header[len(fields):]:
             values[missing] = None
         yield Record(values, row=row_number, line=start, broken=broken)
+    _report_end(report, name, header, blank, first_blank)
+
+
+def _report_syntax_error(report: ValidationReport, name: str, exc: csv.Error, start: int,
+                         end: int) -> None:
+    """A record the csv module cannot parse, starting on line `start`, read to `end`."""
+    if "unexpected end of data" in str(exc):
+        report.error(
+            "csv_unbalanced_quote",
+            f"a quote opened in the record starting on line {start} never closes: "
+            f"lines {start}-{end} were swallowed into one field. "
+            "Check the quotes on that line.",
+            file=name, line=start,
+        )
+    else:
+        report.error("csv_field_count", f"CSV syntax error: {exc} (a quote inside "
+                     "a quoted field must be doubled: \"\")", file=name, line=start)
+
+
+def _field_count_wrong(report: ValidationReport, name: str, header: list[str],
+                       fields: list[str], start: int, end: int, delimiter: str) -> bool:
+    """Whether a record has other than the header's field count (reported if so)."""
+    if end > start and len(fields) != len(header):
+        report.error(
+            "csv_unbalanced_quote",
+            f"the record starting on line {start} runs to line {end} and has "
+            f"{len(fields)} fields, not {len(header)}: a quote on line {start} is "
+            "probably unbalanced.",
+            file=name, line=start,
+        )
+        return True
+    if len(fields) != len(header):
+        report.error(
+            "csv_field_count",
+            f"expected {len(header)} fields like the header, found {len(fields)} "
+            f"(delimiter {delimiter!r}; a field with a delimiter needs quotes)",
+            file=name, line=start,
+        )
+        return True
+    return False
+
+
+def _report_end(report: ValidationReport, name: str, header: list[str] | None, blank: int,
+                first_blank: int | None) -> None:
+    """What only the end of the file shows: blank lines skipped, no header at all."""
     if blank:
         report.warning("blank_lines", f"{blank} blank line(s) skipped, the first at line "
                        f"{first_blank}", file=name, line=first_blank)

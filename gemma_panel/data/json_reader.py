@@ -55,76 +55,108 @@ def read_json(source: TextSource, report: ValidationReport) -> Iterator[Record]:
         # Either one object, or JSON Lines under a .json name.
         yield from _read_object_file(source, report)
         return
-    lines = iter_lines(source, report)
-    buf, base_line, eof = "", 1, False
-
-    def more() -> bool:
-        nonlocal buf, eof
-        chunk = [line for _, line in zip(range(_CHUNK_LINES), lines)]
-        eof = not chunk
-        buf += "".join(chunk)
-        return not eof
-
-    def skip_ws(pos: int) -> int:
-        while True:
-            while pos < len(buf) and buf[pos] in " \t\r\n":
-                pos += 1
-            if pos < len(buf) or not more():
-                return pos
-
+    buf = _ArrayText(iter_lines(source, report))
     name = source.name
-    decoder = json.JSONDecoder()
-    pos = skip_ws(0)
-    if pos >= len(buf):
+    pos = buf.skip_ws(0)
+    if pos >= len(buf.text):
         report.error("no_examples", "the file holds only whitespace", file=name)
         return
-    if buf[pos] != "[":
+    if buf.text[pos] != "[":
         report.error("broken_json", f"expected a JSON array '[' or object '{{', found "
-                     f"{buf[pos]!r}", file=name, line=1 + buf.count("\n", 0, pos))
+                     f"{buf.text[pos]!r}", file=name, line=buf.line_at(pos))
         return
-    pos, row = pos + 1, 0
-    while True:
-        pos = skip_ws(pos)
-        if pos < len(buf) and buf[pos] == "]":
-            return
+    yield from _array_elements(buf, pos + 1, report, name)
+
+
+class _ArrayText:
+    """The part of a JSON array not parsed yet, read on in chunks of lines as needed.
+
+    ``base_line`` is the file line that ``text`` starts on.
+    """
+
+    def __init__(self, lines: Iterator[str]):
+        self.lines = lines
+        self.text = ""
+        self.base_line = 1
+
+    def more(self) -> bool:
+        """Read the next chunk of lines; False at the end of the file."""
+        chunk = [line for _, line in zip(range(_CHUNK_LINES), self.lines)]
+        self.text += "".join(chunk)
+        return bool(chunk)
+
+    def skip_ws(self, pos: int) -> int:
+        """The position of the next non-blank character (``len(text)`` at the end)."""
         while True:
-            try:
-                value, end = decoder.raw_decode(buf, pos)
-                break
-            except RecursionError:  # the element's end is unknown: nothing after it is read
-                report.error("broken_json", f"array element {row + 1}: {_TOO_DEEP}",
-                             file=name, line=base_line + buf.count("\n", 0, pos))
-                return
-            except json.JSONDecodeError as exc:
-                if more():
-                    continue
-                line = base_line + buf.count("\n", 0, exc.pos)
-                text = buf[buf.rfind("\n", 0, exc.pos) + 1:]
-                report.error("broken_json", _describe(exc, text.split("\n", 1)[0], exc.pos
-                             - buf.rfind("\n", 0, exc.pos)), file=name, line=line)
-                return
+            while pos < len(self.text) and self.text[pos] in " \t\r\n":
+                pos += 1
+            if pos < len(self.text) or not self.more():
+                return pos
+
+    def line_at(self, pos: int) -> int:
+        return self.base_line + self.text.count("\n", 0, pos)
+
+    def drop(self, pos: int) -> None:
+        """Forget what comes before ``pos`` (parsed), so memory stays bounded by one element."""
+        self.base_line = self.line_at(pos)
+        self.text = self.text[pos:]
+
+
+def _array_elements(buf: _ArrayText, pos: int, report: ValidationReport,
+                    name: str) -> Iterator[Record]:
+    """The elements of the array whose first one starts at or after ``pos``."""
+    decoder = json.JSONDecoder()
+    row = 0
+    while True:
+        pos = buf.skip_ws(pos)
+        if pos < len(buf.text) and buf.text[pos] == "]":
+            return
+        decoded = _decode_element(buf, pos, decoder, row, report, name)
+        if decoded is None:
+            return
+        value, end = decoded
         row += 1
-        line = base_line + buf.count("\n", 0, pos)
+        line = buf.line_at(pos)
         if isinstance(value, dict):
             yield Record(value, row=row, line=line)
         else:
             report.error("not_an_object", f"array element {row} is {_kind(value)}, not an "
                          "object", file=name, line=line)
             yield Record({}, row=row, line=line, broken=True)
-        pos = skip_ws(end)
-        # Drop what is parsed so memory stays bounded by one element.
-        base_line += buf.count("\n", 0, pos)
-        buf, pos = buf[pos:], 0
-        if pos >= len(buf):
+        buf.drop(buf.skip_ws(end))
+        pos = 0
+        if not buf.text:
             report.error("broken_json", "the array is not closed with ']' (file cut off?)",
-                         file=name, line=base_line)
+                         file=name, line=buf.base_line)
             return
-        if buf[0] == ",":
+        if buf.text[0] == ",":
             pos = 1
-        elif buf[0] != "]":
+        elif buf.text[0] != "]":
             report.error("broken_json", f"expected ',' or ']' after element {row}, found "
-                         f"{buf[0]!r}", file=name, line=base_line)
+                         f"{buf.text[0]!r}", file=name, line=buf.base_line)
             return
+
+
+def _decode_element(buf: _ArrayText, pos: int, decoder: json.JSONDecoder, row: int,
+                    report: ValidationReport, name: str) -> tuple[object, int] | None:
+    """(value, end) of the element at ``pos``, reading on until it is whole; None when it
+    cannot be parsed (reported: nothing after it is read)."""
+    while True:
+        try:
+            return decoder.raw_decode(buf.text, pos)
+        except RecursionError:  # the element's end is unknown: nothing after it is read
+            report.error("broken_json", f"array element {row + 1}: {_TOO_DEEP}",
+                         file=name, line=buf.line_at(pos))
+            return None
+        except json.JSONDecodeError as exc:
+            if buf.more():
+                continue
+            text = buf.text
+            line = buf.line_at(exc.pos)
+            rest = text[text.rfind("\n", 0, exc.pos) + 1:]
+            report.error("broken_json", _describe(exc, rest.split("\n", 1)[0], exc.pos
+                         - text.rfind("\n", 0, exc.pos)), file=name, line=line)
+            return None
 
 
 def _read_object_file(source: TextSource, report: ValidationReport) -> Iterator[Record]:

@@ -111,17 +111,12 @@ def prepare_dataset(
     path: str | os.PathLike,
     *,
     read: ReadOptions | None = None,
-    validation_path: str | os.PathLike | None = None,
-    validation_fraction: float = 0.1,
-    split_by: str | None = None,
-    stratify: bool | None = None,
-    seed: int = 0,
+    validation_path: str | os.PathLike | None = None, validation_fraction: float = 0.1,
+    split_by: str | None = None, stratify: bool | None = None, seed: int = 0,
     template: Template | str | None = None,
-    tokenizer: TextTokenizer | None = None,
-    sequence_length: int | None = None,
+    tokenizer: TextTokenizer | None = None, sequence_length: int | None = None,
     missing: str | MissingPolicy | dict | None = None,
-    duplicates: DuplicatePolicy = "keep_first",
-    near_duplicates: bool = False,
+    duplicates: DuplicatePolicy = "keep_first", near_duplicates: bool = False,
     skip_bad_rows: bool = False,
     min_label_examples: int = 5,
     augment: Augmenter | None = None,
@@ -155,38 +150,18 @@ def prepare_dataset(
     if output_dir is not None:
         check_output_dir(output_dir, sources)
     duplicates = check_duplicate_policy(duplicates)
-    read = read or ReadOptions()
-    policies = resolve_missing_policies(missing)
-    scan = scan_file(path, read, keep=True, missing=policies,
-                     min_label_examples=min_label_examples)
-    report = scan.report
-    _refuse_if_broken(report, skip_bad_rows)
-    mapping = scan.mapping
+    read, policies = read or ReadOptions(), resolve_missing_policies(missing)
+    scan = scan_file(path, read, keep=True, missing=policies, min_label_examples=min_label_examples)
+    _refuse_if_broken(scan.report, skip_bad_rows)
     examples = _apply_duplicate_policy(scan, duplicates, near_duplicates)
-    if validation_path is not None:
-        val_scan = scan_file(validation_path, ReadOptions(**{**read.__dict__, "format": None}),
-                             keep=True, missing=policies, min_label_examples=0)
-        report.merge(val_scan.report)
-        _refuse_if_broken(report, skip_bad_rows)
-        train, validation = examples, val_scan.examples
-        val_file = str(validation_path)
+    if validation_path is None:
+        train, validation = _held_out(examples, scan, validation_fraction, split_by, stratify, seed)
     else:
-        if stratify is None:
-            stratify = mapping.task == "classification" and split_by is None
-        train, validation = split_examples(examples, validation_fraction=validation_fraction,
-                                           seed=seed, by=split_by, stratify=stratify)
-        val_file = report.source
-    for example, train_row in find_split_leaks(train, validation):
-        report.warning("split_leak", f"this prompt is also in training row {train_row}",
-                       file=val_file, line=example.line, row=example.row)
+        train, validation = _with_validation_file(examples, scan.report, validation_path, read,
+                                                  policies, skip_bad_rows)
     if augment is not None:
-        first_row = max((e.row for e in scan.examples), default=0) + 1
-        train = train + _augmented(augment(train), train, validation, first_row, report)
-    labels = sorted({e.label for e in examples if e.label is not None})
-    template = resolve_template(template, mapping.task, labels)
-    train, validation = (_renderable(template, split, report) for split in (train, validation))
-    _refuse_if_broken(report, skip_bad_rows)
-    prepared = PreparedDataset(train, validation, mapping, template, report, sources=sources)
+        train = train + _augmented(augment(train), train, validation, scan)
+    prepared = _rendered(scan, examples, train, validation, template, skip_bad_rows, sources)
     if tokenizer is not None:
         _tokenize(prepared, tokenizer, sequence_length, skip_bad_rows)
     if output_dir is not None:
@@ -194,14 +169,59 @@ def prepare_dataset(
     return prepared
 
 
+def _with_validation_file(examples: list[Example], report: ValidationReport,
+                          validation_path: str | os.PathLike, read: ReadOptions,
+                          policies: dict[str, MissingPolicy], skip_bad_rows: bool
+                          ) -> tuple[list[Example], list[Example]]:
+    """(train, validation) with the validation examples read from their own file."""
+    val_scan = scan_file(validation_path, ReadOptions(**{**read.__dict__, "format": None}),
+                         keep=True, missing=policies, min_label_examples=0)
+    report.merge(val_scan.report)
+    _refuse_if_broken(report, skip_bad_rows)
+    _report_split_leaks(examples, val_scan.examples, report, str(validation_path))
+    return examples, val_scan.examples
+
+
+def _held_out(examples: list[Example], scan, validation_fraction: float,
+              split_by: str | None, stratify: bool | None,
+              seed: int) -> tuple[list[Example], list[Example]]:
+    """(train, validation) with a fraction of the examples held out for validation."""
+    if stratify is None:
+        stratify = scan.mapping.task == "classification" and split_by is None
+    train, validation = split_examples(examples, validation_fraction=validation_fraction,
+                                       seed=seed, by=split_by, stratify=stratify)
+    _report_split_leaks(train, validation, scan.report, scan.report.source)
+    return train, validation
+
+
+def _report_split_leaks(train: list[Example], validation: list[Example],
+                        report: ValidationReport, val_file: str) -> None:
+    for example, train_row in find_split_leaks(train, validation):
+        report.warning("split_leak", f"this prompt is also in training row {train_row}",
+                       file=val_file, line=example.line, row=example.row)
+
+
+def _rendered(scan, examples: list[Example], train: list[Example],
+              validation: list[Example], template: Template | str | None,
+              skip_bad_rows: bool, sources: tuple[str, ...]) -> PreparedDataset:
+    """The dataset with its template resolved and every example it cannot render dropped
+    (each an error; refused unless `skip_bad_rows`)."""
+    report, mapping = scan.report, scan.mapping
+    labels = sorted({e.label for e in examples if e.label is not None})
+    template = resolve_template(template, mapping.task, labels)
+    train, validation = (_renderable(template, split, report) for split in (train, validation))
+    _refuse_if_broken(report, skip_bad_rows)
+    return PreparedDataset(train, validation, mapping, template, report, sources=sources)
+
+
 def _augmented(extra: Sequence[Example], train: Sequence[Example],
-               validation: Sequence[Example], first_row: int,
-               report: ValidationReport) -> list[Example]:
-    """Augmented rows that may join training, numbered after every source row.
+               validation: Sequence[Example], scan) -> list[Example]:
+    """Augmented rows that may join training, numbered after every row of the scanned file.
 
     A variant that repeats a validation prompt would leak it into training, and one that
     repeats a training row adds nothing: both are dropped and counted.
     """
+    first_row, report = max((e.row for e in scan.examples), default=0) + 1, scan.report
     val_keys = {near_key(e.user_text) for e in validation}
     train_keys = {e.content_key() for e in train}
     kept, leaks, repeats = [], 0, 0

@@ -36,6 +36,7 @@ from gemma_panel.export.verify import (
     probe_ids,
 )
 from gemma_panel.models.lora import lora_switched_off
+from gemma_panel.training.checkpoint import checkpoint_step
 
 FORMATS = {
     "keras": "the Keras model file model.keras (--quantize int8: Keras quantization)",
@@ -128,7 +129,7 @@ def export_run(run: str | os.PathLike, fmt: str, *, quantize: str | None = None,
     quantize = check_request(fmt, quantize, merge)
     run_id, run_dir = resolve_run_dir(run, store)
     checkpoint = pick_checkpoint(run_dir, step)
-    step = int(checkpoint.name.split("-")[1])
+    step = checkpoint_step(checkpoint)
     if out is None:
         out = run_dir / "exports" / default_folder_name(fmt, quantize, step)
     check_replaceable(Path(out), overwrite)  # say so before minutes of loading

@@ -107,7 +107,7 @@ def resolve_run_dir(run: str | os.PathLike, store=None) -> tuple[str, Path]:
 
 
 def pick_checkpoint(run_dir: Path, step: int | None) -> Path:
-    from gemma_panel.training.checkpoint import list_checkpoints
+    from gemma_panel.training.checkpoint import checkpoint_step, list_checkpoints
 
     found = list_checkpoints(run_dir)
     if not found:
@@ -117,9 +117,9 @@ def pick_checkpoint(run_dir: Path, step: int | None) -> Path:
     if step is None:
         return found[-1]
     for path in found:
-        if int(path.name.split("-")[1]) == step:
+        if checkpoint_step(path) == step:
             return path
-    steps = ", ".join(str(int(p.name.split("-")[1])) for p in found)
+    steps = ", ".join(str(checkpoint_step(p)) for p in found)
     raise ExportError(f"The run has no checkpoint at step {step}; it has steps {steps} "
                       "(the latest two and the best are kept).")
 

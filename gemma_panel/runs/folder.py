@@ -4,8 +4,9 @@ logs. Everything a run needs to resume lives here, so a run can be resumed from 
     <GEMMA_PANEL_HOME>/runs/<run id>/
         recipe.yaml     the recipe as it ran (paths made absolute, every field written out)
         dataset.json    size, modification time and SHA-256 of each data file at submit time
-        checkpoints/    written by the trainer, step-000050/ ... (``checkpoint_name``); the
-                        last whole one is where a resume starts
+        checkpoints/    written by the trainer, step-000050/ ... (names from
+                        ``gemma_panel.training.checkpoint``); the last whole one is
+                        where a resume starts
         exports/        written by the exporters
         logs/worker.log everything the worker printed (stdout, stderr, tracebacks)
 """
@@ -14,39 +15,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from gemma_panel.config import Recipe, recipe_to_yaml
 from gemma_panel.data.tfds_reader import is_tfds_source
 from gemma_panel.files import sha256_of
-
-_CHECKPOINT = re.compile(r"^step-([0-9]{6,})$")
-
-
-def checkpoint_name(step: int) -> str:
-    """The folder name of the checkpoint at ``step``: ``step-000050``."""
-    return f"step-{step:06d}"
-
-
-def checkpoint_step(path: str | os.PathLike) -> int:
-    """The step of a checkpoint folder (``.../step-000050`` -> 50)."""
-    return int(_CHECKPOINT.match(Path(path).name).group(1))
-
-
-def whole_checkpoints(folder: str | os.PathLike) -> list[Path]:
-    """The whole checkpoints in a ``checkpoints/`` folder, oldest first.
-
-    Whole: named ``step-<N>`` (a partial one never is) and holding ``meta.json``, which the
-    trainer writes last.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    found = [p for p in folder.iterdir()
-             if _CHECKPOINT.match(p.name) and (p / "meta.json").is_file()]
-    return sorted(found, key=checkpoint_step)
+from gemma_panel.training.checkpoint import whole_checkpoints
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
 """``train``: one fine-tuning run, from a recipe to checkpoints, metrics and samples.
 
-Read it top to bottom: load the model and the data, enable LoRA, lay the data into fixed
-shape sequences, answer the sample prompts with the base model, then loop over optimizer
-steps, evaluating, checkpointing and listening for a stop request. Everything it has to
-say goes to the sink.
+Read ``train`` top to bottom: prepare the run (load the model and the data, enable LoRA,
+lay the data into fixed shape sequences), restore a checkpoint when resuming, answer the
+sample prompts with the base model, then loop over optimizer steps, evaluating,
+checkpointing and listening for a stop request. What changes from step to step is one
+``TrainState``; the named steps are methods of ``TrainingRun``. Everything it has to say
+goes to the sink.
 """
 
 from __future__ import annotations
@@ -22,8 +24,14 @@ import numpy as np
 from gemma_panel.config import Recipe, recipe_to_yaml
 from gemma_panel.errors import UserError
 from gemma_panel.training.batches import batch_at, build_sequences, max_loss_tokens
-from gemma_panel.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from gemma_panel.training.checkpoint import (
+    checkpoint_name,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from gemma_panel.training.events import EventSink, NullSink, checkpoint_allowed
+from gemma_panel.training.samples import answers, sample_items, task_metrics
 
 
 class TrainingError(UserError, RuntimeError):
@@ -73,64 +81,243 @@ def prepare_data(recipe: Recipe, lm):
         raise TrainingError(f"the data cannot be used: {exc}") from exc
 
 
-def sample_items(prepared, recipe: Recipe) -> tuple[list[dict], list[dict]]:
-    """(sample prompts to show, validation rows for task metrics), as prompt/reference.
+@dataclass
+class TrainState:
+    """What the loop changes as it goes; a checkpoint holds all of it but the last two.
 
-    A prompt is what the model sees before its answer, as in training: the template's turn
-    for chat and classification data (``eval.sample_prompts`` are put into it too), the
-    opening words of a held-out text for plain text, whose continuation is the reference.
+    ``step`` counts optimizer steps done, ``tokens_seen`` the real (non-padding) tokens
+    they saw. ``best_val_loss``/``best_step`` and ``bad_evals`` (evaluations since the
+    best) drive early stopping, so a resumed run stops where an uninterrupted one would.
     """
-    from gemma_panel.data import Example
 
-    def split(example):
-        segments = prepared.template.segments(example)
-        first = next(i for i, s in enumerate(segments) if s.trained)
-        prompt = "".join(s.text for s in segments[:first])
-        if first == 0:  # plain text: show how the model continues its opening
-            prompt, reference = _opening(segments[0].text)
-            return {"prompt": prompt, "reference": reference}
-        return {"prompt": prompt, "reference": segments[first].text}
-
-    rows = [split(e) for e in prepared.validation]
-    if not recipe.eval.sample_prompts:
-        samples = rows[: recipe.eval.num_samples]
-    elif prepared.mapping.task == "completion":
-        samples = [{"prompt": p, "reference": ""} for p in recipe.eval.sample_prompts]
-    else:
-        samples = [{**split(Example(prompt=p, response="", label="")), "reference": ""}
-                   for p in recipe.eval.sample_prompts]
-    return samples, rows[: recipe.eval.task_examples]
+    trainable: list
+    opt_state: Any
+    step: int = 0
+    tokens_seen: int = 0
+    best_val_loss: float | None = None
+    best_step: int | None = None
+    bad_evals: int = 0
+    last_metrics: dict[str, float] = field(default_factory=dict)  # the last logged step's
+    step_times: list[float] = field(default_factory=list)  # seconds, for the ETA
 
 
-_OPENING_WORDS = 12
+@dataclass
+class TrainingRun:
+    """What stays fixed for a run once it is prepared, and the named steps of its loop."""
+
+    recipe: Recipe
+    run_dir: Path
+    sink: EventSink
+    lm: Any
+    prepared: Any
+    train_seq: Any
+    val_seq: Any
+    total_steps: int
+    compiled: Any  # the TrainFunctions: jitted train and eval steps, the schedule
+    frozen: list
+    generator: Any
+    samples: list[dict]
+    task_rows: list[dict]
+    base_key: Any
+    base_answers: list[str] = field(default_factory=list)
+
+    @property
+    def per_step(self) -> int:
+        """Sequences per optimizer step."""
+        return _sequences_per_step(self.recipe)
+
+    @property
+    def task(self) -> str:
+        return self.prepared.mapping.task
+
+    @classmethod
+    def prepare(cls, recipe: Recipe, run_dir: Path, sink: EventSink) -> tuple[TrainingRun,
+                                                                              TrainState]:
+        """Write the recipe, load the model and data, compile the steps: (run, step-0 state)."""
+        import jax
+
+        from gemma_panel.models.generation import StreamingGenerator
+        from gemma_panel.training.step import TrainFunctions
+
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "recipe.yaml").write_text(recipe_to_yaml(recipe))
+        t = recipe.train
+        lm = load_tuned_model(recipe)
+        prepared = prepare_data(recipe, lm)
+        train_seq, val_seq = _sequences(recipe, prepared)
+        total_steps = t.max_steps or max(
+            1, math.ceil(t.epochs * len(train_seq) / _sequences_per_step(recipe)))
+        compiled = TrainFunctions(lm, recipe, total_steps,
+                                  max_loss_tokens(train_seq, t.batch_size),
+                                  max_loss_tokens(val_seq, t.batch_size) if len(val_seq) else 128)
+        trainable, opt_state, frozen = compiled.initial_state()
+        generator = StreamingGenerator(lm)
+        samples, task_rows = sample_items(prepared, recipe)
+        run = cls(recipe, run_dir, sink, lm, prepared, train_seq, val_seq, total_steps, compiled,
+                  frozen, generator, samples, task_rows, jax.random.PRNGKey(t.seed))
+        return run, TrainState(trainable, opt_state)
+
+    def restore(self, state: TrainState) -> None:
+        """Continue ``state`` from the run's last whole checkpoint, when there is one."""
+        checkpoint = latest_checkpoint(self.run_dir)
+        if checkpoint is None:
+            self.sink.on_log("no checkpoint to resume from: starting from step 0")
+            return
+        state.trainable, state.opt_state, meta = load_checkpoint(
+            checkpoint, state.trainable, state.opt_state)
+        state.step, state.tokens_seen = meta["step"], meta["tokens_seen"]
+        state.best_val_loss, state.best_step = meta["best_val_loss"], meta["best_step"]
+        state.bad_evals = meta["bad_evals"]
+
+    def answer_as_base(self) -> None:
+        """The base model's answers to the samples, kept in the run folder for a resume."""
+        path = self.run_dir / "base_samples.json"
+        if path.is_file():
+            self.base_answers = json.loads(path.read_text())
+        else:  # the base model answers before any update (LoRA's B starts at zero)
+            self.base_answers = self.answers(self.samples)
+            path.write_text(json.dumps(self.base_answers))
+
+    def announce(self, state: TrainState) -> None:
+        """Tell the sink what the run is about to do."""
+        self.sink.on_start({
+            "total_steps": self.total_steps, "start_step": state.step,
+            "tokens_per_step": self.per_step * self.recipe.data.sequence_length,
+            "train_sequences": len(self.train_seq),
+            "validation_sequences": len(self.val_seq),
+            "train_examples": len(self.prepared.train),
+            "validation_examples": len(self.prepared.validation),
+            "trainable_params": int(sum(np.size(x) for x in state.trainable)),
+            "task": self.task, "recipe": self.recipe.to_dict(),
+        })
+
+    def answers(self, items: list[dict]) -> list[str]:
+        return answers(self.generator, items, self.recipe.eval.max_new_tokens)
+
+    def optimizer_step(self, state: TrainState) -> None:
+        """One optimizer step; its metrics go to the sink when a log line is due.
+
+        Raises:
+            TrainingError: the loss is NaN or infinite (the sink has been told, on_end).
+        """
+        import jax
+
+        t, data = self.recipe.train, self.recipe.data
+        batch = batch_at(self.train_seq, state.step, t.batch_size, t.gradient_accumulation,
+                         data.seed)
+        arrays = (batch.inputs, batch.targets, batch.loss_mask, batch.segment_ids)
+        began = time.perf_counter()
+        state.trainable, state.opt_state, out = self.compiled.train_step(
+            state.trainable, state.opt_state, self.frozen, arrays,
+            jax.random.fold_in(self.base_key, state.step))
+        loss = float(out["loss"])  # host-device sync point: the step is done here
+        elapsed = time.perf_counter() - began
+        state.step += 1
+        state.tokens_seen += batch.real_tokens
+        if not math.isfinite(loss):
+            message = (f"the loss became {loss} at step {state.step}: lower "
+                       f"train.learning_rate (now {t.learning_rate:g}), keep "
+                       "train.max_grad_norm > 0, or use model.dtype=float32; the last "
+                       "checkpoint is intact.")
+            self.sink.on_end("failed", message)
+            raise TrainingError(message)
+        state.step_times.append(elapsed)
+        if self.due(state, t.log_every):
+            recent = float(np.mean(state.step_times[-10:])) if len(state.step_times) > 1 \
+                else elapsed
+            state.last_metrics = {
+                "loss": loss, "learning_rate": float(self.compiled.schedule(state.step - 1)),
+                "grad_norm": float(out["grad_norm"]),
+                "tokens_per_s": batch.real_tokens / elapsed, "step_time_s": elapsed,
+                "eta_s": recent * (self.total_steps - state.step),
+                "epoch": state.step * self.per_step / len(self.train_seq)}
+            self.sink.on_metrics(state.step, state.tokens_seen, state.last_metrics)
+
+    def due(self, state: TrainState, every: int) -> bool:
+        """Whether something done every ``every`` steps (and at the end) is due now."""
+        return state.step % every == 0 or state.step == self.total_steps
+
+    def evaluate(self, state: TrainState) -> None:
+        """Validation metrics and samples; a new best validation loss is checkpointed.
+
+        At step 0 only the base model's validation loss, where the curves start.
+        """
+        compiled, val_seq = self.compiled, self.val_seq
+        metrics = (compiled.evaluate(state.trainable, self.frozen, val_seq,
+                                     self.recipe.train.batch_size) if len(val_seq) else {})
+        if state.step == 0:
+            self.sink.on_metrics(0, 0, metrics)
+            return
+        compiled.assign(state.trainable)
+        tuned = self.answers(self.samples)
+        predictions = self.answers(self.task_rows)
+        metrics.update(task_metrics(self.task, predictions,
+                                     [r["reference"] for r in self.task_rows]))
+        self.sink.on_metrics(state.step, state.tokens_seen, metrics)
+        self.sink.on_samples(state.step, [{**s, "base": b, "tuned": a} for s, b, a
+                                          in zip(self.samples, self.base_answers, tuned)])
+        if "val_loss" in metrics:
+            best = state.best_val_loss
+            if best is None or metrics["val_loss"] < best - 1e-4:
+                state.best_val_loss, state.best_step = metrics["val_loss"], state.step
+                state.bad_evals = 0
+                self.checkpoint(state, is_best=True)
+            else:
+                state.bad_evals += 1
+
+    def checkpoint(self, state: TrainState, is_best: bool = False) -> None:
+        """Save ``state`` as the checkpoint of its step (the sink may refuse: it raises)."""
+        recipe = self.recipe
+        meta = {"tokens_seen": state.tokens_seen, "best_val_loss": state.best_val_loss,
+                "best_step": state.best_step, "bad_evals": state.bad_evals,
+                "data_position": state.step * self.per_step,
+                "rng": {"train_seed": recipe.train.seed, "data_seed": recipe.data.seed}}
+        checkpoint_allowed(self.sink, state.step)  # a superseded attempt is refused here
+        path = save_checkpoint(self.run_dir, state.step, state.trainable, state.opt_state,
+                               meta, best_step=state.best_step)
+        self.sink.on_checkpoint(state.step, str(path), is_best)
+
+    def after_step(self, state: TrainState, should_stop: Callable[[], bool]
+                   ) -> tuple[str, str] | None:
+        """Evaluate and checkpoint as due, then listen for a stop: (status, why) to stop."""
+        e, t = self.recipe.eval, self.recipe.train
+        if self.due(state, e.every_steps):
+            self.evaluate(state)
+            if e.early_stopping_patience and state.bad_evals >= e.early_stopping_patience:
+                return "stopped_early", (
+                    f"validation loss has not improved for {state.bad_evals} evaluations; "
+                    f"the best checkpoint is step {state.best_step}")
+        if state.step % t.checkpoint_every == 0 and state.step != state.best_step:
+            self.checkpoint(state)
+        if should_stop():
+            return "cancelled", f"stopped at step {state.step} on request"
+        return None
+
+    def finish(self, state: TrainState) -> None:
+        """Checkpoint the last step (unless it is already) and give the model its weights."""
+        latest = latest_checkpoint(self.run_dir)
+        if latest is None or latest.name != checkpoint_name(state.step):
+            self.checkpoint(state)
+        self.compiled.assign(state.trainable)
 
 
-def _opening(text: str) -> tuple[str, str]:
-    """(the first words of a text, the rest): a sample prompt and its reference."""
-    words = text.split(" ")
-    cut = min(_OPENING_WORDS, max(1, len(words) // 4))
-    return " ".join(words[:cut]), " " + " ".join(words[cut:])
+def _sequences_per_step(recipe: Recipe) -> int:
+    return recipe.train.batch_size * recipe.train.gradient_accumulation
 
 
-def _answers(generator, items, max_new_tokens) -> list[str]:
-    from gemma_panel.models.generation import SamplingOptions
-
-    options = SamplingOptions(max_new_tokens=max_new_tokens)
-    return [generator.generate(item["prompt"], options) for item in items]
-
-
-def _task_metrics(task: str, predictions, references) -> dict[str, float]:
-    from gemma_panel.evaluation import accuracy, exact_match, macro_f1, token_f1
-
-    if not references:
-        return {}
-    if task == "classification":
-        return {"accuracy": accuracy(predictions, references),
-                "macro_f1": macro_f1(predictions, references)}
-    if task == "completion":
-        return {}
-    return {"exact_match": exact_match(predictions, references),
-            "token_f1": token_f1(predictions, references)}
+def _sequences(recipe: Recipe, prepared):
+    """(train, validation) fixed-length sequences; validation cut to eval.max_examples."""
+    data, e = recipe.data, recipe.eval
+    train_seq = build_sequences(prepared.train_tokens, data.sequence_length, data.pack,
+                                data.seed)
+    val_seq = build_sequences(prepared.validation_tokens, data.sequence_length, data.pack,
+                              data.seed)
+    if e.max_examples is not None and len(val_seq) > e.max_examples:
+        val_seq = val_seq.take(np.arange(e.max_examples))
+    if len(train_seq) == 0:
+        raise TrainingError("no training example has a token to learn; check the template "
+                            "and data.sequence_length with 'gemma-panel data check'.")
+    return train_seq, val_seq
 
 
 def train(
@@ -153,138 +340,23 @@ def train(
     Raises:
         TrainingError: bad data, or a loss that became NaN/infinite (after on_end).
     """
-    import jax
-
-    from gemma_panel.models.generation import StreamingGenerator
-    from gemma_panel.training.step import TrainFunctions
-
     sink = sink or NullSink()
     should_stop = should_stop or (lambda: False)
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "recipe.yaml").write_text(recipe_to_yaml(recipe))
-    t, e = recipe.train, recipe.eval
-
-    lm = load_tuned_model(recipe)
-    prepared = prepare_data(recipe, lm)
-    length = recipe.data.sequence_length
-    train_seq = build_sequences(prepared.train_tokens, length, recipe.data.pack, recipe.data.seed)
-    val_seq = build_sequences(prepared.validation_tokens, length, recipe.data.pack,
-                              recipe.data.seed)
-    if e.max_examples is not None and len(val_seq) > e.max_examples:
-        val_seq = val_seq.take(np.arange(e.max_examples))
-    if len(train_seq) == 0:
-        raise TrainingError("no training example has a token to learn; check the template "
-                            "and data.sequence_length with 'gemma-panel data check'.")
-    per_step = t.batch_size * t.gradient_accumulation
-    total_steps = t.max_steps or max(1, math.ceil(t.epochs * len(train_seq) / per_step))
-    compiled = TrainFunctions(lm, recipe, total_steps,
-                              max_loss_tokens(train_seq, t.batch_size),
-                              max_loss_tokens(val_seq, t.batch_size) if len(val_seq) else 128)
-    trainable, opt_state, frozen = compiled.initial_state()
-    generator = StreamingGenerator(lm)
-    samples, task_rows = sample_items(prepared, recipe)
-    task = prepared.mapping.task
-
-    start, tokens_seen, best, best_step, bad_evals = 0, 0, None, None, 0
-    checkpoint = latest_checkpoint(run_dir) if resume else None
-    if resume and checkpoint is None:
-        sink.on_log("no checkpoint to resume from: starting from step 0")
-    if checkpoint is not None:
-        trainable, opt_state, meta = load_checkpoint(checkpoint, trainable, opt_state)
-        start, tokens_seen = meta["step"], meta["tokens_seen"]
-        best, best_step, bad_evals = meta["best_val_loss"], meta["best_step"], meta["bad_evals"]
-
-    base_path = run_dir / "base_samples.json"
-    if base_path.is_file():
-        base_answers = json.loads(base_path.read_text())
-    else:  # the base model answers before any update (LoRA's B starts at zero)
-        base_answers = _answers(generator, samples, e.max_new_tokens)
-        base_path.write_text(json.dumps(base_answers))
-
-    sink.on_start({
-        "total_steps": total_steps, "start_step": start, "tokens_per_step": per_step * length,
-        "train_sequences": len(train_seq), "validation_sequences": len(val_seq),
-        "train_examples": len(prepared.train), "validation_examples": len(prepared.validation),
-        "trainable_params": int(sum(np.size(x) for x in trainable)), "task": task,
-        "recipe": recipe.to_dict(),
-    })
-
-    def save(step, is_best=False):
-        meta = {"tokens_seen": tokens_seen, "best_val_loss": best, "best_step": best_step,
-                "bad_evals": bad_evals, "data_position": step * per_step,
-                "rng": {"train_seed": t.seed, "data_seed": recipe.data.seed}}
-        checkpoint_allowed(sink, step)  # a superseded attempt is refused here
-        path = save_checkpoint(run_dir, step, trainable, opt_state, meta, best_step=best_step)
-        sink.on_checkpoint(step, str(path), is_best)
-
-    def evaluate(step) -> dict[str, float]:
-        nonlocal best, best_step, bad_evals
-        metrics = (compiled.evaluate(trainable, frozen, val_seq, t.batch_size)
-                   if len(val_seq) else {})
-        if step == 0:  # the base model's validation loss: where the curves start
-            sink.on_metrics(0, 0, metrics)
-            return metrics
-        compiled.assign(trainable)
-        tuned = _answers(generator, samples, e.max_new_tokens)
-        predictions = _answers(generator, task_rows, e.max_new_tokens)
-        metrics.update(_task_metrics(task, predictions, [r["reference"] for r in task_rows]))
-        sink.on_metrics(step, tokens_seen, metrics)
-        sink.on_samples(step, [{**s, "base": b, "tuned": a}
-                               for s, b, a in zip(samples, base_answers, tuned)])
-        if "val_loss" in metrics:
-            if best is None or metrics["val_loss"] < best - 1e-4:
-                best, best_step, bad_evals = metrics["val_loss"], step, 0
-                save(step, is_best=True)
-            else:
-                bad_evals += 1
-        return metrics
-
-    if start == 0 and len(val_seq):
-        evaluate(0)
-    base_key = jax.random.PRNGKey(t.seed)
-    step_times: list[float] = []
-    status, message, last = "succeeded", None, {}
-    step = start
-    while step < total_steps:
-        batch = batch_at(train_seq, step, t.batch_size, t.gradient_accumulation, recipe.data.seed)
-        arrays = (batch.inputs, batch.targets, batch.loss_mask, batch.segment_ids)
-        began = time.perf_counter()
-        trainable, opt_state, out = compiled.train_step(
-            trainable, opt_state, frozen, arrays, jax.random.fold_in(base_key, step))
-        loss = float(out["loss"])  # host-device sync point: the step is done here
-        elapsed = time.perf_counter() - began
-        step += 1
-        real = batch.real_tokens
-        tokens_seen += real
-        if not math.isfinite(loss):
-            message = (f"the loss became {loss} at step {step}: lower train.learning_rate "
-                       f"(now {t.learning_rate:g}), keep train.max_grad_norm > 0, or use "
-                       "model.dtype=float32; the last checkpoint is intact.")
-            sink.on_end("failed", message)
-            raise TrainingError(message)
-        step_times.append(elapsed)
-        recent = float(np.mean(step_times[-10:])) if len(step_times) > 1 else elapsed
-        if step % t.log_every == 0 or step == total_steps:
-            last = {"loss": loss, "learning_rate": float(compiled.schedule(step - 1)),
-                    "grad_norm": float(out["grad_norm"]), "tokens_per_s": real / elapsed,
-                    "step_time_s": elapsed, "eta_s": recent * (total_steps - step),
-                    "epoch": step * per_step / len(train_seq)}
-            sink.on_metrics(step, tokens_seen, last)
-        if step % e.every_steps == 0 or step == total_steps:
-            evaluate(step)
-            if e.early_stopping_patience and bad_evals >= e.early_stopping_patience:
-                status = "stopped_early"
-                message = (f"validation loss has not improved for {bad_evals} evaluations; "
-                           f"the best checkpoint is step {best_step}")
-                break
-        if step % t.checkpoint_every == 0 and step != best_step:
-            save(step)
-        if should_stop():
-            status, message = "cancelled", f"stopped at step {step} on request"
+    run, state = TrainingRun.prepare(recipe, Path(run_dir), sink)
+    if resume:
+        run.restore(state)
+    run.answer_as_base()
+    run.announce(state)
+    if state.step == 0 and len(run.val_seq):
+        run.evaluate(state)
+    status, message = "succeeded", None
+    while state.step < run.total_steps:
+        run.optimizer_step(state)
+        stop = run.after_step(state, should_stop)
+        if stop is not None:
+            status, message = stop
             break
-    if latest_checkpoint(run_dir) is None or latest_checkpoint(run_dir).name != f"step-{step:06d}":
-        save(step)
-    compiled.assign(trainable)
+    run.finish(state)
     sink.on_end(status, message)
-    return TrainResult(status, step, message, best, last, model=lm)
+    return TrainResult(status, state.step, message, state.best_val_loss, state.last_metrics,
+                       model=run.lm)

@@ -40,6 +40,18 @@ def test_csv_delimiter_is_sniffed(tmp_path, delimiter):
     assert records[0].values == {"text": "good, fine film", "label": "pos"}
 
 
+
+def test_csv_blank_lines_are_skipped_and_counted_once_at_the_end(tmp_path):
+    records, report = read(write(tmp_path, "b.csv", b"prompt,response\n\na,b\n\n\nc,d\n"))
+    assert [r.line for r in records] == [3, 6]
+    [blank] = report.examples["blank_lines"]
+    assert blank.line == 2 and "3 blank line(s)" in blank.message
+
+
+def test_csv_of_blank_lines_only_has_no_header_and_says_so(tmp_path):
+    _, report = read(write(tmp_path, "c.csv", b"\n\n  \n"))
+    assert "only blank lines" in report.examples["no_examples"][0].message
+
 def test_cp1252_file_is_detected_and_reported(tmp_path):
     p = write(tmp_path, "w.csv", "text,label\ncafé crème,ok\n".encode("cp1252"))
     records, report = read(p)

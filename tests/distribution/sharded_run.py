@@ -77,9 +77,9 @@ def run(strategy: str, lm, recipe, mesh=None, pinned=False) -> tuple[dict, tuple
     """
     from gemma_panel.distribution.layouts import gemma_layout_map, step_shardings
     from gemma_panel.distribution.strategy import resolve
-    from gemma_panel.training.step import StepFunctions
+    from gemma_panel.training.step import TrainFunctions
 
-    steps = StepFunctions(lm, recipe, STEPS, BATCH * LENGTH, BATCH * LENGTH)
+    steps = TrainFunctions(lm, recipe, STEPS, BATCH * LENGTH, BATCH * LENGTH)
     model_bytes = sum(v.value.nbytes for v in lm.backbone.weights)
     plan = resolve(strategy, jax.devices(), model_bytes, mesh)
     shardings = step_shardings(plan, steps.trainable_vars, steps.frozen_vars, steps.optimizer)

@@ -86,6 +86,28 @@ def test_early_stopping_keeps_the_best_checkpoint(tiny_recipe, tmp_path):
     assert meta["best_step"] == 2
 
 
+
+def test_a_resumed_run_stops_early_where_the_uninterrupted_run_does(tiny_recipe, tmp_path):
+    """The best loss, its step and the evaluations since it are restored, not only the step."""
+    recipe = tiny_recipe("train.max_steps=12", "train.learning_rate=1e-9",
+                         "eval.every_steps=2", "eval.early_stopping_patience=2")
+    straight = train(recipe, tmp_path / "straight")
+    calls = {"n": 0}
+
+    def stop_after_five():  # after the evaluation at step 4, which did not improve
+        calls["n"] += 1
+        return calls["n"] >= 5
+
+    first = train(recipe, tmp_path / "stopped", should_stop=stop_after_five)
+    assert (first.status, first.step) == ("cancelled", 5)
+    sink = Recorder()
+    resumed = train(recipe, tmp_path / "stopped", sink, resume=True)
+    assert sink.start["start_step"] == 5
+    assert (resumed.status, resumed.step) == (straight.status, straight.step)
+    assert (resumed.status, resumed.step) == ("stopped_early", 6)
+    assert resumed.best_val_loss == pytest.approx(straight.best_val_loss, rel=1e-6)
+    assert "best checkpoint is step 2" in sink.end[1]
+
 def test_a_nan_loss_stops_with_advice(tiny_recipe, tmp_path, monkeypatch):
     from gemma_panel.training import step as step_module
 
