@@ -120,6 +120,10 @@ class StepShardings:
         return (_put(trainable, self.trainable), _put(opt_state, self.opt_state),
                 _put(frozen, self.frozen))
 
+    def place_trained(self, trainable, opt_state):
+        """The trained part of the state (e.g. read from a checkpoint) laid out on the mesh."""
+        return _put(trainable, self.trainable), _put(opt_state, self.opt_state)
+
     def place_batch(self, arrays):
         """A train batch (a tuple of (accumulation, batch, length) arrays) on the mesh."""
         return tuple(_put(a, self.batch) for a in arrays)

@@ -119,6 +119,7 @@ class TrainingRun:
     samples: list[dict]
     task_rows: list[dict]
     base_key: Any
+    shardings: Any = None  # StepShardings when the run spans several devices
     base_answers: list[str] = field(default_factory=list)
 
     @property
@@ -136,6 +137,7 @@ class TrainingRun:
         """Write the recipe, load the model and data, compile the steps: (run, step-0 state)."""
         import jax
 
+        from gemma_panel.distribution.placement import shard_for_run
         from gemma_panel.models.generation import StreamingGenerator
         from gemma_panel.training.step import TrainFunctions
 
@@ -151,10 +153,13 @@ class TrainingRun:
                                   max_loss_tokens(train_seq, t.batch_size),
                                   max_loss_tokens(val_seq, t.batch_size) if len(val_seq) else 128)
         trainable, opt_state, frozen = compiled.initial_state()
+        shardings = shard_for_run(recipe, lm, compiled, sink.on_log)
+        if shardings is not None:
+            trainable, opt_state, frozen = shardings.place(trainable, opt_state, frozen)
         generator = StreamingGenerator(lm)
         samples, task_rows = sample_items(prepared, recipe)
         run = cls(recipe, run_dir, sink, lm, prepared, train_seq, val_seq, total_steps, compiled,
-                  frozen, generator, samples, task_rows, jax.random.PRNGKey(t.seed))
+                  frozen, generator, samples, task_rows, jax.random.PRNGKey(t.seed), shardings)
         return run, TrainState(trainable, opt_state)
 
     def restore(self, state: TrainState) -> None:
@@ -165,6 +170,9 @@ class TrainingRun:
             return
         state.trainable, state.opt_state, meta = load_checkpoint(
             checkpoint, state.trainable, state.opt_state)
+        if self.shardings is not None:  # a checkpoint is host arrays: any mesh resumes it
+            state.trainable, state.opt_state = self.shardings.place_trained(
+                state.trainable, state.opt_state)
         state.step, state.tokens_seen = meta["step"], meta["tokens_seen"]
         state.best_val_loss, state.best_step = meta["best_val_loss"], meta["best_step"]
         state.bad_evals = meta["bad_evals"]
@@ -206,6 +214,8 @@ class TrainingRun:
         batch = batch_at(self.train_seq, state.step, t.batch_size, t.gradient_accumulation,
                          data.seed)
         arrays = (batch.inputs, batch.targets, batch.loss_mask, batch.segment_ids)
+        if self.shardings is not None:
+            arrays = self.shardings.place_batch(arrays)
         began = time.perf_counter()
         state.trainable, state.opt_state, out = self.compiled.train_step(
             state.trainable, state.opt_state, self.frozen, arrays,
