@@ -1,0 +1,89 @@
+"""Who the client is, and the one-sentence answers to 403s, checked before a run starts.
+
+The 403 answers come from tests/cloud/forbidden.py, a loopback server that words them the
+way Cloud Storage's JSON API does (gcp-storage-emulator enforces no permissions). The client
+reaches it through the libraries' own API_ENDPOINT_OVERRIDE and authenticates with a real
+service-account key file whose token endpoint is that server.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from gemma_panel.cloud import gcs
+from gemma_panel.cloud.gcs import StorageAccessError, open_gs, preflight
+
+from .forbidden import EMAIL, ForbiddenServer, service_account_key
+
+DATA = b'{"prompt": "1 km in m?", "response": "1000"}\n'
+
+
+@pytest.fixture
+def forbidden(tmp_path, monkeypatch):
+    """A server granting ``granted`` on bucket 'guarded', and a client keyed as EMAIL."""
+    servers = []
+
+    def start(granted: set[str]):
+        server = ForbiddenServer("guarded", {"train.jsonl": DATA}, granted)
+        servers.append(server)
+        key = service_account_key(tmp_path / "key.json", f"{server.url}/token")
+        monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+        monkeypatch.setenv("API_ENDPOINT_OVERRIDE", server.url)
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", key)
+        monkeypatch.delenv(gcs.IMPERSONATE_ENV, raising=False)
+        monkeypatch.setattr(gcs, "_CLIENTS", {})
+        return server, key
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def test_identity_names_the_key_files_service_account(forbidden):
+    _, key = forbidden(set())
+    assert gcs.identity() == f"service account {EMAIL} (key file {key})"
+
+
+def test_identity_under_impersonation(forbidden, monkeypatch):
+    _, key = forbidden(set())
+    monkeypatch.setenv(gcs.IMPERSONATE_ENV, "trainer@test-project.iam.gserviceaccount.com")
+    assert gcs.identity() == ("trainer@test-project.iam.gserviceaccount.com (impersonated by "
+                              f"service account {EMAIL} (key file {key}))")
+
+
+def test_read_403_names_bucket_identity_and_permission(forbidden):
+    server, _ = forbidden(set())
+    with pytest.raises(StorageAccessError) as caught:
+        open_gs("gs://guarded/train.jsonl")
+    assert str(caught.value).startswith(
+        f"service account {EMAIL} (key file ")
+    assert ("may not read gs://guarded/train.jsonl in bucket guarded: it lacks "
+            "storage.objects.get;") in str(caught.value)
+    assert ("POST", "/token") in server.calls  # the real key-file flow ran
+
+
+def test_preflight_refuses_a_read_only_identity_before_the_run(forbidden):
+    server, _ = forbidden({"storage.objects.get"})
+    assert open_gs("gs://guarded/train.jsonl").open("rb").read() == DATA
+    with pytest.raises(StorageAccessError) as caught:
+        preflight(["gs://guarded/train.jsonl", "/local/file.jsonl"],
+                  writes=["gs://guarded/runs"])
+    assert f"{EMAIL} (key file" in str(caught.value)
+    assert "may not write gs://guarded/runs in bucket guarded: it lacks " \
+           "storage.objects.create" in str(caught.value)
+    assert not any(method == "POST" and path.startswith("/upload")
+                   for method, path in server.calls)  # nothing was written to find out
+
+
+def test_preflight_passes_with_both_permissions(forbidden):
+    forbidden({"storage.objects.get", "storage.objects.create"})
+    who = preflight(["gs://guarded/train.jsonl"], writes=["gs://guarded/runs"])
+    assert who.startswith(f"service account {EMAIL}")
+
+
+def test_preflight_on_the_emulator_finds_a_missing_bucket(gcs):
+    _, bucket = gcs
+    bucket.blob("t.jsonl").upload_from_string(DATA)
+    assert preflight([f"gs://{bucket.name}/t.jsonl"], writes=[f"gs://{bucket.name}/runs"])
+    with pytest.raises(StorageAccessError, match="the bucket gone-bucket does not exist"):
+        preflight([], writes=["gs://gone-bucket/runs"])
