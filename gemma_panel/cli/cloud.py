@@ -38,6 +38,7 @@ def add_cloud_commands(sub) -> None:
                         help=f"gs:// prefix for job folders (default: ${OUTPUT_ENV})")
     submit.add_argument("--image-repo", help="the training image's repository "
                                              "(default: $GEMMA_PANEL_IMAGE_REPO)")
+    submit.add_argument("--service-account", help="the job runs as this service account")
     submit.add_argument("--timeout-hours", type=float, default=24.0)
     submit.add_argument("--job-id", help="the job folder's name (default: recipe name + time)")
     submit.add_argument("--dry-run", action="store_true",
@@ -66,7 +67,8 @@ def _options(args):
                         f"{OUTPUT_ENV}); each job gets a folder below it.")
     return JobOptions(accelerator=args.accelerator, output=args.output, spot=args.spot,
                       region=args.region, project=args.project, image_repo=args.image_repo,
-                      timeout_hours=args.timeout_hours, job_id=args.job_id)
+                      timeout_hours=args.timeout_hours, job_id=args.job_id,
+                      service_account=args.service_account)
 
 
 def cmd_submit(args) -> int:

@@ -69,6 +69,8 @@ class JobOptions:
     Args:
         output: gs:// prefix under which each job gets its folder (base_output_directory).
         image_repo: the image repository (``$GEMMA_PANEL_IMAGE_REPO``); the tag is pinned.
+        service_account: the identity the job runs as; it needs to read the data and the
+            image and to write ``output``.
         timeout_hours: Vertex AI stops the job after this long.
     """
 
@@ -80,6 +82,7 @@ class JobOptions:
     image_repo: str | None = None
     timeout_hours: float = 24.0
     job_id: str | None = None  # default: the recipe's name and the time
+    service_account: str | None = None  # the job runs as this (default: Vertex AI's agent)
 
 
 def hardware(name: str) -> Hardware:
@@ -141,7 +144,8 @@ def custom_job(recipe, options: JobOptions, folder: str):
         timeout=duration_pb2.Duration(seconds=int(options.timeout_hours * 3600)),
         strategy=strategy, restart_job_on_worker_restart=options.spot)
     spec = v1.CustomJobSpec(worker_pool_specs=[pool], scheduling=scheduling,
-                            base_output_directory=v1.GcsDestination(output_uri_prefix=folder))
+                            base_output_directory=v1.GcsDestination(output_uri_prefix=folder),
+                            service_account=options.service_account or "")
     return v1.CustomJob(display_name=f"gemma-panel-{folder.rsplit('/', 1)[-1]}",
                         job_spec=spec,
                         labels={"gemma-panel": _label(__version__),

@@ -165,3 +165,16 @@ def test_a_corrupted_upload_is_reported(tmp_path):
     with pytest.raises(UserError, match="does not match .* after upload"):
         upload_file(tmp_path / "f.bin", "gs://b-1/f.bin", client=PreconditionClient(
             corrupt=True))
+
+
+def test_cli_upload_and_whoami(gcs, tmp_path, capsys):
+    from gemma_panel.cli import main
+
+    _, bucket = gcs
+    folder = _export_folder(tmp_path / "hf")
+    assert main(["cloud", "upload", str(folder), f"gs://{bucket.name}/e/hf"]) == 0
+    assert "3 files (1400012 bytes) uploaded" in capsys.readouterr().out
+    assert main(["cloud", "upload", str(folder), f"gs://{bucket.name}/e/hf"]) == 2
+    assert "already holds objects" in capsys.readouterr().err
+    assert main(["cloud", "whoami"]) == 0
+    assert capsys.readouterr().out.startswith("anonymous (the storage emulator at http://")

@@ -35,7 +35,9 @@ def _dry_run(capsys, *extra) -> dict:
 
 
 def test_dry_run_tpu_pool(capsys):
-    job = _dry_run(capsys, "--accelerator", "tpu-v5e-4", "--image-repo", "repo/x")
+    job = _dry_run(capsys, "--accelerator", "tpu-v5e-4", "--image-repo", "repo/x",
+                   "--service-account", "trainer@p.iam.gserviceaccount.com")
+    assert job["jobSpec"]["serviceAccount"] == "trainer@p.iam.gserviceaccount.com"
     (pool,) = job["jobSpec"]["workerPoolSpecs"]
     assert pool["machineSpec"] == {"machineType": "ct5lp-hightpu-4t", "tpuTopology": "2x2"}
     assert pool["replicaCount"] == "1"
@@ -69,6 +71,15 @@ def test_dry_run_sends_nothing_and_warns_about_local_data(capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "dry run, nothing sent" in err
     assert "examples/instruction/unit_conversions.jsonl is a local path" in err
+
+
+def test_the_image_tag_is_the_project_version():
+    import tomllib
+
+    pyproject = tomllib.loads((RECIPE.parents[1] / "pyproject.toml").read_text())
+    assert pyproject["project"]["version"] == __version__
+    options = JobOptions("l4", "gs://b-1/jobs", image_repo="europe-docker/p/train")
+    assert vertex.image_uri(options) == f"europe-docker/p/train/gemma-panel:{__version__}-cuda"
 
 
 def test_job_states_map_to_run_statuses():
