@@ -24,10 +24,11 @@ from gemma_panel.cloud.gcs import (
     StorageAccessError,
     default_client,
     explained,
+    identity,
     parse_gs_url,
 )
 from gemma_panel.errors import UserError
-from gemma_panel.files import is_partial, partial_name
+from gemma_panel.files import is_partial, partial_name, staged_folder
 
 # The storage library sends files over 8 MiB as resumable uploads, in chunks of this size
 # (a multiple of 256 KiB, as the API wants): an interrupted chunk is sent again, not the file.
@@ -135,15 +136,42 @@ def download_cached(url: str | GsUrl, *, client=None, cache: str | os.PathLike |
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(partial_name(target.name))
     try:
-        with explained(url, "read", client):
-            # The library checks the whole download's hash against the server's.
-            blob.download_to_filename(os.fspath(partial), checksum="auto",
-                                      if_generation_match=blob.generation)
-        crc32c, md5 = checksums(partial)
-        if crc32c != blob.crc32c or (blob.md5_hash and md5 != blob.md5_hash):
-            raise UserError(f"{url}: the downloaded copy does not match the object's "
-                            "checksums; try again.")
+        _download_verified(blob, url, partial, client)
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
     return target
+
+
+def download_folder(url: str | GsUrl, local: str | os.PathLike, *, client=None) -> Path:
+    """Every object below ``url`` into the new folder ``local`` (which appears whole or not
+    at all), each verified: a checkpoint or model folder held on Cloud Storage."""
+    url = parse_gs_url(url) if isinstance(url, str) else url
+    client = client or default_client()
+    prefix = GsUrl(url.bucket, url.name.rstrip("/") + "/" if url.name else "")
+    target = Path(local)
+    if target.exists():
+        raise UserError(f"{target} already exists; choose a new folder to download into.")
+    with explained(prefix, "list", client):
+        blobs = [b for b in client.list_blobs(url.bucket, prefix=prefix.name)
+                 if not b.name.endswith("/")]
+    if not blobs:
+        raise StorageAccessError(f"{prefix}: no objects there (as listed by "
+                                 f"{identity(client)}); check the path.")
+    with staged_folder(target) as staging:
+        for blob in blobs:
+            dest = staging / blob.name[len(prefix.name):]
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            _download_verified(blob, GsUrl(url.bucket, blob.name), dest, client)
+    return target
+
+
+def _download_verified(blob, url: GsUrl, dest: Path, client) -> None:
+    with explained(url, "read", client):
+        # The library checks the whole download's hash against the server's too.
+        blob.download_to_filename(os.fspath(dest), checksum="auto",
+                                  if_generation_match=blob.generation)
+    crc32c, md5 = checksums(dest)
+    if crc32c != blob.crc32c or (blob.md5_hash and md5 != blob.md5_hash):
+        raise UserError(f"{url}: the downloaded copy does not match the object's "
+                        "checksums; try again.")
