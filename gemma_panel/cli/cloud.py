@@ -6,6 +6,7 @@
     gemma-panel cloud status projects/P/locations/us-central1/customJobs/123
     gemma-panel cloud cancel projects/P/locations/us-central1/customJobs/123
     gemma-panel cloud upload runs/r1/exports/hf gs://my-bucket/exports/r1/hf
+    gemma-panel cloud tpu-vm my-tpu --zone us-central1-a --accelerator tpu-v5e-4 --spot
     gemma-panel cloud whoami
 
 Exit status: 0 done; 2 the request was wrong (a missing bucket, a permission, ...).
@@ -54,6 +55,18 @@ def add_cloud_commands(sub) -> None:
     upload.add_argument("folder")
     upload.add_argument("destination", help="gs://BUCKET/PATH (must hold nothing yet)")
     upload.set_defaults(func=cmd_upload)
+    tpu = cloud_sub.add_parser("tpu-vm", help="print the gcloud lines to train on a Cloud "
+                                             "TPU VM (nothing is run)")
+    tpu.add_argument("name", help="the TPU VM's name")
+    tpu.add_argument("--zone", required=True, help="e.g. us-central1-a")
+    tpu.add_argument("--accelerator", default="tpu-v5e-4",
+                     help="tpu-v5e-1|4|8 or tpu-v6e-1|4|8 (default tpu-v5e-4)")
+    tpu.add_argument("--project")
+    tpu.add_argument("--spot", action="store_true")
+    tpu.add_argument("--recipe", default="recipe.yaml", help="the local recipe to copy over")
+    tpu.add_argument("--package", default="gemma-panel[tpu,cloud]",
+                     help="what pip installs there (a name, a wheel or a source URL)")
+    tpu.set_defaults(func=cmd_tpu_vm)
     whoami = cloud_sub.add_parser("whoami", help="the identity Cloud Storage calls use")
     whoami.set_defaults(func=cmd_whoami)
 
@@ -117,6 +130,14 @@ def cmd_upload(args) -> int:
     total = sum(u.size for u in done)
     print(f"{len(done)} files ({total} bytes) uploaded to {args.destination}, "
           "checksums verified")
+    return 0
+
+
+def cmd_tpu_vm(args) -> int:
+    from gemma_panel.cloud.tpu import TpuVm, script
+
+    print(script(TpuVm(args.name, args.zone, args.accelerator, project=args.project,
+                       spot=args.spot, recipe=args.recipe, package=args.package)), end="")
     return 0
 
 
