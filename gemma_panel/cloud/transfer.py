@@ -175,3 +175,33 @@ def _download_verified(blob, url: GsUrl, dest: Path, client) -> None:
     if crc32c != blob.crc32c or (blob.md5_hash and md5 != blob.md5_hash):
         raise UserError(f"{url}: the downloaded copy does not match the object's "
                         "checksums; try again.")
+
+
+def download_folder_cached(url: str | GsUrl, *, client=None,
+                           cache: str | os.PathLike | None = None) -> Path:
+    """A local copy of the folder below ``url`` under the cache, keyed by the names and
+    hashes of its objects: fetched once, fetched afresh when any object changes."""
+    url = parse_gs_url(url) if isinstance(url, str) else url
+    client = client or default_client()
+    prefix = url.name.rstrip("/") + "/" if url.name else ""
+    with explained(url, "list", client):
+        listing = sorted(f"{b.name[len(prefix):]} {b.md5_hash or b.crc32c}"
+                         for b in client.list_blobs(url.bucket, prefix=prefix))
+    key = hashlib.sha256("\n".join(listing).encode()).hexdigest()[:32]
+    target = Path(cache or cache_dir()) / "folders" / key / (Path(url.name).name or url.bucket)
+    if target.is_dir():
+        return target
+    return download_folder(url, target, client=client)
+
+
+def fetch(url: str, *, client=None) -> Path:
+    """A cached local copy of ``url``: the object when one has that name, else the folder
+    below it (a GGUF file, a Hugging Face folder)."""
+    parsed = parse_gs_url(url)
+    client = client or default_client()
+    if parsed.name and not parsed.name.endswith("/"):
+        with explained(parsed, "read", client):
+            blob = client.bucket(parsed.bucket).get_blob(parsed.name)
+        if blob is not None:
+            return download_cached(parsed, client=client)
+    return download_folder_cached(parsed, client=client)

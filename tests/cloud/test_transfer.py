@@ -178,3 +178,37 @@ def test_cli_upload_and_whoami(gcs, tmp_path, capsys):
     assert "already holds objects" in capsys.readouterr().err
     assert main(["cloud", "whoami"]) == 0
     assert capsys.readouterr().out.startswith("anonymous (the storage emulator at http://")
+
+
+def test_model_sources_on_gcs_are_fetched_once_into_the_cache(gcs, tmp_path, monkeypatch):
+    from google.cloud.storage import Blob
+
+    from gemma_panel.models import resolve_source
+    from tests.models.tiny_gguf import write_tiny_gemma_gguf
+    from tests.training.conftest import TINY
+
+    _, bucket = gcs
+    gguf = write_tiny_gemma_gguf(tmp_path / "tiny.gguf", "gemma3", **TINY)
+    bucket.blob("models/tiny.gguf").upload_from_filename(str(gguf))
+    fetches = []
+    real = Blob.download_to_filename
+    monkeypatch.setattr(Blob, "download_to_filename",
+                        lambda self, *a, **k: fetches.append(self.name) or real(self, *a, **k))
+    resolved = resolve_source(f"gs://{bucket.name}/models/tiny.gguf")
+    assert resolved.kind == "gguf"
+    assert Path(resolved.location).read_bytes() == Path(gguf).read_bytes()
+    assert resolve_source(f"gs://{bucket.name}/models/tiny.gguf") == resolved
+    assert fetches == ["models/tiny.gguf"]
+
+
+def test_folders_are_cached_by_their_objects_hashes(gcs, tmp_path):
+    from gemma_panel.cloud.transfer import download_folder_cached, fetch
+
+    client, bucket = gcs
+    upload_folder(_export_folder(tmp_path / "hf"), f"gs://{bucket.name}/m/hf", client=client)
+    first = fetch(f"gs://{bucket.name}/m/hf")
+    assert (first / "config.json").read_text() == '{"rank": 8}\n'
+    assert download_folder_cached(f"gs://{bucket.name}/m/hf/") == first
+    bucket.blob("m/hf/config.json").upload_from_string(b'{"rank": 16}\n')
+    changed = fetch(f"gs://{bucket.name}/m/hf")
+    assert changed != first and (changed / "config.json").read_text() == '{"rank": 16}\n'
