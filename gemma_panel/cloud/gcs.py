@@ -224,7 +224,7 @@ class GcsFile:
     def stat(self) -> _Stat:
         return _Stat(int(self.blob.size or 0))
 
-    def open(self, mode: str = "rb", encoding: str | None = None, errors: str | None = None,
+    def open(self, mode: str = "r", encoding: str | None = None, errors: str | None = None,
              newline: str | None = None):
         if mode not in ("r", "rb", "rt"):
             raise ValueError(f"gs:// files open for reading only, not {mode!r}")

@@ -106,3 +106,35 @@ def test_cli_prints_the_sentence_and_exits_2(gcs, capsys):
     assert run_command(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("gemma-panel: the bucket no-such-bucket does not exist")
+
+
+def _parquet_bytes(tmp_path) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"prompt": [f"q{i}" for i in range(50)] + [None],
+                      "response": [f"a{i}" for i in range(51)]})
+    pq.write_table(table, tmp_path / "t.parquet", row_group_size=10)
+    return (tmp_path / "t.parquet").read_bytes()
+
+
+FILES = {
+    "utf16.csv": "prompt,response\nhi,there\ncafé,crème\n".encode("utf-16"),
+    "cp1252.csv": b"prompt,response\nna\xefve,ok\nfine,\n",
+    "array.json": b'[{"prompt": "a", "response": "b"},\n {"prompt": "c"}, 3]\n',
+    "notes.txt": b"one line\n\nanother line\n",
+}
+
+
+@pytest.mark.parametrize("name", [*FILES, "t.parquet"])
+def test_every_format_reads_the_same_from_gcs(gcs, tmp_path, capsys, name):
+    _, bucket = gcs
+    data = _parquet_bytes(tmp_path) if name == "t.parquet" else FILES[name]
+    local = tmp_path / name
+    local.write_bytes(data)
+    url = _upload(bucket, f"formats/{name}", data)
+    local_code, local_report = _check_json(capsys, str(local))
+    gs_code, gs_report = _check_json(capsys, url)
+    assert local_report["rows_read"] >= 2
+    as_local = json.loads(json.dumps(gs_report).replace(url, str(local)))
+    assert (gs_code, as_local) == (local_code, local_report)
