@@ -87,3 +87,23 @@ def test_preflight_on_the_emulator_finds_a_missing_bucket(gcs):
     assert preflight([f"gs://{bucket.name}/t.jsonl"], writes=[f"gs://{bucket.name}/runs"])
     with pytest.raises(StorageAccessError, match="the bucket gone-bucket does not exist"):
         preflight([], writes=["gs://gone-bucket/runs"])
+
+
+def test_a_run_on_unreadable_gcs_data_is_never_queued(gcs, tmp_path):
+    from gemma_panel.config import load_recipe
+    from gemma_panel.runs import RunStore
+
+    _, bucket = gcs
+    store = RunStore(tmp_path / "home")
+    try:
+        with pytest.raises(StorageAccessError, match="the bucket gone-bucket does not exist"):
+            store.create_run(load_recipe(None, ["data.train_path=gs://gone-bucket/t.jsonl"]))
+        with pytest.raises(StorageAccessError, match=f"no such object in bucket {bucket.name}"):
+            store.create_run(load_recipe(None, [
+                f"data.train_path=gs://{bucket.name}/missing.jsonl"]))
+        assert store.list_runs() == []
+        bucket.blob("t.jsonl").upload_from_string(DATA)
+        run = store.create_run(load_recipe(None, [f"data.train_path=gs://{bucket.name}/t.jsonl"]))
+        assert run.status == "queued"
+    finally:
+        store.close()
