@@ -281,6 +281,24 @@ def check_writable(url: GsUrl, client) -> None:
             "or use another identity.")
 
 
+def signed_url(text: str, minutes: int = 15, client=None) -> str:
+    """A V4 signed URL that lets whoever holds it download ``text`` for ``minutes``
+    (the dashboard's export downloads); it needs a service-account identity to sign."""
+    from datetime import timedelta
+
+    url = parse_gs_url(text)
+    client = client or default_client()
+    blob = client.bucket(url.bucket).blob(url.name)
+    try:
+        return blob.generate_signed_url(version="v4", expiration=timedelta(minutes=minutes),
+                                        method="GET")
+    except AttributeError as exc:  # the credentials hold no key and cannot ask IAM to sign
+        raise UserError(
+            f"{identity(client)} cannot sign a download link for {url}: signing needs a "
+            "service account; set GOOGLE_APPLICATION_CREDENTIALS to its key file or "
+            f"impersonate it ({IMPERSONATE_ENV}).") from exc
+
+
 def register() -> None:
     """Let the data readers open gs:// paths (streamed through `open_gs`)."""
     from gemma_panel.data.sources import register_remote_opener

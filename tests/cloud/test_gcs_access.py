@@ -11,7 +11,9 @@ from __future__ import annotations
 import pytest
 
 from gemma_panel.cloud import gcs
+from gemma_panel.cloud import gcs as gcs_module  # the name `gcs` is also a fixture
 from gemma_panel.cloud.gcs import StorageAccessError, open_gs, preflight
+from gemma_panel.errors import UserError
 
 from .forbidden import EMAIL, ForbiddenServer, service_account_key
 
@@ -107,3 +109,41 @@ def test_a_run_on_unreadable_gcs_data_is_never_queued(gcs, tmp_path):
         assert run.status == "queued"
     finally:
         store.close()
+
+
+def test_signed_download_urls_verify_with_the_service_accounts_key(forbidden):
+    import hashlib
+    import json
+    from pathlib import Path
+    from urllib.parse import parse_qs, urlparse
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    _, key = forbidden(set())
+    link = urlparse(gcs.signed_url("gs://guarded/exports/model.gguf", minutes=10))
+    query = parse_qs(link.query)
+    assert link.path == "/guarded/exports/model.gguf"
+    assert query["X-Goog-Algorithm"] == ["GOOG4-RSA-SHA256"]
+    assert query["X-Goog-Expires"] == ["600"]
+    credential = query["X-Goog-Credential"][0]
+    assert credential.startswith(f"{EMAIL}/")
+    # Rebuild the V4 string-to-sign and check the signature with the key's public half.
+    unsigned = "&".join(p for p in link.query.split("&")
+                        if not p.startswith("X-Goog-Signature="))
+    canonical = "\n".join(["GET", link.path, unsigned, f"host:{link.netloc}", "", "host",
+                           "UNSIGNED-PAYLOAD"])
+    to_sign = "\n".join(["GOOG4-RSA-SHA256", query["X-Goog-Date"][0],
+                         credential.removeprefix(f"{EMAIL}/"),
+                         hashlib.sha256(canonical.encode()).hexdigest()])
+    private = serialization.load_pem_private_key(
+        json.loads(Path(key).read_text())["private_key"].encode(), password=None)
+    private.public_key().verify(bytes.fromhex(query["X-Goog-Signature"][0]),
+                                to_sign.encode(), padding.PKCS1v15(), hashes.SHA256())
+
+
+def test_signing_without_a_service_account_says_what_to_do(gcs):
+    _, bucket = gcs
+    with pytest.raises(UserError, match="cannot sign a download link .* needs a service "
+                                        "account"):
+        gcs_module.signed_url(f"gs://{bucket.name}/x.gguf")
