@@ -1,8 +1,8 @@
 """Train the tiny random Gemma 3 from a gs:// dataset; checkpoints to and from the bucket.
 
-All on gcp-storage-emulator: the same weights as from the local file, a checkpoint uploaded
-with matching checksums, and a run resumed from checkpoints fetched back from the bucket
-ending exactly like an uninterrupted one.
+All on gcp-storage-emulator: a run on the gs:// copy of a dataset is stopped, its checkpoint
+uploaded (checksums matching), deleted here and fetched back; the resumed run ends with the
+weights of an uninterrupted run on the local file.
 """
 
 from __future__ import annotations
@@ -61,9 +61,6 @@ def test_train_from_gs_data_and_resume_from_gcs_checkpoints(gcs, tiny_model, tmp
     bucket.blob("data/pairs.jsonl").upload_from_string(ROWS)
     url = f"gs://{bucket.name}/data/pairs.jsonl"
     straight = train(_recipe(tiny_model, local), tmp_path / "local")
-    from_gcs = train(_recipe(tiny_model, url), tmp_path / "gcs")
-    assert from_gcs.status == "succeeded" and from_gcs.step == 4
-    _same(straight, from_gcs)
 
     calls = {"n": 0}
 
@@ -91,7 +88,7 @@ def test_train_from_gs_data_and_resume_from_gcs_checkpoints(gcs, tiny_model, tmp
     resumed = train(_recipe(tiny_model, url), run, sink, resume=True)
     assert resumed.status == "succeeded" and resumed.step == 4
     assert min(sink.steps) == 3  # it went on from the fetched step-2 checkpoint
-    _same(straight, resumed)
+    _same(straight, resumed)  # gs:// data and a checkpoint from the bucket: the local run
 
 
 class StepSink:
