@@ -250,6 +250,15 @@ def open_gs(text: str, client=None) -> GcsFile:
     return GcsFile(url, blob, client)
 
 
+def fingerprint(text: str, client=None) -> dict:
+    """What identifies the object's content, from its metadata (nothing is downloaded): the
+    run store compares it on resume, as it compares a local file's SHA-256."""
+    found = open_gs(text, client)
+    blob = found.blob
+    return {"path": text, "bytes": int(blob.size or 0), "generation": int(blob.generation or 0),
+            "md5": blob.md5_hash or blob.crc32c}
+
+
 # ------------------------------------------------------------------ checks before a run
 
 def preflight(paths: Iterable[str] = (), writes: Iterable[str] = (), client=None) -> str:

@@ -147,3 +147,28 @@ def test_signing_without_a_service_account_says_what_to_do(gcs):
     with pytest.raises(UserError, match="cannot sign a download link .* needs a service "
                                         "account"):
         gcs_module.signed_url(f"gs://{bucket.name}/x.gguf")
+
+
+def test_resume_notices_that_gcs_data_changed(gcs, tmp_path):
+    from gemma_panel.config import load_recipe
+    from gemma_panel.runs import RunStore
+    from gemma_panel.runs.data_changes import (
+        current_fingerprint,
+        data_changes,
+        trained_fingerprint,
+    )
+
+    _, bucket = gcs
+    bucket.blob("t.jsonl").upload_from_string(DATA)
+    store = RunStore(tmp_path / "home")
+    try:
+        run = store.create_run(load_recipe(None, [f"data.train_path=gs://{bucket.name}/t.jsonl"]))
+        before = trained_fingerprint(store, run.id)
+        assert before["train_path"]["bytes"] == len(DATA) and before["train_path"]["md5"]
+        assert data_changes(before, current_fingerprint(store.folder(run.id))) == []
+        bucket.blob("t.jsonl").upload_from_string(DATA + DATA)
+        changed = (f"gs://{bucket.name}/t.jsonl changed ({len(DATA):,} bytes then, "
+                   f"{2 * len(DATA):,} now)")
+        assert data_changes(before, current_fingerprint(store.folder(run.id))) == [changed]
+    finally:
+        store.close()
