@@ -111,7 +111,8 @@ _CLIENTS: dict[tuple, object] = {}
 
 def default_client():
     """One client per environment (emulator, key file, impersonation), reused."""
-    key = tuple(os.environ.get(k) for k in (EMULATOR_ENV, "GOOGLE_APPLICATION_CREDENTIALS",
+    key = tuple(os.environ.get(k) for k in (EMULATOR_ENV, "API_ENDPOINT_OVERRIDE",
+                                            "GOOGLE_APPLICATION_CREDENTIALS",
                                             IMPERSONATE_ENV, "GOOGLE_CLOUD_PROJECT"))
     if key not in _CLIENTS:
         _CLIENTS[key] = make_client()
