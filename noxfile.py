@@ -48,7 +48,8 @@ def tests(session):
 
     Pytest arguments go after --; -rs lists every skipped test with its reason."""
     install_system_packages(session)
-    session.install("-e", ".[dev,augment]")
+    # cloud: tests/cloud run the Google libraries against gcp-storage-emulator (in dev).
+    session.install("-e", ".[dev,augment,cloud]")
     session.run("pytest", "-rs", *session.posargs)
 
 

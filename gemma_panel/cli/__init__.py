@@ -18,6 +18,7 @@ from gemma_panel.errors import report_user_error  # after the environment is set
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from gemma_panel.cli.cloud import add_cloud_commands
     from gemma_panel.cli.dashboard import add_dashboard_command
     from gemma_panel.cli.data import add_data_commands
     from gemma_panel.cli.export import add_export_commands
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_commands(sub)
     add_run_commands(sub)
     add_export_commands(sub)
+    add_cloud_commands(sub)
     return parser
 
 

@@ -189,7 +189,7 @@ def _read_object_file(source: TextSource, report: ValidationReport) -> Iterator[
 
 
 def _first_char(source: TextSource) -> str:
-    with open(source.path, "rb") as f:
+    with source.path.open("rb") as f:
         head = f.read(1 << 16)
     text = head.decode(source.encoding, errors="ignore").lstrip("\ufeff \t\r\n")
     return text[:1]

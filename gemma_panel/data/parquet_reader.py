@@ -17,7 +17,8 @@ def read_parquet(path: Path, report: ValidationReport) -> Iterator[Record]:
     import pyarrow.parquet as pq  # pyarrow is heavy; import it only for Parquet
 
     try:
-        file = pq.ParquetFile(path)
+        # A gs:// file (gemma_panel.cloud.gcs.GcsFile) is read through its seekable stream.
+        file = pq.ParquetFile(path if isinstance(path, Path) else path.open("rb"))
     except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ...: all mean "bad file"
         raise DatasetError(f"{path}: not a readable Parquet file: {exc}") from exc
     report.encoding = "parquet"

@@ -42,7 +42,7 @@ def detect_format(path: Path) -> str:
     fmt = _SUFFIXES.get(path.suffix.lower())
     if fmt:
         return fmt
-    with open(path, "rb") as f:
+    with path.open("rb") as f:
         head = f.read(4096)
     if head.startswith(b"PAR1"):
         return "parquet"

@@ -18,9 +18,10 @@ from gemma_panel.data.report import DatasetError, ValidationReport
 
 SAMPLE_BYTES = 1 << 20
 
-# Openers for remote paths by URL scheme. The cloud layer registers "gs" when it is
-# installed; until then a gs:// path fails with words instead of a FileNotFoundError.
-RemoteOpener = Callable[[str], Path]
+# Openers for remote paths by URL scheme: each returns a local Path, or an object the readers
+# open like one (``open(mode)``, ``stat()``, ``suffix``) that streams the remote file. The
+# cloud layer registers "gs" on first use (gemma_panel.cloud.gcs.open_gs).
+RemoteOpener = Callable[[str], object]
 _REMOTE_OPENERS: dict[str, RemoteOpener] = {}
 
 _MAGIC = [
@@ -54,26 +55,40 @@ def register_remote_opener(scheme: str, opener: RemoteOpener) -> None:
 
 
 def resolve_path(path: str | os.PathLike) -> Path:
-    """A local path for `path`, fetching remote URLs through a registered opener."""
+    """A local path for `path`; for a remote URL, what its registered opener returns."""
     text = os.fspath(path)
     if "://" in text:
         scheme = text.split("://", 1)[0]
+        if scheme == "gs" and scheme not in _REMOTE_OPENERS:
+            _register_gcs()
         opener = _REMOTE_OPENERS.get(scheme)
         if opener is None:
             if scheme == "gs":
                 raise DatasetError(
-                    f"{text}: reading gs:// paths needs the cloud layer "
-                    "(gemma_panel.cloud), which is not installed yet. Copy the file "
-                    "to this machine (gcloud storage cp) and pass the local path."
+                    f"{text}: reading gs:// paths needs the cloud layer's Google Cloud "
+                    "Storage library: pip install \"gemma-panel[cloud]\" (or copy the "
+                    "file here with gcloud storage cp and pass the local path)."
                 )
             raise DatasetError(f"{text}: no reader for {scheme}:// paths.")
-        return Path(opener(text))
+        opened = opener(text)
+        return Path(opened) if isinstance(opened, str | os.PathLike) else opened
     p = Path(text).expanduser()
     if not p.exists():
         raise DatasetError(f"{p}: file not found.")
     if p.is_dir():
         raise DatasetError(f"{p}: is a folder; pass one data file.")
     return p
+
+
+def _register_gcs() -> None:
+    """Register gs:// when the Google Cloud Storage library is installed (the cloud extra)."""
+    try:
+        import google.cloud.storage  # noqa: F401
+    except ImportError:
+        return
+    from gemma_panel.cloud import gcs
+
+    gcs.register()
 
 
 @dataclass(frozen=True)
@@ -96,7 +111,7 @@ def sniff_text_source(
     size = path.stat().st_size
     if size == 0:
         raise DatasetError(f"{path}: the file is empty (0 bytes).", code="empty_file")
-    with open(path, "rb") as f:
+    with path.open("rb") as f:
         sample = f.read(SAMPLE_BYTES)
     if encoding:
         return TextSource(path, encoding)
@@ -143,7 +158,7 @@ def iter_lines(source: TextSource, report: ValidationReport) -> Iterator[str]:
     """
     if source.encoding.startswith(("utf-16", "utf-32")):
         # Not byte-line oriented: b"\n" is not a line end in these codecs.
-        with open(source.path, encoding=source.encoding, errors="replace", newline="") as f:
+        with source.path.open(encoding=source.encoding, errors="replace", newline="") as f:
             for number, line in enumerate(f, 1):
                 if "\ufffd" in line:
                     report.warning("encoding", f"bytes not valid {source.encoding} replaced",
@@ -151,7 +166,7 @@ def iter_lines(source: TextSource, report: ValidationReport) -> Iterator[str]:
                 yield _strip_nul(line, number, source, report)
         return
     encoding = "utf-8" if source.encoding == "utf-8-sig" else source.encoding
-    with open(source.path, "rb") as f:
+    with source.path.open("rb") as f:
         for number, raw in enumerate(f, 1):
             if number == 1 and source.encoding == "utf-8-sig":
                 raw = raw[len(codecs.BOM_UTF8):]

@@ -44,13 +44,18 @@ class ResolvedSource:
 
 
 def resolve_source(source: str) -> ResolvedSource:
-    """Say what kind of model source ``source`` is, without loading anything.
+    """Say what kind of model source ``source`` is, without loading anything (a gs:// file
+    or folder is fetched into the local content-hash cache first, once).
 
     Raises:
         ModelSourceError: the source is a missing path, a folder that holds no model, or a
             name nobody knows.
     """
     source = str(source)
+    if source.startswith("gs://"):  # fetched once into the content-hash cache, then local
+        from gemma_panel.cloud.transfer import fetch
+
+        source = str(fetch(source))
     spec = MODELS.get(source)
     if spec is not None and spec.bundled:
         return ResolvedSource("bundled", source, spec.description)

@@ -44,12 +44,13 @@ def data_changes(before: dict, now: dict) -> list[str]:
     such as ``tfds:`` sources and URLs, cannot be compared and are left out)."""
     changes = []
     for key, old in before.items():
-        if "sha256" not in old:
+        digest = "sha256" if "sha256" in old else "md5" if "md5" in old else None  # md5: gs://
+        if digest is None:
             continue
         new = now.get(key, {})
-        if "sha256" not in new:
+        if digest not in new:
             changes.append(f"{old['path']} is gone")
-        elif new["sha256"] != old["sha256"]:
+        elif new[digest] != old[digest]:
             changes.append(f"{old['path']} changed ({old['bytes']:,} bytes then, "
                            f"{new['bytes']:,} now)")
     return changes

@@ -93,11 +93,17 @@ def resolve_paths(recipe: Recipe, cwd: Path | None = None) -> Recipe:
 
 
 def dataset_fingerprint(recipe: Recipe) -> dict:
-    """Size, modification time and SHA-256 of each data file (or why it has none)."""
+    """Size, modification time and SHA-256 of each data file (or why it has none); for a
+    gs:// file its size, generation and MD5 as Cloud Storage keeps them."""
     out = {}
     for key in ("train_path", "validation_path"):
         value = getattr(recipe.data, key)
         if not value:
+            continue
+        if value.startswith("gs://"):  # the object's size, generation and MD5, not read
+            from gemma_panel.cloud.gcs import fingerprint
+
+            out[key] = fingerprint(value)
             continue
         path = Path(value)
         if not path.is_file():

@@ -108,9 +108,12 @@ class RunStore(StatusTransitions):
                 is not GGUF, an unknown name); checked without loading anything, so a run
                 that cannot start is never queued.
             ExportError: the recipe's ``export:`` section asks for what no export can make.
+            StorageAccessError: a gs:// data file's bucket is missing or this identity may
+                not read it.
         """
         recipe = resolve_paths(recipe, cwd)
         _check_model_source(recipe.model.source)
+        _check_cloud_data(recipe)
         if recipe.export.formats or recipe.export.quantize:
             from gemma_panel.export.listed import check_listed  # imports gguf: only if needed
 
@@ -301,6 +304,15 @@ def _check_model_source(source: str) -> None:
         resolve_source(source)
     except ModelSourceError as exc:
         raise ModelSourceError(f"model.source: {exc}") from exc
+
+
+def _check_cloud_data(recipe: Recipe) -> None:
+    """gs:// data files must be readable by this identity now, not at the worker's start."""
+    paths = [p for p in (recipe.data.train_path, recipe.data.validation_path) if p]
+    if any(p.startswith("gs://") for p in paths):
+        from gemma_panel.cloud.gcs import preflight
+
+        preflight(paths)
 
 
 def _number(value) -> float | None:

@@ -143,7 +143,14 @@ def test_format_detection_without_extension(tmp_path):
     assert detect_format(write(tmp_path, "z", b"just words\n")) == "text"
 
 
-def test_gs_path_without_cloud_layer_says_so():
+def test_gs_path_without_cloud_layer_says_so(monkeypatch):
+    # Without the cloud extra installed (its library not importable), gs:// is not registered.
+    import sys
+
+    from gemma_panel.data import sources
+
+    monkeypatch.setitem(sys.modules, "google.cloud.storage", None)
+    monkeypatch.delitem(sources._REMOTE_OPENERS, "gs", raising=False)
     with pytest.raises(DatasetError, match="cloud layer"):
         resolve_path("gs://bucket/data.csv")
 
