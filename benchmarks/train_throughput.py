@@ -1,7 +1,7 @@
 """Training throughput: our trainer vs the KerasHub guide's ``fit`` baseline, Gemma 3 270M.
 
     python benchmarks/train_throughput.py [--epochs 1] [--recipe recipes/quickstart.yaml]
-        [--no-ablation] [SECTION.FIELD=VALUE ...]
+        [--no-ablation | --parts ours,merged,...] [SECTION.FIELD=VALUE ...]
 
 Every trainer trains the recipe's LoRA (rank, alpha, target layers) on the same training
 split of the quickstart data, sequence length 256, for the same number of epochs (so the
@@ -13,10 +13,11 @@ same code. The baseline is the KerasHub Gemma LoRA guide: ``backbone.enable_lora
 (with the recipe's alpha set on each LoRA layer, as ours), ``preprocessor.sequence_length``,
 Keras AdamW, ``fit`` on prompts/responses (loss on the response only).
 
-The ablation runs our trainer without each of its two speed-ups, so the table says where the
+The ablation runs our trainer without each of its speed-ups, so the table says where the
 speed comes from: packing alone (the LM head at every position, as the baseline computes
-it), the head at loss positions alone (``data.pack=false``: one example per row), and
-neither. Each trainer runs in a process of its own; the 270M takes minutes per row.
+it), the head at loss positions alone (``data.pack=false``: one example per row), neither,
+and LoRA through Keras's merged kernel ``W + (alpha/r) A B`` instead of through the rank
+(``x W + (alpha/r) (x A) B``); add ``lora.target_layers=[...]`` to measure more projections. Each trainer runs in a process of its own; the 270M takes minutes per row.
 Try the script on a tiny model with ``model.source=PATH.gguf``.
 """
 
@@ -74,6 +75,17 @@ def head_at_every_position() -> None:
 
     trainer.max_loss_tokens = lambda sequences, batch_size, multiple=128: \
         batch_size * sequences.inputs.shape[1]
+
+
+def merged_lora_kernel() -> None:
+    """The ablation's switch: LoRA as Keras computes it, the merged kernel every call."""
+    from gemma_panel.training.keras_internals import lora_merged_kernel
+    from gemma_panel.training.step import TrainFunctions
+
+    TrainFunctions.lora_forward_pass = staticmethod(lora_merged_kernel)
+
+
+SWITCHES = {"head": head_at_every_position, "merged": merged_lora_kernel}
 
 
 def run_ours(recipe):
@@ -163,11 +175,12 @@ def run_flops(recipe):
     return flops / real, sum(m for _, m in examples) / real, real
 
 
-PARTS = {  # name: (row label, recipe overrides, head at every position)
-    "ours": ("gemma_panel: packing + head at loss", [], False),
-    "packing": ("  packing alone", [], True),
-    "head": ("  head at loss positions alone", ["data.pack=false"], False),
-    "neither": ("  neither", ["data.pack=false"], True),
+PARTS = {  # name: (row label, recipe overrides, SWITCHES to turn on)
+    "ours": ("gemma_panel: all of them", [], ()),
+    "packing": ("  packing alone", [], ("head",)),
+    "head": ("  head at loss positions alone", ["data.pack=false"], ()),
+    "neither": ("  neither", ["data.pack=false"], ("head",)),
+    "merged": ("  LoRA merged kernel (not factored)", [], ("merged",)),
 }
 
 
@@ -182,8 +195,8 @@ def run_part(part: str, recipe) -> None:
     if part == "baseline":
         rate, val, tokens = run_baseline(recipe)
     else:
-        if PARTS[part][2]:
-            head_at_every_position()
+        for switch in PARTS[part][2]:
+            SWITCHES[switch]()
         rate, val, tokens = run_ours(recipe)
     print("RESULT " + json.dumps({"rate": rate, "val_loss": val, "tokens": tokens}))
 
@@ -205,7 +218,9 @@ def main() -> None:
     parser.add_argument("--recipe", default="recipes/quickstart.yaml")
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--no-ablation", action="store_true",
-                        help="only ours and the baseline (the ablation adds three runs)")
+                        help="only ours and the baseline (the ablation adds four runs)")
+    parser.add_argument("--parts", help="comma-separated rows to run, of "
+                        f"{', '.join([*PARTS, 'baseline'])} (default: all)")
     parser.add_argument("--part", choices=["flops", "baseline", *PARTS],
                         help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", help="recipe overrides for every trainer")
@@ -220,21 +235,36 @@ def main() -> None:
         return
     peak = matmul_peak_gflops()
     flops = in_subprocess("flops", args)
-    parts = ["ours"] if args.no_ablation else list(PARTS)
-    results = {p: in_subprocess(p, args, PARTS[p][1]) for p in parts}
-    results["baseline"] = in_subprocess("baseline", args)
+    parts = ["ours", "baseline"] if args.no_ablation else [*PARTS, "baseline"]
+    if args.parts:
+        parts = args.parts.split(",")
+        unknown = [p for p in parts if p not in PARTS and p != "baseline"]
+        if unknown:
+            parser.error(f"unknown --parts {unknown}; choose from {', '.join(PARTS)}, baseline")
+    results = {p: in_subprocess(p, args, PARTS[p][1] if p in PARTS else ())
+               for p in parts}
+    report(results, peak, flops)
+
+
+def report(results: dict, peak: float, flops: dict) -> None:
     per_token = flops["per_token"]
     print(f"\nmatmul peak (float32, 2048^3): {peak:.0f} GFLOP/s; model FLOPs per real token: "
           f"{per_token / 1e9:.3f} GFLOP ({flops['real']} real tokens an epoch, "
           f"{flops['loss_share']:.0%} with loss)")
-    base_rate = results["baseline"]["rate"]
+    base_rate = results["baseline"]["rate"] if "baseline" in results else float("nan")
     print(f"{'trainer':<38}{'real tok/s':>11}{'MFU':>7}{'vs fit':>8}{'val loss':>10}"
           f"{'tokens':>8}")
     for part, r in results.items():
         label = PARTS[part][0] if part in PARTS else "KerasHub fit (guide), same LoRA"
         print(f"{label:<38}{r['rate']:>11.1f}{r['rate'] * per_token / (peak * 1e9):>7.1%}"
               f"{r['rate'] / base_rate:>7.2f}x{r['val_loss']:>10.4f}{int(r['tokens']):>8}")
-    ours = results["ours"]
+    ours = results.get("ours")
+    if ours and "merged" in results:
+        print(f"LoRA factored vs merged kernel: {ours['rate']:.1f} vs "
+              f"{results['merged']['rate']:.1f} real tokens/s "
+              f"({ours['rate'] / results['merged']['rate']:.2f}x)")
+    if ours is None or "baseline" not in results:
+        return
     print(f"speed-up: {ours['rate'] / base_rate:.2f}x real tokens/s (target >= 2x); validation "
           f"loss {ours['val_loss']:.4f} vs {results['baseline']['val_loss']:.4f} "
           f"({'equal or lower' if ours['val_loss'] <= results['baseline']['val_loss'] + 1e-3 else 'HIGHER'})")

@@ -8,7 +8,8 @@ recomputed in the backward pass instead of stored.
 
 The frozen weights go in as an argument that is neither differentiated nor returned; the
 trainable weights and optimizer state are donated, so a step copies no 1 GB of weights.
-Packing and LoRA dropout patch KerasHub while tracing: ``keras_internals.py``.
+Packing and LoRA (through the rank, with dropout) patch KerasHub while tracing:
+``keras_internals.py``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import optax
 
 from gemma_panel.config import Recipe
 from gemma_panel.models.lora import lora_layers
-from gemma_panel.training.keras_internals import lora_dropout, segment_attention
+from gemma_panel.training.keras_internals import lora_factored, segment_attention
 
 _HEAD_CHUNK = 128
 # Up to this many bytes of logits per micro-batch, the head is one matmul and its logits
@@ -120,6 +121,10 @@ class TrainFunctions:
         max_train_tokens, max_eval_tokens: fixed loss-position counts (see batches.py).
     """
 
+    # LoRA through the rank, x W + (alpha/r) (x A) B; the benchmark's ablation swaps in
+    # keras_internals.lora_merged_kernel (Keras's W + (alpha/r) A B) to measure the difference.
+    lora_forward_pass = staticmethod(lora_factored)
+
     def __init__(self, causal_lm, recipe: Recipe, total_steps: int, max_train_tokens: int,
                  max_eval_tokens: int):
         self.backbone = backbone = causal_lm.backbone
@@ -154,7 +159,7 @@ class TrainFunctions:
     def _loss_terms(self, trainable, frozen, batch, key, max_tokens, with_accuracy=False):
         inputs, targets, loss_mask, segment_ids = batch
         with segment_attention(self.backbone, segment_ids), \
-                lora_dropout(self.lora_layers, self.dropout, key):
+                self.lora_forward_pass(self.lora_layers, self.dropout, key):
             hidden, _ = self.backbone.stateless_call(
                 trainable, frozen, backbone_inputs(self.backbone, inputs, segment_ids)
             )
