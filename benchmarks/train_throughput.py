@@ -6,18 +6,22 @@
 Every trainer trains the recipe's LoRA (rank, alpha, target layers) on the same training
 split of the quickstart data, sequence length 256, for the same number of epochs (so the
 same real tokens), with the same peak learning rate. Reported: real (non-padding) tokens/s
-after compilation, model FLOP utilisation (benchmarks/flops.py counts the model FLOPs from
-the backbone and the examples: the same useful work for every trainer) against the float32
-matmul peak measured here, and validation loss on the same held-out rows measured by the
-same code. The baseline is the KerasHub Gemma LoRA guide: ``backbone.enable_lora(rank)``
-(with the recipe's alpha set on each LoRA layer, as ours), ``preprocessor.sequence_length``,
-Keras AdamW, ``fit`` on prompts/responses (loss on the response only).
+after compilation, model FLOP utilisation (gemma_panel/training/flops.py counts the model
+FLOPs from the backbone and the examples: the same useful work for every trainer) against
+the float32 matmul peak the trainer measures (cached in GEMMA_PANEL_HOME), and validation
+loss on the same held-out rows measured by the same code. The baseline is the KerasHub Gemma
+LoRA guide: ``backbone.enable_lora(rank)`` (with the recipe's alpha set on each LoRA layer,
+as ours), ``preprocessor.sequence_length``, Keras AdamW, ``fit`` on prompts/responses (loss
+on the response only).
 
 The ablation runs our trainer without each of its speed-ups, so the table says where the
 speed comes from: packing alone (the LM head at every position, as the baseline computes
 it), the head at loss positions alone (``data.pack=false``: one example per row), neither,
 and LoRA through Keras's merged kernel ``W + (alpha/r) A B`` instead of through the rank
-(``x W + (alpha/r) (x A) B``); add ``lora.target_layers=[...]`` to measure more projections. Each trainer runs in a process of its own; the 270M takes minutes per row.
+(``x W + (alpha/r) (x A) B``). ``--parts`` also runs rows left out by default: ``all`` and
+``all_merged`` (every projection adapted, factored and merged), ``onednn``, ``bf16`` and
+``mixed_bf16`` (XLA's oneDNN CPU path on, in float32, bfloat16 and mixed_bfloat16). Each
+trainer runs in a process of its own; the 270M takes minutes per row.
 Try the script on a tiny model with ``model.source=PATH.gguf``.
 """
 
@@ -25,27 +29,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import gemma_panel  # noqa: F401  (sets KERAS_BACKEND=jax before Keras is imported)
-
-
-def matmul_peak_gflops() -> float:
-    import jax
-    import jax.numpy as jnp
-
-    a = jnp.ones((2048, 2048), jnp.float32)
-    f = jax.jit(lambda x: x @ x)
-    f(a).block_until_ready()
-    best = float("inf")
-    for _ in range(5):
-        t = time.perf_counter()
-        f(a).block_until_ready()
-        best = min(best, time.perf_counter() - t)
-    return 2 * 2048**3 / best / 1e9
 
 
 class Timings:
@@ -85,7 +74,8 @@ def merged_lora_kernel() -> None:
     TrainFunctions.lora_forward_pass = staticmethod(lora_merged_kernel)
 
 
-SWITCHES = {"head": head_at_every_position, "merged": merged_lora_kernel}
+SWITCHES = {"head": head_at_every_position, "merged": merged_lora_kernel,
+            "onednn": lambda: None}  # set in the subprocess's environment (in_subprocess)
 
 
 def run_ours(recipe):
@@ -160,9 +150,7 @@ def run_baseline(recipe):
 
 def run_flops(recipe):
     """Model FLOPs per real token of one epoch of the recipe's training split."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from flops import Shape, training_flops
-
+    from gemma_panel.training.flops import Shape, training_flops
     from gemma_panel.training.trainer import load_tuned_model, prepare_data
 
     lm = load_tuned_model(recipe)
@@ -175,13 +163,23 @@ def run_flops(recipe):
     return flops / real, sum(m for _, m in examples) / real, real
 
 
+EVERY_PROJECTION = ("lora.target_layers=[query,key,value,attention_output,ffw_gating,"
+                    "ffw_gating_2,ffw_linear]")
+ONEDNN = "--xla_cpu_use_onednn=true"  # XLA's oneDNN CPU path (AMX / AVX512-BF16)
 PARTS = {  # name: (row label, recipe overrides, SWITCHES to turn on)
     "ours": ("gemma_panel: all of them", [], ()),
     "packing": ("  packing alone", [], ("head",)),
     "head": ("  head at loss positions alone", ["data.pack=false"], ()),
     "neither": ("  neither", ["data.pack=false"], ("head",)),
     "merged": ("  LoRA merged kernel (not factored)", [], ("merged",)),
+    "all": ("every projection adapted, factored", [EVERY_PROJECTION], ()),
+    "all_merged": ("  every projection, merged kernel", [EVERY_PROJECTION], ("merged",)),
+    "onednn": ("float32, XLA oneDNN on", [], ("onednn",)),
+    "bf16": ("bfloat16, XLA oneDNN on", ["model.dtype=bfloat16"], ("onednn",)),
+    "mixed_bf16": ("mixed_bfloat16, XLA oneDNN on", ["model.dtype=mixed_bfloat16"],
+                   ("onednn",)),
 }
+OPTIONAL_PARTS = ("all", "all_merged", "onednn", "bf16", "mixed_bf16")  # --parts names them
 
 
 def run_part(part: str, recipe) -> None:
@@ -202,9 +200,12 @@ def run_part(part: str, recipe) -> None:
 
 
 def in_subprocess(part: str, args, extra=()) -> dict:
+    env = dict(os.environ)
+    if part in PARTS and "onednn" in PARTS[part][2]:  # XLA reads its flags at start-up
+        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {ONEDNN}".strip()
     out = subprocess.run([sys.executable, __file__, "--part", part, "--recipe", args.recipe,
                           "--epochs", str(args.epochs), *args.overrides, *extra],
-                         capture_output=True, text=True, check=False)
+                         capture_output=True, text=True, check=False, env=env)
     line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
     if line is None:
         raise SystemExit(f"the {part} run failed:\n{out.stderr[-3000:]}")
@@ -233,17 +234,25 @@ def main() -> None:
     if args.part:
         run_part(args.part, recipe)
         return
-    peak = matmul_peak_gflops()
-    flops = in_subprocess("flops", args)
-    parts = ["ours", "baseline"] if args.no_ablation else [*PARTS, "baseline"]
+    parts = (["ours", "baseline"] if args.no_ablation else
+             [*(p for p in PARTS if p not in OPTIONAL_PARTS), "baseline"])
     if args.parts:
         parts = args.parts.split(",")
         unknown = [p for p in parts if p not in PARTS and p != "baseline"]
         if unknown:
             parser.error(f"unknown --parts {unknown}; choose from {', '.join(PARTS)}, baseline")
-    results = {p: in_subprocess(p, args, PARTS[p][1] if p in PARTS else ())
-               for p in parts}
-    report(results, peak, flops)
+    from gemma_panel.training.flops import measured_peak
+
+    peak = measured_peak("float32")[0] / 1e9  # the trainer's, cached in GEMMA_PANEL_HOME
+    flops = {}  # per set of LoRA overrides: the useful work differs with the adapted layers
+    results = {}
+    for part in parts:
+        extra = PARTS[part][1] if part in PARTS else []
+        lora = tuple(o for o in extra if o.startswith("lora."))
+        if lora not in flops:
+            flops[lora] = in_subprocess("flops", args, lora)
+        results[part] = {**in_subprocess(part, args, extra), **flops[lora]}
+    report(results, peak, flops[()] if () in flops else next(iter(flops.values())))
 
 
 def report(results: dict, peak: float, flops: dict) -> None:
@@ -256,13 +265,15 @@ def report(results: dict, peak: float, flops: dict) -> None:
           f"{'tokens':>8}")
     for part, r in results.items():
         label = PARTS[part][0] if part in PARTS else "KerasHub fit (guide), same LoRA"
-        print(f"{label:<38}{r['rate']:>11.1f}{r['rate'] * per_token / (peak * 1e9):>7.1%}"
+        print(f"{label:<38}{r['rate']:>11.1f}{r['rate'] * r['per_token'] / (peak * 1e9):>7.1%}"
               f"{r['rate'] / base_rate:>7.2f}x{r['val_loss']:>10.4f}{int(r['tokens']):>8}")
     ours = results.get("ours")
-    if ours and "merged" in results:
-        print(f"LoRA factored vs merged kernel: {ours['rate']:.1f} vs "
-              f"{results['merged']['rate']:.1f} real tokens/s "
-              f"({ours['rate'] / results['merged']['rate']:.2f}x)")
+    for on, off, what in (("ours", "merged", "query/value"),
+                          ("all", "all_merged", "every projection")):
+        if on in results and off in results:
+            print(f"LoRA factored vs merged kernel, {what}: {results[on]['rate']:.1f} vs "
+                  f"{results[off]['rate']:.1f} real tokens/s "
+                  f"({results[on]['rate'] / results[off]['rate']:.2f}x)")
     if ours is None or "baseline" not in results:
         return
     print(f"speed-up: {ours['rate'] / base_rate:.2f}x real tokens/s (target >= 2x); validation "
