@@ -1,0 +1,27 @@
+"""Read-only outputs of the view-models: views read them, only their model writes them.
+
+A view-model declares what it shows (statuses, messages, tables) as ``constant=True``
+parameters, so a view that assigns one raises ``TypeError`` instead of quietly changing
+the model's state behind its back. The model writes them inside ``writing(self)``; the
+events of the block go out together once it ends, when the parameters are read-only
+again, so a binding that reacts to them cannot write them either.
+
+Example:
+    >>> with writing(self):
+    ...     self.status, self.error = "Checked.", ""
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import param
+
+
+@contextmanager
+def writing(model: param.Parameterized) -> Iterator[None]:
+    """Let ``model`` write its read-only parameters; one batch of events at the end."""
+    with param.parameterized.batch_call_watchers(model):
+        with param.edit_constant(model):
+            yield
