@@ -6,9 +6,10 @@ the model's state behind its back. The model writes them inside ``writing(self)`
 events of the block go out together once it ends, when the parameters are read-only
 again, so a binding that reacts to them cannot write them either.
 
-Example:
+Example (inside a view-model's method):
     >>> with writing(self):
     ...     self.status, self.error = "Checked.", ""
+    >>> write(self, busy=False)
 """
 
 from __future__ import annotations
@@ -25,3 +26,9 @@ def writing(model: param.Parameterized) -> Iterator[None]:
     with param.parameterized.batch_call_watchers(model):
         with param.edit_constant(model):
             yield
+
+
+def write(model: param.Parameterized, **values) -> None:
+    """Set some of ``model``'s read-only parameters at once."""
+    with writing(model):
+        model.param.update(**values)

@@ -7,10 +7,12 @@ binding, with no hand-written watcher in between.
 
 from __future__ import annotations
 
+import panel as pn
 import pytest
 
-from gemma_panel.ui import CompareModel
+from gemma_panel.ui import CompareModel, DataModel
 from gemma_panel.ui.compare_view import CompareView
+from gemma_panel.ui.data_view import DataView
 from tests.ui.conftest import recorded_run
 
 
@@ -40,3 +42,38 @@ def test_compare_outputs_are_read_only_and_the_view_follows_its_widgets(store):
     assert cmp.x == "tokens"
     assert view.charts["loss"].source.data["xs"][0][:2] == [100, 200]
     assert view.charts["loss"].figure.xaxis.axis_label == "tokens"
+
+
+# -- data ------------------------------------------------------------------------------------
+
+
+def test_data_outputs_are_read_only_and_the_views_widgets_reach_the_model(tmp_path,
+                                                                        monkeypatch):
+    monkeypatch.setenv("GEMMA_PANEL_DATA_ROOTS", str(tmp_path))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "a", "response": "b", "extra": "x"}\n{"prompt": "c"\n'
+                   '{"prompt": "d", "response": "e", "extra": "y"}\n')
+    data = DataModel(model_source="")
+    view = DataView(model=data)
+    _read_only(data, status="written by a view", error="x", busy=True, report={"ok": True},
+               verdict={}, preview=[{}], rendered=[], examples=[], token_stats={"x": 1},
+               augmented=[{}], columns=[], mapping={}, generation=5)
+    view.example.value = str(bad)  # as the browser would: the pick loads the file
+    data.jobs.wait()
+    assert data.path == str(bad) and data.report["rows_read"] == 3
+    assert set(view.problems.value["kind"]) == {k["kind"] for k in data.problem_kinds()}
+    view.code_select.value = "broken_json"
+    assert data.code_filter == "broken_json"
+    assert list(view.problems.value["where"]) == ["line 2"]
+    view.row_input.value = 1
+    assert data.row_index == 1 and data.rendered == data.examples[1]["pieces"]
+    view.row_input.value = None  # a cleared box: the first example
+    assert data.rendered == data.examples[0]["pieces"]
+    prompt = next(s for s in view.mapping_box.select(pn.widgets.Select)
+                  if s.label.startswith("prompt"))
+    prompt.value = "extra"
+    data.jobs.wait()
+    assert data.overrides == {"prompt": "extra"} and data.mapping["prompt"] == "extra"
+    view.dropper.refused = "big.csv: over the upload limit"  # as the dropper says it
+    assert (data.status, data.error, data.busy) == ("Upload refused.",
+                                                   "big.csv: over the upload limit", False)
