@@ -10,11 +10,15 @@ Example (inside a view-model's method):
     >>> with writing(self):
     ...     self.status, self.error = "Checked.", ""
     >>> write(self, busy=False)
+
+Methods that write outputs throughout (and whose events must go out one by one) are
+decorated with ``@writes`` instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import param
@@ -23,12 +27,25 @@ import param
 @contextmanager
 def writing(model: param.Parameterized) -> Iterator[None]:
     """Let ``model`` write its read-only parameters; one batch of events at the end."""
-    with param.parameterized.batch_call_watchers(model):
-        with param.edit_constant(model):
-            yield
+    # Outer batch, inner edit: the events go out after the parameters are read-only again.
+    with param.parameterized.batch_call_watchers(model), param.edit_constant(model):
+        yield
 
 
 def write(model: param.Parameterized, **values) -> None:
     """Set some of ``model``'s read-only parameters at once."""
     with writing(model):
         model.param.update(**values)
+
+
+def writes(method: Callable) -> Callable:
+    """Let a view-model's method write its read-only parameters while it runs.
+
+    Unlike ``writing``, events go out as they happen (in the order the method sets them),
+    for methods whose watchers must see one change before the next.
+    """
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with param.edit_constant(self):
+            return method(self, *args, **kwargs)
+    return wrapper
