@@ -14,7 +14,7 @@ from gemma_panel.ui import CompareModel, ConfigModel, DataModel, RunsModel
 from gemma_panel.ui.compare_view import CompareView
 from gemma_panel.ui.data_view import DataView
 from gemma_panel.ui.train_view import TrainView
-from tests.ui.conftest import FAKE, recorded_run
+from tests.ui.conftest import FAKE, REPO, recorded_run
 
 
 def _read_only(model, **values) -> None:
@@ -121,3 +121,16 @@ def test_the_start_button_asks_the_model_which_says_what_to_fix(store):
     view.start_button.clicks += 1  # as the browser would
     assert runs.notice.startswith("Fix the recipe first (Configure tab): train.learning_rate")
     assert store.list_runs() == []
+
+
+# -- no hand-written watchers -------------------------------------------------------------------
+
+
+def test_views_bind_to_their_models_instead_of_watching_them():
+    """Views use from_param, pn.bind, .rx and links; a ``.param.watch`` callback is the
+    hand-written copying this replaced. (config_view.py moves with the recipe's typed values.)"""
+    ui = REPO / "gemma_panel" / "ui"
+    views = [p for p in ui.glob("*_view.py") if p.name != "config_view.py"]
+    views += [ui / "app.py", ui / "charts.py"]
+    watching = {p.name: n for p in views if (n := p.read_text().count(".param.watch("))}
+    assert len(views) == 5 and watching == {}
