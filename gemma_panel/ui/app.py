@@ -85,16 +85,17 @@ class Studio:
                 update["recipe"] = recipe
             data.param.update(**update)
         from_config()
-        cfg.param.watch(from_config, "settings")
+        pn.bind(from_config, cfg.param.settings, watch=True)
 
-        def to_config(event):
-            names = {"template": "data.template", "text_mode": "data.text_mode",
-                     "sequence_length": "data.sequence_length", "path": "data.train_path",
-                     "overrides": "data.columns"}
-            if cfg.settings.get(names[event.name]) != event.new:
-                cfg.set(names[event.name], event.new)
-        data.param.watch(to_config, ["template", "text_mode", "sequence_length", "path",
-                                     "overrides"])
+        names = {"template": "data.template", "text_mode": "data.text_mode",
+                 "sequence_length": "data.sequence_length", "path": "data.train_path",
+                 "overrides": "data.columns"}
+
+        def to_config(name, value):
+            if cfg.settings.get(names[name]) != value:
+                cfg.set(names[name], value)
+        for name in names:  # each of the Data tab's settings, when the user changes it
+            pn.bind(to_config, name, data.param[name], watch=True)
 
     # -- the periodic callback ------------------------------------------------------------------
     def tick(self) -> None:
