@@ -42,6 +42,7 @@ from gemma_panel.models.registry import MODELS
 
 from .data_checks import loaded_tokenizer
 from .jobs import Jobs
+from .outputs import write
 from .server_paths import (
     PathRefused,
     confine_data_path,
@@ -107,6 +108,8 @@ class ConfigModel(param.Parameterized):
     message = param.String(default="")
     data_verdict = param.Dict(default={}, doc="preflight(recipe).to_dict(): will the run's "
                               "data step pass? {} while it is being checked.")
+    devices = param.String(default="", constant=True, doc="What JAX sees on this machine, "
+                           "in one line, once 'Check devices' has run ('' before).")
 
     def __init__(self, recipe: Recipe | None = None, base_path: str | None = "default",
                  jobs: Jobs | None = None, **params):
@@ -211,6 +214,15 @@ class ConfigModel(param.Parameterized):
 
         self.jobs.submit("config-data", lambda: preflight(
             recipe, loaded_tokenizer(recipe.model.source)).to_dict(), done, failed)
+
+    def check_devices(self) -> None:
+        """Fill ``devices`` from a child process (the server never starts JAX itself)."""
+        from gemma_panel.distribution.devices import probe_devices
+
+        write(self, devices="checking the devices...")
+        self.jobs.submit("config-devices", lambda: probe_devices().summary(),
+                         lambda line: write(self, devices=line),
+                         lambda exc: write(self, devices=str(exc)))
 
     def apply_fix(self) -> None:
         """Set the fields the data verdict names (e.g. the template the data needs)."""
