@@ -86,7 +86,7 @@ def _options(args):
 
 def cmd_submit(args) -> int:
     from gemma_panel.cloud import vertex
-    from gemma_panel.config import load_recipe, recipe_to_yaml
+    from gemma_panel.config import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
     options = _options(args)
@@ -100,10 +100,12 @@ def cmd_submit(args) -> int:
             print(f"warning: {path} is a local path, which the job cannot read; copy it to "
                   "a bucket and override data.train_path", file=sys.stderr)
         return 0
-    name, folder = vertex.submit(recipe, recipe_to_yaml(recipe), options)
-    print(f"submitted {name}; its folder is {folder}")
-    print(f"follow it with 'gemma-panel cloud status {name}'; "
-          f"cancel with 'gemma-panel cloud cancel {name}'")
+    from gemma_panel.runs.remote import submit_vertex
+
+    run = submit_vertex(recipe, options)
+    print(f"submitted {run.job_name} as run {run.id}; its folder is {run.remote_dir}")
+    print(f"follow it with 'gemma-panel runs show {run.id}'; "
+          f"cancel with 'gemma-panel runs cancel {run.id}'")
     return 0
 
 

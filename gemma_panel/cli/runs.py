@@ -97,6 +97,14 @@ def _store(args=None):
     return RunStore(getattr(args, "store", None))
 
 
+def _poll_jobs(store, run_ids=None) -> None:
+    """Bring runs that Vertex AI jobs train up to date; say on stderr which could not be."""
+    from gemma_panel.runs.remote import poll
+
+    for problem in poll(store, run_ids):
+        print(f"warning: {problem.message}", file=sys.stderr)
+
+
 def cmd_validate(args) -> int:
     from gemma_panel.config import load_recipe, recipe_to_yaml
 
@@ -130,6 +138,7 @@ def cmd_list(args) -> int:
 
     store = _store()
     recover(store)  # notices dead workers; restarts the queue after a reboot
+    _poll_jobs(store)
     runs = store.list_runs(args.status)
     if args.json:
         print(json.dumps([_run_dict(store, r) for r in runs], indent=2, default=str))
@@ -160,6 +169,9 @@ def cmd_show(args) -> int:
 
     store = _store()
     run = store.get(args.run_id)
+    if run.remote:
+        _poll_jobs(store, [run.id])
+        run = store.get(run.id)
     if args.json:
         print(json.dumps(_run_dict(store, run) | {"recipe_yaml": run.recipe_yaml},
                          indent=2, default=str))
@@ -174,6 +186,10 @@ def cmd_show(args) -> int:
     if run.checkpoint_step is not None:
         print(f"checkpoint step {run.checkpoint_step}: {run.checkpoint_path}")
     print(f"folder   {run.run_dir}")
+    if run.remote:
+        print(f"job      {run.job_name} ({run.backend})")
+    if run.remote_dir:
+        print(f"copy     {run.remote_dir}")
     metrics = store.latest_metrics(run.id)
     if metrics:
         print("latest   " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items())
@@ -222,7 +238,12 @@ def cmd_cancel(args) -> int:
         print(f"{run.id} is {run.status}; nothing to cancel")
         return 0
     if run.status == st.CANCELLED:
-        print(f"{run.id}: cancelled before it started")
+        print(f"{run.id}: cancelled" + (f" ({run.message})" if run.remote else
+                                         " before it started"))
+        return 0
+    if run.remote:
+        print(f"{run.id}: cancel sent to {run.job_name}; 'gemma-panel runs show {run.id}' "
+              "says when Vertex AI has stopped it")
         return 0
     print(f"{run.id}: cancel requested; it saves a checkpoint and stops at its next step")
     while args.wait and store.get(run.id).status not in st.FINISHED:

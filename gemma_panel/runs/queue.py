@@ -80,7 +80,7 @@ def resume(run_id: str, store: RunStore | None = None, *,
     store = store or RunStore()
     run = store.get(run_id)
     change = check_data_unchanged(store, run, accept_changed_data) \
-        if run.status.resumable else None
+        if run.status.resumable and not run.remote else None
     run = store.requeue(run.id)
     if change:
         record_accepted(store, run.id, run.attempt, change)
@@ -89,8 +89,15 @@ def resume(run_id: str, store: RunStore | None = None, *,
 
 
 def cancel(run_id: str, store: RunStore | None = None) -> Run:
-    """Cancel from any process: queued runs at once, running ones at their next step."""
-    return (store or RunStore()).request_cancel(run_id)
+    """Cancel from any process: queued runs at once, running ones at their next step; a
+    Vertex AI job's run by cancelling the job (``remote.cancel_job``)."""
+    store = store or RunStore()
+    run = store.get(run_id)
+    if run.remote:
+        from .remote import cancel_job
+
+        return cancel_job(store, run)
+    return store.request_cancel(run.id)
 
 
 def recover(store: RunStore | None = None) -> list[str]:

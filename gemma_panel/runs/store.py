@@ -100,8 +100,12 @@ class RunStore(StatusTransitions):
         return RunFolder(self.runs_root / run_id)
 
     def create_run(self, recipe: Recipe, *, trainer: str = DEFAULT_TRAINER,
-                   cwd: str | Path | None = None) -> Run:
+                   cwd: str | Path | None = None, remote_dir: str | None = None) -> Run:
         """Record a new ``queued`` run and write its folder; starts nothing (see ``submit``).
+
+        Args:
+            remote_dir: a gs:// folder the worker keeps a copy of the run folder in (default:
+                ``train.storage``/RUN_ID when the recipe sets it); see ``runs.mirror``.
 
         Raises:
             ModelSourceError: ``model.source`` names no model (a missing path, a file that
@@ -118,19 +122,37 @@ class RunStore(StatusTransitions):
             from gemma_panel.export.listed import check_listed  # imports gguf: only if needed
 
             check_listed(recipe)  # refused now, not after the training
+        return self._insert(recipe, trainer=trainer, remote_dir=remote_dir)
+
+    def create_remote_run(self, recipe: Recipe, *, backend: str, job_name: str,
+                          remote_dir: str | None) -> Run:
+        """Record a ``queued`` run that a job elsewhere trains (``backend`` "vertex": the
+        Vertex AI job ``job_name``); no worker here ever takes it. Its status follows the
+        job's (``follow_job``), its metrics come from ``remote_dir`` (``runs.mirror``)."""
+        return self._insert(recipe, trainer=backend, backend=backend, job_name=job_name,
+                            remote_dir=remote_dir)
+
+    def _insert(self, recipe: Recipe, *, trainer: str, backend: str = "local",
+                job_name: str | None = None, remote_dir: str | None = None) -> Run:
         slug = re.sub(r"[^a-z0-9]+", "-", recipe.name.lower()).strip("-")[:40] or "run"
         run_id = f"{slug}-{secrets.token_hex(3)}"
+        storage = getattr(recipe.train, "storage", None)
+        if remote_dir is None and storage and backend == "local":
+            remote_dir = f"{storage.rstrip('/')}/{run_id}"
         folder = self.folder(run_id)
         folder.create(recipe)
         now = time.time()
         with self.write() as conn:
             conn.execute(
                 "INSERT INTO runs (id, name, status, created_at, queued_at, queue_pos, trainer,"
-                " run_dir, recipe_yaml, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " run_dir, recipe_yaml, heartbeat_at, backend, job_name, remote_dir) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (run_id, recipe.name, st.QUEUED, now, now, next_queue_pos(conn), trainer,
-                 str(folder.path), recipe_to_yaml(recipe, comments=False), now),
+                 str(folder.path), recipe_to_yaml(recipe, comments=False), now, backend,
+                 job_name, remote_dir),
             )
-            insert_event(conn, run_id, 0, "status", "queued")
+            insert_event(conn, run_id, 0, "status", "queued",
+                         {"job": job_name} if job_name else None)
         return self.get(run_id)
 
     def get(self, run_id: str) -> Run:

@@ -19,8 +19,6 @@ from gemma_panel.cloud.vertex import JobOptions
 from gemma_panel.config import load_recipe, recipe_to_yaml
 from gemma_panel.errors import UserError
 
-from .vertex_server import VertexServer
-
 RECIPE = Path(__file__).parents[2] / "recipes" / "quickstart.yaml"
 
 
@@ -94,19 +92,6 @@ def test_job_states_map_to_run_statuses():
     assert vertex.status_of(job("JOB_STATE_CANCELLED")) == ("cancelled", None)
     assert vertex.status_of(job("JOB_STATE_FAILED", "OOM in replica 0")) == (
         "failed", "OOM in replica 0")
-
-
-@pytest.fixture
-def vertex_api(monkeypatch):
-    from google.auth.credentials import AnonymousCredentials
-
-    server = VertexServer()
-    monkeypatch.setenv(vertex.ENDPOINT_ENV, server.url)
-    real = vertex.job_client
-    monkeypatch.setattr(vertex, "job_client",
-                        lambda region, credentials=None: real(region, AnonymousCredentials()))
-    yield server
-    server.close()
 
 
 def test_submit_and_cancel_send_the_rest_calls(gcs, vertex_api, capsys):
