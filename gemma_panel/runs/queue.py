@@ -53,7 +53,7 @@ def spawn_worker(store: RunStore, run_id: str) -> subprocess.Popen:
 
 
 def submit(recipe: Recipe, store: RunStore | None = None, *, trainer: str = DEFAULT_TRAINER,
-           cwd=None) -> Run:
+           cwd=None, remote_dir: str | None = None) -> Run:
     """Queue a run and start its worker; returns at once (the run is ``queued``).
 
     Example:
@@ -62,7 +62,7 @@ def submit(recipe: Recipe, store: RunStore | None = None, *, trainer: str = DEFA
         'queued'
     """
     store = store or RunStore()
-    run = store.create_run(recipe, trainer=trainer, cwd=cwd)
+    run = store.create_run(recipe, trainer=trainer, cwd=cwd, remote_dir=remote_dir)
     spawn_worker(store, run.id)
     return run
 

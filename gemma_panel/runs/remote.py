@@ -55,6 +55,10 @@ def poll(store: RunStore, run_ids: list[str] | None = None, *, client=None
     for run in runs:
         try:
             status, message = job_status(run, client=client)
+            if run.remote_dir:  # its metrics first: a run that ended has all of them
+                from .mirror import read_back
+
+                read_back(store, run)
             store.follow_job(run.id, st.RunStatus(status), message)
         except Exception as exc:  # noqa: BLE001 - one unreachable job must not hide the rest
             problems.append(PollProblem(run.id, _why(run, exc)))

@@ -113,11 +113,11 @@ class RunStore(StatusTransitions):
                 that cannot start is never queued.
             ExportError: the recipe's ``export:`` section asks for what no export can make.
             StorageAccessError: a gs:// data file's bucket is missing or this identity may
-                not read it.
+                not read it, or may not write the folder copy's prefix.
         """
         recipe = resolve_paths(recipe, cwd)
         _check_model_source(recipe.model.source)
-        _check_cloud_data(recipe)
+        _check_cloud_data(recipe, remote_dir or recipe.train.storage)
         if recipe.export.formats or recipe.export.quantize:
             from gemma_panel.export.listed import check_listed  # imports gguf: only if needed
 
@@ -136,7 +136,7 @@ class RunStore(StatusTransitions):
                 job_name: str | None = None, remote_dir: str | None = None) -> Run:
         slug = re.sub(r"[^a-z0-9]+", "-", recipe.name.lower()).strip("-")[:40] or "run"
         run_id = f"{slug}-{secrets.token_hex(3)}"
-        storage = getattr(recipe.train, "storage", None)
+        storage = recipe.train.storage
         if remote_dir is None and storage and backend == "local":
             remote_dir = f"{storage.rstrip('/')}/{run_id}"
         folder = self.folder(run_id)
@@ -258,6 +258,30 @@ class RunStore(StatusTransitions):
                       (step, path, run_id))
             insert_event(c, run_id, attempt, "checkpoint", path, {"step": step, "best": best})
 
+    def import_remote_chunk(self, run_id: str, chunk: str, rows: list[dict]) -> bool:
+        """Add one record chunk of the run's copy on Cloud Storage (``mirror.read_back``) in
+        one transaction, once: False when it (or a later one) was imported already."""
+        with self.write() as conn:
+            row = conn.execute("SELECT attempt, remote_cursor FROM runs WHERE id = ?",
+                               (run_id,)).fetchone()
+            if row is None or (row["remote_cursor"] or "") >= chunk:
+                return False
+            attempt = row["attempt"]
+            for r in rows:
+                if r["kind"] == "metrics":
+                    self.add_metrics(run_id, attempt, r["step"], r["tokens"], r["values"],
+                                     r["time"], conn=conn)
+                elif r["kind"] == "samples":
+                    self.add_samples(run_id, attempt, r["step"], r["samples"], r["time"],
+                                     conn=conn)
+                elif r["kind"] == "checkpoint":
+                    self.record_checkpoint(run_id, attempt, r["step"], r["path"], r["best"],
+                                           conn=conn)
+                elif r["kind"] == "total_steps":
+                    self.set_total_steps(run_id, attempt, r["total"], conn=conn)
+            conn.execute("UPDATE runs SET remote_cursor = ? WHERE id = ?", (chunk, run_id))
+        return True
+
     @contextmanager
     def _in(self, conn):
         """Inside the caller's transaction if it has one, else in a new one."""
@@ -328,13 +352,15 @@ def _check_model_source(source: str) -> None:
         raise ModelSourceError(f"model.source: {exc}") from exc
 
 
-def _check_cloud_data(recipe: Recipe) -> None:
-    """gs:// data files must be readable by this identity now, not at the worker's start."""
+def _check_cloud_data(recipe: Recipe, copy_to: str | None) -> None:
+    """gs:// data files must be readable by this identity now, and the folder copy's prefix
+    writable, not at the worker's start or its first checkpoint."""
     paths = [p for p in (recipe.data.train_path, recipe.data.validation_path) if p]
-    if any(p.startswith("gs://") for p in paths):
+    writes = [copy_to] if copy_to else []
+    if writes or any(p.startswith("gs://") for p in paths):
         from gemma_panel.cloud.gcs import preflight
 
-        preflight(paths)
+        preflight(paths, writes=writes)
 
 
 def _number(value) -> float | None:
