@@ -2,7 +2,7 @@
 from the command line.
 
     gemma-panel validate RECIPE [SECTION.FIELD=VALUE ...] [--show]
-    gemma-panel run RECIPE [SECTION.FIELD=VALUE ...] [--detach]
+    gemma-panel run RECIPE [SECTION.FIELD=VALUE ...] [--detach] [--run-folder gs://...]
     gemma-panel runs list | show ID | logs ID [-f] | cancel ID | resume ID | delete ID [--yes]
     gemma-panel runs compare ID ID ... [--by tokens] | parallel [N]
     gemma-panel worker RUN_ID
@@ -42,6 +42,10 @@ def add_run_commands(sub) -> None:
                      help="override recipe fields, e.g. train.learning_rate=1e-4")
     run.add_argument("--detach", action="store_true",
                      help="print the run id and return; the run goes on in the background")
+    run.add_argument("--run-folder", metavar="gs://BUCKET/PATH",
+                     help="keep a copy of the run folder there (metrics, samples, "
+                          "checkpoints), and go on from the last checkpoint already there: "
+                          "what a Vertex AI job's restarted replica does")
     run.add_argument("--trainer", metavar="MODULE:FUNCTION",
                      help="a custom training function with gemma_panel.training.train's "
                           "signature (default: that one)")
@@ -122,7 +126,8 @@ def cmd_run(args) -> int:
 
     recipe = load_recipe(args.recipe, args.overrides)
     store = _store()
-    run = submit(recipe, store, trainer=args.trainer or DEFAULT_TRAINER)
+    run = submit(recipe, store, trainer=args.trainer or DEFAULT_TRAINER,
+                 remote_dir=args.run_folder)
     ahead = (queue.position(store, run.id) or 1) - 1
     print(f"run {run.id} queued" + (f" behind {ahead} run(s)" if ahead else "")
           + f"; folder {run.run_dir}")
