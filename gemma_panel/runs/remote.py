@@ -52,6 +52,7 @@ def poll(store: RunStore, run_ids: list[str] | None = None, *, client=None
     runs = [r for r in (store.list_runs() if run_ids is None else
                         [store.get(i) for i in run_ids]) if r.remote and r.status.active]
     problems = []
+    unreadable = _reading_errors() if runs else ()
     for run in runs:
         try:
             status, message = job_status(run, client=client)
@@ -60,7 +61,7 @@ def poll(store: RunStore, run_ids: list[str] | None = None, *, client=None
 
                 read_back(store, run)
             store.follow_job(run.id, st.RunStatus(status), message)
-        except Exception as exc:  # noqa: BLE001 - one unreachable job must not hide the rest
+        except unreadable as exc:  # one unreachable job must not hide the others
             problems.append(PollProblem(run.id, _why(run, exc)))
     return problems
 
@@ -90,7 +91,20 @@ def cancel_job(store: RunStore, run: Run, *, client=None) -> Run:
     return store.get(run.id)
 
 
-def _why(run: Run, exc: Exception) -> str:
+def _reading_errors() -> tuple[type[BaseException], ...]:
+    """What reading a job or its folder raises when the network, the credentials or the
+    job are the problem (not a bug): those make a warning, not a failed command."""
+    from gemma_panel.errors import UserError
+
+    try:
+        from google.api_core.exceptions import GoogleAPIError
+        from google.auth.exceptions import GoogleAuthError
+    except ImportError:  # no cloud extra: every poll fails on the import below
+        return (UserError, OSError, ImportError)
+    return (UserError, OSError, ImportError, GoogleAPIError, GoogleAuthError)
+
+
+def _why(run: Run, exc: BaseException) -> str:
     from gemma_panel.errors import as_user_error
 
     said = as_user_error(exc)
