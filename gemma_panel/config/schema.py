@@ -215,6 +215,12 @@ class TrainSection:
         "a stopped run resumes from the last one.",
     )
     log_every: int = option(1, "Report training loss and throughput every N steps.")
+    storage: str | None = option(
+        None,
+        "A gs://bucket/runs prefix: the run keeps a copy of its folder under it (metrics, "
+        "samples and each checkpoint, uploaded create-only as they are written), which a "
+        "Vertex AI job resumes from and a dashboard elsewhere reads.",
+    )
 
 
 @dataclass(frozen=True)

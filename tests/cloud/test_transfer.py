@@ -48,6 +48,17 @@ def test_upload_folder_lands_with_matching_checksums(gcs, tmp_path):
     assert sorted(u.url for u in done) == [f"gs://{bucket.name}/{n}" for n in names]
 
 
+def test_a_checkpoint_meta_file_goes_up_after_every_other_file(gcs, tmp_path):
+    client, bucket = gcs
+    folder = tmp_path / "step-000002"
+    folder.mkdir()
+    for name in ("meta.json", "state.npz", "z.bin"):
+        (folder / name).write_bytes(name.encode())
+    done = upload_folder(folder, f"gs://{bucket.name}/ck/step-000002", client=client,
+                         last=("meta.json",))
+    assert [u.url.rsplit("/", 1)[-1] for u in done] == ["state.npz", "z.bin", "meta.json"]
+
+
 def test_upload_folder_refuses_a_destination_that_holds_objects(gcs, tmp_path):
     client, bucket = gcs
     bucket.blob("exports/r/hf/config.json").upload_from_string(b"another run's")
