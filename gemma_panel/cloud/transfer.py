@@ -89,14 +89,20 @@ def verify_upload(local: str | os.PathLike, url: GsUrl, blob) -> Uploaded:
                     int(blob.generation or 0))
 
 
+# The files whose presence says a folder is whole: a checkpoint's and an export's.
+COMPLETION_MARKERS = ("meta.json", "manifest.json")
+
+
 def upload_folder(local: str | os.PathLike, url: str | GsUrl, *, client=None,
-                  chunk_size: int | None = None, last: tuple[str, ...] = ()) -> list[Uploaded]:
+                  chunk_size: int | None = None,
+                  last: tuple[str, ...] = COMPLETION_MARKERS) -> list[Uploaded]:
     """Upload a finished folder (an export, a checkpoint) below ``url``, every file
     create-only and verified; refuse a destination that already holds objects.
 
     Args:
-        last: file names uploaded after every other file (a checkpoint's ``meta.json``: a
-            reader that finds it finds the whole checkpoint).
+        last: file names uploaded after every other file (by default a checkpoint's
+            ``meta.json`` and an export's ``manifest.json``: a reader that finds the
+            marker finds the whole folder).
     """
     root = Path(local)
     if not root.is_dir():

@@ -223,3 +223,13 @@ def test_folders_are_cached_by_their_objects_hashes(gcs, tmp_path):
     bucket.blob("m/hf/config.json").upload_from_string(b'{"rank": 16}\n')
     changed = fetch(f"gs://{bucket.name}/m/hf")
     assert changed != first and (changed / "config.json").read_text() == '{"rank": 16}\n'
+
+
+def test_by_default_an_export_manifest_goes_up_last(gcs, tmp_path):
+    client, bucket = gcs
+    folder = tmp_path / "gguf"
+    folder.mkdir()
+    for name in ("a.gguf", "manifest.json", "README.md"):
+        (folder / name).write_bytes(name.encode())
+    done = upload_folder(folder, f"gs://{bucket.name}/ex/gguf", client=client)
+    assert [u.url.rsplit("/", 1)[-1] for u in done][-1] == "manifest.json"
