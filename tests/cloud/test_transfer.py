@@ -229,7 +229,7 @@ def test_by_default_an_export_manifest_goes_up_last(gcs, tmp_path):
     client, bucket = gcs
     folder = tmp_path / "gguf"
     folder.mkdir()
-    for name in ("a.gguf", "manifest.json", "README.md"):
+    for name in ("manifest.json", "model.gguf", "z-notes.txt"):
         (folder / name).write_bytes(name.encode())
     done = upload_folder(folder, f"gs://{bucket.name}/ex/gguf", client=client)
     assert [u.url.rsplit("/", 1)[-1] for u in done][-1] == "manifest.json"
