@@ -110,6 +110,7 @@ class Studio:
             if now - self._last_list > 3.0:
                 self._last_list = now
                 self.runs.refresh_runs()
+                self.runs.poll_remote()
                 self.compare.refresh_choices()
         except Exception:  # a bad moment must not stop the callback for good
             log.exception("dashboard tick failed")

@@ -123,6 +123,10 @@ def _series(points) -> dict[str, dict[str, list]]:
     return out
 
 
+# Vertex AI jobs are polled this often while one is queued or running (one API call each).
+REMOTE_POLL_S = 30.0
+
+
 class RunsModel(param.Parameterized):
     """Every run, the selected one's status, samples and log; start, cancel, resume."""
 
@@ -152,6 +156,7 @@ class RunsModel(param.Parameterized):
         # stand-in trainer (tests) tokenizes nothing, so by default its runs are not.
         self.check_tokens = trainer == DEFAULT_TRAINER if check_tokens is None else check_tokens
         self.jobs = jobs or Jobs()
+        self._last_remote = -float("inf")
         self.feed = MetricFeed(self.store, None)
         self._sample_cursor = 0
         self.refresh_runs()
@@ -160,6 +165,23 @@ class RunsModel(param.Parameterized):
             self.selected = (active or self.runs)[0]["id"]
 
     # -- the list of runs -----------------------------------------------------------------
+    def poll_remote(self, every_s: float = REMOTE_POLL_S) -> None:
+        """Ask the cloud about active remote runs (Vertex AI jobs), off the page's thread and
+        at most every ``every_s`` seconds (each poll is an API call per job)."""
+        now = time.monotonic()
+        if now - self._last_remote < every_s or "remote-poll" in self.jobs.running:
+            return
+        if not any(r.remote and r.status.active for r in self.store.list_runs()):
+            return
+        self._last_remote = now
+        from gemma_panel.runs.remote import poll
+
+        def done(problems) -> None:
+            if problems:
+                write(self, notice="; ".join(p.message for p in problems))
+
+        self.jobs.submit("remote-poll", lambda: poll(self.store), done, self._failed)
+
     @writes
     def refresh_runs(self) -> None:
         rows = []

@@ -119,3 +119,24 @@ def test_cloud_submit_records_a_run_that_runs_list_follows(gcs, vertex_api, tmp_
     assert main(["runs", "show", run.id]) == 0
     shown = capsys.readouterr().out
     assert "status   cancelled" in shown and f"job      {run.job_name}" in shown
+
+
+def test_the_dashboard_polls_remote_runs_in_the_background_and_not_too_often(store,
+                                                                          vertex_api):
+    from gemma_panel.ui.runs_model import RunsModel
+
+    run = _job_run(store, vertex_api, "JOB_STATE_RUNNING")
+    model = RunsModel(store)
+    model.poll_remote()
+    model.jobs.wait(60)
+    model.jobs.poll()
+    assert store.get(run.id).status == "running"
+    vertex_api.jobs[run.job_name]["state"] = "JOB_STATE_SUCCEEDED"
+    calls = len(vertex_api.calls)
+    model.poll_remote()  # within the interval: no API call
+    model.jobs.wait(60)
+    assert len(vertex_api.calls) == calls and store.get(run.id).status == "running"
+    model.poll_remote(every_s=0)
+    model.jobs.wait(60)
+    model.jobs.poll()
+    assert store.get(run.id).status == "succeeded"
