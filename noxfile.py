@@ -61,6 +61,14 @@ def lint(session):
 
 
 @nox.session
+def docs(session):
+    """Build the documentation site into site/ with warnings as errors (open site/index.html)."""
+    session.install("-e", ".[docs]")
+    session.run("mkdocs", "build", "--strict", *session.posargs,
+                env={"DISABLE_MKDOCS_2_WARNING": "true", "NO_MKDOCS_2_WARNING": "1"})
+
+
+@nox.session
 def demo(session):
     """The main job: LoRA-tune the bundled Gemma 3 270M with recipes/quickstart.yaml."""
     session.install("-e", ".")
