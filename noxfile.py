@@ -49,7 +49,8 @@ def tests(session):
     Pytest arguments go after --; -rs lists every skipped test with its reason."""
     install_system_packages(session)
     # cloud: tests/cloud run the Google libraries against gcp-storage-emulator (in dev).
-    session.install("-e", ".[dev,augment,cloud]")
+    # docs: tests/tooling/test_docs.py builds the site as `nox -s docs` does.
+    session.install("-e", ".[dev,augment,cloud,docs]")
     session.run("pytest", "-rs", *session.posargs)
 
 

@@ -17,9 +17,9 @@ import mkdocs_gen_files
 # argparse wraps help to the terminal's width; a fixed width keeps the pages the same anywhere.
 os.environ["COLUMNS"] = "96"
 
-from gemma_panel.cli import build_parser  # noqa: E402
-from gemma_panel.config import SECTIONS, field_help, iter_fields  # noqa: E402
-from gemma_panel.models.registry import MODELS  # noqa: E402
+from gemma_panel.cli import build_parser
+from gemma_panel.config import SECTIONS, field_help, iter_fields
+from gemma_panel.models.registry import MODELS
 
 # The public packages whose __init__ re-exports the API (the implementation modules stay
 # private), in the order a reader meets them.
@@ -48,8 +48,8 @@ def _subcommands(parser: argparse.ArgumentParser):
 
 def cli_page() -> str:
     lines = ["# Command line", "",
-             "Every `gemma-panel` command with its options, as `--help` prints them "
-             "(generated from the parser at build time).", ""]
+             ("Every `gemma-panel` command with its options, as `--help` prints them "
+              "(generated from the parser at build time)."), ""]
     for words, parser in _subcommands(build_parser()):
         title = " ".join(["gemma-panel", *words])
         lines += [f"## {title}", "", "```text", parser.format_help().rstrip(), "```", ""]
@@ -64,10 +64,10 @@ def _default(f: dataclasses.Field) -> str:
 
 def recipe_page() -> str:
     lines = ["# Recipe fields", "",
-             "Every field a recipe YAML (or an override such as `train.learning_rate=1e-4`) "
-             "can set, with its default, generated from the schema in "
-             "`gemma_panel/config/schema.py`. `gemma-panel validate RECIPE --show` prints "
-             "the same text beside a recipe's values.", ""]
+             ("Every field a recipe YAML (or an override such as `train.learning_rate=1e-4`) "
+              "can set, with its default, generated from the schema in "
+              "`gemma_panel/config/schema.py`. `gemma-panel validate RECIPE --show` prints "
+              "the same text beside a recipe's values."), ""]
     section = None
     for name, f, hint in iter_fields():
         if name != section:
@@ -83,9 +83,9 @@ def recipe_page() -> str:
 
 def models_page() -> str:
     lines = ["# Models", "",
-             "The model registry (`gemma_panel/models/registry.py`), as "
-             "`gemma-panel models list` shows it. Every name takes `-it` for its "
-             "instruction-tuned twin.", "",
+             ("The model registry (`gemma_panel/models/registry.py`), as "
+              "`gemma-panel models list` shows it. Every name takes `-it` for its "
+              "instruction-tuned twin."), "",
              "| name | family | parameters | context | reads | download | licence |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for spec in MODELS.values():
@@ -98,8 +98,8 @@ def models_page() -> str:
 
 def api_pages() -> dict[str, str]:
     index = ["# Python API", "",
-             "Each package re-exports its public names from its `__init__`; these pages are "
-             "generated from their docstrings by mkdocstrings.", ""]
+             ("Each package re-exports its public names from its `__init__`; these pages "
+              "are generated from their docstrings by mkdocstrings."), ""]
     pages = {}
     for module, what in API_MODULES.items():
         index.append(f"- [`gemma_panel.{module}`]({module}.md): {what}")

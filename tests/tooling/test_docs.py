@@ -5,13 +5,22 @@ reading every module with ``ast``) and every kind of problem the data check repo
 codes of ``PROBLEM_TITLES``) has a troubleshooting section whose anchor exists, and the
 troubleshooting index links each error class to its section. Nothing is imported to find
 them, so a new error class or report kind without its section fails here in milliseconds.
+
+Where the docs extra is installed (the tests session installs it), the site is also built as
+`nox -s docs` builds it, with warnings as errors: a broken link or anchor, a page missing from
+the nav, a docstring mkdocstrings cannot read. That takes a few seconds.
 """
 
 from __future__ import annotations
 
 import ast
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "gemma_panel"
@@ -117,3 +126,26 @@ def test_every_report_kind_has_a_section_that_starts_from_its_printed_line():
         assert data[code] in (f"ERROR: {title}", f"WARNING: {title}"), (
             f"the section for {code!r} is headed {data[code]!r}; the report prints "
             f"'ERROR: {title}' or 'WARNING: {title}'")
+
+
+def test_the_site_builds_strict_with_its_generated_reference(tmp_path):
+    for module in ("mkdocs", "material", "mkdocstrings_handlers.python", "mkdocs_gen_files"):
+        pytest.importorskip(
+            module, reason="the docs extra is not installed: pip install -e '.[docs]'")
+    site = tmp_path / "site"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DISABLE_MKDOCS_2_WARNING": "true",
+           "NO_MKDOCS_2_WARNING": "1"}
+    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir",
+                           str(site)], cwd=ROOT, env=env, capture_output=True, text=True,
+                          check=False, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    # offline: plain .html links, and the search index bundled as a script (file:// works)
+    assert (site / "index.html").is_file() and (site / "search" / "search_index.js").is_file()
+    assert 'href="get-started.html"' in (site / "index.html").read_text(encoding="utf-8")
+    # the reference is generated from the code, not written: the parser and the schema
+    cli = (site / "reference" / "cli.html").read_text(encoding="utf-8")
+    assert "gemma-panel runs resume" in cli and "--accept-changed-data" in cli
+    recipe = (site / "reference" / "recipe.html").read_text(encoding="utf-8")
+    assert 'id="train-learning_rate"' in recipe and "Peak learning rate of AdamW" in recipe
+    api = (site / "reference" / "api" / "config.html").read_text(encoding="utf-8")
+    assert 'id="gemma_panel.config.load_recipe"' in api
