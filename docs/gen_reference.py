@@ -103,7 +103,8 @@ def api_pages() -> dict[str, str]:
     pages = {}
     for module, what in API_MODULES.items():
         index.append(f"- [`gemma_panel.{module}`]({module}.md): {what}")
-        pages[f"reference/api/{module}.md"] = f"# gemma_panel.{module}\n\n::: gemma_panel.{module}\n"
+        page = f"# gemma_panel.{module}\n\n::: gemma_panel.{module}\n"
+        pages[f"reference/api/{module}.md"] = page
     pages["reference/api/index.md"] = "\n".join(index) + "\n"
     return pages
 

@@ -142,6 +142,10 @@ def test_the_site_builds_strict_with_its_generated_reference(tmp_path):
     # offline: plain .html links, and the search index bundled as a script (file:// works)
     assert (site / "index.html").is_file() and (site / "search" / "search_index.js").is_file()
     assert 'href="get-started.html"' in (site / "index.html").read_text(encoding="utf-8")
+    remote = re.compile(r"""<(?:script|link|img)\b[^>]*(?:src|href)="(?:https?:)?//""")
+    fetching = [str(p.relative_to(site)) for p in site.rglob("*.html")
+                if remote.search(p.read_text(encoding="utf-8"))]
+    assert not fetching, f"pages that load a script, style or image from the web: {fetching}"
     # the reference is generated from the code, not written: the parser and the schema
     cli = (site / "reference" / "cli.html").read_text(encoding="utf-8")
     assert "gemma-panel runs resume" in cli and "--accept-changed-data" in cli
