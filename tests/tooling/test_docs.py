@@ -153,3 +153,5 @@ def test_the_site_builds_strict_with_its_generated_reference(tmp_path):
     assert 'id="train-learning_rate"' in recipe and "Peak learning rate of AdamW" in recipe
     api = (site / "reference" / "api" / "config.html").read_text(encoding="utf-8")
     assert 'id="gemma_panel.config.load_recipe"' in api
+    # docs/griffe_examples.py: "Example:" doctests render as code, not as nested quotes
+    assert "<blockquote>" not in api and '<span class="gp">&gt;&gt;&gt; </span>' in api
