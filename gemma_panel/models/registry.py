@@ -36,8 +36,8 @@ class ModelSpec:
             vision and audio encoders) included.
         context_length: the longest sequence the model was trained for, in tokens.
         vocab_size: tokenizer vocabulary size (= rows of the embedding and of the LM head).
-        hidden_dim, num_layers, num_query_heads, num_key_value_heads, head_dim,
-        intermediate_dim: the transformer's shape, for memory and FLOP estimates.
+        hidden_dim, num_layers, num_query_heads, num_key_value_heads, head_dim, intermediate_dim:
+            the transformer's shape, for memory and FLOP estimates.
         keras_hub_presets: KerasHub preset names, pre-trained first, instruction-tuned second.
         bundled: True when the weights ship with gemma_panel's dependencies (no download).
         description: one line for pickers and listings.
