@@ -96,16 +96,23 @@ def download_handler():
     from tornado.iostream import StreamClosedError
     from tornado.web import HTTPError, RequestHandler
 
-    from .serve import _logged_in as logged_in
     from .serve import is_loopback
 
     class DownloadHandler(RequestHandler):
         def initialize(self, runs_root: str, login: bool):
             self.runs_root, self.login = Path(runs_root), login
 
+        def _logged_in(self) -> bool:
+            """The signed login cookie of Panel's basic auth (a client cannot forge one)."""
+            from panel.config import config
+            from tornado.web import decode_signed_value
+
+            cookie, secret = self.get_cookie("user"), config.cookie_secret
+            return bool(cookie and secret and decode_signed_value(secret, "user", cookie))
+
         async def get(self, rel: str):
             peer = self.request.remote_ip or ""
-            if (self.login or not is_loopback(peer)) and not logged_in(self.request):
+            if (self.login or not is_loopback(peer)) and not self._logged_in():
                 raise HTTPError(403, "log in to the dashboard first")
             try:
                 target = confine_download(self.runs_root, rel)

@@ -6,7 +6,8 @@ no login. Bound to any other address it can be reached from other machines, so i
 a password first (Panel's basic auth): ``GEMMA_PANEL_PASSWORD``, or one generated and
 printed at start. ``studio_page`` also refuses, whoever started the server, to build the
 studio for a peer on another machine that has not logged in (``panel serve --address
-0.0.0.0`` without ``--basic-auth``).
+0.0.0.0`` without ``--basic-auth``). ``/download/<path>`` (``downloads.py``) serves the
+run store's exports under the same login.
 """
 
 from __future__ import annotations

@@ -201,9 +201,10 @@ def download_server(store):
         holder["loop"].call_soon_threadsafe(holder["stop"].set)
 
 
-def _get(url):
+def _get(url, cookie=None):
+    request = urllib.request.Request(url, headers={"Cookie": cookie} if cookie else {})
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, response.headers, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.headers, b""
@@ -223,7 +224,17 @@ def test_the_route_serves_files_and_zips_and_refuses_the_rest(store, download_se
     assert _get(base + "/download/nothing-here")[0] == 404
 
 
-def test_the_route_asks_for_the_login_when_the_dashboard_has_one(store, download_server):
+def test_the_route_asks_for_the_login_when_the_dashboard_has_one(store, download_server,
+                                                                 monkeypatch):
+    from panel.config import config
+    from tornado.web import create_signed_value
+
+    monkeypatch.setattr(config, "cookie_secret", "the-servers-secret")
     folder = _export(_run(store))
     base = download_server(login=True)
-    assert _get(base + download_url(store.runs_root, folder / "model.gguf"))[0] == 403
+    url = base + download_url(store.runs_root, folder / "model.gguf")
+    assert _get(url)[0] == 403
+    forged = create_signed_value("another-secret", "user", "me").decode()
+    assert _get(url, cookie=f"user={forged}")[0] == 403
+    signed = create_signed_value("the-servers-secret", "user", "me").decode()
+    assert _get(url, cookie=f"user={signed}")[0] == 200
