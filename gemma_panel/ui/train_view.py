@@ -14,7 +14,7 @@ import time
 import panel as pn
 import param
 
-from .charts import ROLLOVER, live_figures
+from .charts import ROLLOVER, live_figures, show_present_series
 from .config_model import ConfigModel
 from .config_view import data_verdict_pane
 from .data_view import table
@@ -25,7 +25,8 @@ STATUS_ALERT = {"queued": "info", "running": "primary", "succeeded": "success",
 
 
 class LiveCharts(pn.viewable.Viewer):
-    """The four live figures of one ``RunsModel``'s selected run."""
+    """The live figures of one ``RunsModel``'s selected run: loss, perplexity, learning
+    rate, tokens/s, and the evaluation metrics of its task as each evaluation records them."""
 
     model = param.ClassSelector(class_=RunsModel)
     x = param.Selector(default="step", objects=["step", "tokens"])
@@ -53,6 +54,8 @@ class LiveCharts(pn.viewable.Viewer):
             elif data["step"]:
                 source.stream(data, rollover=ROLLOVER)
                 added += len(data["step"])
+        if added or kind == "reset":
+            show_present_series(self.figures["evaluation"])
         self.last_tick = time.time()
         return added
 
