@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -119,6 +120,7 @@ class ExportModel(param.Parameterized):
         self.store = store or RunStore()
         self._process: _Process | None = None
         self._target: Path | None = None
+        self._stopped = False
         self.refresh_runs()
 
     # -- choices ---------------------------------------------------------------------------
@@ -195,13 +197,15 @@ class ExportModel(param.Parameterized):
             return
         command = self.command()
         self._target = self.out_folder()
-        self._process = _Process(command)
+        self._process, self._stopped = _Process(command), False
         write(self, busy=True, log="$ " + " ".join(command[1:]),
               status=f"Exporting {self.run} step {self.step()} to {self.fmt} ...")
 
     def stop(self) -> None:
+        """Interrupt the export: as Ctrl-C would, so its partial folder is removed."""
         if self._process is not None and self._process.proc.poll() is None:
-            self._process.proc.terminate()  # the CLI leaves no partial folder behind
+            self._stopped = True
+            self._process.proc.send_signal(signal.SIGINT)
 
     def poll(self) -> None:
         """Show new output lines; once the process ended, its verdict and the export."""
@@ -216,6 +220,8 @@ class ExportModel(param.Parameterized):
         self._process, code = None, process.proc.returncode
         if code == 0 and is_finished(self._target):
             status = f"Exported and verified: {self._target.name}."
+        elif self._stopped:
+            status = "Stopped; nothing was kept. Export again when you are ready."
         elif code == 1:
             status = "The export was written but a check failed, so nothing was kept; see below."
         else:

@@ -50,7 +50,7 @@ class ExportView(pn.viewable.Viewer):
 
     def __panel__(self):
         m = self.model
-        table = dict(index=False, text_align="start", sizing_mode="stretch_width")
+        table = {"index": False, "text_align": "start", "sizing_mode": "stretch_width"}
         return pn.Column(
             pn.Row(self.run, self.checkpoint, self.fmt, self.quantize,
                    sizing_mode="stretch_width"),

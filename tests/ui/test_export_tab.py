@@ -122,10 +122,10 @@ def test_exports_are_listed_with_checks_manifest_and_download_links(store):
 
 STAND_IN = """import json, pathlib, sys
 out = pathlib.Path(sys.argv[1]); out.mkdir(parents=True); (out / "m.bin").write_bytes(b"x")
-print("loading the run", flush=True)
+print("loading " + "the run", flush=True)  # (split: the log's first line is the command)
 (out / "manifest.json").write_text(json.dumps({"format": "lora", "files": [],
     "verification": {"passed": True, "checks": [{"name": "c", "passed": True}]}}))
-print("verified: 1 checks passed", flush=True)
+print("verified: " + "1 checks passed", flush=True)
 """
 
 
@@ -145,6 +145,28 @@ def test_poll_shows_the_output_lines_then_the_verified_export(store, monkeypatch
     assert "loading the run" in m.log and "verified: 1 checks passed" in m.log
     assert m.shown == out.name and m.checks[0]["check"] == "c"
     assert [e["export"] for e in m.exports] == [out.name] and run.id in str(out)
+
+
+def test_stop_interrupts_the_export_and_keeps_nothing(store, monkeypatch):
+    _run(store)
+    m = ExportModel(store)
+    out = m.out_folder()
+    partial = out.parent / ".partial-x"
+    script = ("import pathlib, sys, time\np = pathlib.Path(sys.argv[1]); p.mkdir(parents=True)\n"
+              "print('sta' + 'rted', flush=True)\ntry:\n    time.sleep(60)\n"
+              "except KeyboardInterrupt:\n    p.rmdir(); sys.exit(130)\n")
+    monkeypatch.setattr(m, "command", lambda: [sys.executable, "-c", script, str(partial)])
+    m.start()
+    deadline = time.monotonic() + 30
+    while "started" not in m.log.split("\n")[-1] and time.monotonic() < deadline:
+        m.poll()
+        time.sleep(0.05)
+    m.stop()
+    while m.busy and time.monotonic() < deadline:
+        m.poll()
+        time.sleep(0.05)
+    assert not m.busy and m.status.startswith("Stopped; nothing was kept.")
+    assert not partial.exists()  # interrupted as Ctrl-C does, so it cleaned up after itself
 
 
 # -- downloads -------------------------------------------------------------------------------
