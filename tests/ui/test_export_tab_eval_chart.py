@@ -1,4 +1,5 @@
-"""The Train tab's evaluation chart: the run's task metrics, streamed as evaluations record them.
+"""The Train tab's evaluation chart (the run's task metrics, streamed as evaluations record
+them) and its tokens axis.
 
 (Beside the Export tab's tests: both came with issue 16.)
 """
@@ -31,3 +32,17 @@ def test_the_evaluation_chart_shows_the_tasks_metrics_as_they_arrive(store):
     assert charts.tick() == 2
     assert list(charts.sources["accuracy"].data["value"]) == [0.5, 0.75]
     assert list(charts.sources["accuracy"].data["tokens"]) == [400, 800]
+
+
+def test_the_train_charts_switch_to_a_tokens_axis(store):
+    from gemma_panel.ui.train_view import TrainView
+
+    run = recorded_run(store, "axis", 2e-4, steps=3)
+    runs = RunsModel(store)
+    runs.selected = run.id
+    view = TrainView(model=runs)
+    view.axis.value = "tokens"  # as the browser would
+    assert view.charts.x == "tokens"
+    for fig in view.charts.figures.values():
+        assert {r.glyph.x for r in fig.renderers} == {"tokens"}
+        assert fig.xaxis.axis_label == "tokens"
