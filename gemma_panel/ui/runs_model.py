@@ -46,6 +46,9 @@ CHARTS: dict[str, tuple[str, ...]] = {
     "perplexity": ("perplexity", "val_perplexity"),
     "learning_rate": ("learning_rate",),
     "tokens_per_s": ("tokens_per_s",),
+    # At each evaluation: validation token accuracy, and the task's generation metrics
+    # (classification: accuracy, macro-F1; instruction: exact match, token F1).
+    "evaluation": ("val_token_accuracy", "accuracy", "macro_f1", "exact_match", "token_f1"),
 }
 SERIES = tuple(s for names in CHARTS.values() for s in names)
 COLUMNS = ("step", "tokens", "value", "time")

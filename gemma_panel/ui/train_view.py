@@ -14,7 +14,7 @@ import time
 import panel as pn
 import param
 
-from .charts import ROLLOVER, live_figures
+from .charts import ROLLOVER, live_figures, show_present_series
 from .config_model import ConfigModel
 from .config_view import data_verdict_pane
 from .data_view import table
@@ -25,7 +25,8 @@ STATUS_ALERT = {"queued": "info", "running": "primary", "succeeded": "success",
 
 
 class LiveCharts(pn.viewable.Viewer):
-    """The four live figures of one ``RunsModel``'s selected run."""
+    """The live figures of one ``RunsModel``'s selected run: loss, perplexity, learning
+    rate, tokens/s, and the evaluation metrics of its task as each evaluation records them."""
 
     model = param.ClassSelector(class_=RunsModel)
     x = param.Selector(default="step", objects=["step", "tokens"])
@@ -35,6 +36,14 @@ class LiveCharts(pn.viewable.Viewer):
         self.figures, self.sources = live_figures(self.x)
         self._feed = None
         self.last_tick = 0.0
+        pn.bind(self._axis, self.param.x, watch=True)
+
+    def _axis(self, x: str) -> None:
+        """Draw every series against steps or tokens (the same glyphs, another column)."""
+        for fig in self.figures.values():
+            for renderer in fig.renderers:
+                renderer.glyph.x = x
+            fig.xaxis.axis_label = x
 
     def tick(self) -> int:
         """Stream what is new into the charts; returns how many points were added."""
@@ -53,6 +62,8 @@ class LiveCharts(pn.viewable.Viewer):
             elif data["step"]:
                 source.stream(data, rollover=ROLLOVER)
                 added += len(data["step"])
+        if added or kind == "reset":
+            show_present_series(self.figures["evaluation"])
         self.last_tick = time.time()
         return added
 
@@ -72,6 +83,7 @@ class TrainView(pn.viewable.Viewer):
         super().__init__(**params)
         m = self.model
         self.charts = LiveCharts(model=m)
+        self.axis = pn.widgets.RadioButtonGroup.from_param(self.charts.param.x, name="x axis")
         # The picker follows the list of runs (labels with their status) and the selection
         # both ways.
         self.run_select = pn.widgets.Select(label="Run", options=pn.bind(_options, m.param.runs),
@@ -116,7 +128,7 @@ class TrainView(pn.viewable.Viewer):
             pn.Row(self.start_button, self.cancel_button, self.resume_button,
                    pn.pane.Markdown(m.param.notice, css_classes=["gp-notice"])),
             *([data_verdict_pane(self.config)] if self.config is not None else []),
-            pn.Row(self.run_select),
+            pn.Row(self.run_select, self.axis),
             self.status_pane, self.progress,
             self.charts,
             pn.Card(self.samples, title="Sample generations: base model vs fine-tuned"),

@@ -133,4 +133,4 @@ def test_views_bind_to_their_models_instead_of_watching_them():
     views = [p for p in ui.glob("*_view.py") if p.name != "config_view.py"]
     views += [ui / "app.py", ui / "charts.py"]
     watching = {p.name: n for p in views if (n := p.read_text().count(".param.watch("))}
-    assert len(views) == 5 and watching == {}
+    assert len(views) == 6 and watching == {}
