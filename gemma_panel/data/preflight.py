@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,31 @@ def read_options(recipe: Recipe) -> ReadOptions:
                        columns=dict(d.columns))
 
 
+def model_template_options(source: str | None) -> dict[str, Any]:
+    """The chat-format options (``family``, ``empty_thought``) of a model source, read
+    without loading it: a registry or KerasHub preset name's entry, or a folder's
+    ``config.json``; empty when the source says nothing (a GGUF file: Gemma 3's format)."""
+    from gemma_panel.models.registry import get_model_spec
+
+    spec = get_model_spec(str(source or ""))
+    if spec is not None:
+        return spec.template_options()
+    config = Path(str(source or "")) / "config.json"
+    try:
+        data = json.loads(config.read_text())
+    except (OSError, ValueError):
+        return {}
+    kind = str(data.get("model_type") or data.get("class_name", "").rpartition(">")[2])
+    family = kind.lower().removesuffix("backbone").split("_")[0]
+    return {"family": family} if family.startswith("gemma") else {}
+
+
+def template_options(recipe: Recipe) -> dict[str, Any]:
+    """What `resolve_template` needs besides the template's name: the model's family
+    options and the recipe's ``data.thinking``."""
+    return {**model_template_options(recipe.model.source), "thinking": recipe.data.thinking}
+
+
 def prepare_recipe_data(recipe: Recipe, tokenizer: TextTokenizer | None = None,
                         **options: Any) -> PreparedDataset:
     """Read, check, split and tokenize the recipe's data as its run does.
@@ -53,7 +79,7 @@ def prepare_recipe_data(recipe: Recipe, tokenizer: TextTokenizer | None = None,
         d.train_path, read=read_options(recipe), validation_path=d.validation_path,
         validation_fraction=d.validation_fraction, seed=d.seed, template=d.template,
         tokenizer=tokenizer, sequence_length=d.sequence_length + 1, missing=d.missing,
-        duplicates=d.duplicates, **options)
+        duplicates=d.duplicates, template_options=template_options(recipe), **options)
 
 
 @dataclass(frozen=True)
@@ -101,6 +127,10 @@ def preflight(recipe: Recipe, tokenizer: TextTokenizer | None = None) -> Verdict
     message = (f"ready to train: {what}" if checked else
                f"the data fits the recipe: {what}; token lengths are not checked yet "
                "(they need the model's tokenizer)")
+    mismatch = next((p.message for p in prepared.report.problems
+                     if p.code == "template_family"), None)
+    if mismatch:
+        message += f"; but {mismatch}"
     return Verdict(True, message, task, name, prepared.mapping.as_dict(), n_train, n_val,
                    tokens_checked=checked)
 
