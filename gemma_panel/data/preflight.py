@@ -17,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,21 +40,15 @@ def read_options(recipe: Recipe) -> ReadOptions:
 
 def model_template_options(source: str | None) -> dict[str, Any]:
     """The chat-format options (``family``, ``empty_thought``) of a model source, read
-    without loading it: a registry or KerasHub preset name's entry, or a folder's
-    ``config.json``; empty when the source says nothing (a GGUF file: Gemma 3's format)."""
-    from gemma_panel.models.registry import get_model_spec
+    without loading it (`source_family`); empty when the source says nothing (a GGUF file:
+    Gemma 3's format)."""
+    from gemma_panel.models.registry import get_model_spec, source_family
 
     spec = get_model_spec(str(source or ""))
     if spec is not None:
         return spec.template_options()
-    config = Path(str(source or "")) / "config.json"
-    try:
-        data = json.loads(config.read_text())
-    except (OSError, ValueError):
-        return {}
-    kind = str(data.get("model_type") or data.get("class_name", "").rpartition(">")[2])
-    family = kind.lower().removesuffix("backbone").split("_")[0]
-    return {"family": family} if family.startswith("gemma") else {}
+    family = source_family(source)
+    return {"family": family} if family else {}
 
 
 def template_options(recipe: Recipe) -> dict[str, Any]:
