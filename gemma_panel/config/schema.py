@@ -80,10 +80,16 @@ class DataSection:
     )
     template: str = option(
         "auto",
-        "How rows become text: gemma (Gemma's chat turns; loss on the answer only), "
+        "How rows become text: gemma (Gemma 1-3's chat turns; loss on the answer only), gemma4 "
+        "(Gemma 4's turns, with a system role), "
         "completion (plain text; loss on every token), classification (a prompt listing the "
         "labels; loss on the label). auto picks from the columns found.",
-        choices=("auto", "gemma", "completion", "classification"),
+        choices=("auto", "gemma", "gemma4", "completion", "classification"),
+    )
+    thinking: bool = option(
+        False,
+        "Gemma 4 only: switch on the model's thinking channel. Leave off unless answers "
+        "include reasoning.",
     )
     columns: dict = option(
         {},

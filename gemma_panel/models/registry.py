@@ -220,6 +220,25 @@ def get_model_spec(name: str) -> ModelSpec | None:
     return None
 
 
+def source_family(source: str | None) -> str | None:
+    """The Gemma family of a model source, read without loading it: a registry or KerasHub
+    preset name's entry, or a folder's ``config.json`` (Hugging Face ``model_type``, KerasHub
+    backbone class); None when the source does not say (a GGUF file)."""
+    import json
+    from pathlib import Path
+
+    spec = get_model_spec(str(source or ""))
+    if spec is not None:
+        return spec.family
+    try:
+        config = json.loads((Path(str(source or "")) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    kind = str(config.get("model_type") or config.get("class_name", "").rpartition(">")[2])
+    family = kind.lower().removesuffix("backbone").split("_")[0]
+    return family if family.startswith("gemma") else None
+
+
 def preset_for(name: str) -> str | None:
     """The KerasHub preset a registry name stands for: ``-it`` is the instruction-tuned one."""
     spec = MODELS.get(name.removesuffix(INSTRUCT_SUFFIX))

@@ -38,6 +38,7 @@ from gemma_panel.config import (
     recipe_to_yaml,
 )
 from gemma_panel.data.preflight import preflight
+from gemma_panel.models.listing import download_note
 from gemma_panel.models.registry import MODELS
 
 from .data_checks import loaded_tokenizer
@@ -94,6 +95,14 @@ def _flatten(recipe: Recipe) -> dict[str, Any]:
 def _override(path: str, value: Any) -> str:
     text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
     return f"{path}={text.removesuffix('...').strip()}"
+
+
+def _download(spec) -> str:
+    """The picker's download line: nothing to fetch, or how much the first use fetches."""
+    note = download_note(spec)
+    return {"bundled": "nothing (ships with gemma_panel)",
+            "cached": "nothing (downloaded before)"}.get(
+        note, f"{note} of bfloat16 weights on first use")
 
 
 class ConfigModel(param.Parameterized):
@@ -164,6 +173,7 @@ class ConfigModel(param.Parameterized):
                 "context": f"{spec.context_length:,} tokens",
                 "offline": "yes (ships with gemma_panel)" if spec.bundled else
                 "needs its weights (a GGUF, a Hugging Face folder or KerasHub access)",
+                "download": _download(spec),
                 "licence": spec.licence}
 
     def reset(self, path: str) -> None:

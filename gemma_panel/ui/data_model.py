@@ -23,7 +23,7 @@ from gemma_panel.config import Recipe, field_choices, field_default, field_least
 from gemma_panel.data import Augmenter, DatasetError, ReadOptions, preview_augmentation
 from gemma_panel.data.augment import OPS as AUGMENT_OPS
 from gemma_panel.data.columns import ROLES
-from gemma_panel.data.preflight import preflight
+from gemma_panel.data.preflight import preflight, template_options
 from gemma_panel.data.templates import suggested_template
 
 from .data_checks import check_file, example_datasets, load_tokenizer, measure_tokens
@@ -161,7 +161,7 @@ class DataModel(param.Parameterized):
         self._check_status = self._token_status = ""
 
         def check():  # the file's own report, and the run's verdict on it
-            return {**check_file(path, read, template_name),
+            return {**check_file(path, read, template_name, template_options(recipe)),
                     "verdict": preflight(recipe).to_dict()}
 
         self.jobs.submit("check", check, lambda out: self._checked(gen, out), self._failed)
@@ -173,7 +173,8 @@ class DataModel(param.Parameterized):
             return
 
         def measure():
-            out = measure_tokens(path, read, template_name, source, seq)
+            out = measure_tokens(path, read, template_name, source, seq,
+                                 template_options(recipe))
             return {**out, "verdict": preflight(recipe, load_tokenizer(source)).to_dict()}
 
         self.jobs.submit("tokens", measure, lambda out: self._measured(gen, out),
