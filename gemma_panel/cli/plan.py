@@ -83,9 +83,9 @@ def plan_lines(plan) -> list[str]:
         lines += [f"  {name:30} {_size(size):>10}" for name, size in m.parts.items()]
         lines += [f"  remedy: {r}" for r in m.remedies]
     if plan.time:
-        lines += ["", f"time: {duration(plan.time.seconds)} ({plan.time.seconds:,.0f} s) for "
-                  f"{plan.time.steps} steps, compiling and loading not counted "
-                  f"(estimate: {plan.time.method})"]
+        lines += ["", (f"time: {duration(plan.time.seconds)} ({plan.time.seconds:,.0f} s) "
+                       f"for {plan.time.steps} steps, compiling and loading not counted "
+                       f"(estimate: {plan.time.method})")]
     lines += [f"cost: {c.line()}" for c in plan.costs]
     lines += [f"note: {n}" for n in plan.notes]
     return lines

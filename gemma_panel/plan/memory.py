@@ -196,44 +196,49 @@ def with_remedies(model: ModelSize, run: TrainingShape, estimate: MemoryEstimate
                   backend: str, share_cut=None) -> MemoryEstimate:
     """The estimate with the changes that make it fit, cheapest in quality first.
 
-    ``share_cut(length)`` (from the data) says what share of examples a shorter sequence
-    length would cut, for the sentence about that remedy.
+    The changes add up: each remedy's figure includes the ones listed before it, and the
+    list stops at the first that fits. ``share_cut(length)`` (from the data) says what
+    share of examples a shorter sequence length would cut.
     """
     if estimate.badge in ("fits", "unknown"):
         return estimate
-
-    def fits(changed: TrainingShape, strategy=estimate.strategy) -> MemoryEstimate:
-        return estimate_memory(model, changed, backend, estimate.capacity, strategy,
-                               estimate.devices)
-
-    options = []
-    if run.batch_size > 1:
-        smaller = dataclasses.replace(run, batch_size=max(1, run.batch_size // 4))
-        options.append((smaller, None, f"train.batch_size={smaller.batch_size} with "
-                        f"train.gradient_accumulation x{run.batch_size // smaller.batch_size}"
-                        " (the same effective batch: no quality cost, slower)"))
-    if estimate.devices > 1 and estimate.strategy != "fsdp":
-        options.append((run, "fsdp", "distribution strategy fsdp (weights and optimizer "
-                        "split over the devices: no quality cost, some speed)"))
-    if run.dtype == "float32":
-        options.append((dataclasses.replace(run, dtype="mixed_bfloat16"), None,
-                        "model.dtype=mixed_bfloat16 (half the activation memory, a tiny "
-                        "precision cost)"))
-    if run.dtype != "bfloat16":
-        options.append((dataclasses.replace(run, dtype="bfloat16"), None,
-                        "model.dtype=bfloat16 (weights in 2 bytes, a small precision cost)"))
-    if run.sequence_length > 256:
-        shorter = dataclasses.replace(run, sequence_length=run.sequence_length // 2)
-        cut = f", cutting {share_cut(shorter.sequence_length):.0%} of examples" \
-            if share_cut else ""
-        options.append((shorter, None, f"data.sequence_length={shorter.sequence_length} "
-                        f"(long examples lose their ends{cut})"))
-    for changed, strategy, words in options:
-        after = fits(changed, strategy or estimate.strategy)
+    strategy = estimate.strategy
+    for words, change in _remedy_steps(run, estimate.devices, share_cut):
+        run, strategy = change(run, strategy)
+        after = estimate_memory(model, run, backend, estimate.capacity, strategy,
+                                estimate.devices)
         estimate.remedies.append(f"{words}: {after.total / GIB:.1f} GiB, {after.badge}")
+        if after.badge != "does not fit":
+            return estimate
     estimate.remedies.append("a smaller model (the largest quality cost); remat and int8 "
                              "frozen weights would help too but are not recipe fields yet")
     return estimate
+
+
+def _remedy_steps(run: TrainingShape, devices: int, share_cut):
+    """(words, change) pairs in the order of their cost in quality."""
+    for smaller in sorted({max(1, run.batch_size // 4), 1}, reverse=True):
+        if smaller < run.batch_size:
+            words = (f"train.batch_size={smaller} with train.gradient_accumulation "
+                     f"x{run.batch_size // smaller} (the same effective batch: no quality "
+                     "cost, slower)")
+            yield words, lambda r, s, b=smaller: (dataclasses.replace(r, batch_size=b), s)
+    if devices > 1:
+        yield ("distribution strategy fsdp (weights and optimizer split over the devices: no "
+               "quality cost, some speed)"), lambda r, s: (r, "fsdp")
+    if run.dtype == "float32":
+        yield ("then model.dtype=mixed_bfloat16 (half the activation memory, a tiny "
+               "precision cost)"), lambda r, s: (dataclasses.replace(r, dtype="mixed_bfloat16"),
+                                                 s)
+    if run.dtype != "bfloat16":
+        yield ("then model.dtype=bfloat16 (weights in 2 bytes, a small precision cost)",
+               lambda r, s: (dataclasses.replace(r, dtype="bfloat16"), s))
+    length = run.sequence_length
+    while length > 256:
+        length //= 2
+        cut = f", cutting {share_cut(length):.0%} of examples" if share_cut else ""
+        yield (f"then data.sequence_length={length} (long examples lose their ends{cut})",
+               lambda r, s, n=length: (dataclasses.replace(r, sequence_length=n), s))
 
 
 def model_size(source: str) -> ModelSize:

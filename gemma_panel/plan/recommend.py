@@ -225,7 +225,7 @@ def _batch(ctx: _Context):
 
 def _fitting_batch(ctx: _Context, effective: int) -> int:
     devices = ctx.hardware.count
-    floor = devices if devices > 1 else 1
+    floor = max(1, devices)
     cap = 4 if ctx.hardware.backend == "cpu" else effective
     batch = max(floor, min(effective, cap))
     while batch > floor and ctx.model and _badge(ctx, batch) != "fits":
@@ -351,8 +351,8 @@ def _distribution(ctx: _Context):
     elif ctx.model is None or _estimate(ctx, strategy="data_parallel").badge == "fits":
         strategy, why = "data_parallel", f"the model fits each of the {hw.count} devices"
     elif _estimate(ctx, strategy="fsdp").badge != "does not fit":
-        strategy, why = "fsdp", "the model does not fit one device, but does split over " \
-                                f"{hw.count}"
+        strategy = "fsdp"
+        why = f"the model does not fit one device, but does split over {hw.count}"
     else:
         strategy, why = "model_parallel", "even fsdp does not fit"
     yield Recommendation("distribution.strategy", strategy,
@@ -360,4 +360,4 @@ def _distribution(ctx: _Context):
                          "chooses by the same rule).", sources.DISTRIBUTION, kind="note")
 
 
-__all__ = ["HardwareError", "Recommendation", "recommend", "epochs_for"]
+__all__ = ["HardwareError", "Recommendation", "epochs_for", "recommend"]

@@ -49,7 +49,7 @@ class DatasetStats:
         return self.prompt + self.target
 
     def percentile(self, q: float) -> int:
-        return int(math.ceil(np.percentile(self.total, q))) if self.examples else 0
+        return math.ceil(np.percentile(self.total, q)) if self.examples else 0
 
     def cut_share(self, sequence_length: int) -> float:
         """Share of examples longer than a sequence (``sequence_length + 1`` tokens): their

@@ -39,14 +39,15 @@ def _learning_rate(recipe):
     if recipe.lora.enabled:
         low, high = LORA_RATE_RANGE
         if not low <= rate <= high:
-            yield ("train.learning_rate", 2e-4,
-                   f"a learning rate of {rate:g} is far outside LoRA's working range "
-                   f"(about 1e-4 to 3e-4): {'nothing will be learned' if rate < low else 'the loss will spike or turn NaN'}.",
-                   sources.QLORA)
+            effect = "nothing will be learned" if rate < low else \
+                "the loss will spike or turn NaN"
+            why = (f"a learning rate of {rate:g} is far outside LoRA's working range (about "
+                   f"1e-4 to 3e-4): {effect}.")
+            yield "train.learning_rate", 2e-4, why, sources.QLORA
     elif rate > FULL_RATE_MAX:
-        yield ("train.learning_rate", 2e-5,
-               f"{rate:g} is a LoRA learning rate; full fine-tuning at it destroys what the "
-               "model knew: use about 2e-5.", sources.FULL_FT)
+        why = (f"{rate:g} is a LoRA learning rate; full fine-tuning at it destroys what the "
+               "model knew: use about 2e-5.")
+        yield "train.learning_rate", 2e-5, why, sources.FULL_FT
 
 
 def _epochs(recipe, stats):
@@ -56,10 +57,9 @@ def _epochs(recipe, stats):
         return
     supported = max(3.0, 2 * epochs_for(stats.examples))
     if recipe.train.epochs > supported:
-        yield ("train.epochs", epochs_for(stats.examples),
-               f"{recipe.train.epochs:g} epochs over {stats.examples:,} examples will "
-               f"memorise them (more than {supported:g} rarely helps at this size).",
-               sources.LIMA)
+        why = (f"{recipe.train.epochs:g} epochs over {stats.examples:,} examples will "
+               f"memorise them (more than {supported:g} rarely helps at this size).")
+        yield "train.epochs", epochs_for(stats.examples), why, sources.LIMA
 
 
 def _length(recipe, stats):
@@ -69,13 +69,13 @@ def _length(recipe, stats):
     cut = stats.cut_share(length)
     longer = -(-stats.percentile(99) // 64) * 64
     if cut > MOST:
-        yield ("data.sequence_length", longer,
-               f"data.sequence_length {length} cuts {cut:.0%} of the examples, so most answers "
-               f"lose their ends; {longer} keeps 99% whole.", sources.DATA)
+        why = (f"data.sequence_length {length} cuts {cut:.0%} of the examples, so most "
+               f"answers lose their ends; {longer} keeps 99% whole.")
+        yield "data.sequence_length", longer, why, sources.DATA
     if cut > STOP_CUT_SHARE and stats.task != "completion":
-        yield ("data.sequence_length", longer,
-               f"{cut:.0%} of the answers are cut before their end-of-turn token, so the "
-               "model is never shown where to stop after them and may ramble.", sources.DATA)
+        why = (f"{cut:.0%} of the answers are cut before their end-of-turn token, so the "
+               "model is never shown where to stop after them and may ramble.")
+        yield "data.sequence_length", longer, why, sources.DATA
 
 
 def _template(recipe, stats):
@@ -105,10 +105,10 @@ def _fit(recipe, stats, hardware: Hardware, model):
                                       hardware.backend, hardware.memory_per_device, strategy,
                                       hardware.count)
     if estimate.badge == "does not fit":
-        yield ("train.batch_size", max(1, recipe.train.batch_size // 4),
-               f"the run needs about {estimate.total / memory.GIB:.1f} GiB per device but "
+        why = (f"the run needs about {estimate.total / memory.GIB:.1f} GiB per device but "
                f"{hardware.name} has {hardware.memory_per_device / memory.GIB:.0f} GiB: it "
-               "would end out of memory; see the memory table's remedies.", sources.DEVICES)
+               "would end out of memory; see the memory table's remedies.")
+        yield "train.batch_size", max(1, recipe.train.batch_size // 4), why, sources.DEVICES
 
 
 __all__ = ["recipe_warnings"]

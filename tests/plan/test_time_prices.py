@@ -1,0 +1,79 @@
+"""Time from FLOPs over peak x MFU (or a measured step), and costs from the dated table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gemma_panel.config import load_recipe
+from gemma_panel.models.registry import MODELS
+from gemma_panel.plan import time as plan_time
+from gemma_panel.plan.hardware import HardwareError, named_hardware
+from gemma_panel.plan.memory import ModelSize
+from gemma_panel.plan.prices import PriceError, costs, load_prices
+from gemma_panel.plan.report import make_plan, total_steps
+from gemma_panel.plan.stats import DatasetStats
+
+SMALL = ModelSize.of_spec(MODELS["gemma3-270m"])
+STATS = DatasetStats.of_lengths(np.full(300, 40), np.full(300, 30), "instruction")
+
+
+def test_lora_costs_about_two_thirds_of_full_fine_tuning_per_token():
+    lora = plan_time.lora_shape(SMALL, True, 8, ["query", "value"])
+    full = plan_time.epoch_flops(SMALL.shape, STATS, 256, full=True)
+    part = plan_time.epoch_flops(lora, STATS, 256, full=False)
+    assert 0.6 < part / full < 0.75
+    tokens = STATS.kept_tokens(256) - STATS.examples  # n tokens give n - 1 positions
+    assert full / tokens > 6 * (SMALL.params - SMALL.shape.vocab * SMALL.shape.hidden)
+
+
+def test_time_is_flops_over_peak_times_mfu_and_devices():
+    recipe = load_recipe(None, ["data.sequence_length=128"])
+    steps = total_steps(recipe, STATS)
+    one = plan_time.estimate_time(recipe, SMALL, STATS, named_hardware("l4"), steps, mfu=0.5)
+    four = plan_time.estimate_time(recipe, SMALL, STATS, named_hardware("l4:4"), steps,
+                                   mfu=0.5)
+    assert one.seconds == pytest.approx(one.flops / (121e12 * 0.5))
+    assert four.seconds == pytest.approx(one.seconds / 4)
+    measured = plan_time.estimate_time(recipe, SMALL, STATS, named_hardware("l4"), steps,
+                                       step_seconds=2.0)
+    assert measured.seconds >= 2.0 * steps and "timed on this machine" in measured.method
+
+
+def test_the_cpu_peak_is_measured_once_and_cached(monkeypatch):
+    calls = []
+    monkeypatch.setattr(plan_time, "_time_matmul", lambda: calls.append(1) or 1e11)
+    first = plan_time.measured_peak(refresh=True)
+    assert plan_time.measured_peak() == first == 1e11 and len(calls) == 1
+
+
+def test_costs_come_from_the_dated_table_and_a_user_file_overrides_rows(tmp_path):
+    shipped = load_prices()
+    (on_demand,) = [c for c in costs("tpu-v5e", 8, 1800, shipped) if c.offer == "on_demand"]
+    assert on_demand.usd == pytest.approx(8 * 0.5 * 1.20)
+    assert on_demand.date == "2026-01-27" and "estimate" in on_demand.line()
+    assert costs("tpu-v6e", 1, 3600, shipped) == []  # no price found: none made up
+    mine = tmp_path / "prices.yaml"
+    mine.write_text("prices:\n  tpu-v6e:\n    spot:\n      usd_per_device_hour: 1.0\n"
+                    "      date: 2026-12-01\n      source: my contract\n")
+    (row,) = costs("tpu-v6e", 2, 3600, load_prices(mine))
+    assert (row.offer, row.usd, row.source) == ("spot", 2.0, "my contract")
+    with pytest.raises(PriceError, match="no such price file"):
+        load_prices(tmp_path / "absent.yaml")
+
+
+def test_unknown_hardware_names_say_what_exists():
+    with pytest.raises(HardwareError, match="tpu-v5e, tpu-v6e"):
+        named_hardware("tpu-v9")
+    with pytest.raises(HardwareError, match="whole number"):
+        named_hardware("h100:two")
+
+
+def test_a_plan_on_a_tpu_slice_has_memory_per_strategy_time_and_cost():
+    recipe = load_recipe(None, ["data.sequence_length=128"])
+    plan = make_plan(recipe, named_hardware("tpu-v5e:8"), STATS, SMALL)
+    assert [m.strategy for m in plan.memory] == ["data_parallel", "fsdp", "model_parallel"]
+    assert all(m.badge == "fits" for m in plan.memory)
+    assert plan.time.seconds > 0 and plan.costs
+    data = plan.to_dict()
+    assert data["costs"][0]["estimate"] is True and data["warnings"] == []
