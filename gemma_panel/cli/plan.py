@@ -6,6 +6,11 @@ import json
 import sys
 
 from gemma_panel.cli.format import duration
+from gemma_panel.errors import UserError
+
+
+class PlanUsageError(UserError, ValueError):
+    """Options of ``plan`` that contradict each other."""
 
 
 def add_plan_command(sub) -> None:
@@ -32,6 +37,9 @@ def cmd_plan(args) -> int:
     from gemma_panel.plan.report import make_plan
     from gemma_panel.plan.stats import dataset_stats_for
 
+    if args.calibrate and args.hardware:
+        raise PlanUsageError("--calibrate times training steps on this machine, so it cannot "
+                             f"plan for --hardware {args.hardware}; drop one of the two")
     recipe = load_recipe(args.recipe, args.overrides)
     prices = load_prices(args.prices)
     if args.hardware:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+PACK_SAMPLE = 2000  # examples packed exactly; more are estimated from a sample
+
 
 @dataclass(frozen=True, eq=False)
 class DatasetStats:
@@ -69,13 +71,17 @@ class DatasetStats:
         return int(np.minimum(room, self.target).sum())
 
     def sequences(self, sequence_length: int, pack: bool) -> int:
-        """Training sequences per epoch: packed rows (a first-fit estimate) or examples."""
-        trained = int(np.sum(np.minimum(np.clip(sequence_length + 1 - self.prompt, 0, None),
-                                        self.target) > 0))
+        """Training sequences per epoch: examples, or packed rows as batches.py packs them
+        (first fit in a shuffled order; above ``PACK_SAMPLE`` examples, on a sample)."""
+        room = np.clip(sequence_length + 1 - self.prompt, 0, None)
+        trains = np.minimum(room, self.target) > 0
         if not pack:
-            return trained
-        return max(1 if trained else 0, math.ceil(self.kept_tokens(sequence_length)
-                                                  / (sequence_length + 1)))
+            return int(trains.sum())
+        pieces = (np.minimum(self.total, sequence_length + 1) - 1)[trains]
+        if len(pieces) > PACK_SAMPLE:
+            sample = np.random.default_rng(0).choice(pieces, PACK_SAMPLE, replace=False)
+            return math.ceil(_first_fit(sample, sequence_length) * len(pieces) / PACK_SAMPLE)
+        return _first_fit(np.random.default_rng(0).permutation(pieces), sequence_length)
 
     def answer_share(self, sequence_length: int, pack: bool) -> float:
         """Share of a sequence's positions that carry loss (the LM head runs there)."""
@@ -86,6 +92,18 @@ class DatasetStats:
                 sequence_length))
         longest = np.minimum(self.target, sequence_length).max()
         return float(longest) / sequence_length
+
+
+def _first_fit(pieces, length: int) -> int:
+    """Rows first-fit packing needs for pieces of these lengths (batches.py's rule)."""
+    free: list[int] = []
+    for n in pieces:
+        slot = next((r for r, f in enumerate(free) if f >= n), None)
+        if slot is None:
+            free.append(length - int(n))
+        else:
+            free[slot] -= int(n)
+    return len(free)
 
 
 def dataset_stats_for(recipe, tokenizer=None) -> DatasetStats:

@@ -48,3 +48,12 @@ def test_plan_json_has_every_part(tiny_recipe, capsys):
 def test_an_unknown_hardware_name_is_one_sentence(tiny_recipe, capsys):
     assert main(["plan", tiny_recipe, "--hardware", "tpu-v9"]) == 2
     assert "unknown hardware 'tpu-v9'" in capsys.readouterr().err
+
+
+def test_calibrate_times_real_steps_of_the_recipe(tiny_recipe, capsys):
+    assert main(["plan", tiny_recipe, "data.sequence_length=64", "--calibrate",
+                 "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert "s per step, timed on this machine" in plan["time"]["method"]
+    assert main(["plan", tiny_recipe, "--calibrate", "--hardware", "l4"]) == 2
+    assert "--calibrate times training steps on this machine" in capsys.readouterr().err
