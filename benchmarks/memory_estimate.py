@@ -27,24 +27,33 @@ QUICK = ["train.max_steps=2", "train.warmup_steps=0", "eval.every_steps=1000",
 
 
 def child(recipe_path: str | None, overrides: list[str]) -> None:
-    """Train as the recipe says; print the model's shape and this process's peak."""
+    """Load the model once (peak so far: loading), then train; print both peaks."""
+    import gc
+
     from gemma_panel.config import load_recipe
-    from gemma_panel.training.trainer import train
+    from gemma_panel.training.trainer import load_tuned_model, train
 
     recipe = load_recipe(recipe_path, [*overrides, *QUICK])
+    lm = load_tuned_model(recipe)
+    loading = _peak()
+    del lm
+    gc.collect()
     with tempfile.TemporaryDirectory() as run_dir:
         train(recipe, run_dir)
+    print(json.dumps({"peak": _peak(), "loading": loading}))
+
+
+def _peak() -> int:
     status = Path("/proc/self/status").read_text()
-    peak = next(int(line.split()[1]) * 1024 for line in status.splitlines()
+    return next(int(line.split()[1]) * 1024 for line in status.splitlines()
                 if line.startswith("VmHWM:"))
-    print(json.dumps({"peak": peak}))
 
 
-def measure(recipe_path: str | None, overrides: list[str]) -> int:
+def measure(recipe_path: str | None, overrides: list[str]) -> dict:
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     command = [sys.executable, __file__, "--child", recipe_path or "-", *overrides]
     out = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])["peak"]
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def estimate(recipe_path: str | None, overrides: list[str]) -> tuple[int, dict]:
@@ -99,12 +108,14 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         rows = tiny_rows(Path(tmp)) + real_rows(args.real)
-        print(f"{'run':34} {'estimate':>10} {'measured':>10} {'error':>7}")
+        print(f"{'run':34} {'estimate':>11} {'measured':>11} {'error':>6} "
+              f"{'(loading peak)':>14}")
         for label, recipe, overrides in rows:
             est, _ = estimate(recipe, overrides)
             got = measure(recipe, overrides)
-            print(f"{label:34} {est / 2**20:8.0f} MB {got / 2**20:8.0f} MB "
-                  f"{(est - got) / got:+7.0%}", flush=True)
+            peak = got["peak"]
+            print(f"{label:34} {est / 2**20:7.0f} MiB {peak / 2**20:7.0f} MiB "
+                  f"{(est - peak) / peak:+6.0%} {got['loading'] / 2**20:10.0f} MiB", flush=True)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,22 @@ class Plan:
         }
 
 
+def apply_recommendations(recipe, recommendations, fields=None):
+    """The recipe with the recommended values set ("apply all", or only ``fields``),
+    checked as ``recipe_from_values`` checks; warnings and notes are not applied.
+
+    Raises:
+        RecipeError: a combination the recipe's validation refuses.
+    """
+    from gemma_panel.config import replace_settings, validate
+
+    values = {r.field: r.value for r in recommendations
+              if r.kind == "setting" and (fields is None or r.field in fields)}
+    changed = replace_settings(recipe, values)
+    validate(changed)
+    return changed
+
+
 def total_steps(recipe, stats: DatasetStats) -> int:
     """Optimizer steps of the run, counted as the trainer counts them."""
     t, d = recipe.train, recipe.data

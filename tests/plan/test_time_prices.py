@@ -77,3 +77,17 @@ def test_a_plan_on_a_tpu_slice_has_memory_per_strategy_time_and_cost():
     assert plan.time.seconds > 0 and plan.costs
     data = plan.to_dict()
     assert data["costs"][0]["estimate"] is True and data["warnings"] == []
+
+
+def test_apply_sets_the_recommended_values_and_keeps_the_recipe_valid():
+    from gemma_panel.plan.recommend import recommend
+    from gemma_panel.plan.report import apply_recommendations
+
+    recipe = load_recipe(None, ["train.learning_rate=0.005", "train.epochs=1"])
+    recs = recommend(recipe, STATS, "l4")
+    one = apply_recommendations(recipe, recs, fields={"train.epochs"})
+    assert (one.train.epochs, one.train.learning_rate) == (3.0, 0.005)
+    every = apply_recommendations(recipe, recs)
+    settings = {r.field: r.value for r in recs if r.kind == "setting"}
+    assert every.train.learning_rate == settings["train.learning_rate"] == 2e-4
+    assert every.model.dtype == "mixed_bfloat16" and every.data.sequence_length == 128
