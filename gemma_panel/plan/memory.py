@@ -210,9 +210,24 @@ def with_remedies(model: ModelSize, run: TrainingShape, estimate: MemoryEstimate
         estimate.remedies.append(f"{words}: {after.total / GIB:.1f} GiB, {after.badge}")
         if after.badge != "does not fit":
             return estimate
-    estimate.remedies.append("a smaller model (the largest quality cost); remat and int8 "
-                             "frozen weights would help too but are not recipe fields yet")
+    remat = estimate_memory(model, run, backend, estimate.capacity, strategy,
+                            estimate.devices)
+    saved = remat.parts["activations"] - remat_activations(model, run, remat)
+    estimate.remedies.append(
+        f"not recipe fields yet: remat (recompute each block in the backward pass) would "
+        f"save about {saved / GIB:.1f} GiB more, int8 frozen weights 3/4 of the weights; "
+        "else a smaller model (the largest quality cost)")
     return estimate
+
+
+def remat_activations(model: ModelSize, run: TrainingShape, estimate: MemoryEstimate) -> int:
+    """Activations if each decoder block were recomputed (jax.checkpoint): every block's
+    input is kept, and one block's tensors at a time."""
+    one_block = estimate.parts["activations"] // model.layers
+    rows = max(1, math.ceil(run.batch_size / (estimate.devices if estimate.strategy in (
+        "data_parallel", "fsdp") else 1)))
+    inputs = rows * run.sequence_length * model.shape.hidden * activation_bytes(run.dtype)
+    return one_block + model.layers * inputs
 
 
 def _remedy_steps(run: TrainingShape, devices: int, share_cut):

@@ -90,3 +90,12 @@ def test_the_lora_size_from_the_shape_is_the_size_keras_builds(tmp_path):
     assert size.params == sum(int(v.numpy().size) for v in backbone.weights
                               if "lora" not in v.path)
     assert estimate_memory(size, RUN).total < 2 * GIB  # the runtime and a little more
+
+
+def test_when_nothing_in_the_recipe_fits_the_last_remedy_names_what_is_missing():
+    huge = ModelSize.of_spec(MODELS["gemma3-27b"])
+    run = dataclasses.replace(RUN, sequence_length=512, batch_size=16)
+    estimate = with_remedies(huge, run, estimate_memory(huge, run, "gpu", 24 * 10**9), "gpu")
+    assert all(r.endswith("does not fit") for r in estimate.remedies[:-1])
+    assert estimate.remedies[-1].startswith("not recipe fields yet: remat")
+    assert "smaller model" in estimate.remedies[-1]
