@@ -64,7 +64,7 @@ def apply_recommendations(recipe, recommendations, fields=None):
 def total_steps(recipe, stats: DatasetStats) -> int:
     """Optimizer steps of the run, counted as the trainer counts them."""
     t, d = recipe.train, recipe.data
-    rows = stats.sequences(d.sequence_length, d.pack)
+    rows = stats.sequences(d.sequence_length, d.pack, d.seed)
     return t.max_steps or max(1, math.ceil(t.epochs * rows / (t.batch_size *
                                                                t.gradient_accumulation)))
 

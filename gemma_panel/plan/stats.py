@@ -70,18 +70,19 @@ class DatasetStats:
         room = np.clip(sequence_length + 1 - self.prompt, 0, None)
         return int(np.minimum(room, self.target).sum())
 
-    def sequences(self, sequence_length: int, pack: bool) -> int:
+    def sequences(self, sequence_length: int, pack: bool, seed: int = 0) -> int:
         """Training sequences per epoch: examples, or packed rows as batches.py packs them
         (first fit in a shuffled order; above ``PACK_SAMPLE`` examples, on a sample)."""
         room = np.clip(sequence_length + 1 - self.prompt, 0, None)
         trains = np.minimum(room, self.target) > 0
         if not pack:
             return int(trains.sum())
-        pieces = (np.minimum(self.total, sequence_length + 1) - 1)[trains]
-        if len(pieces) > PACK_SAMPLE:
-            sample = np.random.default_rng(0).choice(pieces, PACK_SAMPLE, replace=False)
-            return math.ceil(_first_fit(sample, sequence_length) * len(pieces) / PACK_SAMPLE)
-        return _first_fit(np.random.default_rng(0).permutation(pieces), sequence_length)
+        order = np.random.default_rng(seed).permutation(self.examples)  # batches.py's
+        pieces = (np.minimum(self.total, sequence_length + 1) - 1)[order][trains[order]]
+        if len(pieces) <= PACK_SAMPLE:
+            return _first_fit(pieces, sequence_length)
+        return math.ceil(_first_fit(pieces[:PACK_SAMPLE], sequence_length) * len(pieces)
+                         / PACK_SAMPLE)
 
     def answer_share(self, sequence_length: int, pack: bool) -> float:
         """Share of a sequence's positions that carry loss (the LM head runs there)."""

@@ -75,7 +75,7 @@ def estimate_time(recipe, model: ModelSize, stats, hardware, total_steps: int,
     d, t, lo = recipe.data, recipe.train, recipe.lora
     shape = lora_shape(model, lo.enabled, lo.rank, lo.target_layers)
     per_epoch = epoch_flops(shape, stats, d.sequence_length, full=not lo.enabled)
-    rows = max(1, stats.sequences(d.sequence_length, d.pack))
+    rows = max(1, stats.sequences(d.sequence_length, d.pack, d.seed))
     epochs = total_steps * t.batch_size * t.gradient_accumulation / rows
     train_flops = per_epoch * epochs
     evaluations = math.ceil(total_steps / max(1, recipe.eval.every_steps))

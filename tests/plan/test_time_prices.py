@@ -91,3 +91,17 @@ def test_apply_sets_the_recommended_values_and_keeps_the_recipe_valid():
     settings = {r.field: r.value for r in recs if r.kind == "setting"}
     assert every.train.learning_rate == settings["train.learning_rate"] == 2e-4
     assert every.model.dtype == "mixed_bfloat16" and every.data.sequence_length == 128
+
+
+def test_packed_rows_are_counted_as_the_trainer_packs_them():
+    from types import SimpleNamespace
+
+    from gemma_panel.training.batches import build_sequences
+
+    rng = np.random.default_rng(3)
+    prompt, target = rng.integers(5, 90, 400), rng.integers(1, 60, 400)
+    examples = [SimpleNamespace(input_ids=[7] * int(p + t), loss_mask=[0] * int(p) + [1] * int(t))
+                for p, t in zip(prompt, target)]
+    stats = DatasetStats.of_lengths(prompt, target, "instruction")
+    for length, pack in ((128, True), (64, True), (256, False)):
+        assert stats.sequences(length, pack) == len(build_sequences(examples, length, pack))
