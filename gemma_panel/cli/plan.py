@@ -56,12 +56,12 @@ def cmd_plan(args) -> int:
     except DatasetError as exc:
         print(f"the data cannot be planned for: {str(exc).splitlines()[0]}", file=sys.stderr)
         stats = None
-    step_seconds = None
+    calibration = None
     if args.calibrate:
-        from gemma_panel.plan.time import calibrate_step_seconds
+        from gemma_panel.plan.time import calibrate
 
-        step_seconds = calibrate_step_seconds(recipe)
-    plan = make_plan(recipe, hardware, stats, model_size(recipe.model.source), step_seconds,
+        calibration = calibrate(recipe)
+    plan = make_plan(recipe, hardware, stats, model_size(recipe.model.source), calibration,
                      prices)
     if args.json:
         print(json.dumps(plan.to_dict(), indent=1, default=str))
@@ -92,8 +92,7 @@ def plan_lines(plan) -> list[str]:
         lines += [f"  remedy: {r}" for r in m.remedies]
     if plan.time:
         lines += ["", (f"time: {duration(plan.time.seconds)} ({plan.time.seconds:,.0f} s) "
-                       f"for {plan.time.steps} steps, compiling and loading not counted "
-                       f"(estimate: {plan.time.method})")]
+                       f"for {plan.time.steps} steps (estimate: {plan.time.method})")]
     lines += [f"cost: {c.line()}" for c in plan.costs]
     lines += [f"note: {n}" for n in plan.notes]
     return lines

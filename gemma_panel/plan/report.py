@@ -14,7 +14,7 @@ from gemma_panel.plan.hardware import Hardware
 from gemma_panel.plan.prices import Cost, costs
 from gemma_panel.plan.recommend import Recommendation, recommend
 from gemma_panel.plan.stats import DatasetStats
-from gemma_panel.plan.time import TimeEstimate, estimate_time
+from gemma_panel.plan.time import Calibration, TimeEstimate, estimate_time
 
 
 @dataclass
@@ -70,9 +70,9 @@ def total_steps(recipe, stats: DatasetStats) -> int:
 
 
 def make_plan(recipe, hardware: Hardware, stats: DatasetStats | None,
-              model: memory.ModelSize | None, step_seconds: float | None = None,
+              model: memory.ModelSize | None, calibration: Calibration | None = None,
               price_table: dict | None = None) -> Plan:
-    """The whole plan; ``step_seconds`` (measured) replaces the FLOP-based time."""
+    """The whole plan; a ``calibration`` (timed here) replaces the FLOP-based time."""
     plan = Plan(hardware, recommend(recipe, stats, hardware, model), [])
     if model is None:
         plan.notes.append("model size unknown: no memory or time estimate")
@@ -94,7 +94,7 @@ def make_plan(recipe, hardware: Hardware, stats: DatasetStats | None,
     if recipe.eval.max_examples is not None:
         validation = min(validation, recipe.eval.max_examples)
     plan.time = estimate_time(recipe, model, stats, hardware, steps,
-                              step_seconds=step_seconds, validation_examples=validation)
+                              calibration=calibration, validation_examples=validation)
     plan.costs = costs(hardware.price_key, hardware.count, plan.time.seconds, price_table)
     if hardware.price_key and not plan.costs:
         plan.notes.append(f"no price listed for {hardware.name}; add one to "

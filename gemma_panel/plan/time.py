@@ -6,11 +6,13 @@ gradients + the factors; the attention term and the LM head at the loss position
 peak is the device's published figure, or on a CPU a matmul timed on this machine and
 cached in ``GEMMA_PANEL_HOME/plan/peak.json``. The MFU defaults are measured
 (CPU: 24% of the matmul peak, README's throughput table) or assumed (accelerators: 30%);
-``calibrate_step_seconds`` times real steps and replaces the whole model.
+``calibrate`` times real steps, loading, compiling and generation here and replaces
+the whole model.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import platform
@@ -43,8 +45,6 @@ class TimeEstimate:
 
 def lora_shape(model: ModelSize, lora: bool, rank: int, targets) -> Shape:
     """The count's shape with the recipe's LoRA branches (none under full fine-tuning)."""
-    import dataclasses
-
     if not lora:
         return model.shape
     per_layer = rank * sum(model.shape.lora_target_macs(t) for t in targets)
@@ -63,14 +63,29 @@ def epoch_flops(shape: Shape, stats, sequence_length: int, full: bool) -> float:
     return training_flops(shape, examples, full=full) * stats.examples / max(1, len(prompt))
 
 
-def estimate_time(recipe, model: ModelSize, stats, hardware, total_steps: int,
-                  mfu: float | None = None, step_seconds: float | None = None,
-                  validation_examples: int = 0) -> TimeEstimate:
-    """The run's training time on ``hardware`` (a `Hardware`).
+@dataclass(frozen=True)
+class Calibration:
+    """What ``calibrate`` timed here: loading the model, compiling the step, one optimizer
+    step, and one generated token (sample answers are generated at every evaluation)."""
 
-    ``step_seconds`` (from ``calibrate_step_seconds``) replaces peak x MFU by a measured
-    rate. Validation passes (``validation_examples`` at every evaluation) are added as
-    forward passes; sample generation is not counted.
+    load_seconds: float
+    compile_seconds: float
+    step_seconds: float
+    token_seconds: float
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def estimate_time(recipe, model: ModelSize, stats, hardware, total_steps: int,
+                  mfu: float | None = None, calibration: Calibration | None = None,
+                  validation_examples: int = 0) -> TimeEstimate:
+    """The run's time on ``hardware`` (a `Hardware`).
+
+    Without a calibration: training and validation FLOPs over peak x MFU (loading,
+    compiling and sample generation not counted). With one (``calibrate``): the whole
+    run, each part at its measured rate: loading, compiling, steps, validation passes
+    and every evaluation's generated answers.
     """
     d, t, lo = recipe.data, recipe.train, recipe.lora
     shape = lora_shape(model, lo.enabled, lo.rank, lo.target_layers)
@@ -82,16 +97,28 @@ def estimate_time(recipe, model: ModelSize, stats, hardware, total_steps: int,
     val_share = validation_examples / max(1, stats.examples)
     eval_flops = per_epoch * FORWARD_SHARE * val_share * evaluations
     flops = train_flops + eval_flops
-    if step_seconds is not None:
-        seconds = step_seconds * total_steps * (1 + eval_flops / max(train_flops, 1.0))
-        return TimeEstimate(total_steps, flops, seconds,
-                            f"{step_seconds:.2f} s per step, timed on this machine")
+    if calibration is not None:
+        return _calibrated(recipe, calibration, total_steps, flops, train_flops, evaluations)
     mfu = mfu or DEFAULT_MFU.get(hardware.backend, 0.3)
     peak = hardware.peak_flops or measured_peak()
     seconds = flops / (peak * mfu * hardware.count)
     return TimeEstimate(total_steps, flops, seconds,
                         f"{flops / 1e12:.1f} TFLOP over {hardware.count} x "
-                        f"{peak / 1e9:,.0f} GFLOP/s ({hardware.peak_source}) at {mfu:.0%} MFU")
+                        f"{peak / 1e9:,.0f} GFLOP/s ({hardware.peak_source}) at {mfu:.0%} "
+                        "MFU; loading, compiling and sample generation not counted")
+
+
+def _calibrated(recipe, c: Calibration, steps: int, flops: float, train_flops: float,
+                evaluations: int) -> TimeEstimate:
+    e = recipe.eval
+    training = c.step_seconds * steps * flops / max(train_flops, 1.0)
+    answers = e.num_samples * (evaluations + 1) + e.task_examples * evaluations  # +1: base
+    generation = answers * e.max_new_tokens * c.token_seconds
+    fixed = c.load_seconds + 2 * c.compile_seconds  # the train and the eval step
+    return TimeEstimate(steps, flops, training + generation + fixed,
+                        f"timed here: {c.step_seconds:.2f} s per step, "
+                        f"{c.token_seconds * 1000:.0f} ms per generated token ({answers} "
+                        f"answers), {fixed:.0f} s loading and compiling")
 
 
 def measured_peak(refresh: bool = False) -> float:
@@ -124,18 +151,21 @@ def _time_matmul(n: int = 1024, repeats: int = 5) -> float:
     return 2 * n**3 / best
 
 
-def calibrate_step_seconds(recipe, steps: int = 3) -> float:
-    """Seconds per optimizer step of the recipe on this machine: a few real steps, timed
-    after one that compiles (the model is loaded and the data prepared as a run does)."""
+def calibrate(recipe, steps: int = 3, tokens: int = 8) -> Calibration:
+    """Time the recipe's parts on this machine: load the model and prepare the data as a
+    run does, compile and run a few optimizer steps, generate a few tokens."""
     import jax
 
+    from gemma_panel.models.generation import SamplingOptions, StreamingGenerator
     from gemma_panel.training.batches import batch_at, build_sequences, max_loss_tokens
     from gemma_panel.training.step import StepFunctions
     from gemma_panel.training.trainer import load_tuned_model, prepare_data
 
     t = recipe.train
+    start = _time.perf_counter()
     lm = load_tuned_model(recipe)
     prepared = prepare_data(recipe, lm)
+    load = _time.perf_counter() - start
     seq = build_sequences(prepared.train_tokens, recipe.data.sequence_length,
                           recipe.data.pack, recipe.data.seed)
     fns = StepFunctions(lm, recipe, steps + 1, max_loss_tokens(seq, t.batch_size), 128)
@@ -145,9 +175,17 @@ def calibrate_step_seconds(recipe, steps: int = 3) -> float:
     for step in range(steps + 1):
         b = batch_at(seq, step, t.batch_size, t.gradient_accumulation, recipe.data.seed)
         arrays = (b.inputs, b.targets, b.loss_mask, b.segment_ids)
-        start = _time.perf_counter()
+        begin = _time.perf_counter()
         trainable, opt_state, metrics = fns.train_step(trainable, opt_state, frozen, arrays,
                                                        key)
         jax.block_until_ready(metrics["loss"])
-        times.append(_time.perf_counter() - start)
-    return float(np.median(times[1:]))
+        times.append(_time.perf_counter() - begin)
+    step_seconds = float(np.median(times[1:]))
+    generator = StreamingGenerator(lm)
+    options = SamplingOptions(max_new_tokens=tokens)
+    prompt = prepared.train[0].prompt or "Hello"
+    generator.generate(prompt, options)  # compiles
+    begin = _time.perf_counter()
+    generator.generate(prompt, options)
+    token_seconds = (_time.perf_counter() - begin) / tokens
+    return Calibration(load, max(0.0, times[0] - step_seconds), step_seconds, token_seconds)

@@ -54,6 +54,7 @@ def test_calibrate_times_real_steps_of_the_recipe(tiny_recipe, capsys):
     assert main(["plan", tiny_recipe, "data.sequence_length=64", "--calibrate",
                  "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
-    assert "s per step, timed on this machine" in plan["time"]["method"]
+    assert plan["time"]["method"].startswith("timed here: ")
+    assert "per generated token" in plan["time"]["method"]
     assert main(["plan", tiny_recipe, "--calibrate", "--hardware", "l4"]) == 2
     assert "--calibrate times training steps on this machine" in capsys.readouterr().err

@@ -35,9 +35,16 @@ def test_time_is_flops_over_peak_times_mfu_and_devices():
                                    mfu=0.5)
     assert one.seconds == pytest.approx(one.flops / (121e12 * 0.5))
     assert four.seconds == pytest.approx(one.seconds / 4)
+    timed = plan_time.Calibration(load_seconds=10, compile_seconds=5, step_seconds=2.0,
+                                  token_seconds=0.1)
     measured = plan_time.estimate_time(recipe, SMALL, STATS, named_hardware("l4"), steps,
-                                       step_seconds=2.0)
-    assert measured.seconds >= 2.0 * steps and "timed on this machine" in measured.method
+                                       calibration=timed)
+    e = recipe.eval
+    evaluations = -(-steps // e.every_steps)
+    answers = e.num_samples * (evaluations + 1) + e.task_examples * evaluations
+    generation = answers * e.max_new_tokens * 0.1
+    assert measured.seconds == pytest.approx(2.0 * steps + generation + 10 + 2 * 5)
+    assert "2.00 s per step" in measured.method
 
 
 def test_the_cpu_peak_is_measured_once_and_cached(monkeypatch):
