@@ -112,3 +112,15 @@ def test_packed_rows_are_counted_as_the_trainer_packs_them():
     stats = DatasetStats.of_lengths(prompt, target, "instruction")
     for length, pack in ((128, True), (64, True), (256, False)):
         assert stats.sequences(length, pack) == len(build_sequences(examples, length, pack))
+
+
+def test_a_device_report_becomes_hardware_with_its_profile_peak_and_price():
+    from gemma_panel.distribution.devices import DeviceReport
+    from gemma_panel.plan.hardware import hardware_from_report
+
+    tpu = DeviceReport("tpu", "TPU v5 lite", 8, 8, 16 * 2**30, 1, 0, True, "native")
+    hw = hardware_from_report(tpu)
+    assert (hw.count, hw.peak_flops, hw.price_key) == (8, 197e12, "tpu-v5e")
+    cpu = DeviceReport("cpu", "cpu", 1, 1, None, 1, 0, False, "no AMX")
+    hw = hardware_from_report(cpu, peak_flops=1e11)
+    assert hw.memory_per_device > 0 and hw.peak_flops == 1e11 and hw.price_key is None
