@@ -6,6 +6,7 @@ child's peak resident memory (VmHWM in /proc/self/status) at the end; the estima
 
     python benchmarks/memory_estimate.py                    # the tiny random Gemma rows
     python benchmarks/memory_estimate.py --real 128 512    # + Gemma 3 270M at those lengths
+    python benchmarks/memory_estimate.py --real 512 --skip-tiny
 
 The 270M rows take a minute or two each on two cores and 3-5 GB of RAM.
 """
@@ -100,6 +101,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--real", type=int, nargs="*", default=[],
                         help="also Gemma 3 270M at these sequence lengths")
+    parser.add_argument("--skip-tiny", action="store_true", help="only the --real rows")
     parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
@@ -107,7 +109,7 @@ def main() -> None:
         child(None if path == "-" else path, overrides)
         return
     with tempfile.TemporaryDirectory() as tmp:
-        rows = tiny_rows(Path(tmp)) + real_rows(args.real)
+        rows = ([] if args.skip_tiny else tiny_rows(Path(tmp))) + real_rows(args.real)
         print(f"{'run':34} {'estimate':>11} {'measured':>11} {'error':>6} "
               f"{'(loading peak)':>14}")
         for label, recipe, overrides in rows:
