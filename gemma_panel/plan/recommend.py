@@ -89,8 +89,8 @@ def recommend(recipe, stats: DatasetStats | None, hardware=None,
         model = _registry_size(recipe.model.source)
     ctx = _Context(recipe, stats, hw, model, {})
     out: list[Recommendation] = []
-    rules = (_sequence_length, _packing, _epochs, _batch, _learning_rate, _warmup, _lora,
-             _evaluation, _precision, _distribution)
+    rules = (_sequence_length, _packing, _epochs, _precision, _batch, _learning_rate,
+             _warmup, _lora, _evaluation, _distribution)  # precision before the batch fit
     for rule in rules:
         for rec in rule(ctx):
             if rec.field and rec.kind == "setting":
