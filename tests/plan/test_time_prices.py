@@ -33,8 +33,11 @@ def test_time_is_flops_over_peak_times_mfu_and_devices():
     one = plan_time.estimate_time(recipe, SMALL, STATS, named_hardware("l4"), steps, mfu=0.5)
     four = plan_time.estimate_time(recipe, SMALL, STATS, named_hardware("l4:4"), steps,
                                    mfu=0.5)
-    assert one.seconds == pytest.approx(one.flops / (121e12 * 0.5))
+    assert one.seconds == pytest.approx(one.flops / (121e12 * 0.5 * 0.5))  # float32: TF32
     assert four.seconds == pytest.approx(one.seconds / 4)
+    mixed = load_recipe(None, ["data.sequence_length=128", "model.dtype=mixed_bfloat16"])
+    fast = plan_time.estimate_time(mixed, SMALL, STATS, named_hardware("l4"), steps, mfu=0.5)
+    assert fast.seconds == pytest.approx(one.seconds / 2)
     timed = plan_time.Calibration(load_seconds=10, compile_seconds=5, step_seconds=2.0,
                                   token_seconds=0.1)
     measured = plan_time.estimate_time(recipe, SMALL, STATS, named_hardware("l4"), steps,
