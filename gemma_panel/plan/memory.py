@@ -13,7 +13,9 @@ The parts follow what the train step (training/step.py) keeps alive at its peak:
   the feed-forward's four ``intermediate_dim``-wide tensors;
 * LM-head logits: loss positions x vocabulary x 4 bytes, kept whole for the backward pass
   when they fit in ``REMAT_LOGITS_BYTES``, otherwise 128 positions at a time (recomputed);
-* runtime: the process itself (Python, JAX, Keras: measured on CPU), XLA's temporaries.
+  the positions are batches.py's bound (a micro-batch's loss tokens, rounded up to 128);
+* runtime: the process itself (Python, JAX, Keras: measured on CPU), XLA's temporaries,
+  and on CPU the freed buffers of the weights' import, which stay resident.
 
 Under ``data_parallel`` the batch is split over the devices; under ``fsdp`` the weights,
 factors and moments are too (plus one gathered layer and the gathered embedding for the
@@ -36,10 +38,13 @@ HEAD_CHUNK = 128
 # Tensors the backward pass keeps per token and layer, in units of each width: counted
 # from the block (10 hidden-wide, 3 query-wide, 4 key/value-wide, 4 feed-forward-wide, 2
 # score rows), then scaled to the peaks measured on CPU (benchmarks/memory_estimate.py:
-# XLA keeps about 1.6x the count, and 3 score rows: scores, masked scores, probabilities).
-HIDDEN_COPIES, QUERY_COPIES, KV_COPIES, FFN_COPIES, SCORE_COPIES = 16, 5, 6, 7, 3
-# Logits kept for the backward pass: the float32 logits, their exponentials and gradient.
-LOGIT_COPIES = 3
+# XLA keeps 1.1-2x the count, and 3 score rows: scores, masked scores, probabilities).
+HIDDEN_COPIES, QUERY_COPIES, KV_COPIES, FFN_COPIES, SCORE_COPIES = 15, 5, 6, 6, 3
+# Logits kept for the backward pass (XLA fuses the softmax's exponentials; measured).
+LOGIT_COPIES = 1
+# On CPU the weights' import leaves this many weight-sizes of freed buffers resident (the
+# allocator keeps them; measured: the 270M's peak is 2.3x its weights above the rest).
+CPU_LOADING_RESIDUE = 1.3
 # What a training process holds beside the model: Python, JAX, Keras, KerasHub,
 # TensorFlow's import, XLA's compiler (measured on CPU: the intercept of the fit).
 CPU_RUNTIME_BYTES = 1360 * 2**20
@@ -159,6 +164,8 @@ def estimate_memory(model: ModelSize, run: TrainingShape, backend: str = "cpu",
                                       else 1)
     subtotal = sum(parts.values())
     parts["XLA temporaries"] = int(XLA_TEMPORARY_SHARE * subtotal)
+    if backend == "cpu":
+        parts["loading residue"] = int(CPU_LOADING_RESIDUE * parts["weights"])
     parts["runtime"] = CPU_RUNTIME_BYTES if backend == "cpu" else ACCELERATOR_RUNTIME_BYTES
     return MemoryEstimate(strategy, n, parts, capacity)
 
