@@ -118,7 +118,7 @@ def _answers(generator, items, max_new_tokens) -> list[str]:
     from gemma_panel.models.generation import SamplingOptions
 
     options = SamplingOptions(max_new_tokens=max_new_tokens)
-    return [generator.generate(item["prompt"], options) for item in items]
+    return generator.generate_many([item["prompt"] for item in items], options)
 
 
 def _task_metrics(task: str, predictions, references) -> dict[str, float]:
