@@ -14,8 +14,8 @@ to the host, never a row of 262,144 logits.
   depend only on the distance between two positions, so a row shifted right by its padding
   scores as it would alone.
 
-Shapes are bucketed to powers of two (prompt length, new tokens, batch size), so a new prompt
-reuses the compiled functions of the last one of similar size.
+Shapes are bucketed (prompt length and new tokens to powers of two, batch size to 1, 2, 4 and
+then multiples of 4), so a new prompt reuses the compiled functions of one of similar size.
 """
 
 from __future__ import annotations
@@ -63,6 +63,12 @@ class SamplingOptions:
 def bucket(n: int, minimum: int = _MIN_LENGTH) -> int:
     """The power of two at or above ``n`` (at least ``minimum``)."""
     return max(minimum, 1 << max(0, int(n) - 1).bit_length())
+
+
+def batch_bucket(n: int) -> int:
+    """Rows a batch of ``n`` is padded to: 1, 2, 4, then multiples of 4 (every padded row
+    costs a full row of prefill and decode, so 9 rows take 12, not 16)."""
+    return bucket(n, 1) if n <= 4 else -(-n // 4) * 4
 
 
 def choose_token(logits: np.ndarray, options: SamplingOptions, rng: np.random.Generator) -> int:
@@ -267,7 +273,7 @@ class StreamingGenerator:
         out = []
         for start in range(0, len(rows), _MAX_BATCH):
             chunk = rows[start: start + _MAX_BATCH]
-            padded = chunk + [chunk[0]] * (bucket(len(chunk), 1) - len(chunk))
+            padded = chunk + [chunk[0]] * (batch_bucket(len(chunk)) - len(chunk))
             out += self._decode_rows(padded, options)[: len(chunk)]
         return out
 

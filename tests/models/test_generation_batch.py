@@ -43,7 +43,7 @@ def test_greedy_batch_equals_one_by_one_and_keras_hub(gen):
     alone = [list(gen.stream_ids(p, GREEDY)) for p in PROMPTS]
     assert len({tuple(a) for a in alone}) == len(PROMPTS)  # the answers differ
     assert all(len(set(a)) > 2 for a in alone)  # and are not one repeated token
-    assert gen.generate_ids_many(PROMPTS, GREEDY) == alone  # 5 rows, padded to 8
+    assert gen.generate_ids_many(PROMPTS, GREEDY) == alone  # 5 rows, padded to 8 with copies
     assert alone[2] == keras_hub_greedy(gen.lm, PROMPTS[2], 12)
     texts = gen.generate_many(PROMPTS, GREEDY)
     assert texts == [gen.generate(p, GREEDY) for p in PROMPTS]
