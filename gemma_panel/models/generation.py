@@ -142,8 +142,10 @@ class StreamingGenerator:
         # Models whose cached call takes a padding mask can be left-padded (batched).
         self.batches = "padding_mask" in inspect.signature(causal_lm.call_with_cache).parameters
         self._cache_shapes: dict[tuple[int, int], object] = {}
-        self._prefill = jax.jit(self._prefill_fn)
-        self._step = jax.jit(self._step_fn, static_argnames=("sampling",))
+        # The cache is donated: each call updates it in place instead of copying it.
+        self._prefill = jax.jit(self._prefill_fn, donate_argnames=("cache",))
+        self._step = jax.jit(self._step_fn, static_argnames=("sampling",),
+                             donate_argnames=("cache",))
         self._decode = jax.jit(self._decode_fn, static_argnames=("sampling", "steps"))
 
     # -- traced pieces ------------------------------------------------------------------
