@@ -114,3 +114,16 @@ def test_steps_return_token_ids_and_shapes_are_reused(gen):
     compiled = gen._step._cache_size(), gen._prefill._cache_size()
     list(gen.stream_ids("A different prompt, a little longer", SamplingOptions(max_new_tokens=8)))
     assert (gen._step._cache_size(), gen._prefill._cache_size()) == compiled
+
+
+def test_gemma4_batch_equals_one_by_one(tmp_path):
+    from tests.models.tiny_hf_gemma4 import write_tiny_gemma4
+
+    write_tiny_gemma4(tmp_path / "hf", "per_layer_embeddings")
+    gen4 = StreamingGenerator(load_model(str(tmp_path / "hf"), progress=False))
+    prompts = ["the quick brown fox jumps", "hello",
+               "how are you today? the lazy dog jumps over", "system user"]
+    options = SamplingOptions(max_new_tokens=10)
+    alone = [list(gen4.stream_ids(p, options)) for p in prompts]
+    assert len({tuple(a) for a in alone}) == len(prompts)
+    assert gen4.generate_ids_many(prompts, options) == alone
