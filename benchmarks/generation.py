@@ -37,8 +37,8 @@ EVAL_PROMPTS = [
     "Classify the sentiment of this review: The battery died after two days.",
     "Classify the sentiment of this review: Lovely screen, fast, and the price was fair.",
     "Question: What is the capital of France? Answer:",
-    "Summarize: The meeting moved to Thursday because the room was booked on Wednesday "
-    "and two of the speakers could not travel before the end of the week.",
+    ("Summarize: The meeting moved to Thursday because the room was booked on Wednesday "
+     "and two of the speakers could not travel before the end of the week."),
     "Translate to French: Good morning, how are you?",
     "Write a haiku about autumn leaves.",
     "List three prime numbers:",
