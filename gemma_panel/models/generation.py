@@ -256,16 +256,19 @@ class StreamingGenerator:
         state = self._state()
         cache, token, index, offsets = self._prefilled([self.encode_prompt(prompt)],
                                                        options.max_new_tokens, state)
-        key = jax.random.PRNGKey(options.seed)
-        for _ in range(options.max_new_tokens):
-            token, cache, key = self._step(state, token, cache, index, offsets, key,
-                                           options.temperature, options.top_p,
-                                           sampling=options.static())
+        def step(token, cache, index, key):
+            return self._step(state, token, cache, index, offsets, key, options.temperature,
+                              options.top_p, sampling=options.static())
+
+        pending = step(token, cache, index, jax.random.PRNGKey(options.seed))
+        for n in range(options.max_new_tokens):
+            token, cache, key = pending
+            if n + 1 < options.max_new_tokens:  # queued now, it runs while this token is shown
+                pending = step(token, cache, index + n + 1, key)
             chosen = int(token[0])
             if chosen in self.stop_ids:
                 return
             yield chosen
-            index += 1
 
     def generate_ids_many(self, prompts: list[str], options: SamplingOptions) -> list[list[int]]:
         """Generated ids per prompt, all rows decoded together on the device."""
