@@ -8,6 +8,8 @@ base 2e-3 (per-channel weights and per-token inputs rounded to 8 bits; measured 
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,7 +24,9 @@ from tests.training.test_batches import examples
 BATCH, LENGTH = 4, 64
 
 
+@functools.lru_cache(maxsize=None)
 def prepare(gguf, *overrides, length=LENGTH):
+    """(TrainFunctions, sequences), one per setting: its state is copied by initial_state."""
     recipe = load_recipe(None, [f"model.source={gguf}", "train.warmup_steps=0",
                                 "train.learning_rate=0.01", "lora.rank=4",
                                 "lora.target_layers=[query,value,ffw_linear]",
@@ -129,7 +133,7 @@ def test_int8_lora_forward_equals_keras_without_dropout(tiny_gguf):
     from gemma_panel.models.lora import lora_layers
     from gemma_panel.training.keras_internals import int8_lora_forward
 
-    steps, _ = prepare(tiny_gguf, "memory.base_weights=int8")
+    steps, _ = prepare.__wrapped__(tiny_gguf, "memory.base_weights=int8")  # it is changed
     layer = next(x for x in lora_layers(steps.backbone) if x.name == "query")
     rng = np.random.default_rng(0)
     layer.lora_kernel_b.assign(rng.standard_normal(layer.lora_kernel_b.shape) * 0.1)
