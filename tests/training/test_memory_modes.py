@@ -145,3 +145,16 @@ def test_frozen_base_modes_need_lora(tiny_gguf):
     with pytest.raises(RecipeError, match="memory.base_weights"):
         load_recipe(None, [f"model.source={tiny_gguf}", "lora.enabled=false",
                            "memory.base_weights=int8"])
+
+
+@pytest.mark.parametrize("base", ["int8", "bfloat16"])
+def test_a_whole_run_trains_with_the_memory_modes(tiny_recipe, tmp_path, base):
+    """Evaluation, sample generation and checkpoints work on the quantized / bf16 model."""
+    from gemma_panel.training.trainer import train
+
+    recipe = tiny_recipe("train.max_steps=3", "eval.every_steps=3", "memory.remat=true",
+                         f"memory.base_weights={base}", "lora.dropout=0.1")
+    result = train(recipe, tmp_path / "run")
+    assert result.status == "succeeded" and result.step == 3
+    assert np.isfinite(result.best_val_loss)
+    assert (tmp_path / "run" / "checkpoints").is_dir()
