@@ -34,24 +34,19 @@ from pathlib import Path
 import gemma_panel  # noqa: F401  (sets KERAS_BACKEND=jax before Keras is imported)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flops import Shape, training_flops  # noqa: E402
+from flops import Shape, training_flops
 
-GEMMA3 = dict(query_head_dim_normalize=True, use_query_key_norm=True, use_post_ffw_norm=True,
-              use_post_attention_norm=True, use_sliding_window_attention=True,
-              image_size=896, layer_norm_epsilon=1e-6)
-SHAPES = {
-    "270m": dict(vocabulary_size=262144, num_layers=18, num_query_heads=4,
-                 num_key_value_heads=1, hidden_dim=640, intermediate_dim=2048, head_dim=256,
-                 sliding_window_size=512),
-    "1b": dict(vocabulary_size=262144, num_layers=26, num_query_heads=4,
-               num_key_value_heads=1, hidden_dim=1152, intermediate_dim=6912, head_dim=256,
-               sliding_window_size=512),
-    "tiny": dict(vocabulary_size=512, num_layers=2, num_query_heads=2, num_key_value_heads=1,
-                 hidden_dim=64, intermediate_dim=128, head_dim=32, sliding_window_size=32),
-    "small": dict(vocabulary_size=4096, num_layers=4, num_query_heads=4,
-                  num_key_value_heads=1, hidden_dim=256, intermediate_dim=512, head_dim=64,
-                  sliding_window_size=64),
-}
+GEMMA3 = {"query_head_dim_normalize": True, "use_query_key_norm": True,
+          "use_post_ffw_norm": True, "use_post_attention_norm": True,
+          "use_sliding_window_attention": True, "image_size": 896, "layer_norm_epsilon": 1e-6}
+_KEYS = ("vocabulary_size", "num_layers", "num_query_heads", "num_key_value_heads",
+         "hidden_dim", "intermediate_dim", "head_dim", "sliding_window_size")
+SHAPES = {name: dict(zip(_KEYS, sizes)) for name, sizes in {
+    "270m": (262144, 18, 4, 1, 640, 2048, 256, 512),
+    "1b": (262144, 26, 4, 1, 1152, 6912, 256, 512),
+    "tiny": (512, 2, 2, 1, 64, 128, 32, 32),
+    "small": (4096, 4, 4, 1, 256, 512, 64, 64),
+}.items()}
 # Dense bf16 peak FLOP/s per device, from the vendors' data sheets, by jax device_kind.
 PEAK_BF16 = {
     "TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v5p": 459e12,

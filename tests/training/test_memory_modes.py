@@ -24,7 +24,7 @@ from tests.training.test_batches import examples
 BATCH, LENGTH = 4, 64
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def prepare(gguf, *overrides, length=LENGTH):
     """(TrainFunctions, sequences), one per setting: its state is copied by initial_state."""
     recipe = load_recipe(None, [f"model.source={gguf}", "train.warmup_steps=0",
