@@ -1,4 +1,4 @@
-"""The recipe's schema: seven sections of typed fields, each with its help text and default.
+"""The recipe's schema: eight sections of typed fields, each with its help text and default.
 
 Each field carries a ``help`` text that says what it does and how it changes training and the
 finished model; the dashboard's explanations, the CLI help and the YAML comments all come
@@ -302,10 +302,34 @@ class DistributionSection:
     )
 
 
+BASE_WEIGHTS = ("float32", "bfloat16", "int8")
+
+
+@dataclass(frozen=True)
+class MemorySection:
+    base_weights: str = option(
+        "float32",
+        "How LoRA's frozen base weights are stored; LoRA factors and optimizer state stay "
+        "float32 and the computation keeps model.dtype. float32: exact, 4 bytes a weight. "
+        "bfloat16: half the weight memory; the base is rounded to 8 mantissa bits (loss "
+        "changes in the 3rd digit). int8: a quarter (Keras quantize('int8') before LoRA, "
+        "the QLoRA recipe; matmuls also quantize their inputs), the loss moves by about 1%. "
+        "Needs lora.enabled (full fine-tuning trains these weights).",
+        choices=BASE_WEIGHTS,
+    )
+    remat: bool = option(
+        False,
+        "Recompute each decoder block's activations in the backward pass instead of "
+        "keeping them (jax.checkpoint per block): activation memory drops from every "
+        "block's to about one block's, for about one more forward pass per step (~30% "
+        "slower). For long sequences, big batches and deep models.",
+    )
+
+
 SECTIONS = {
     "model": ModelSection, "data": DataSection, "lora": LoraSection,
     "train": TrainSection, "eval": EvalSection, "export": ExportSection,
-    "distribution": DistributionSection,
+    "distribution": DistributionSection, "memory": MemorySection,
 }
 
 
@@ -326,6 +350,7 @@ class Recipe:
     eval: EvalSection = field(default_factory=EvalSection)
     export: ExportSection = field(default_factory=ExportSection)
     distribution: DistributionSection = field(default_factory=DistributionSection)
+    memory: MemorySection = field(default_factory=MemorySection)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -104,6 +104,10 @@ def _value_problems(recipe: Recipe) -> list[str]:
     need(e.task_examples >= 0, "eval.task_examples: cannot be negative")
     need(e.early_stopping_patience is None or e.early_stopping_patience >= 1,
          "eval.early_stopping_patience: must be at least 1 (or null)")
+    need(lo.enabled or recipe.memory.base_weights == "float32",
+         f"memory.base_weights: {recipe.memory.base_weights} stores frozen weights, but "
+         "lora.enabled is false (every weight trains); set lora.enabled=true or "
+         "memory.base_weights=float32")
     return problems + section_problems(recipe.distribution)
 
 

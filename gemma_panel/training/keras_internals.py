@@ -9,7 +9,9 @@ of one trace and put back after:
 * ``lora_dropout``: dropout on the LoRA branch's input. Keras's ``EinsumDense`` computes LoRA
   merged into its kernel (``kernel = _kernel + (lora_alpha / lora_rank) A B``), which cannot
   drop the branch's input, so its ``call(inputs, training=None)`` is replaced by the unmerged
-  sum over ``equation``, ``_kernel``, the factors, ``bias`` and ``activation``.
+  sum over ``equation``, ``_kernel``, the factors, ``bias`` and ``activation``. An int8 layer
+  (``memory.base_weights: int8``) is called through ``quantized_call``, so that is replaced
+  instead, by Keras's ``_int8_call`` with LoRA off plus the dropped branch.
 
 Written against keras-hub 0.32.x and keras 3.15.x. Before patching, ``require_internals``
 checks the names the patches rely on and raises ``KerasInternalsChanged`` (naming what is
@@ -26,6 +28,7 @@ import warnings
 
 import jax
 import jax.numpy as jnp
+import keras
 
 WRITTEN_FOR = {"keras_hub": "0.32.", "keras": "3.15."}
 MASK_METHOD = "_compute_attention_mask"  # on each of backbone.transformer_layers
@@ -59,9 +62,13 @@ def internals_missing(blocks, lora_layers) -> list[str]:
     for layer in lora_layers:
         kind = type(layer).__name__
         missing += [f"{kind}.{name}" for name in LORA_ATTRIBUTES if not hasattr(layer, name)]
-        parameters = tuple(inspect.signature(type(layer).call).parameters)
+        method = "_int8_call" if _quantized(layer) else "call"
+        if layer.lora_enabled and _quantized(layer) and layer.quantization_mode != "int8":
+            missing.append(f"{kind}: LoRA dropout on {layer.quantization_mode} weights")
+            continue
+        parameters = tuple(inspect.signature(getattr(type(layer), method)).parameters)
         if parameters != LORA_CALL_PARAMETERS:
-            missing.append(f"{kind}.call{LORA_CALL_PARAMETERS} (it is call{parameters})")
+            missing.append(f"{kind}.{method}{LORA_CALL_PARAMETERS} (it is {method}{parameters})")
     return sorted(set(missing))
 
 
@@ -125,6 +132,26 @@ def lora_forward(layer, inputs, dropped):
     return out if layer.activation is None else layer.activation(out)
 
 
+def int8_lora_forward(layer, inputs, dropped):
+    """An int8 layer's forward with its LoRA branch on ``dropped``: Keras's own int8 matmul
+    (``_int8_call``, LoRA switched off for it) plus ``(alpha/r) dropped A B``."""
+    if layer.activation not in (None, keras.activations.linear):  # added after it
+        raise KerasInternalsChanged(f"{layer.name}: LoRA dropout on an int8 layer with an "
+                                    "activation; set lora.dropout=0 or memory.base_weights.")
+    layer.lora_enabled = False
+    try:
+        out = layer._int8_call(inputs)
+    finally:
+        layer.lora_enabled = True
+    branch = jnp.einsum(layer.equation, dropped, layer.lora_kernel_a.value)
+    branch = jnp.matmul(branch, layer.lora_kernel_b.value)
+    return out + (layer.lora_alpha / layer.lora_rank) * branch.astype(out.dtype)
+
+
+def _quantized(layer) -> bool:
+    return getattr(layer, "quantization_mode", None) is not None
+
+
 @contextlib.contextmanager
 def lora_dropout(layers, rate: float, key):
     """Dropout on the LoRA branch's input, which Keras's merged LoRA kernel cannot express.
@@ -139,15 +166,19 @@ def lora_dropout(layers, rate: float, key):
     for i, layer in enumerate(layers):
         layer_key = jax.random.fold_in(key, i)
 
-        def call(inputs, *args, _layer=layer, _key=layer_key, **kwargs):
+        # Keras calls a quantized layer's quantized_call, not its call
+        name, forward = ("quantized_call", int8_lora_forward) if _quantized(layer) \
+            else ("call", lora_forward)
+
+        def call(inputs, *args, _layer=layer, _key=layer_key, _forward=forward, **kwargs):
             keep = jax.random.bernoulli(_key, 1.0 - rate, inputs.shape)
             dropped = jnp.where(keep, inputs / (1.0 - rate), 0).astype(inputs.dtype)
-            return lora_forward(_layer, inputs, dropped)
+            return _forward(_layer, inputs, dropped)
 
-        patched.append((layer, layer.call))
-        layer.call = call
+        patched.append((layer, name, getattr(layer, name)))
+        setattr(layer, name, call)
     try:
         yield
     finally:
-        for layer, original in patched:
-            layer.call = original
+        for layer, name, original in patched:
+            setattr(layer, name, original)

@@ -20,7 +20,8 @@ from .server_paths import PathRefused
 
 SECTION_TITLES = {"model": "Model", "data": "Data", "lora": "LoRA adapters",
                   "train": "Training", "eval": "Evaluation and samples", "export": "Export",
-                  "distribution": "Devices and distribution"}
+                  "distribution": "Devices and distribution",
+                  "memory": "Memory"}
 
 
 def _text(value) -> str:
@@ -199,7 +200,7 @@ class ConfigView(pn.viewable.Viewer):
             if section == "distribution":
                 rows.insert(0, self._devices_badge())
             cards.append(pn.Card(*rows, title=SECTION_TITLES[section],
-                                 collapsed=section in ("eval", "export", "distribution")))
+                                 collapsed=section in ("eval", "export", "distribution", "memory")))
         files = pn.Card(pn.Row(self.save_path, self.replace, self.save_button),
                         pn.Row(self.load_input, self.load_path, self.load_button),
                         pn.Card(self._yaml(), title="Recipe YAML", collapsed=True),
