@@ -249,7 +249,8 @@ class EvalSection:
         16,
         "Validation rows answered by generation at each evaluation for task metrics: "
         "accuracy and macro-F1 of the label (classification), exact match and token F1 "
-        "(short answers). More is steadier and slower (all rows are generated together in one batch).",
+        "(short answers). More is steadier and slower (all rows are generated together, "
+        "in one batch).",
     )
     max_new_tokens: int = option(48, "Length limit of each sample generation.")
     early_stopping_patience: int | None = option(
