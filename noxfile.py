@@ -49,7 +49,8 @@ def tests(session):
     Pytest arguments go after --; -rs lists every skipped test with its reason."""
     install_system_packages(session)
     # cloud: tests/cloud run the Google libraries against gcp-storage-emulator (in dev).
-    session.install("-e", ".[dev,augment,cloud]")
+    # docs: tests/tooling/test_docs.py builds the site as `nox -s docs` does.
+    session.install("-e", ".[dev,augment,cloud,docs]")
     session.run("pytest", "-rs", *session.posargs)
 
 
@@ -58,6 +59,14 @@ def lint(session):
     """Check the code with ruff."""
     session.install("ruff>=0.8")
     session.run("ruff", "check", "gemma_panel", "tests", "benchmarks", "scripts", *session.posargs)
+
+
+@nox.session
+def docs(session):
+    """Build the documentation site into site/ with warnings as errors (open site/index.html)."""
+    session.install("-e", ".[docs]")
+    session.run("mkdocs", "build", "--strict", *session.posargs,
+                env={"DISABLE_MKDOCS_2_WARNING": "true", "NO_MKDOCS_2_WARNING": "1"})
 
 
 @nox.session

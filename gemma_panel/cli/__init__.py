@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     from gemma_panel.cli.data import add_data_commands
     from gemma_panel.cli.export import add_export_commands
     from gemma_panel.cli.models import add_model_commands
+    from gemma_panel.cli.plan import add_plan_command
     from gemma_panel.cli.runs import add_recipe_commands, add_run_commands
 
     parser = argparse.ArgumentParser(
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_commands(sub)
     add_export_commands(sub)
     add_cloud_commands(sub)
+    add_plan_command(sub)
     return parser
 
 

@@ -36,7 +36,8 @@ def add_cloud_commands(sub) -> None:
     submit.add_argument("--region", default=DEFAULT_REGION)
     submit.add_argument("--project", help="default: $GOOGLE_CLOUD_PROJECT")
     submit.add_argument("--output", default=os.environ.get(OUTPUT_ENV),
-                        help=f"gs:// prefix for job folders (default: ${OUTPUT_ENV})")
+                        help=f"gs:// prefix for job folders (default: ${OUTPUT_ENV}, "
+                             "else the recipe's train.storage)")
     submit.add_argument("--image-repo", help="the training image's repository "
                                              "(default: $GEMMA_PANEL_IMAGE_REPO)")
     submit.add_argument("--service-account", help="the job runs as this service account")
@@ -71,14 +72,16 @@ def add_cloud_commands(sub) -> None:
     whoami.set_defaults(func=cmd_whoami)
 
 
-def _options(args):
+def _options(args, recipe):
     from gemma_panel.cloud.vertex import JobOptions
     from gemma_panel.errors import UserError
 
-    if not args.output:
+    output = args.output or recipe.train.storage
+    if not output:
         raise UserError(f"no output prefix: pass --output gs://BUCKET/PATH (or set "
-                        f"{OUTPUT_ENV}); each job gets a folder below it.")
-    return JobOptions(accelerator=args.accelerator, output=args.output, spot=args.spot,
+                        f"{OUTPUT_ENV}, or train.storage in the recipe); each job gets a "
+                        "folder below it.")
+    return JobOptions(accelerator=args.accelerator, output=output, spot=args.spot,
                       region=args.region, project=args.project, image_repo=args.image_repo,
                       timeout_hours=args.timeout_hours, job_id=args.job_id,
                       service_account=args.service_account)
@@ -86,10 +89,10 @@ def _options(args):
 
 def cmd_submit(args) -> int:
     from gemma_panel.cloud import vertex
-    from gemma_panel.config import load_recipe, recipe_to_yaml
+    from gemma_panel.config import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
-    options = _options(args)
+    options = _options(args, recipe)
     if args.dry_run:
         folder = vertex.job_folder(recipe, options)
         print(vertex.to_json(vertex.custom_job(recipe, options, folder)))
@@ -100,10 +103,12 @@ def cmd_submit(args) -> int:
             print(f"warning: {path} is a local path, which the job cannot read; copy it to "
                   "a bucket and override data.train_path", file=sys.stderr)
         return 0
-    name, folder = vertex.submit(recipe, recipe_to_yaml(recipe), options)
-    print(f"submitted {name}; its folder is {folder}")
-    print(f"follow it with 'gemma-panel cloud status {name}'; "
-          f"cancel with 'gemma-panel cloud cancel {name}'")
+    from gemma_panel.runs.remote import submit_vertex
+
+    run = submit_vertex(recipe, options)
+    print(f"submitted {run.job_name} as run {run.id}; its folder is {run.remote_dir}")
+    print(f"follow it with 'gemma-panel runs show {run.id}'; "
+          f"cancel with 'gemma-panel runs cancel {run.id}'")
     return 0
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
+from gemma_panel.config import field_choices, field_default
+
 
 def add_data_commands(sub) -> None:
     data = sub.add_parser("data", help="check and prepare datasets")
@@ -17,10 +19,12 @@ def add_data_commands(sub) -> None:
         cmd.add_argument("file", help="CSV, JSONL, JSON, text or Parquet file")
         cmd.add_argument("--format", choices=["csv", "jsonl", "json", "text", "parquet"])
         cmd.add_argument("--encoding", help="e.g. cp1252 (detected when omitted)")
-        cmd.add_argument("--text-mode", choices=["line", "paragraph", "chunk"], default="line")
+        cmd.add_argument("--text-mode", choices=field_choices("data.text_mode"),
+                         default=field_default("data.text_mode"))
         cmd.add_argument("--column", action="append", default=[], metavar="ROLE=COLUMN",
                          help="override the detected mapping, e.g. --column prompt=question")
-        cmd.add_argument("--template", choices=["gemma", "completion", "classification"],
+        cmd.add_argument("--template", choices=[c for c in field_choices("data.template")
+                                                if c != "auto"],
                          help="prompt template (default: from the detected task)")
         cmd.add_argument("--model", help="measure tokens with this model's tokenizer")
         cmd.add_argument("--sequence-length", type=int, help="report examples longer than this")
@@ -35,8 +39,8 @@ def add_data_commands(sub) -> None:
             cmd.add_argument("--split-by", help="keep rows with the same value of this column "
                              "on one side of the split")
             cmd.add_argument("--seed", type=int, default=0)
-            cmd.add_argument("--duplicates", choices=["keep_first", "drop_all", "keep_all"],
-                             default="keep_first")
+            cmd.add_argument("--duplicates", choices=field_choices("data.duplicates"),
+                             default=field_default("data.duplicates"))
             cmd.add_argument("--skip-bad-rows", action="store_true",
                              help="drop rows with errors instead of refusing the file")
             cmd.set_defaults(func=cmd_data_prepare)

@@ -2,7 +2,7 @@
 from the command line.
 
     gemma-panel validate RECIPE [SECTION.FIELD=VALUE ...] [--show]
-    gemma-panel run RECIPE [SECTION.FIELD=VALUE ...] [--detach]
+    gemma-panel run RECIPE [SECTION.FIELD=VALUE ...] [--detach] [--run-folder gs://...]
     gemma-panel runs list | show ID | logs ID [-f] | cancel ID | resume ID | delete ID [--yes]
     gemma-panel runs compare ID ID ... [--by tokens] | parallel [N]
     gemma-panel worker RUN_ID
@@ -42,6 +42,10 @@ def add_run_commands(sub) -> None:
                      help="override recipe fields, e.g. train.learning_rate=1e-4")
     run.add_argument("--detach", action="store_true",
                      help="print the run id and return; the run goes on in the background")
+    run.add_argument("--run-folder", metavar="gs://BUCKET/PATH",
+                     help="keep a copy of the run folder there (metrics, samples, "
+                          "checkpoints), and go on from the last checkpoint already there: "
+                          "what a Vertex AI job's restarted replica does")
     run.add_argument("--trainer", metavar="MODULE:FUNCTION",
                      help="a custom training function with gemma_panel.training.train's "
                           "signature (default: that one)")
@@ -97,6 +101,14 @@ def _store(args=None):
     return RunStore(getattr(args, "store", None))
 
 
+def _poll_jobs(store, run_ids=None) -> None:
+    """Bring runs that Vertex AI jobs train up to date; say on stderr which could not be."""
+    from gemma_panel.runs.remote import poll
+
+    for problem in poll(store, run_ids):
+        print(f"warning: {problem.message}", file=sys.stderr)
+
+
 def cmd_validate(args) -> int:
     from gemma_panel.config import load_recipe, recipe_to_yaml
 
@@ -114,7 +126,8 @@ def cmd_run(args) -> int:
 
     recipe = load_recipe(args.recipe, args.overrides)
     store = _store()
-    run = submit(recipe, store, trainer=args.trainer or DEFAULT_TRAINER)
+    run = submit(recipe, store, trainer=args.trainer or DEFAULT_TRAINER,
+                 remote_dir=args.run_folder)
     ahead = (queue.position(store, run.id) or 1) - 1
     print(f"run {run.id} queued" + (f" behind {ahead} run(s)" if ahead else "")
           + f"; folder {run.run_dir}")
@@ -130,6 +143,7 @@ def cmd_list(args) -> int:
 
     store = _store()
     recover(store)  # notices dead workers; restarts the queue after a reboot
+    _poll_jobs(store)
     runs = store.list_runs(args.status)
     if args.json:
         print(json.dumps([_run_dict(store, r) for r in runs], indent=2, default=str))
@@ -160,6 +174,9 @@ def cmd_show(args) -> int:
 
     store = _store()
     run = store.get(args.run_id)
+    if run.remote:
+        _poll_jobs(store, [run.id])
+        run = store.get(run.id)
     if args.json:
         print(json.dumps(_run_dict(store, run) | {"recipe_yaml": run.recipe_yaml},
                          indent=2, default=str))
@@ -174,6 +191,10 @@ def cmd_show(args) -> int:
     if run.checkpoint_step is not None:
         print(f"checkpoint step {run.checkpoint_step}: {run.checkpoint_path}")
     print(f"folder   {run.run_dir}")
+    if run.remote:
+        print(f"job      {run.job_name} ({run.backend})")
+    if run.remote_dir:
+        print(f"copy     {run.remote_dir}")
     metrics = store.latest_metrics(run.id)
     if metrics:
         print("latest   " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items())
@@ -222,7 +243,12 @@ def cmd_cancel(args) -> int:
         print(f"{run.id} is {run.status}; nothing to cancel")
         return 0
     if run.status == st.CANCELLED:
-        print(f"{run.id}: cancelled before it started")
+        print(f"{run.id}: cancelled" + (f" ({run.message})" if run.remote else
+                                         " before it started"))
+        return 0
+    if run.remote:
+        print(f"{run.id}: cancel sent to {run.job_name}; 'gemma-panel runs show {run.id}' "
+              "says when Vertex AI has stopped it")
         return 0
     print(f"{run.id}: cancel requested; it saves a checkpoint and stops at its next step")
     while args.wait and store.get(run.id).status not in st.FINISHED:

@@ -89,10 +89,21 @@ def verify_upload(local: str | os.PathLike, url: GsUrl, blob) -> Uploaded:
                     int(blob.generation or 0))
 
 
+# The files whose presence says a folder is whole: a checkpoint's and an export's.
+COMPLETION_MARKERS = ("meta.json", "manifest.json")
+
+
 def upload_folder(local: str | os.PathLike, url: str | GsUrl, *, client=None,
-                  chunk_size: int | None = None) -> list[Uploaded]:
+                  chunk_size: int | None = None,
+                  last: tuple[str, ...] = COMPLETION_MARKERS) -> list[Uploaded]:
     """Upload a finished folder (an export, a checkpoint) below ``url``, every file
-    create-only and verified; refuse a destination that already holds objects."""
+    create-only and verified; refuse a destination that already holds objects.
+
+    Args:
+        last: file names uploaded after every other file (by default a checkpoint's
+            ``meta.json`` and an export's ``manifest.json``: a reader that finds the
+            marker finds the whole folder).
+    """
     root = Path(local)
     if not root.is_dir():
         raise UserError(f"{root}: not a folder; pass the export or checkpoint folder.")
@@ -106,7 +117,8 @@ def upload_folder(local: str | os.PathLike, url: str | GsUrl, *, client=None,
         raise StorageAccessError(
             f"{prefix} already holds objects (gs://{url.bucket}/{taken.name}): uploads never "
             "overwrite; choose another destination.")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and not is_partial(p.name))
+    files = sorted((p for p in root.rglob("*") if p.is_file() and not is_partial(p.name)),
+                   key=lambda p: (p.name in last, p))
     if not files:
         raise UserError(f"{root}: the folder is empty; nothing to upload.")
     return [upload_file(p, prefix.child(p.relative_to(root).as_posix()), client=client,

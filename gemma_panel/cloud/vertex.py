@@ -67,7 +67,8 @@ class JobOptions:
     """What ``gemma-panel cloud submit`` takes besides the recipe.
 
     Args:
-        output: gs:// prefix under which each job gets its folder (base_output_directory).
+        output: gs:// prefix under which each job gets its folder (base_output_directory,
+            which also holds the run folder's copy: metrics, samples, checkpoints).
         image_repo: the image repository (``$GEMMA_PANEL_IMAGE_REPO``); the tag is pinned.
         service_account: the identity the job runs as; it needs to read the data and the
             image and to write ``output``.
@@ -116,6 +117,13 @@ def local_data_paths(recipe) -> list[str]:
             if p and not is_gs_url(p) and not p.startswith("tfds:")]
 
 
+def job_command(folder: str) -> list[str]:
+    """What each replica runs: the recipe beside the job's output, the run folder's copy in
+    the job's folder. A replica Vertex AI restarts (a preempted spot VM) runs it again and
+    goes on from the last checkpoint the copy holds (``gemma-panel run --run-folder``)."""
+    return ["gemma-panel", "run", fuse_path(f"{folder}/recipe.yaml"), "--run-folder", folder]
+
+
 def custom_job(recipe, options: JobOptions, folder: str):
     """The ``aiplatform_v1.CustomJob`` for ``recipe``; no network call.
 
@@ -135,7 +143,7 @@ def custom_job(recipe, options: JobOptions, folder: str):
         machine.tpu_topology = hw.tpu_topology
     container = v1.ContainerSpec(
         image_uri=image_uri(options),
-        command=["gemma-panel", "run", fuse_path(f"{folder}/recipe.yaml")])
+        command=job_command(folder))
     pool = v1.WorkerPoolSpec(machine_spec=machine, replica_count=1, container_spec=container,
                              disk_spec=v1.DiskSpec(boot_disk_type="pd-ssd",
                                                    boot_disk_size_gb=100))

@@ -1,4 +1,4 @@
-"""The recipe's schema: seven sections of typed fields, each with its help text and default.
+"""The recipe's schema: eight sections of typed fields, each with its help text and default.
 
 Each field carries a ``help`` text that says what it does and how it changes training and the
 finished model; the dashboard's explanations, the CLI help and the YAML comments all come
@@ -80,10 +80,16 @@ class DataSection:
     )
     template: str = option(
         "auto",
-        "How rows become text: gemma (Gemma's chat turns; loss on the answer only), "
+        "How rows become text: gemma (Gemma 1-3's chat turns; loss on the answer only), gemma4 "
+        "(Gemma 4's turns, with a system role), "
         "completion (plain text; loss on every token), classification (a prompt listing the "
         "labels; loss on the label). auto picks from the columns found.",
-        choices=("auto", "gemma", "completion", "classification"),
+        choices=("auto", "gemma", "gemma4", "completion", "classification"),
+    )
+    thinking: bool = option(
+        False,
+        "Gemma 4 only: switch on the model's thinking channel. Leave off unless answers "
+        "include reasoning.",
     )
     columns: dict = option(
         {},
@@ -215,6 +221,12 @@ class TrainSection:
         "a stopped run resumes from the last one.",
     )
     log_every: int = option(1, "Report training loss and throughput every N steps.")
+    storage: str | None = option(
+        None,
+        "A gs://bucket/runs prefix: the run keeps a copy of its folder under it (metrics, "
+        "samples and each checkpoint, uploaded create-only as they are written), which a "
+        "Vertex AI job resumes from and a dashboard elsewhere reads.",
+    )
 
 
 @dataclass(frozen=True)
@@ -237,7 +249,8 @@ class EvalSection:
         16,
         "Validation rows answered by generation at each evaluation for task metrics: "
         "accuracy and macro-F1 of the label (classification), exact match and token F1 "
-        "(short answers). More is steadier and slower (generation is token by token).",
+        "(short answers). More is steadier and slower (all rows are generated together, "
+        "in one batch).",
     )
     max_new_tokens: int = option(48, "Length limit of each sample generation.")
     early_stopping_patience: int | None = option(
@@ -290,10 +303,34 @@ class DistributionSection:
     )
 
 
+BASE_WEIGHTS = ("float32", "bfloat16", "int8")
+
+
+@dataclass(frozen=True)
+class MemorySection:
+    base_weights: str = option(
+        "float32",
+        "How LoRA's frozen base weights are stored; LoRA factors and optimizer state stay "
+        "float32 and the computation keeps model.dtype. float32: exact, 4 bytes a weight. "
+        "bfloat16: half the weight memory; the base is rounded to 8 mantissa bits (loss "
+        "changes in the 3rd digit). int8: a quarter (Keras quantize('int8') before LoRA, "
+        "the QLoRA recipe; matmuls also quantize their inputs), the loss moves by about 1%. "
+        "Needs lora.enabled (full fine-tuning trains these weights).",
+        choices=BASE_WEIGHTS,
+    )
+    remat: bool = option(
+        False,
+        "Recompute each decoder block's activations in the backward pass instead of "
+        "keeping them (jax.checkpoint per block): activation memory drops from every "
+        "block's to about one block's, for about one more forward pass per step (~30% "
+        "slower). For long sequences, big batches and deep models.",
+    )
+
+
 SECTIONS = {
     "model": ModelSection, "data": DataSection, "lora": LoraSection,
     "train": TrainSection, "eval": EvalSection, "export": ExportSection,
-    "distribution": DistributionSection,
+    "distribution": DistributionSection, "memory": MemorySection,
 }
 
 
@@ -314,6 +351,7 @@ class Recipe:
     eval: EvalSection = field(default_factory=EvalSection)
     export: ExportSection = field(default_factory=ExportSection)
     distribution: DistributionSection = field(default_factory=DistributionSection)
+    memory: MemorySection = field(default_factory=MemorySection)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -96,12 +96,18 @@ def _value_problems(recipe: Recipe) -> list[str]:
     need(t.weight_decay >= 0, "train.weight_decay: cannot be negative")
     need(t.max_grad_norm >= 0, "train.max_grad_norm: cannot be negative (0 disables)")
     need(t.checkpoint_every >= 1, "train.checkpoint_every: must be at least 1")
+    need(not t.storage or t.storage.startswith("gs://"),
+         "train.storage: must be a gs://BUCKET/PATH prefix (or empty)")
     need(t.log_every >= 1, "train.log_every: must be at least 1")
     need(e.every_steps >= 1, "eval.every_steps: must be at least 1")
     need(e.max_new_tokens >= 1, "eval.max_new_tokens: must be at least 1")
     need(e.task_examples >= 0, "eval.task_examples: cannot be negative")
     need(e.early_stopping_patience is None or e.early_stopping_patience >= 1,
          "eval.early_stopping_patience: must be at least 1 (or null)")
+    need(lo.enabled or recipe.memory.base_weights == "float32",
+         f"memory.base_weights: {recipe.memory.base_weights} stores frozen weights, but "
+         "lora.enabled is false (every weight trains); set lora.enabled=true or "
+         "memory.base_weights=float32")
     return problems + section_problems(recipe.distribution)
 
 

@@ -34,6 +34,8 @@ class ReadOptions:
         columns: role to column overrides, e.g. ``{"prompt": "q", "response": "a"}``.
         tfds_data_dir: the folder holding prepared TFDS datasets, for ``tfds:NAME[:SPLIT]``
             sources; ``$GEMMA_PANEL_TFDS_DIR`` or ``<GEMMA_PANEL_HOME>/tfds`` when None.
+        tools: read chat messages' tool calls and tool results (for a model family whose
+            chat format has them, Gemma 4); without it they are an error (``tool_calls``).
     """
 
     format: str | None = None
@@ -43,6 +45,7 @@ class ReadOptions:
     chunk_chars: int = 2000
     columns: Mapping[str, str | None] = field(default_factory=dict)
     tfds_data_dir: str | None = None
+    tools: bool = False
 
 
 @dataclass
@@ -149,6 +152,7 @@ def scan_file(
             if mapping.label else []
         template = template_for_task(mapping.task, labels)
     scan.validator = RowValidator(report, mapping, missing=missing, template=template,
+                                  tools=read.tools,
                                   tokenizer=tokenizer, sequence_length=sequence_length,
                                   max_chars=max_chars, min_label_examples=min_label_examples)
     _check_rows(scan, itertools.chain(head, records), on_example, keep)
@@ -229,7 +233,8 @@ def head_examples(
     if not head:
         raise DatasetError(f"{report.source}: the file has no examples.", code="no_examples")
     mapping = detect_columns(_columns(head), read.columns)
-    validator = RowValidator(report, mapping, missing=resolve_missing_policies(missing))
+    validator = RowValidator(report, mapping, missing=resolve_missing_policies(missing),
+                             tools=read.tools)
     out: list[Example] = []
     for record in itertools.chain(head, records):
         if len(out) >= n:

@@ -49,7 +49,8 @@ class Example:
     def content_key(self) -> str:
         """Everything that makes this example what it is, for exact-duplicate checks."""
         if self.messages:
-            return "\x1f".join(f"{t.role}\x1e{t.content}" for t in self.messages)
+            return "\x1f".join("\x1e".join(map(str, _turn_dict(t).values()))
+                               for t in self.messages)
         return "\x1f".join(v or "" for v in (self.prompt, self.input, self.response,
                                              self.text, self.label))
 
@@ -58,13 +59,24 @@ class Example:
                                ("prompt", "input", "response", "text", "label")
                                if getattr(self, k) is not None}
         if self.messages is not None:
-            out["messages"] = [{"role": t.role, "content": t.content} for t in self.messages]
+            out["messages"] = [_turn_dict(t) for t in self.messages]
         out["row"] = self.row
         if self.augmented:
             out["augmented"] = True
             out["origin"] = self.origin
             out["augmentation"] = self.augmentation
         return out
+
+
+def _turn_dict(turn: Turn) -> dict[str, Any]:
+    """A turn as JSON data: role and content, and its tool calls or tool name if any."""
+    out: dict[str, Any] = {"role": turn.role, "content": turn.content}
+    if turn.tool_calls:
+        out["tool_calls"] = [{"name": c.name, "arguments": c.arguments}
+                             for c in turn.tool_calls]
+    if turn.name is not None:
+        out["name"] = turn.name
+    return out
 
 
 _NON_WORD = re.compile(r"[\W_]+")

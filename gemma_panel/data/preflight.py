@@ -38,6 +38,25 @@ def read_options(recipe: Recipe) -> ReadOptions:
                        columns=dict(d.columns))
 
 
+def model_template_options(source: str | None) -> dict[str, Any]:
+    """The chat-format options (``family``, ``empty_thought``) of a model source, read
+    without loading it (`source_family`); empty when the source says nothing (a GGUF file:
+    Gemma 3's format)."""
+    from gemma_panel.models.registry import get_model_spec, source_family
+
+    spec = get_model_spec(str(source or ""))
+    if spec is not None:
+        return spec.template_options()
+    family = source_family(source)
+    return {"family": family} if family else {}
+
+
+def template_options(recipe: Recipe) -> dict[str, Any]:
+    """What `resolve_template` needs besides the template's name: the model's family
+    options and the recipe's ``data.thinking``."""
+    return {**model_template_options(recipe.model.source), "thinking": recipe.data.thinking}
+
+
 def prepare_recipe_data(recipe: Recipe, tokenizer: TextTokenizer | None = None,
                         **options: Any) -> PreparedDataset:
     """Read, check, split and tokenize the recipe's data as its run does.
@@ -53,7 +72,7 @@ def prepare_recipe_data(recipe: Recipe, tokenizer: TextTokenizer | None = None,
         d.train_path, read=read_options(recipe), validation_path=d.validation_path,
         validation_fraction=d.validation_fraction, seed=d.seed, template=d.template,
         tokenizer=tokenizer, sequence_length=d.sequence_length + 1, missing=d.missing,
-        duplicates=d.duplicates, **options)
+        duplicates=d.duplicates, template_options=template_options(recipe), **options)
 
 
 @dataclass(frozen=True)
@@ -101,6 +120,10 @@ def preflight(recipe: Recipe, tokenizer: TextTokenizer | None = None) -> Verdict
     message = (f"ready to train: {what}" if checked else
                f"the data fits the recipe: {what}; token lengths are not checked yet "
                "(they need the model's tokenizer)")
+    mismatch = next((p.message for p in prepared.report.problems
+                     if p.code == "template_family"), None)
+    if mismatch:
+        message += f"; but {mismatch}"
     return Verdict(True, message, task, name, prepared.mapping.as_dict(), n_train, n_val,
                    tokens_checked=checked)
 

@@ -22,7 +22,13 @@ from gemma_panel.data.policies import (
 from gemma_panel.data.report import DatasetError, ValidationReport
 from gemma_panel.data.split import find_split_leaks, split_examples
 from gemma_panel.data.stats import TokenStatistics
-from gemma_panel.data.templates import Template, render_text, resolve_template
+from gemma_panel.data.templates import (
+    Template,
+    family_mismatch,
+    reads_tools,
+    render_text,
+    resolve_template,
+)
 from gemma_panel.data.tokenized import TokenizedExample, tokenize_example
 from gemma_panel.data.tokenizer import TextTokenizer
 from gemma_panel.files import open_atomic, same_file, write_atomic
@@ -113,14 +119,12 @@ def prepare_dataset(
     read: ReadOptions | None = None,
     validation_path: str | os.PathLike | None = None, validation_fraction: float = 0.1,
     split_by: str | None = None, stratify: bool | None = None, seed: int = 0,
-    template: Template | str | None = None,
+    template: Template | str | None = None, template_options: dict | None = None,
     tokenizer: TextTokenizer | None = None, sequence_length: int | None = None,
     missing: str | MissingPolicy | dict | None = None,
     duplicates: DuplicatePolicy = "keep_first", near_duplicates: bool = False,
-    skip_bad_rows: bool = False,
-    min_label_examples: int = 5,
-    augment: Augmenter | None = None,
-    output_dir: str | os.PathLike | None = None,
+    skip_bad_rows: bool = False, min_label_examples: int = 5,
+    augment: Augmenter | None = None, output_dir: str | os.PathLike | None = None,
 ) -> PreparedDataset:
     """Read, check, clean, split, augment and tokenize a dataset.
 
@@ -132,6 +136,7 @@ def prepare_dataset(
         template: the prompt template, or its name (``auto``: the task's default, as
             when None). Every example is rendered with it; a row it cannot render is an
             error (``template_mismatch``), so the wrong template fails here, never later.
+            `template_options` (the model's ``family``, ...) go to `resolve_template`.
         tokenizer, sequence_length: tokenize every example (truncating at the length).
         missing: missing-value policy, one for all roles or per role.
         duplicates: ``"keep_first"``, ``"drop_all"`` or ``"keep_all"`` exact duplicates
@@ -149,8 +154,8 @@ def prepare_dataset(
     sources = tuple(str(p) for p in (path, validation_path) if p is not None)
     if output_dir is not None:
         check_output_dir(output_dir, sources)
-    duplicates = check_duplicate_policy(duplicates)
-    read, policies = read or ReadOptions(), resolve_missing_policies(missing)
+    duplicates, policies = check_duplicate_policy(duplicates), resolve_missing_policies(missing)
+    read = _with_tools(read or ReadOptions(), template, (template_options or {}).get("family"))
     scan = scan_file(path, read, keep=True, missing=policies, min_label_examples=min_label_examples)
     _refuse_if_broken(scan.report, skip_bad_rows)
     examples = _apply_duplicate_policy(scan, duplicates, near_duplicates)
@@ -161,12 +166,19 @@ def prepare_dataset(
                                                   policies, skip_bad_rows)
     if augment is not None:
         train = train + _augmented(augment(train), train, validation, scan)
-    prepared = _rendered(scan, examples, train, validation, template, skip_bad_rows, sources)
+    prepared = _rendered(scan, examples, train, validation, template, skip_bad_rows, sources,
+                         template_options or {})
     if tokenizer is not None:
         _tokenize(prepared, tokenizer, sequence_length, skip_bad_rows)
     if output_dir is not None:
         prepared.save(output_dir)
     return prepared
+
+
+def _with_tools(read: ReadOptions, template: Template | str | None,
+                family: str | None) -> ReadOptions:
+    """The read options, reading tool-call turns too where the chat format has them."""
+    return dataclasses.replace(read, tools=read.tools or reads_tools(template, family))
 
 
 def _with_validation_file(examples: list[Example], report: ValidationReport,
@@ -203,12 +215,17 @@ def _report_split_leaks(train: list[Example], validation: list[Example],
 
 def _rendered(scan, examples: list[Example], train: list[Example],
               validation: list[Example], template: Template | str | None,
-              skip_bad_rows: bool, sources: tuple[str, ...]) -> PreparedDataset:
+              skip_bad_rows: bool, sources: tuple[str, ...],
+              options: dict) -> PreparedDataset:
     """The dataset with its template resolved and every example it cannot render dropped
-    (each an error; refused unless `skip_bad_rows`)."""
+    (each an error; refused unless `skip_bad_rows`); a template in another family's chat
+    format than the model's is a warning (``template_family``)."""
     report, mapping = scan.report, scan.mapping
     labels = sorted({e.label for e in examples if e.label is not None})
-    template = resolve_template(template, mapping.task, labels)
+    template = resolve_template(template, mapping.task, labels, **options)
+    mismatch = family_mismatch(template, options.get("family"))
+    if mismatch:
+        report.warning("template_family", mismatch)
     train, validation = (_renderable(template, split, report) for split in (train, validation))
     _refuse_if_broken(report, skip_bad_rows)
     return PreparedDataset(train, validation, mapping, template, report, sources=sources)

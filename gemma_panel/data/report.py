@@ -34,6 +34,7 @@ PROBLEM_TITLES: dict[str, str] = {
     "wrong_type": "values of the wrong type",
     "bad_messages": "malformed chat messages",
     "tool_calls": "tool-calling conversations (not plain chat)",
+    "template_family": "a chat format not the model family's",
     "preference_data": "preference data (chosen/rejected answers)",
     "control_token": "Gemma control-token text inside a field",
     "non_text": "binary or non-text content",

@@ -293,6 +293,16 @@ def family_mismatch(template: Template, family: str | None) -> str | None:
             f"'{expected.name}') so the tuned model sees its own chat format")
 
 
+def reads_tools(template: str | Template | None, family: str | None) -> bool:
+    """Whether data for this template and model family may hold tool-call turns: only
+    Gemma 4's chat format has them (a named template's own format wins)."""
+    if isinstance(template, str) and template not in ("auto", "gemma4"):
+        return False
+    if template is None or isinstance(template, str):
+        return template == "gemma4" or turns_for_family(family) is GEMMA4_TURNS
+    return getattr(template, "turns", None) is GEMMA4_TURNS
+
+
 def suggested_template(task: str | None) -> str:
     """The template name ``auto`` picks for a task: what a dataset choice carries."""
     return template_for_task(task).name

@@ -38,6 +38,7 @@ class RowValidator:
             and examples longer than `sequence_length` are reported.
         max_chars: without a tokenizer, report examples longer than this many characters.
         min_label_examples: label classes with fewer examples are reported.
+        tools: read chat messages' tool calls and results (the model's format has them).
     """
 
     def __init__(
@@ -51,6 +52,7 @@ class RowValidator:
         sequence_length: int | None = None,
         max_chars: int | None = None,
         min_label_examples: int = 5,
+        tools: bool = False,
     ):
         self.report = report
         self.mapping = mapping
@@ -62,6 +64,7 @@ class RowValidator:
         self.sequence_length = sequence_length
         self.max_chars = max_chars
         self.min_label_examples = min_label_examples
+        self.tools = tools
         self.labels: Counter = Counter()
         self._label_first: dict[str, tuple[int, int | None]] = {}
         self.stats = TokenStatistics(sequence_length) if tokenizer and template else None
@@ -161,7 +164,7 @@ class RowValidator:
         if value is None:
             self.report.error("missing_value", "messages are missing", column=col, **where)
             return None
-        turns, problems = normalize_messages(value)
+        turns, problems = normalize_messages(value, tools=self.tools)
         code = "tool_calls" if problems and tool_roles(value) else "bad_messages"
         for problem in problems:
             self.report.error(code, problem, column=col, **where)

@@ -143,3 +143,33 @@ def describe_devices(devices=None) -> DeviceReport:
         bf16_fast=fast,
         bf16_reason=reason,
     )
+
+
+def probe_devices(timeout: float = 120.0) -> DeviceReport:
+    """`describe_devices` in a child process, for a process that must not start JAX itself
+    (the dashboard: a TPU is held by one process at a time, and JAX's start-up memory would
+    stay in the server).
+
+    Raises:
+        DeviceProbeError: the child failed (e.g. a running run holds the accelerator).
+    """
+    import json
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "gemma_panel", "devices", "--json"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                              check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise DeviceProbeError(f"the device check took over {timeout:.0f} s; run "
+                               "'gemma-panel devices' in a terminal to see why") from exc
+    if done.returncode != 0:
+        why = (done.stderr.strip().splitlines() or ["it failed"])[-1]
+        raise DeviceProbeError(f"the devices could not be checked ({why}); a running run "
+                               "may hold the accelerator: try again when it ends")
+    return DeviceReport(**json.loads(done.stdout))
+
+
+class DeviceProbeError(RuntimeError):
+    """The child process that lists the devices failed; the message says what to do."""

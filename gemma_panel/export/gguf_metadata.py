@@ -8,6 +8,7 @@ GGUFs are read once per process (``cached_reader``).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from functools import lru_cache
@@ -15,6 +16,15 @@ from pathlib import Path
 
 from gemma_panel.export.manifest import ExportError
 from gemma_panel.models.gguf_tokenizer import CONTROL, USER_DEFINED
+
+# Gemma 4's turns for sources without a template: system, user and model turns as
+# `Gemma4ChatTemplate` writes them (thinking off; no tool calls), each content trimmed.
+GEMMA4_CHAT_TEMPLATE = (
+    "{{ bos_token }}{%- for message in messages -%}"
+    "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
+    "{{ '<|turn>' + role + '\n' + (message['content'] | trim) + '<turn|>\n' }}"
+    "{%- endfor -%}{%- if add_generation_prompt -%}{{ '<|turn>model\n' }}{%- endif -%}"
+)
 
 # Gemma's chat template (as in Gemma 3's tokenizer_config.json), for sources without one.
 GEMMA_CHAT_TEMPLATE = (
@@ -157,14 +167,25 @@ def tokenizer_from_sentencepiece(tokenizer) -> dict:
     }
 
 
-def chat_template_of(model_source: str | None) -> str:
-    """The source GGUF's chat template, else Gemma's."""
+def chat_template_of(model_source: str | None, family: str | None = None) -> str:
+    """The source's own chat template (a GGUF's, a Hugging Face folder's), else the family's:
+    Gemma 4's turns for ``gemma4``, Gemma's otherwise."""
     path = source_gguf(model_source)
     if path is not None:
         field = cached_reader(path).fields.get("tokenizer.chat_template")
         if field is not None:
             return field.contents()
-    return GEMMA_CHAT_TEMPLATE
+    folder = Path(model_source) if model_source else None
+    if folder is not None and folder.is_dir():
+        if (folder / "chat_template.jinja").is_file():
+            return (folder / "chat_template.jinja").read_text()
+        try:
+            config = json.loads((folder / "tokenizer_config.json").read_text())
+        except (OSError, ValueError):
+            config = {}
+        if isinstance(config.get("chat_template"), str):
+            return config["chat_template"]
+    return GEMMA4_CHAT_TEMPLATE if family == "gemma4" else GEMMA_CHAT_TEMPLATE
 
 
 def context_length(arch: str, model_source: str | None) -> int:

@@ -5,7 +5,10 @@ KerasHub's exporter (``CausalLM.export_to_transformers``) writes ``config.json``
 ``tokenizer_config.json`` and ``special_tokens_map.json``. It reads each layer's base kernel,
 so the model must be merged first (an unmerged LoRA is silently dropped, DESIGN.md). Gaps it
 leaves and this module fills: the chat template (so ``apply_chat_template`` works), the
-end-of-turn token as a stop token in ``generation_config.json``, and the dtype name.
+end-of-turn token as a stop token in ``generation_config.json``, and the dtype name. For
+Gemma 4 (``gemma4_text``) also what its config leaves out and transformers needs to compute
+the same model: the global layers' proportional RoPE, the causal-LM architecture, tied
+embeddings and the tokenizer's special ids; the turn markers are Gemma 4's ``<|turn>``/``<turn|>``.
 
 Verified with ``AutoTokenizer`` (the probe tokenizes to our ids) and
 ``AutoModelForCausalLM`` (logits within 1e-3, identical greedy continuations, and, for a
@@ -38,18 +41,51 @@ GREEDY_TOKENS = 8
 TOKENIZER_PROBE = "  Hello\n\nworld!  Café naïve 12345 <start_of_turn>user\nhi<end_of_turn>"
 
 
+def turn_markers_of(model) -> tuple[tuple[str, str], int]:
+    """The model's (start, end) turn markers and the end marker's id (Gemma 4's or 1-3's)."""
+    from gemma_panel.data.report import DatasetError
+    from gemma_panel.data.tokenizer import KerasHubTokenizer
+
+    try:
+        tokenizer = KerasHubTokenizer(model.preprocessor.tokenizer)
+    except DatasetError:  # a vocabulary without turn tokens: no end-of-turn stop
+        return ("<start_of_turn>", "<end_of_turn>"), None
+    return tokenizer.turn_pieces, tokenizer.end_of_turn_id
+
+
+def tokenizer_probe(model) -> str:
+    """`TOKENIZER_PROBE` with the model's own turn markers."""
+    (start, end), _ = turn_markers_of(model)
+    return TOKENIZER_PROBE.replace("<start_of_turn>", start).replace("<end_of_turn>", end)
+
+
+def completed_gemma4_config(config: dict, tokenizer) -> dict:
+    """KerasHub's ``gemma4_text`` config with what transformers needs to compute our model:
+    KerasHub's global layers rotate with proportional (partial) RoPE, its local ones with
+    the default; without ``rope_type`` transformers takes the default for both (logits ~1e-2
+    off on a tiny model)."""
+    rope = config.get("rope_parameters", {})
+    rope.setdefault("full_attention", {})["rope_type"] = "proportional"
+    rope.setdefault("sliding_attention", {})["rope_type"] = "default"
+    return {**config, "rope_parameters": rope, "architectures": ["Gemma4ForCausalLM"],
+            "tie_word_embeddings": True, "pad_token_id": tokenizer.pad_token_id,
+            "bos_token_id": tokenizer.start_token_id, "eos_token_id": tokenizer.end_token_id}
+
+
 def write_hf_folder(model, folder: Path, chat_template: str | None) -> None:
     """KerasHub's transformers export of ``model`` (merged), with the gaps filled."""
     folder = Path(folder)
     model.export_to_transformers(str(folder))
+    tokenizer = model.preprocessor.tokenizer
     config_path = folder / "config.json"
     config = json.loads(config_path.read_text())
     dtype = str(config.get("torch_dtype", "float32"))
     config["torch_dtype"] = "bfloat16" if "bfloat16" in dtype else "float32"
+    if config.get("model_type") == "gemma4_text":
+        config = completed_gemma4_config(config, tokenizer)
     config_path.write_text(json.dumps(config, indent=2) + "\n")
 
-    tokenizer = model.preprocessor.tokenizer
-    end_of_turn = tokenizer.token_to_id("<end_of_turn>")
+    _, end_of_turn = turn_markers_of(model)
     generation_path = folder / "generation_config.json"
     generation = json.loads(generation_path.read_text()) if generation_path.is_file() else {}
     eos = [tokenizer.end_token_id] + ([end_of_turn] if end_of_turn is not None else [])
@@ -98,7 +134,7 @@ def export_hf(model, folder: Path, check: Verification, ids, reference, tuned_lm
 
     write_hf_folder(model, folder, chat_template)
     hf_tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    for name, text in (("probe", PROBE_TEXT), ("whitespace_and_turns", TOKENIZER_PROBE)):
+    for name, text in (("probe", PROBE_TEXT), ("whitespace_and_turns", tokenizer_probe(model))):
         ours = keras_token_ids(model, text)
         theirs = [int(i) for i in hf_tokenizer(text)["input_ids"]]
         check.check(f"autotokenizer_{name}", theirs == ours,
@@ -118,6 +154,7 @@ def export_hf(model, folder: Path, check: Verification, ids, reference, tuned_lm
     if chat_template:
         rendered = hf_tokenizer.apply_chat_template(
             [{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True)
-        check.check("chat_template", "<start_of_turn>model" in rendered,
-                    "apply_chat_template renders Gemma's turns")
+        (start, _), _ = turn_markers_of(model)
+        check.check("chat_template", rendered.endswith(f"{start}model\n"),
+                    f"apply_chat_template renders the model's {start} turns")
     return Path(folder)

@@ -23,6 +23,7 @@ from gemma_panel.export.manifest import (
 )
 from gemma_panel.export.source import (
     ExportSource,
+    backbone_family,
     load_run_model,
     merged_copy,
     pick_checkpoint,
@@ -101,6 +102,23 @@ def check_request(fmt: str, quantize: str | None, merge: bool) -> str | None:
     return quantize
 
 
+# What a model family cannot be exported to, and why (checked before anything is loaded).
+REFUSED_FOR_FAMILY = {
+    ("gemma4", "gguf"): (
+        "GGUF export of Gemma 4 is not available yet: llama.cpp's gemma4 conversion "
+        "(proportional RoPE frequencies, per-layer head sizes, shared key/value layers) is not "
+        "implemented here and no reader here loads a Gemma 4 GGUF back to verify one; export "
+        "'hf' and convert that folder with llama.cpp's convert_hf_to_gguf.py."),
+}
+
+
+def check_family(fmt: str, family: str | None) -> None:
+    """Refuse, with the reason, a format this model family cannot be exported to."""
+    reason = REFUSED_FOR_FAMILY.get((family or "", fmt))
+    if reason:
+        raise ExportError(reason)
+
+
 def default_folder_name(fmt: str, quantize: str | None, step: int | None) -> str:
     parts = [fmt] + ([quantize] if quantize else []) + ([f"step{step:06d}"] if step is not None
                                                         else [])
@@ -129,6 +147,7 @@ def export_run(run: str | os.PathLike, fmt: str, *, quantize: str | None = None,
     quantize = check_request(fmt, quantize, merge)
     run_id, run_dir = resolve_run_dir(run, store)
     checkpoint = pick_checkpoint(run_dir, step)
+    check_family(fmt, _run_family(run_dir))
     step = checkpoint_step(checkpoint)
     if out is None:
         out = run_dir / "exports" / default_folder_name(fmt, quantize, step)
@@ -144,6 +163,7 @@ def export_model(source, fmt: str, out: str | os.PathLike, *, quantize: str | No
     quantize = check_request(fmt, quantize, merge)
     if not isinstance(source, ExportSource):
         source = ExportSource(lm=source)
+    check_family(fmt, backbone_family(source.lm))
     if fmt in _ADAPTER_ONLY and not source.has_lora:
         raise ExportError(f"'{fmt}' exports the LoRA adapter, but this model has none (the "
                           "run fine-tuned every weight); export 'hf', 'gguf' or 'keras'.")
@@ -170,6 +190,14 @@ def export_model(source, fmt: str, out: str | os.PathLike, *, quantize: str | No
         (folder / "README.md").write_text(readme_text(record))
         manifest = write_manifest(folder, record)
     return ExportResult(Path(out), manifest)
+
+
+def _run_family(run_dir: Path) -> str | None:
+    """The model family of a run, from its recipe's model source (nothing is loaded)."""
+    from gemma_panel.config import load_recipe
+    from gemma_panel.models.registry import source_family
+
+    return source_family(load_recipe(run_dir / "recipe.yaml").model.source)
 
 
 def _lora_base(source: ExportSource, ids, with_model: bool) -> LoraBase | None:
@@ -223,7 +251,7 @@ def _write_and_verify(source: ExportSource, fmt, quantize, merge, folder: Path,
         from gemma_panel.export.hf import export_hf
 
         export_hf(source.merged(), folder, check, ids, reference, lm, base,
-                  chat_template_of(model_source))
+                  chat_template_of(model_source, backbone_family(lm)))
         return {}
     if fmt == "peft":
         from gemma_panel.export.hf import write_hf_folder

@@ -67,6 +67,12 @@ class ExportSource:
         }
 
 
+def backbone_family(lm) -> str | None:
+    """The Gemma family of a KerasHub causal LM by its backbone: ``gemma4``, ``gemma3``, ..."""
+    name = type(lm.backbone).__name__.lower()
+    return name.removesuffix("backbone") if name.startswith("gemma") else None
+
+
 def merged_copy(lm):
     """A new causal LM, same preprocessor, whose backbone has the LoRA folded into its kernels.
 

@@ -82,10 +82,11 @@ def probe_ids(lm, length: int = PROBE_TOKENS) -> np.ndarray:
 
 def keras_logits(lm, ids: np.ndarray, padding_mask: np.ndarray | None = None) -> np.ndarray:
     """Float32 logits (batch, length, vocabulary) of a KerasHub causal LM (or a reloaded one)."""
-    mask = np.ones_like(ids, dtype="int32") if padding_mask is None else padding_mask
-    out = lm({"token_ids": np.asarray(ids, "int32"), "padding_mask": np.asarray(mask, "int32")},
-             training=False)
-    return np.asarray(out, dtype=np.float32)
+    mask = np.asarray(np.ones_like(ids) if padding_mask is None else padding_mask, "int32")
+    inputs = {"token_ids": np.asarray(ids, "int32"), "padding_mask": mask}
+    if "position_ids" in getattr(lm.backbone, "input", {}):  # Gemma 4 takes them as input
+        inputs["position_ids"] = np.maximum(np.cumsum(mask, axis=-1) - 1, 0).astype("int32")
+    return np.asarray(lm(inputs, training=False), dtype=np.float32)
 
 
 def torch_logits(model, ids: np.ndarray, padding_mask: np.ndarray | None = None) -> np.ndarray:

@@ -1,21 +1,34 @@
-"""Token-by-token generation that yields text as it is produced (for terminals and the UI).
+"""Generation with a KV cache: streamed token by token (terminal, UI) or batched (evaluation).
 
 KerasHub's ``generate`` compiles the whole decoding loop, so nothing is seen until it ends.
-Here the two pieces it is made of are compiled separately and the loop runs in Python:
-``prefill`` fills the key/value cache from the prompt, ``step`` feeds one token and returns
-the next logits. Shapes are bucketed to multiples of 64 so a new prompt length rarely
-recompiles. Sampling happens on the host with NumPy (greedy, temperature, top-k, top-p,
-seeded), one 262k-float vector per token.
+Here its two pieces are compiled separately: ``prefill`` fills the key/value cache from the
+prompts, and a decode step feeds one token per row. Both choose the next token on the device
+(arg-max, or temperature/top-k/top-p sampling with a seeded key), so only token ids come back
+to the host, never a row of 262,144 logits.
+
+- ``stream``: one prompt, one compiled step called from Python per token, text detokenized
+  incrementally (a few tokens per call, not the whole answer again).
+- ``generate_many``: all prompts in one left-padded batch; the decode loop is a
+  ``lax.while_loop`` on the device that stops each row at its stop token and ends when every
+  row has stopped. A row's padding is masked out of every attention; rotary embeddings
+  depend only on the distance between two positions, so a row shifted right by its padding
+  scores as it would alone.
+
+Shapes are bucketed (prompt length and new tokens to powers of two, batch size to 1, 2, 4 and
+then multiples of 4), so a new prompt reuses the compiled functions of one of similar size.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import inspect
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-_BUCKET = 64
+_MIN_LENGTH = 16
+_MAX_BATCH = 16
+_STOP_SLOTS = 8
 # Gemma 1-3 and 3n end a turn with <end_of_turn>, Gemma 4 with <turn|>.
 END_OF_TURN_MARKERS = ("<end_of_turn>", "<turn|>")
 
@@ -41,9 +54,26 @@ class SamplingOptions:
     top_p: float = 1.0
     seed: int = 0
 
+    def static(self) -> tuple[bool, int, bool]:
+        """What shapes the compiled sampler: (greedy, top_k, nucleus filtering)."""
+        return self.greedy, 0 if self.greedy else self.top_k, (not self.greedy
+                                                             and self.top_p < 1.0)
+
+
+def bucket(n: int, minimum: int = _MIN_LENGTH) -> int:
+    """The power of two at or above ``n`` (at least ``minimum``)."""
+    return max(minimum, 1 << max(0, int(n) - 1).bit_length())
+
+
+def batch_bucket(n: int) -> int:
+    """Rows a batch of ``n`` is padded to: 1, 2, 4, then multiples of 4 (every padded row
+    costs a full row of prefill and decode, so 9 rows take 12, not 16)."""
+    return bucket(n, 1) if n <= 4 else -(-n // 4) * 4
+
 
 def choose_token(logits: np.ndarray, options: SamplingOptions, rng: np.random.Generator) -> int:
-    """Pick the next token id from one row of logits."""
+    """Pick the next token id from one row of logits on the host (the reference semantics
+    of ``sample_on_device``)."""
     if options.greedy:
         return int(np.argmax(logits))
     logits = logits.astype(np.float64) / max(options.temperature, 1e-6)
@@ -58,16 +88,44 @@ def choose_token(logits: np.ndarray, options: SamplingOptions, rng: np.random.Ge
     return int(order[rng.choice(len(order), p=probs)])
 
 
+def sample_on_device(logits, key, temperature, top_p, sampling):
+    """Next token ids ``(batch,)`` from logits ``(batch, vocab)``, traced inside a jit.
+
+    ``sampling`` is ``SamplingOptions.static()``; temperature and top_p are traced scalars.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    greedy, top_k, nucleus = sampling
+    if greedy:
+        return jnp.argmax(logits, axis=-1).astype("int32")
+    logits = logits.astype("float32") / jnp.maximum(temperature, 1e-6)
+    if top_k > 0:
+        values, order = jax.lax.top_k(logits, top_k)
+    elif nucleus:
+        order = jnp.argsort(-logits, axis=-1)
+        values = jnp.take_along_axis(logits, order, axis=-1)
+    else:
+        return jax.random.categorical(key, logits, axis=-1).astype("int32")
+    if nucleus:  # keep the most likely tokens until their probabilities reach top_p
+        probs = jax.nn.softmax(values, axis=-1)
+        before = jnp.cumsum(probs, axis=-1) - probs
+        values = jnp.where(before < top_p, values, -jnp.inf)
+    choice = jax.random.categorical(key, values, axis=-1)
+    return jnp.take_along_axis(order, choice[:, None], axis=-1)[:, 0].astype("int32")
+
+
 class StreamingGenerator:
-    """Generate from a KerasHub Gemma causal LM one token at a time.
+    """Generate from a KerasHub Gemma causal LM, streamed or in batches.
 
     Args:
-        causal_lm: a ``GemmaCausalLM`` or ``Gemma3CausalLM`` (with its preprocessor).
+        causal_lm: a ``GemmaCausalLM``, ``Gemma3CausalLM`` ... (with its preprocessor).
 
     Example:
         >>> gen = StreamingGenerator(load_model())
         >>> for piece in gen.stream("The capital of France is"):
         ...     print(piece, end="", flush=True)
+        >>> gen.generate_many(["1 + 1 =", "The sky is"], SamplingOptions(max_new_tokens=8))
     """
 
     def __init__(self, causal_lm):
@@ -81,8 +139,16 @@ class StreamingGenerator:
             # KerasHub answers a piece it does not have with the unknown token's id.
             if token is not None and self.tokenizer.id_to_token(int(token)) == marker:
                 self.stop_ids.add(int(token))
-        self._prefill = jax.jit(self._prefill_fn)
-        self._step = jax.jit(self._step_fn)
+        # Models whose cached call takes a padding mask can be left-padded (batched).
+        self.batches = "padding_mask" in inspect.signature(causal_lm.call_with_cache).parameters
+        self._cache_shapes: dict[tuple[int, int], object] = {}
+        # The cache is donated: each call updates it in place instead of copying it.
+        self._prefill = jax.jit(self._prefill_fn, donate_argnames=("cache",))
+        self._step = jax.jit(self._step_fn, static_argnames=("sampling",),
+                             donate_argnames=("cache",))
+        self._decode = jax.jit(self._decode_fn, static_argnames=("sampling", "steps"))
+
+    # -- traced pieces ------------------------------------------------------------------
 
     def _state(self):
         return [v.value for v in self.lm.variables]
@@ -92,70 +158,189 @@ class StreamingGenerator:
 
         return keras.StatelessScope(state_mapping=list(zip(self.lm.variables, state)))
 
-    def _prefill_fn(self, state, token_ids, padding_mask):
+    def _call(self, token_ids, cache, index, offsets):
+        """Logits and updated cache for ``token_ids`` written at ``index`` of the cache."""
+        import jax.numpy as jnp
+
+        kwargs = {}
+        if self.batches:
+            length = jax_cache_length(cache)
+            kwargs["padding_mask"] = jnp.arange(length)[None, :] >= offsets[:, None]
+        logits, _, cache = self.lm.call_with_cache(
+            token_ids=token_ids, cache=cache, cache_update_index=index, **kwargs)
+        return logits, cache
+
+    def _build_fn(self, state, token_ids):
         with self._scope(state):
             if hasattr(self.lm.backbone, "text_only_model"):  # Gemma 3's signature
-                _, cache = self.lm._build_cache(token_ids, None, None, padding_mask, None)
-            else:
-                _, cache = self.lm._build_cache(token_ids)
-        return cache
+                mask = token_ids >= 0
+                return self.lm._build_cache(token_ids, None, None, mask, None)[1]
+            return self.lm._build_cache(token_ids)[1]
 
-    def _step_fn(self, state, token, cache, index):
+    def _prefill_fn(self, state, token_ids, offsets, cache):
         with self._scope(state):
-            logits, _, cache = self.lm.call_with_cache(
-                token_ids=token, cache=cache, cache_update_index=index
-            )
-        return logits[0, -1], cache
+            return self._call(token_ids, cache, 0, offsets)[1]
+
+    def _step_fn(self, state, token, cache, index, offsets, key, temperature, top_p, sampling):
+        """One token per row: ``(next ids (batch,), cache, key)``; logits stay here."""
+        import jax
+
+        with self._scope(state):
+            logits, cache = self._call(token[:, None], cache, index, offsets)
+        key, sub = jax.random.split(key)
+        return sample_on_device(logits[:, -1], sub, temperature, top_p, sampling), cache, key
+
+    def _decode_fn(self, state, token, cache, index, offsets, key, temperature, top_p,
+                   stop_ids, max_new, sampling, steps):
+        """Up to ``max_new`` tokens per row in a device loop; ``(batch, steps)`` ids, -1
+        after a row's stop token."""
+        import jax
+        import jax.numpy as jnp
+
+        out = jnp.full((token.shape[0], steps), -1, dtype="int32")
+        done = jnp.zeros(token.shape, dtype=bool)
+
+        def cond(carry):
+            t, done = carry[0], carry[4]
+            return (t < max_new) & ~jnp.all(done)
+
+        def body(carry):
+            t, token, cache, index, done, out, key = carry
+            token, cache, key = self._step_fn(state, token, cache, index, offsets, key,
+                                              temperature, top_p, sampling)
+            done = done | jnp.isin(token, stop_ids)
+            out = out.at[:, t].set(jnp.where(done, -1, token))
+            return t + 1, token, cache, index + 1, done, out, key
+
+        carry = (jnp.int32(0), token, cache, index, done, out, key)
+        return jax.lax.while_loop(cond, body, carry)[5]
+
+    # -- host side ----------------------------------------------------------------------
+
+    def _empty_cache(self, batch: int, length: int):
+        import jax
+        import jax.numpy as jnp
+
+        if (batch, length) not in self._cache_shapes:
+            tokens = jax.ShapeDtypeStruct((batch, length), "int32")
+            self._cache_shapes[batch, length] = jax.eval_shape(self._build_fn, self._state(),
+                                                               tokens)
+        return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
+                            self._cache_shapes[batch, length])
 
     def encode_prompt(self, prompt: str) -> list[int]:
         ids = [int(i) for i in np.asarray(self.tokenizer(prompt))]
         return [int(self.tokenizer.start_token_id)] + ids
 
+    def _prefilled(self, rows: list[list[int]], max_new_tokens: int, state):
+        """Prefill the rows; returns (cache, last tokens, first index, offsets).
+
+        One row sits at the start of the cache (as alone); several are left-padded to a
+        common end, so they all decode at the same index."""
+        n_max = max(len(r) for r in rows)
+        width = bucket(n_max)
+        length = width + bucket(max_new_tokens)
+        token_ids = np.zeros((len(rows), width), dtype="int32")
+        offsets = np.zeros(len(rows), dtype="int32")
+        for i, row in enumerate(rows):
+            offsets[i] = 0 if len(rows) == 1 else n_max - len(row)
+            token_ids[i, offsets[i]: offsets[i] + len(row)] = row
+        cache = self._prefill(state, token_ids, offsets, self._empty_cache(len(rows), length))
+        last = np.array([r[-1] for r in rows], dtype="int32")
+        return cache, last, np.int32(n_max - 1), offsets
+
     def stream_ids(self, prompt: str, options: SamplingOptions) -> Iterator[int]:
         """Yield generated token ids, stopping at end-of-turn / end-of-sequence."""
-        ids = self.encode_prompt(prompt)
-        n = len(ids)
-        length = -(-(n + options.max_new_tokens) // _BUCKET) * _BUCKET
-        token_ids = np.zeros((1, length), dtype="int32")
-        token_ids[0, :n] = ids
-        padding_mask = np.zeros((1, length), dtype="bool")
-        padding_mask[0, :n] = True
+        import jax
+
         state = self._state()
-        cache = self._prefill(state, token_ids, padding_mask)
-        rng = np.random.default_rng(options.seed)
-        token, index = ids[-1], n - 1
-        for _ in range(options.max_new_tokens):
-            logits, cache = self._step(state, np.array([[token]], dtype="int32"), cache, index)
-            token = choose_token(np.asarray(logits, dtype=np.float32), options, rng)
-            if token in self.stop_ids:
+        cache, token, index, offsets = self._prefilled([self.encode_prompt(prompt)],
+                                                       options.max_new_tokens, state)
+        def step(token, cache, index, key):
+            return self._step(state, token, cache, index, offsets, key, options.temperature,
+                              options.top_p, sampling=options.static())
+
+        pending = step(token, cache, index, jax.random.PRNGKey(options.seed))
+        for n in range(options.max_new_tokens):
+            token, cache, key = pending
+            if n + 1 < options.max_new_tokens:  # queued now, it runs while this token is shown
+                pending = step(token, cache, index + n + 1, key)
+            chosen = int(token[0])
+            if chosen in self.stop_ids:
                 return
-            yield token
-            index += 1
+            yield chosen
+
+    def generate_ids_many(self, prompts: list[str], options: SamplingOptions) -> list[list[int]]:
+        """Generated ids per prompt, all rows decoded together on the device."""
+        rows = [self.encode_prompt(p) for p in prompts]
+        if not self.batches:  # no padding mask in this family's cached call: one at a time
+            return [self._decode_rows([r], options)[0] for r in rows]
+        out = []
+        for start in range(0, len(rows), _MAX_BATCH):
+            chunk = rows[start: start + _MAX_BATCH]
+            padded = chunk + [chunk[0]] * (batch_bucket(len(chunk)) - len(chunk))
+            out += self._decode_rows(padded, options)[: len(chunk)]
+        return out
+
+    def _decode_rows(self, rows: list[list[int]], options: SamplingOptions) -> list[list[int]]:
+        import jax
+
+        state = self._state()
+        cache, token, index, offsets = self._prefilled(rows, options.max_new_tokens, state)
+        stops = sorted(self.stop_ids)[:_STOP_SLOTS]
+        stop_ids = np.array(stops + [-1] * (_STOP_SLOTS - len(stops)), dtype="int32")
+        ids = self._decode(state, token, cache, index, offsets, jax.random.PRNGKey(options.seed),
+                           options.temperature, options.top_p, stop_ids,
+                           np.int32(options.max_new_tokens), sampling=options.static(),
+                           steps=bucket(options.max_new_tokens))
+        ids = np.asarray(ids)
+        return [[int(t) for t in row[: options.max_new_tokens] if t >= 0] for row in ids]
+
+    def generate_many(self, prompts: list[str], options: SamplingOptions | None = None
+                      ) -> list[str]:
+        """The answer to each prompt; greedy answers equal ``generate``'s one by one."""
+        options = options or SamplingOptions()
+        return [self.detokenize(ids) for ids in self.generate_ids_many(list(prompts), options)]
 
     def stream(self, prompt: str, options: SamplingOptions | None = None) -> Iterator[str]:
         """Yield pieces of text as they are generated; joined, they are the full answer."""
-        options = options or SamplingOptions()
-        generated: list[int] = []
-        shown = ""
-        for token in self.stream_ids(prompt, options):
-            generated.append(token)
-            text = self.detokenize(generated)
+        return self.texts(self.stream_ids(prompt, options or SamplingOptions()))
+
+    def texts(self, ids: Iterable[int]) -> Iterator[str]:
+        """Text pieces for a stream of ids, decoding only the tokens since the last piece.
+
+        The window starts at the token before the last piece shown, so spaces and
+        characters split over byte-fallback tokens come out as a whole decode gives them."""
+        seen: list[int] = []
+        prefix = read = 0
+        for token in ids:
+            seen.append(token)
+            shown = self.detokenize(seen[prefix:read])
+            text = self.detokenize(seen[prefix:])
             # A character split over byte-fallback tokens decodes to U+FFFD until complete.
-            if text.endswith("\ufffd"):
-                continue
-            yield text[len(shown):]
-            shown = text
-        text = self.detokenize(generated)
+            if len(text) > len(shown) and not text.endswith("\ufffd"):
+                yield text[len(shown):]
+                prefix, read = read, len(seen)
+        shown, text = self.detokenize(seen[prefix:read]), self.detokenize(seen[prefix:])
         if len(text) > len(shown):
             yield text[len(shown):]
 
     def detokenize(self, ids: list[int]) -> str:
+        if not ids:
+            return ""
         out = self.tokenizer.detokenize(np.asarray(ids, dtype="int32"))
         out = out.numpy() if hasattr(out, "numpy") else out
         return out.decode("utf-8", errors="replace") if isinstance(out, bytes) else str(out)
 
     def generate(self, prompt: str, options: SamplingOptions | None = None) -> str:
         return "".join(self.stream(prompt, options))
+
+
+def jax_cache_length(cache) -> int:
+    """The cache's sequence length, whichever family's layout (axis -3 of a key tensor)."""
+    import jax
+
+    return jax.tree.leaves(cache)[0].shape[-3]
 
 
 def chat_prompt(user_message: str) -> str:

@@ -7,7 +7,9 @@ then which licence covers which models.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
+from pathlib import Path
 
 from gemma_panel.models.registry import INSTRUCT_SUFFIX, MODELS, ModelSpec
 
@@ -23,8 +25,28 @@ def human(n: float) -> str:
     return str(int(n))
 
 
+def kerashub_cache() -> Path:
+    """Where KerasHub's preset downloads (through kagglehub) are kept."""
+    default = Path.home() / ".cache" / "kagglehub"
+    return Path(os.environ.get("KAGGLEHUB_CACHE") or default)
+
+
+def is_downloaded(spec: ModelSpec) -> bool:
+    """Whether one of the model's KerasHub presets is already in the download cache."""
+    models = kerashub_cache() / "models" / "keras"
+    return any(any(models.glob(f"*/keras/{preset}/*/config.json"))
+               for preset in spec.keras_hub_presets)
+
+
+def download_note(spec: ModelSpec) -> str:
+    """What using the model fetches: ``bundled``, ``cached`` (downloaded before) or its size."""
+    if spec.bundled:
+        return "bundled"
+    return "cached" if is_downloaded(spec) else f"{spec.download_bytes() / 1e9:.1f} GB"
+
+
 def _cells(spec: ModelSpec) -> list[str]:
-    download = "bundled" if spec.bundled else f"{spec.download_bytes() / 1e9:.1f} GB"
+    download = download_note(spec)
     return [spec.name, spec.family, human(spec.params),
             human(spec.active_params) if spec.active_params else "",
             str(spec.context_length), str(spec.vocab_size), ", ".join(spec.modalities),
@@ -43,7 +65,7 @@ def models_table(specs: Iterable[ModelSpec] | None = None) -> str:
     lines = [header, "-" * len(header)]
     lines += [_row(_cells(s), ", ".join(s.keras_hub_presets)) for s in specs]
     instruct = (f"Add '{INSTRUCT_SUFFIX}' to a name for the instruction-tuned model "
-                f"(gemma4-e2b{INSTRUCT_SUFFIX}). Download sizes are the bfloat16 weights.")
+                f"(gemma4-e2b{INSTRUCT_SUFFIX}). Download sizes are the bfloat16 weights; 'cached': already downloaded.")
     anything = ("Any Gemma GGUF file, Hugging Face folder or KerasHub preset folder also works "
                 "as --model.")
     lines += ["", instruct, anything, *_licences(specs)]

@@ -22,7 +22,13 @@ from pathlib import Path
 
 from gemma_panel.models.errors import ModelSourceError
 from gemma_panel.models.hf_gemma4 import check_supported, loadable_folder, task_class_name
-from gemma_panel.models.registry import DEFAULT_MODEL, MODELS, get_model_spec, preset_for
+from gemma_panel.models.registry import (
+    DEFAULT_MODEL,
+    MODELS,
+    get_model_spec,
+    preset_for,
+    source_family,
+)
 
 GEMMA_HF_TYPES = ("gemma", "gemma2", "gemma3", "gemma3_text", "gemma3n", "gemma4",
                   "gemma4_text")
@@ -224,8 +230,8 @@ def _task_class(source: str, location: str):
     if config.is_file() and not (Path(location) / "metadata.json").is_file():
         model_type = json.loads(config.read_text()).get("model_type")
     else:
-        spec = get_model_spec(str(source))
-        model_type = spec.family if spec else None
+        spec = get_model_spec(str(source))  # a KerasHub preset folder: by its backbone class
+        model_type = spec.family if spec else source_family(location)
     return getattr(keras_hub.models, task_class_name(model_type))
 
 

@@ -54,6 +54,20 @@ def enable_lora(model, rank: int, alpha: float, target_layers) -> list:
     return layers
 
 
+def quantize_int8(model) -> None:
+    """Keras's int8 weight quantization of every dense and embedding layer, before LoRA.
+
+    The QLoRA recipe of Keras's guide: ``quantize("int8")`` then ``enable_lora``, so the
+    factors are created in float32 beside int8 kernels and their scales. Keras
+    warns for each layer that has nothing to quantize (norms, rotary); those are silenced.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Layer .* does not have a `quantize` method")
+        _backbone(model).quantize("int8")
+
+
 def lora_settings(model) -> dict | None:
     """Rank, alpha, target layer names and layer count of a LoRA model (None without LoRA)."""
     layers = lora_layers(model)

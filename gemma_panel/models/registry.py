@@ -36,8 +36,8 @@ class ModelSpec:
             vision and audio encoders) included.
         context_length: the longest sequence the model was trained for, in tokens.
         vocab_size: tokenizer vocabulary size (= rows of the embedding and of the LM head).
-        hidden_dim, num_layers, num_query_heads, num_key_value_heads, head_dim,
-        intermediate_dim: the transformer's shape, for memory and FLOP estimates.
+        hidden_dim, num_layers, num_query_heads, num_key_value_heads, head_dim, intermediate_dim:
+            the transformer's shape, for memory and FLOP estimates.
         keras_hub_presets: KerasHub preset names, pre-trained first, instruction-tuned second.
         bundled: True when the weights ship with gemma_panel's dependencies (no download).
         description: one line for pickers and listings.
@@ -218,6 +218,25 @@ def get_model_spec(name: str) -> ModelSpec | None:
         if name in spec.keras_hub_presets:
             return spec
     return None
+
+
+def source_family(source: str | None) -> str | None:
+    """The Gemma family of a model source, read without loading it: a registry or KerasHub
+    preset name's entry, or a folder's ``config.json`` (Hugging Face ``model_type``, KerasHub
+    backbone class); None when the source does not say (a GGUF file)."""
+    import json
+    from pathlib import Path
+
+    spec = get_model_spec(str(source or ""))
+    if spec is not None:
+        return spec.family
+    try:
+        config = json.loads((Path(str(source or "")) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    kind = str(config.get("model_type") or config.get("class_name", "").rpartition(">")[2])
+    family = kind.lower().removesuffix("backbone").split("_")[0]
+    return family if family.startswith("gemma") else None
 
 
 def preset_for(name: str) -> str | None:

@@ -53,7 +53,7 @@ def spawn_worker(store: RunStore, run_id: str) -> subprocess.Popen:
 
 
 def submit(recipe: Recipe, store: RunStore | None = None, *, trainer: str = DEFAULT_TRAINER,
-           cwd=None) -> Run:
+           cwd=None, remote_dir: str | None = None) -> Run:
     """Queue a run and start its worker; returns at once (the run is ``queued``).
 
     Example:
@@ -62,7 +62,7 @@ def submit(recipe: Recipe, store: RunStore | None = None, *, trainer: str = DEFA
         'queued'
     """
     store = store or RunStore()
-    run = store.create_run(recipe, trainer=trainer, cwd=cwd)
+    run = store.create_run(recipe, trainer=trainer, cwd=cwd, remote_dir=remote_dir)
     spawn_worker(store, run.id)
     return run
 
@@ -80,7 +80,7 @@ def resume(run_id: str, store: RunStore | None = None, *,
     store = store or RunStore()
     run = store.get(run_id)
     change = check_data_unchanged(store, run, accept_changed_data) \
-        if run.status.resumable else None
+        if run.status.resumable and not run.remote else None
     run = store.requeue(run.id)
     if change:
         record_accepted(store, run.id, run.attempt, change)
@@ -89,8 +89,15 @@ def resume(run_id: str, store: RunStore | None = None, *,
 
 
 def cancel(run_id: str, store: RunStore | None = None) -> Run:
-    """Cancel from any process: queued runs at once, running ones at their next step."""
-    return (store or RunStore()).request_cancel(run_id)
+    """Cancel from any process: queued runs at once, running ones at their next step; a
+    Vertex AI job's run by cancelling the job (``remote.cancel_job``)."""
+    store = store or RunStore()
+    run = store.get(run_id)
+    if run.remote:
+        from .remote import cancel_job
+
+        return cancel_job(store, run)
+    return store.request_cancel(run.id)
 
 
 def recover(store: RunStore | None = None) -> list[str]:

@@ -43,6 +43,15 @@ class Run:
     tokens: int
     checkpoint_step: int | None
     checkpoint_path: str | None
+    backend: str = "local"  # "vertex": a Vertex AI job trains it (``job_name``), not a worker
+    job_name: str | None = None  # projects/P/locations/R/customJobs/ID
+    remote_dir: str | None = None  # gs://: the run folder's copy (metrics, samples, checkpoints)
+    remote_cursor: str | None = None  # the last record chunk read back from remote_dir
+
+    @property
+    def remote(self) -> bool:
+        """Trained by a job elsewhere: no worker here; its state comes from polling."""
+        return self.backend != "local"
 
     @classmethod
     def from_row(cls, row) -> Run:

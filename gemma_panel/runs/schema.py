@@ -12,7 +12,17 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# What each version added to the one before: run in order on an older store's database.
+MIGRATIONS = {
+    2: [  # runs that train elsewhere (a Vertex AI job) and run folders kept on Cloud Storage
+        "ALTER TABLE runs ADD COLUMN backend TEXT NOT NULL DEFAULT 'local'",
+        "ALTER TABLE runs ADD COLUMN job_name TEXT",
+        "ALTER TABLE runs ADD COLUMN remote_dir TEXT",
+        "ALTER TABLE runs ADD COLUMN remote_cursor TEXT",
+    ],
+}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -39,7 +49,11 @@ CREATE TABLE IF NOT EXISTS runs (
     total_steps     INTEGER,
     tokens          INTEGER NOT NULL DEFAULT 0,
     checkpoint_step INTEGER,
-    checkpoint_path TEXT
+    checkpoint_path TEXT,
+    backend         TEXT NOT NULL DEFAULT 'local',
+    job_name        TEXT,
+    remote_dir      TEXT,
+    remote_cursor   TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, queue_pos);
 
@@ -107,13 +121,24 @@ def connect(path: Path, timeout: float = 30.0) -> sqlite3.Connection:
     conn.execute("PRAGMA foreign_keys = ON")
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version < SCHEMA_VERSION:
-        conn.execute("BEGIN IMMEDIATE")
-        for statement in SCHEMA.split(";"):
-            if statement.strip():
-                conn.execute(statement)
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        conn.execute("COMMIT")
+        _upgrade(conn)
     elif version > SCHEMA_VERSION:
         raise RuntimeError(f"{path}: written by a newer gemma_panel (schema {version}); "
                            "upgrade gemma_panel to read it.")
     return conn
+
+
+def _upgrade(conn: sqlite3.Connection) -> None:
+    """Create the schema, or bring an older store's up to date, in one transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    version = conn.execute("PRAGMA user_version").fetchone()[0]  # another process's upgrade
+    if version == 0:  # a new database: the whole schema
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        version = SCHEMA_VERSION
+    for step in range(version + 1, SCHEMA_VERSION + 1):
+        for statement in MIGRATIONS[step]:
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    conn.execute("COMMIT")

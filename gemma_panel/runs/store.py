@@ -100,8 +100,12 @@ class RunStore(StatusTransitions):
         return RunFolder(self.runs_root / run_id)
 
     def create_run(self, recipe: Recipe, *, trainer: str = DEFAULT_TRAINER,
-                   cwd: str | Path | None = None) -> Run:
+                   cwd: str | Path | None = None, remote_dir: str | None = None) -> Run:
         """Record a new ``queued`` run and write its folder; starts nothing (see ``submit``).
+
+        Args:
+            remote_dir: a gs:// folder the worker keeps a copy of the run folder in (default:
+                ``train.storage``/RUN_ID when the recipe sets it); see ``runs.mirror``.
 
         Raises:
             ModelSourceError: ``model.source`` names no model (a missing path, a file that
@@ -109,28 +113,46 @@ class RunStore(StatusTransitions):
                 that cannot start is never queued.
             ExportError: the recipe's ``export:`` section asks for what no export can make.
             StorageAccessError: a gs:// data file's bucket is missing or this identity may
-                not read it.
+                not read it, or may not write the folder copy's prefix.
         """
         recipe = resolve_paths(recipe, cwd)
         _check_model_source(recipe.model.source)
-        _check_cloud_data(recipe)
+        _check_cloud_data(recipe, remote_dir or recipe.train.storage)
         if recipe.export.formats or recipe.export.quantize:
             from gemma_panel.export.listed import check_listed  # imports gguf: only if needed
 
             check_listed(recipe)  # refused now, not after the training
+        return self._insert(recipe, trainer=trainer, remote_dir=remote_dir)
+
+    def create_remote_run(self, recipe: Recipe, *, backend: str, job_name: str,
+                          remote_dir: str | None) -> Run:
+        """Record a ``queued`` run that a job elsewhere trains (``backend`` "vertex": the
+        Vertex AI job ``job_name``); no worker here ever takes it. Its status follows the
+        job's (``follow_job``), its metrics come from ``remote_dir`` (``runs.mirror``)."""
+        return self._insert(recipe, trainer=backend, backend=backend, job_name=job_name,
+                            remote_dir=remote_dir)
+
+    def _insert(self, recipe: Recipe, *, trainer: str, backend: str = "local",
+                job_name: str | None = None, remote_dir: str | None = None) -> Run:
         slug = re.sub(r"[^a-z0-9]+", "-", recipe.name.lower()).strip("-")[:40] or "run"
         run_id = f"{slug}-{secrets.token_hex(3)}"
+        storage = recipe.train.storage
+        if remote_dir is None and storage and backend == "local":
+            remote_dir = f"{storage.rstrip('/')}/{run_id}"
         folder = self.folder(run_id)
         folder.create(recipe)
         now = time.time()
         with self.write() as conn:
             conn.execute(
                 "INSERT INTO runs (id, name, status, created_at, queued_at, queue_pos, trainer,"
-                " run_dir, recipe_yaml, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " run_dir, recipe_yaml, heartbeat_at, backend, job_name, remote_dir) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (run_id, recipe.name, st.QUEUED, now, now, next_queue_pos(conn), trainer,
-                 str(folder.path), recipe_to_yaml(recipe, comments=False), now),
+                 str(folder.path), recipe_to_yaml(recipe, comments=False), now, backend,
+                 job_name, remote_dir),
             )
-            insert_event(conn, run_id, 0, "status", "queued")
+            insert_event(conn, run_id, 0, "status", "queued",
+                         {"job": job_name} if job_name else None)
         return self.get(run_id)
 
     def get(self, run_id: str) -> Run:
@@ -236,6 +258,30 @@ class RunStore(StatusTransitions):
                       (step, path, run_id))
             insert_event(c, run_id, attempt, "checkpoint", path, {"step": step, "best": best})
 
+    def import_remote_chunk(self, run_id: str, chunk: str, rows: list[dict]) -> bool:
+        """Add one record chunk of the run's copy on Cloud Storage (``mirror.read_back``) in
+        one transaction, once: False when it (or a later one) was imported already."""
+        with self.write() as conn:
+            row = conn.execute("SELECT attempt, remote_cursor FROM runs WHERE id = ?",
+                               (run_id,)).fetchone()
+            if row is None or (row["remote_cursor"] or "") >= chunk:
+                return False
+            attempt = row["attempt"]
+            for r in rows:
+                if r["kind"] == "metrics":
+                    self.add_metrics(run_id, attempt, r["step"], r["tokens"], r["values"],
+                                     r["time"], conn=conn)
+                elif r["kind"] == "samples":
+                    self.add_samples(run_id, attempt, r["step"], r["samples"], r["time"],
+                                     conn=conn)
+                elif r["kind"] == "checkpoint":
+                    self.record_checkpoint(run_id, attempt, r["step"], r["path"], r["best"],
+                                           conn=conn)
+                elif r["kind"] == "total_steps":
+                    self.set_total_steps(run_id, attempt, r["total"], conn=conn)
+            conn.execute("UPDATE runs SET remote_cursor = ? WHERE id = ?", (chunk, run_id))
+        return True
+
     @contextmanager
     def _in(self, conn):
         """Inside the caller's transaction if it has one, else in a new one."""
@@ -306,13 +352,15 @@ def _check_model_source(source: str) -> None:
         raise ModelSourceError(f"model.source: {exc}") from exc
 
 
-def _check_cloud_data(recipe: Recipe) -> None:
-    """gs:// data files must be readable by this identity now, not at the worker's start."""
+def _check_cloud_data(recipe: Recipe, copy_to: str | None) -> None:
+    """gs:// data files must be readable by this identity now, and the folder copy's prefix
+    writable, not at the worker's start or its first checkpoint."""
     paths = [p for p in (recipe.data.train_path, recipe.data.validation_path) if p]
-    if any(p.startswith("gs://") for p in paths):
+    writes = [copy_to] if copy_to else []
+    if writes or any(p.startswith("gs://") for p in paths):
         from gemma_panel.cloud.gcs import preflight
 
-        preflight(paths)
+        preflight(paths, writes=writes)
 
 
 def _number(value) -> float | None:

@@ -66,10 +66,15 @@ class StatusTransitions:
     # -- what a front end asks for ------------------------------------------------------
     def request_cancel(self, run_id: str) -> Run:
         """Cancel a run: a queued one at once; a running one at its next step (it saves a
-        checkpoint first). Finished runs are left as they are."""
+        checkpoint first). Finished runs are left as they are. A remote run (a Vertex AI job,
+        cancelled by ``runs.cancel``) is only marked: it ends when its job says so."""
         run = self.get(run_id)
         with self.write() as conn:
-            if not move(conn, run.id, run.attempt, st.CANCELLED, only_from=[st.QUEUED],
+            if run.remote:
+                if conn.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ? AND status "
+                                "IN (?, ?)", (run.id, st.QUEUED, st.RUNNING)).rowcount:
+                    insert_event(conn, run.id, run.attempt, "cancel_requested", None)
+            elif not move(conn, run.id, run.attempt, st.CANCELLED, only_from=[st.QUEUED],
                         ended_at=time.time(), message="cancelled before it started") and \
                     conn.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ? "
                                  "AND status = ?", (run.id, st.RUNNING)).rowcount:
@@ -84,6 +89,11 @@ class StatusTransitions:
     def requeue(self, run_id: str) -> Run:
         """Put a failed, cancelled or lost run back in the queue (a resume; see ``resume``)."""
         run = self.get(run_id)
+        if run.remote:
+            raise RunStateError(f"run {run.id} is the {run.backend} job {run.job_name}, which "
+                                "cannot be resumed from here: submit the recipe again with "
+                                "'gemma-panel cloud submit' (a preempted spot job resumes "
+                                "by itself)")
         now = time.time()
         with self.write() as conn:
             if not move(conn, run.id, run.attempt, st.QUEUED, event="queued (resume)",
@@ -95,6 +105,25 @@ class StatusTransitions:
                                     "lost runs can be resumed")
         return self.get(run.id)
 
+    def follow_job(self, run_id: str, status: st.RunStatus, message: str | None = None) -> bool:
+        """Move a remote run to the status its job is in (``runs.remote.poll``); True if it
+        moved. A job first seen ended (it failed while pending, or ran and ended between
+        two polls) goes through ``running``, so every move stays one of ``MOVES``."""
+        run = self.get(run_id)
+        if not run.remote or run.status == status:
+            return False
+        path = [st.RUNNING, status] if run.status == st.QUEUED and status in (
+            st.SUCCEEDED, st.FAILED) else [status]
+        now, moved = time.time(), False
+        with self.write() as conn:
+            for to in path:
+                fields, data = ({"started_at": now}, None) if to == st.RUNNING else (
+                    {"ended_at": now, "message": message, "cancel_requested": 0},
+                    {"message": message} if message else None)
+                moved = move(conn, run.id, run.attempt, to, only_from=[st.QUEUED, st.RUNNING],
+                             data=data, **fields) or moved
+        return moved
+
     def mark_lost(self) -> list[str]:
         """Record ``lost`` for every running run whose worker is gone; return their ids.
 
@@ -104,7 +133,7 @@ class StatusTransitions:
         """
         rows = self.conn.execute(
             "SELECT id, attempt, worker_pid, worker_start, worker_host, heartbeat_at "
-            "FROM runs WHERE status = ?", (st.RUNNING,)).fetchall()
+            "FROM runs WHERE status = ? AND backend = 'local'", (st.RUNNING,)).fetchall()
         now, marked = time.time(), []
         for row in rows:
             alive = worker_alive(self.folder(row["id"]).path, row["worker_pid"],
@@ -132,7 +161,7 @@ class StatusTransitions:
         now, orphans = time.time(), []
         with self.write() as conn:
             rows = conn.execute("SELECT id, worker_pid, worker_start, worker_host, heartbeat_at "
-                                "FROM runs WHERE status = ?", (st.QUEUED,)).fetchall()
+                                "FROM runs WHERE status = ? AND backend = 'local'", (st.QUEUED,)).fetchall()
             for row in rows:
                 alive = process_alive(row["worker_pid"], row["worker_start"], row["worker_host"])
                 if judged_gone(alive, now - (row["heartbeat_at"] or 0), self.timings):
@@ -185,16 +214,17 @@ class StatusTransitions:
 
     def _next_up(self, conn) -> list[str]:
         """The queued runs that may start now: the first ones, as many as slots are free."""
-        running = conn.execute("SELECT COUNT(*) FROM runs WHERE status = ?",
-                               (st.RUNNING,)).fetchone()[0]
+        running = conn.execute("SELECT COUNT(*) FROM runs WHERE status = ? "
+                               "AND backend = 'local'", (st.RUNNING,)).fetchone()[0]
         free = max(0, self.max_parallel - running)
         return [r[0] for r in conn.execute(
-            "SELECT id FROM runs WHERE status = ? ORDER BY queue_pos LIMIT ?", (st.QUEUED, free))]
+            "SELECT id FROM runs WHERE status = ? AND backend = 'local' ORDER BY queue_pos "
+            "LIMIT ?", (st.QUEUED, free))]
 
     def queue_position(self, run_id: str) -> int | None:
         """1 for the next run to start, 2 for the one after, ...; None if not queued."""
-        rows = self.conn.execute("SELECT id FROM runs WHERE status = ? ORDER BY queue_pos",
-                                 (st.QUEUED,)).fetchall()
+        rows = self.conn.execute("SELECT id FROM runs WHERE status = ? AND backend = 'local' "
+                                 "ORDER BY queue_pos", (st.QUEUED,)).fetchall()
         ids = [r[0] for r in rows]
         return ids.index(run_id) + 1 if run_id in ids else None
 

@@ -143,12 +143,14 @@ def _train(store: RunStore, run, folder) -> int:
 
         recipe = load_recipe(folder.recipe_path)
         train = load_trainer(run.trainer)
+        sinks = _mirrored(run, folder)
         resume = run.attempt > 0 or folder.has_checkpoint()
         if resume:
             print(f"resuming from the last checkpoint in {folder.checkpoints}", flush=True)
         store_sink = StoreSink(store, run.id, run.attempt)
         try:
-            result = train(recipe, folder.path, sink=MultiSink(store_sink, StdoutSink()),
+            result = train(recipe, folder.path,
+                           sink=MultiSink(store_sink, StdoutSink(), *sinks),
                            should_stop=stop, resume=resume)
         finally:
             store_sink.close()  # every metric is in the store before the status is
@@ -176,6 +178,20 @@ def _train(store: RunStore, run, folder) -> int:
                  folder.log_tail() if status == st.FAILED else None)
     print(f"worker: run {run.id} {status}" + (f": {message}" if message else ""), flush=True)
     return st.exit_code(status)
+
+
+def _mirrored(run, folder) -> list:
+    """For a run with a copy on Cloud Storage: fetch its newest checkpoint if none is here
+    (a restarted job's replica goes on from it), and the sink that writes the copy."""
+    if not run.remote_dir:
+        return []
+    from gemma_panel.runs.mirror import MirrorSink, fetch_latest_checkpoint
+
+    fetched = fetch_latest_checkpoint(run.remote_dir, folder.checkpoints)
+    if fetched is not None:
+        print(f"fetched {fetched.name} from {run.remote_dir}", flush=True)
+    print(f"keeping a copy of the run folder in {run.remote_dir}", flush=True)
+    return [MirrorSink(run.remote_dir)]
 
 
 def _export_listed(store: RunStore, run, folder, recipe, message) -> tuple[str, str | None]:

@@ -19,6 +19,7 @@ The same count serves every trainer given the same data, so MFU compares their s
 work that the training needs. Keras merges LoRA into the kernel (``W + (alpha/r) A B``), so
 its backward pass also computes the adapted kernels' full weight gradient; that is an
 implementation's cost, not counted as useful work (our train step goes through the rank).
+The planner's time estimate (``gemma_panel.planning``) uses the same count.
 
 MFU, nanoGPT-style: ``MfuMeter`` counts each step's FLOPs from its packed rows (every
 segment an example) and divides by the step time and by the peak measured on this machine
@@ -27,6 +28,7 @@ segment an example) and divides by the step time and by the peak measured on thi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -55,6 +57,7 @@ class Shape:
 
     @classmethod
     def of(cls, backbone) -> Shape:
+        """The count's shape from a loaded KerasHub Gemma backbone (its LoRA as enabled)."""
         from gemma_panel.models.lora import lora_layers
 
         windows = tuple(layer.sliding_window_size
@@ -64,6 +67,32 @@ class Shape:
         return cls(backbone.hidden_dim, backbone.num_query_heads,
                    backbone.num_key_value_heads, backbone.head_dim, backbone.intermediate_dim,
                    backbone.vocabulary_size, windows, lora)
+
+    @classmethod
+    def of_spec(cls, spec, rank: int = 0, targets=()) -> Shape:
+        """The count's shape from a registry entry (every layer global: an upper bound for
+        the sliding-window layers), with LoRA of ``rank`` on ``targets`` (0: none)."""
+        shape = cls(spec.hidden_dim, spec.num_query_heads, spec.num_key_value_heads,
+                    spec.head_dim, spec.intermediate_dim, spec.vocab_size,
+                    (None,) * spec.num_layers, 0)
+        per_layer = sum(shape.lora_target_macs(t) for t in targets) * rank
+        return dataclasses.replace(shape, lora_per_token=per_layer * spec.num_layers)
+
+    def lora_target_macs(self, target: str) -> int:
+        """Multiply-adds per token per unit of rank of one LoRA branch (``lora_macs``'s
+        count from the shape alone): A over the kernel's input, B once per output head."""
+        d, h, q, kv, f = self.hidden, self.head_dim, self.heads, self.kv_heads, self.ffn
+        return {"query": q * (d + h), "key": kv * (d + h), "value": kv * (d + h),
+                "attention_output": q * h + d, "ffw_gating": d + f, "ffw_gating_2": d + f,
+                "ffw_linear": f + d}[target]
+
+    def lora_target_params(self, target: str) -> int:
+        """LoRA parameters per unit of rank of one branch in one layer (A and B)."""
+        d, h, q, kv, f = self.hidden, self.head_dim, self.heads, self.kv_heads, self.ffn
+        return {"query": q * d + h, "key": kv * d + h, "value": kv * d + h,
+                "attention_output": q * h + d, "ffw_gating": d + f, "ffw_gating_2": d + f,
+                "ffw_linear": f + d}[target]
+
 
     @property
     def projections(self) -> int:

@@ -12,6 +12,8 @@ of one trace and put back after:
   branch's input (LoRA dropout). Its ``call(inputs, training=None)`` is replaced by
   ``x W + (alpha/r) (dropout(x) A) B`` over ``equation``, ``_kernel``, the factors, ``bias``
   and ``activation``: the branch goes through the rank.
+  An int8 layer (``memory.base_weights: int8``) is called through ``quantized_call``, so
+  that is replaced instead, by Keras's ``_int8_call`` with LoRA off plus the branch.
 
 Written against keras-hub 0.32.x and keras 3.15.x. Before patching, ``require_internals``
 checks the names the patches rely on and raises ``KerasInternalsChanged`` (naming what is
@@ -28,6 +30,7 @@ import warnings
 
 import jax
 import jax.numpy as jnp
+import keras
 
 WRITTEN_FOR = {"keras_hub": "0.32.", "keras": "3.15."}
 MASK_METHOD = "_compute_attention_mask"  # on each of backbone.transformer_layers
@@ -61,9 +64,13 @@ def internals_missing(blocks, lora_layers) -> list[str]:
     for layer in lora_layers:
         kind = type(layer).__name__
         missing += [f"{kind}.{name}" for name in LORA_ATTRIBUTES if not hasattr(layer, name)]
-        parameters = tuple(inspect.signature(type(layer).call).parameters)
+        method = "_int8_call" if _quantized(layer) else "call"
+        if layer.lora_enabled and _quantized(layer) and layer.quantization_mode != "int8":
+            missing.append(f"{kind}: LoRA dropout on {layer.quantization_mode} weights")
+            continue
+        parameters = tuple(inspect.signature(getattr(type(layer), method)).parameters)
         if parameters != LORA_CALL_PARAMETERS:
-            missing.append(f"{kind}.call{LORA_CALL_PARAMETERS} (it is call{parameters})")
+            missing.append(f"{kind}.{method}{LORA_CALL_PARAMETERS} (it is {method}{parameters})")
     return sorted(set(missing))
 
 
@@ -164,6 +171,26 @@ def merged_forward(layer, inputs, dropped):
     return out if layer.activation is None else layer.activation(out)
 
 
+def int8_lora_forward(layer, inputs, dropped):
+    """An int8 layer's forward with its LoRA branch on ``dropped``: Keras's own int8 matmul
+    (``_int8_call``, LoRA switched off for it) plus ``(alpha/r) dropped A B``."""
+    if layer.activation not in (None, keras.activations.linear):  # added after it
+        raise KerasInternalsChanged(f"{layer.name}: LoRA dropout on an int8 layer with an "
+                                    "activation; set lora.dropout=0 or memory.base_weights.")
+    layer.lora_enabled = False
+    try:
+        out = layer._int8_call(inputs)
+    finally:
+        layer.lora_enabled = True
+    branch = jnp.einsum(layer.equation, dropped, layer.lora_kernel_a.value)
+    branch = jnp.matmul(branch, layer.lora_kernel_b.value)
+    return out + (layer.lora_alpha / layer.lora_rank) * branch.astype(out.dtype)
+
+
+def _quantized(layer) -> bool:
+    return getattr(layer, "quantization_mode", None) is not None
+
+
 @contextlib.contextmanager
 def _patched_calls(layers, rate: float, key, forward):
     """While tracing, each LoRA layer's ``call`` is ``forward(layer, x, dropout(x))``."""
@@ -173,20 +200,25 @@ def _patched_calls(layers, rate: float, key, forward):
     for i, layer in enumerate(layers):
         layer_key = jax.random.fold_in(key, i) if dropping else None
 
-        def call(inputs, *args, _layer=layer, _key=layer_key, **kwargs):
+        # Keras calls a quantized layer's quantized_call, not its call
+        name, layer_forward = ("quantized_call", int8_lora_forward) if _quantized(layer) \
+            else ("call", forward)
+
+        def call(inputs, *args, _layer=layer, _key=layer_key, _forward=layer_forward,
+                 **kwargs):
             dropped = inputs
             if _key is not None:
                 keep = jax.random.bernoulli(_key, 1.0 - rate, inputs.shape)
                 dropped = jnp.where(keep, inputs / (1.0 - rate), 0).astype(inputs.dtype)
-            return forward(_layer, inputs, dropped)
+            return _forward(_layer, inputs, dropped)
 
-        patched.append((layer, layer.call))
-        layer.call = call
+        patched.append((layer, name, getattr(layer, name)))
+        setattr(layer, name, call)
     try:
         yield
     finally:
-        for layer, original in patched:
-            layer.call = original
+        for layer, name, original in patched:
+            setattr(layer, name, original)
 
 
 def lora_factored(layers, rate: float = 0.0, key=None):

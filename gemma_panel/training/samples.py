@@ -50,11 +50,11 @@ def _opening(text: str) -> tuple[str, str]:
 
 
 def answers(generator, items, max_new_tokens) -> list[str]:
-    """The generator's answer to each item's prompt."""
+    """The generator's answer to each item's prompt, all prompts in one batch."""
     from gemma_panel.models.generation import SamplingOptions
 
     options = SamplingOptions(max_new_tokens=max_new_tokens)
-    return [generator.generate(item["prompt"], options) for item in items]
+    return generator.generate_many([item["prompt"] for item in items], options)
 
 
 def task_metrics(task: str, predictions, references) -> dict[str, float]:

@@ -8,8 +8,10 @@ recomputed in the backward pass instead of stored.
 
 The frozen weights go in as an argument that is neither differentiated nor returned; the
 trainable weights and optimizer state are donated, so a step copies no 1 GB of weights.
-Packing and LoRA (through the rank, with dropout) patch KerasHub while tracing:
-``keras_internals.py``.
+Packing and LoRA (dropout; through the rank when selected) patch KerasHub while tracing:
+``keras_internals.py``; so does per-block recomputation (``memory.remat``): ``remat.py``.
+With ``memory.base_weights`` bfloat16 the frozen arrays are kept in bfloat16; with int8 they
+are Keras's int8 kernels.
 """
 
 from __future__ import annotations
@@ -21,7 +23,11 @@ import optax
 
 from gemma_panel.config import Recipe
 from gemma_panel.models.lora import lora_layers
-from gemma_panel.training.keras_internals import lora_factored, segment_attention
+from gemma_panel.training.keras_internals import (
+    lora_merged_kernel,
+    segment_attention,
+)
+from gemma_panel.training.remat import remat_blocks
 
 _HEAD_CHUNK = 128
 # Up to this many bytes of logits per micro-batch, the head is one matmul and its logits
@@ -111,6 +117,23 @@ def backbone_inputs(backbone, token_ids, segment_ids) -> dict:
     return inputs
 
 
+def _stored(value, dtype):
+    """A frozen weight as the step keeps it: floats in ``dtype`` when one is given (Keras
+    casts it back to the variable's dtype as it computes), everything else as it is."""
+    value = jnp.asarray(value)
+    if dtype is not None and jnp.issubdtype(value.dtype, jnp.floating):
+        return value.astype(dtype)
+    return value
+
+
+def _embedding_scale_index(backbone, frozen_vars) -> int | None:
+    """Where the token embedding's int8 scales are among the frozen weights (None: not int8)."""
+    scale = getattr(backbone.token_embedding, "embeddings_scale", None)
+    if scale is None:
+        return None
+    return next(i for i, v in enumerate(frozen_vars) if v is scale)
+
+
 class TrainFunctions:
     """The compiled train and eval steps for one model and recipe (one instance per run).
 
@@ -121,9 +144,11 @@ class TrainFunctions:
         max_train_tokens, max_eval_tokens: fixed loss-position counts (see batches.py).
     """
 
-    # LoRA through the rank, x W + (alpha/r) (x A) B; the benchmark's ablation swaps in
-    # keras_internals.lora_merged_kernel (Keras's W + (alpha/r) A B) to measure the difference.
-    lora_forward_pass = staticmethod(lora_factored)
+    # Keras's merged kernel W + (alpha/r) A B (with dropout: the unmerged sum). The factored
+    # path x W + (alpha/r) (x A) B (keras_internals.lora_factored, equal and tested) becomes
+    # the default once benchmarks/train_throughput.py --parts ours,factored,all,all_factored
+    # shows it faster on idle cores: under load it measured 0.94x with every projection.
+    lora_forward_pass = staticmethod(lora_merged_kernel)
 
     def __init__(self, causal_lm, recipe: Recipe, total_steps: int, max_train_tokens: int,
                  max_eval_tokens: int):
@@ -134,7 +159,10 @@ class TrainFunctions:
         self._embedding_trainable = any(v is embedding for v in self.trainable_vars)
         pool = self.trainable_vars if self._embedding_trainable else self.frozen_vars
         self._embedding_index = next(i for i, v in enumerate(pool) if v is embedding)
+        self._embedding_scale = _embedding_scale_index(backbone, self.frozen_vars)
         self.soft_cap = getattr(backbone, "final_logit_soft_cap", None)
+        self.frozen_dtype = "bfloat16" if recipe.memory.base_weights == "bfloat16" else None
+        self.remat = recipe.memory.remat
         self.lora_layers = lora_layers(backbone)
         self.dropout = recipe.lora.dropout if recipe.lora.enabled else 0.0
         self.optimizer, self.schedule = make_optimizer(recipe, total_steps)
@@ -147,7 +175,7 @@ class TrainFunctions:
     def initial_state(self):
         # Copies: the train step donates these buffers, and the Keras variables keep theirs.
         trainable = [jnp.array(v.value, copy=True) for v in self.trainable_vars]
-        frozen = [jnp.asarray(v.value) for v in self.frozen_vars]
+        frozen = [_stored(v.value, self.frozen_dtype) for v in self.frozen_vars]
         return trainable, self.optimizer.init(trainable), frozen
 
     def assign(self, trainable) -> None:
@@ -159,12 +187,16 @@ class TrainFunctions:
     def _loss_terms(self, trainable, frozen, batch, key, max_tokens, with_accuracy=False):
         inputs, targets, loss_mask, segment_ids = batch
         with segment_attention(self.backbone, segment_ids), \
-                self.lora_forward_pass(self.lora_layers, self.dropout, key):
+                self.lora_forward_pass(self.lora_layers, self.dropout, key), \
+                remat_blocks(self.backbone, self.remat):
             hidden, _ = self.backbone.stateless_call(
                 trainable, frozen, backbone_inputs(self.backbone, inputs, segment_ids)
             )
         pool = trainable if self._embedding_trainable else frozen
-        return head_loss(hidden, pool[self._embedding_index], targets, loss_mask, max_tokens,
+        embeddings = pool[self._embedding_index]
+        if self._embedding_scale is not None:  # int8 rows and their scales (memory.base_weights)
+            embeddings = embeddings.astype(jnp.float32) / frozen[self._embedding_scale][:, None]
+        return head_loss(hidden, embeddings, targets, loss_mask, max_tokens,
                          self.soft_cap, with_accuracy)
 
     def _train_step(self, trainable, opt_state, frozen, batch, key):

@@ -51,16 +51,19 @@ class TrainResult:
 
 
 def load_tuned_model(recipe: Recipe):
-    """The recipe's model with LoRA enabled as configured (weights still the base's)."""
+    """The recipe's model with LoRA enabled as configured (weights still the base's), its
+    frozen weights quantized to int8 first when ``memory.base_weights`` says so."""
     import keras
 
     from gemma_panel.models import load_model
-    from gemma_panel.models.lora import enable_lora
+    from gemma_panel.models.lora import enable_lora, quantize_int8
 
     keras.utils.set_random_seed(recipe.train.seed)
     lm = load_model(recipe.model.source, dtype=recipe.model.dtype, progress=False)
     backbone = lm.backbone
     if recipe.lora.enabled:
+        if recipe.memory.base_weights == "int8":  # quantize first: LoRA factors stay float
+            quantize_int8(backbone)
         enable_lora(backbone, recipe.lora.rank, recipe.lora.alpha, recipe.lora.target_layers)
     else:
         backbone.trainable = True

@@ -1,4 +1,4 @@
-"""The studio: four tabs over one run store, served (``panel serve``) or in a notebook.
+"""The studio: five tabs over one run store, served (``panel serve``) or in a notebook.
 
 ``create_app()`` builds one ``Studio`` per browser session (or notebook cell): its
 view-models, their views, and one periodic callback that applies finished background
@@ -27,6 +27,8 @@ from .config_model import ConfigModel
 from .config_view import ConfigView
 from .data_model import DataModel
 from .data_view import DataView
+from .export_model import ExportModel
+from .export_view import ExportView
 from .jobs import Jobs
 from .runs_model import RunsModel
 from .train_view import LiveCharts, TrainView
@@ -60,13 +62,16 @@ class Studio:
         self.data = DataModel(jobs=self.jobs)
         self.runs = RunsModel(self.store, trainer=trainer, jobs=self.jobs)
         self.compare = CompareModel(self.store)
+        self.export = ExportModel(self.store)
         self._link()
         self.data_view = DataView(model=self.data)
         self.config_view = ConfigView(model=self.config)
         self.train_view = TrainView(model=self.runs, config=self.config)
         self.compare_view = CompareView(model=self.compare)
+        self.export_view = ExportView(model=self.export)
         self.tabs = pn.Tabs(("Data", self.data_view), ("Configure", self.config_view),
                             ("Train", self.train_view), ("Compare", self.compare_view),
+                            ("Export", self.export_view),
                             dynamic=True, sizing_mode="stretch_width")
         self._last_status = self._last_list = 0.0
         self.callback = None
@@ -85,16 +90,17 @@ class Studio:
                 update["recipe"] = recipe
             data.param.update(**update)
         from_config()
-        cfg.param.watch(from_config, "settings")
+        pn.bind(from_config, cfg.param.settings, watch=True)
 
-        def to_config(event):
-            names = {"template": "data.template", "text_mode": "data.text_mode",
-                     "sequence_length": "data.sequence_length", "path": "data.train_path",
-                     "overrides": "data.columns"}
-            if cfg.settings.get(names[event.name]) != event.new:
-                cfg.set(names[event.name], event.new)
-        data.param.watch(to_config, ["template", "text_mode", "sequence_length", "path",
-                                     "overrides"])
+        names = {"template": "data.template", "text_mode": "data.text_mode",
+                 "sequence_length": "data.sequence_length", "path": "data.train_path",
+                 "overrides": "data.columns"}
+
+        def to_config(name, value):
+            if cfg.settings.get(names[name]) != value:
+                cfg.set(names[name], value)
+        for name in names:  # each of the Data tab's settings, when the user changes it
+            pn.bind(to_config, name, data.param[name], watch=True)
 
     # -- the periodic callback ------------------------------------------------------------------
     def tick(self) -> None:
@@ -102,6 +108,7 @@ class Studio:
         try:
             self.jobs.poll()
             self.train_view.charts.tick()
+            self.export.poll()
             now = time.monotonic()
             if now - self._last_status > 1.0:
                 self._last_status = now
@@ -109,7 +116,10 @@ class Studio:
             if now - self._last_list > 3.0:
                 self._last_list = now
                 self.runs.refresh_runs()
+                self.runs.poll_remote()
                 self.compare.refresh_choices()
+                if not self.export.busy:
+                    self.export.refresh_runs()
         except Exception:  # a bad moment must not stop the callback for good
             log.exception("dashboard tick failed")
 

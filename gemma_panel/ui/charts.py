@@ -14,10 +14,13 @@ from bokeh.plotting import figure
 from .runs_model import CHARTS, COLUMNS
 
 TITLES = {"loss": "Loss (training, validation)", "perplexity": "Perplexity",
-          "learning_rate": "Learning rate", "tokens_per_s": "Tokens per second"}
+          "learning_rate": "Learning rate", "tokens_per_s": "Tokens per second",
+          "evaluation": "Evaluation (at each evaluation step)"}
 LABELS = {"loss": "training", "val_loss": "validation", "perplexity": "training (exp loss)",
           "val_perplexity": "validation", "learning_rate": "learning rate",
-          "tokens_per_s": "tokens/s"}
+          "tokens_per_s": "tokens/s", "val_token_accuracy": "validation token accuracy",
+          "accuracy": "accuracy", "macro_f1": "macro-F1", "exact_match": "exact match",
+          "token_f1": "token F1"}
 ROLLOVER = 200_000  # points kept per series in the browser
 
 
@@ -40,7 +43,7 @@ def live_figures(x: str = "step") -> tuple[dict, dict[str, ColumnDataSource]]:
             dash = "dashed" if name.startswith("val_") else "solid"
             fig.line(x, "value", source=source, color=color, line_width=2, line_dash=dash,
                      legend_label=LABELS[name])
-            if name.startswith("val_"):
+            if name.startswith("val_") or chart == "evaluation":  # points at eval steps
                 fig.scatter(x, "value", source=source, color=color, size=6)
             sources[name] = source
         fig.add_tools(HoverTool(tooltips=[("step", "@step"), ("tokens", "@tokens{0,0}"),
@@ -49,6 +52,13 @@ def live_figures(x: str = "step") -> tuple[dict, dict[str, ColumnDataSource]]:
         fig.legend.click_policy = "hide"
         figures[chart] = fig
     return figures, sources
+
+
+def show_present_series(fig) -> None:
+    """Show in ``fig``'s legend only the series that have points (a run's task has some
+    metrics, not all)."""
+    for item in fig.legend.items:
+        item.visible = any(len(r.data_source.data.get("step", ())) for r in item.renderers)
 
 
 class CompareChart:

@@ -17,6 +17,8 @@ import param
 
 from gemma_panel.runs import RunNotFound, RunStore, compare_runs
 
+from .outputs import writing
+
 METRICS = ("loss", "val_loss", "val_perplexity", "learning_rate", "tokens_per_s",
            "val_token_accuracy", "accuracy", "macro_f1", "exact_match")
 
@@ -26,11 +28,14 @@ class CompareModel(param.Parameterized):
 
     chosen = param.ListSelector(default=[], objects=[], doc="Run ids, in the order picked.")
     x = param.Selector(default="step", objects=["step", "tokens"])
-    curves = param.Dict(default={}, doc="metric -> run id -> (xs, ys).")
-    table = param.List(default=[], doc="One row per run: status, final and best metrics.")
-    fields = param.List(default=[], doc="One row per recipe field that differs.")
-    samples = param.List(default=[], doc="One row per prompt: base, then each run's answer.")
-    message = param.String(default="Pick two or more runs.")
+    # What comparing shows: read-only outside the model (see outputs.py).
+    curves = param.Dict(default={}, constant=True, doc="metric -> run id -> (xs, ys).")
+    table = param.List(default=[], constant=True,
+                       doc="One row per run: status, final and best metrics.")
+    fields = param.List(default=[], constant=True, doc="One row per recipe field that differs.")
+    samples = param.List(default=[], constant=True,
+                         doc="One row per prompt: base, then each run's answer.")
+    message = param.String(default="Pick two or more runs.", constant=True)
 
     def __init__(self, store: RunStore | None = None, **params):
         super().__init__(**params)
@@ -49,17 +54,18 @@ class CompareModel(param.Parameterized):
     @param.depends("chosen", "x", watch=True)
     def compute(self) -> None:
         if not self.chosen:
-            with param.parameterized.batch_call_watchers(self):
+            with writing(self):
                 self.curves, self.table, self.fields, self.samples = {}, [], [], []
                 self.message = "Pick two or more runs."
             return
         try:
             cmp = compare_runs(self.store, list(self.chosen), x=self.x)
         except RunNotFound as exc:
-            self.message = str(exc)
+            with writing(self):
+                self.message = str(exc)
             return
         ids = [r.id for r in cmp.runs]
-        with param.parameterized.batch_call_watchers(self):
+        with writing(self):
             self.curves = {m: cmp.curves[m] for m in METRICS if m in cmp.curves}
             self.table = [{k: _cell(v) for k, v in row.items()} for row in cmp.table]
             self.fields = [{"field": name, **{rid: _cell(values.get(rid)) for rid in ids}}

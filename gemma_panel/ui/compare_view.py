@@ -29,16 +29,14 @@ class CompareView(pn.viewable.Viewer):
         self.axis = pn.widgets.RadioButtonGroup.from_param(m.param.x, label="x axis")
         self.refresh = pn.widgets.Button(label="Refresh")
         self.refresh.on_click(lambda _: (m.refresh_choices(), m.compute()))
-        self.table = _html_table(m.table)
-        self.fields = _html_table(m.fields)
-        self.samples = _html_table(m.samples)
+        self.table = _html_table(m.param.table)
+        self.fields = _html_table(m.param.fields)
+        self.samples = _html_table(m.param.samples)
         self.grid = pn.GridBox(ncols=2, sizing_mode="stretch_width")
         self.charts: dict[str, CompareChart] = {}
         self.panes: dict[str, pn.pane.Bokeh] = {}
-        m.param.watch(lambda e: setattr(self.table, "object", frame(e.new)), "table")
-        m.param.watch(lambda e: setattr(self.fields, "object", frame(e.new)), "fields")
-        m.param.watch(lambda e: setattr(self.samples, "object", frame(e.new)), "samples")
-        m.param.watch(self._draw, ["curves"])
+        # The figures are Bokeh models, updated in place (no new models on each change).
+        pn.bind(self._draw, m.param.curves, watch=True)
         self._draw()
 
     def _draw(self, *_) -> None:
@@ -68,8 +66,8 @@ class CompareView(pn.viewable.Viewer):
             sizing_mode="stretch_width", name="Compare")
 
 
-def _html_table(rows: list[dict]) -> pn.pane.DataFrame:
-    """A plain HTML table of rows (one <tr> per row, every row shown)."""
-    return pn.pane.DataFrame(frame(rows), index=False, text_align="start",
+def _html_table(rows: param.Parameter) -> pn.pane.DataFrame:
+    """A plain HTML table of a parameter's rows (one <tr> per row, every row shown)."""
+    return pn.pane.DataFrame(pn.bind(frame, rows), index=False, text_align="start",
                              sizing_mode="stretch_width",
                              css_classes=["gp-compare-table"], max_height=400)

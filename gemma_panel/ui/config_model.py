@@ -38,10 +38,12 @@ from gemma_panel.config import (
     recipe_to_yaml,
 )
 from gemma_panel.data.preflight import preflight
+from gemma_panel.models.listing import download_note
 from gemma_panel.models.registry import MODELS
 
 from .data_checks import loaded_tokenizer
 from .jobs import Jobs
+from .outputs import write
 from .server_paths import (
     PathRefused,
     confine_data_path,
@@ -95,6 +97,14 @@ def _override(path: str, value: Any) -> str:
     return f"{path}={text.removesuffix('...').strip()}"
 
 
+def _download(spec) -> str:
+    """The picker's download line: nothing to fetch, or how much the first use fetches."""
+    note = download_note(spec)
+    return {"bundled": "nothing (ships with gemma_panel)",
+            "cached": "nothing (downloaded before)"}.get(
+        note, f"{note} of bfloat16 weights on first use")
+
+
 class ConfigModel(param.Parameterized):
     """A recipe being edited: values by field path, problems, YAML and the CLI command."""
 
@@ -107,6 +117,8 @@ class ConfigModel(param.Parameterized):
     message = param.String(default="")
     data_verdict = param.Dict(default={}, doc="preflight(recipe).to_dict(): will the run's "
                               "data step pass? {} while it is being checked.")
+    devices = param.String(default="", constant=True, doc="What JAX sees on this machine, "
+                           "in one line, once 'Check devices' has run ('' before).")
 
     def __init__(self, recipe: Recipe | None = None, base_path: str | None = "default",
                  jobs: Jobs | None = None, **params):
@@ -161,6 +173,7 @@ class ConfigModel(param.Parameterized):
                 "context": f"{spec.context_length:,} tokens",
                 "offline": "yes (ships with gemma_panel)" if spec.bundled else
                 "needs its weights (a GGUF, a Hugging Face folder or KerasHub access)",
+                "download": _download(spec),
                 "licence": spec.licence}
 
     def reset(self, path: str) -> None:
@@ -211,6 +224,15 @@ class ConfigModel(param.Parameterized):
 
         self.jobs.submit("config-data", lambda: preflight(
             recipe, loaded_tokenizer(recipe.model.source)).to_dict(), done, failed)
+
+    def check_devices(self) -> None:
+        """Fill ``devices`` from a child process (the server never starts JAX itself)."""
+        from gemma_panel.distribution.devices import probe_devices
+
+        write(self, devices="checking the devices...")
+        self.jobs.submit("config-devices", lambda: probe_devices().summary(),
+                         lambda line: write(self, devices=line),
+                         lambda exc: write(self, devices=str(exc)))
 
     def apply_fix(self) -> None:
         """Set the fields the data verdict names (e.g. the template the data needs)."""

@@ -20,7 +20,8 @@ from .server_paths import PathRefused
 
 SECTION_TITLES = {"model": "Model", "data": "Data", "lora": "LoRA adapters",
                   "train": "Training", "eval": "Evaluation and samples", "export": "Export",
-                  "distribution": "Devices and distribution"}
+                  "distribution": "Devices and distribution",
+                  "memory": "Memory"}
 
 
 def _text(value) -> str:
@@ -175,6 +176,16 @@ class ConfigView(pn.viewable.Viewer):
             return pn.Column(*items, sizing_mode="stretch_width")
         return status
 
+    def _devices_badge(self):
+        """What JAX sees here (backend, devices, memory, bfloat16), checked on request."""
+        m = self.model
+        button = pn.widgets.Button(label="Check devices", width=140)
+        button.on_click(lambda _: m.check_devices())
+        line = pn.bind(lambda text: pn.pane.Alert(
+            text or "Which devices would train here: press Check devices.",
+            alert_type="info" if text else "light"), m.param.devices)
+        return pn.Row(button, line)
+
     def _yaml(self):
         m = self.model
         return pn.bind(lambda *_: pn.pane.Markdown(f"```yaml\n{m.yaml_text()}\n```"),
@@ -186,8 +197,10 @@ class ConfigView(pn.viewable.Viewer):
                              title="Run"))
         for section in SECTIONS:
             rows = [self._field_row(p) for p in field_paths() if p.startswith(section + ".")]
+            if section == "distribution":
+                rows.insert(0, self._devices_badge())
             cards.append(pn.Card(*rows, title=SECTION_TITLES[section],
-                                 collapsed=section in ("eval", "export", "distribution")))
+                                 collapsed=section in ("eval", "export", "distribution", "memory")))
         files = pn.Card(pn.Row(self.save_path, self.replace, self.save_button),
                         pn.Row(self.load_input, self.load_path, self.load_button),
                         pn.Card(self._yaml(), title="Recipe YAML", collapsed=True),

@@ -6,6 +6,7 @@ Each function takes plain arguments and returns plain data (lists and dicts) for
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from gemma_panel.data import (
     open_records,
     tokenize_example,
 )
-from gemma_panel.data.templates import render_text, resolve_template
+from gemma_panel.data.templates import family_mismatch, reads_tools, render_text, resolve_template
 
 from .uploads import DATA_EXTENSIONS
 
@@ -74,12 +75,26 @@ def loaded_tokenizer(source: str):
         return _TOKENIZERS.get(source)
 
 
-def _template(name: str, report: dict):
-    return resolve_template(name, report.get("task"), sorted(report.get("label_counts", {})))
+def _template(name: str, report: dict, options: dict):
+    return resolve_template(name, report.get("task"), sorted(report.get("label_counts", {})),
+                            **options)
 
 
-def check_file(path: str, read: ReadOptions, template_name: str) -> dict:
-    """Worker thread: read the first rows, check the whole file, render a few examples."""
+def _with_tools(read: ReadOptions, template_name: str, options: dict) -> ReadOptions:
+    """The read options, reading tool-call turns where the model's chat format has them."""
+    return dataclasses.replace(read, tools=reads_tools(template_name, options.get("family")))
+
+
+def check_file(path: str, read: ReadOptions, template_name: str,
+               options: dict | None = None) -> dict:
+    """Worker thread: read the first rows, check the whole file, render a few examples.
+
+    ``options`` are the model's template options (`preflight.template_options`): the
+    examples are rendered in its family's chat format, and a template of another family
+    is warned about (``template_family``) in the report.
+    """
+    options = options or {}
+    read = _with_tools(read, template_name, options)
     preview: list[dict] = []
     try:
         records = open_records(path, ValidationReport(source=path), format=read.format,
@@ -89,30 +104,35 @@ def check_file(path: str, read: ReadOptions, template_name: str) -> dict:
         pass  # the check below reports why
     columns = list(dict.fromkeys(k for row in preview for k in row))
     report = check_dataset(path, read=read)
-    data = report.to_dict()
     examples = []
     if report.rows_usable:
-        template = _template(template_name, data)
-        stops = {"end_of_turn": "<end_of_turn>", "eos": "<eos>", None: ""}
+        template = _template(template_name, report.to_dict(), options)
+        mismatch = family_mismatch(template, options.get("family"))
+        if mismatch:
+            report.warning("template_family", mismatch)
         for e in _head(path, read):
             try:
                 segments = template.segments(e)
             except DatasetError as exc:  # e.g. the chat template on classification rows
                 examples.append(_unrenderable(e.row, template_name, exc))
                 continue
-            pieces = [(s.text + stops[s.stop], s.trained) for s in segments]
+            pieces = [(render_text([s]), s.trained) for s in segments]
             examples.append({"row": e.row, "pieces": pieces, "by_token": False,
                              "text": render_text(segments)})
     return {"preview": [{k: _cell(v) for k, v in row.items()} for row in preview],
-            "columns": columns, "report": data, "text": report.to_text(), "examples": examples}
+            "columns": columns, "report": report.to_dict(), "text": report.to_text(),
+            "examples": examples}
 
 
 def measure_tokens(path: str, read: ReadOptions, template_name: str, source: str,
-                   seq: int) -> dict:
-    """Worker thread: token lengths of every example and the loss mask of the first few."""
+                   seq: int, options: dict | None = None) -> dict:
+    """Worker thread: token lengths of every example and the loss mask of the first few
+    (in the chat format ``options`` say, as `check_file`)."""
+    options = options or {}
+    read = _with_tools(read, template_name, options)
     tokenizer = load_tokenizer(source)
     quick = check_dataset(path, read=read)
-    template = _template(template_name, quick.to_dict())
+    template = _template(template_name, quick.to_dict(), options)
     report = check_dataset(path, read=read, template=template, tokenizer=tokenizer,
                            sequence_length=seq)
     stats = report.token_stats

@@ -23,11 +23,12 @@ from gemma_panel.config import Recipe, field_choices, field_default, field_least
 from gemma_panel.data import Augmenter, DatasetError, ReadOptions, preview_augmentation
 from gemma_panel.data.augment import OPS as AUGMENT_OPS
 from gemma_panel.data.columns import ROLES
-from gemma_panel.data.preflight import preflight
+from gemma_panel.data.preflight import preflight, template_options
 from gemma_panel.data.templates import suggested_template
 
 from .data_checks import check_file, example_datasets, load_tokenizer, measure_tokens
 from .jobs import Jobs
+from .outputs import write, writing
 from .server_paths import PathRefused, confine_data_path
 from .uploads import UploadError, save_upload
 
@@ -52,35 +53,46 @@ class DataModel(param.Parameterized):
     recipe = param.ClassSelector(class_=Recipe, default=None, allow_None=True,
                                  doc="The recipe whose other data settings the run uses.")
 
-    columns = param.List(default=[], doc="Column names found in the file.")
-    mapping = param.Dict(default={}, doc="Role -> column, as detected and overridden.")
-    preview = param.List(default=[], doc="The first rows as read, one dict per row.")
-    report = param.Dict(default={}, doc="ValidationReport.to_dict() of the last check.")
-    report_text = param.String(default="")
-    verdict = param.Dict(default={}, doc="preflight(...).to_dict(): will the run's data "
-                         "step pass with these settings? {} until checked.")
-    token_stats = param.Dict(default={}, doc="TokenStatistics.summary(); {} until measured.")
+    # What the checks found: read-only outside the model (see outputs.py), like every
+    # output below.
+    columns = param.List(default=[], constant=True, doc="Column names found in the file.")
+    mapping = param.Dict(default={}, constant=True,
+                         doc="Role -> column, as detected and overridden.")
+    preview = param.List(default=[], constant=True,
+                         doc="The first rows as read, one dict per row.")
+    report = param.Dict(default={}, constant=True,
+                        doc="ValidationReport.to_dict() of the last check.")
+    report_text = param.String(default="", constant=True)
+    verdict = param.Dict(default={}, constant=True, doc="preflight(...).to_dict(): will the "
+                         "run's data step pass with these settings? {} until checked.")
+    token_stats = param.Dict(default={}, constant=True,
+                             doc="TokenStatistics.summary(); {} until measured.")
 
     severity_filter = param.Selector(default="all", objects=["all", "error", "warning"])
     code_filter = param.String(default="all", doc="A problem code, or 'all'.")
     text_filter = param.String(default="", doc="Keep problems whose text contains this.")
 
-    row_index = param.Integer(default=0, bounds=(0, None), doc="Which example to render.")
-    rendered = param.List(default=[], doc="(text, trained) pieces of the rendered example.")
-    rendered_by_token = param.Boolean(default=False)
-    examples = param.List(default=[], precedence=-1)
+    row_index = param.Integer(default=0, bounds=(0, None), allow_None=True,
+                              doc="Which example to render (None, as a cleared box: the first).")
+    rendered = param.List(default=[], constant=True,
+                          doc="(text, trained) pieces of the rendered example.")
+    rendered_by_token = param.Boolean(default=False, constant=True)
+    examples = param.List(default=[], constant=True, precedence=-1)
 
     augment_ops = param.ListSelector(default=list(Augmenter.ops),  # back translation: a model
                                      objects=[op for op in AUGMENT_OPS if op != "back_translate"])
     augment_rate = param.Number(default=0.1, bounds=(0.01, 1.0))
     augment_copies = param.Integer(default=2, bounds=(1, 10))
     augment_seed = param.Integer(default=0)
-    augmented = param.List(default=[], doc="Rows of original prompt, variant, operation.")
+    augmented = param.List(default=[], constant=True,
+                           doc="Rows of original prompt, variant, operation.")
 
-    status = param.String(default="Choose a dataset: upload one, pick an example or give a path.")
-    error = param.String(default="")
-    busy = param.Boolean(default=False)
-    generation = param.Integer(default=0, precedence=-1, doc="Counts loads; stale jobs drop.")
+    status = param.String(default="Choose a dataset: upload one, pick an example or give a path.",
+                          constant=True)
+    error = param.String(default="", constant=True)
+    busy = param.Boolean(default=False, constant=True)
+    generation = param.Integer(default=0, constant=True, precedence=-1,
+                               doc="Counts loads; stale jobs drop.")
 
     def __init__(self, jobs: Jobs | None = None, **params):
         super().__init__(**params)
@@ -88,17 +100,30 @@ class DataModel(param.Parameterized):
         self._tokens_gen = -1
         self._check_status = self._token_status = self._carried = ""
         self._carry, self._carried_template = False, None
+        self._seen_uploads: set = set()
 
     # -- choosing a dataset -------------------------------------------------------------
     def upload(self, filename: str, content: bytes | str) -> None:
         """Store an uploaded file under GEMMA_PANEL_HOME (in a thread) and check it."""
         def refused(exc: BaseException) -> None:
-            self.busy, self.status = False, "Upload refused."
-            self.error = str(exc) if isinstance(exc, UploadError) else repr(exc)
+            self.refuse_upload(str(exc) if isinstance(exc, UploadError) else repr(exc))
 
-        self.busy, self.error, self.status = True, "", f"Storing {filename} ..."
+        write(self, busy=True, error="", status=f"Storing {filename} ...")
         self.jobs.submit("upload", lambda: save_upload(filename, content),
                          lambda path: self.load(str(path)), refused)
+
+    def take_uploads(self, files: dict | None) -> None:
+        """Store and check each of a file dropper's files (name -> content) not taken yet."""
+        for name, content in (files or {}).items():
+            key = (name, len(content))
+            if key not in self._seen_uploads:  # the dropper keeps earlier files in its value
+                self._seen_uploads.add(key)
+                self.upload(name, content)
+
+    def refuse_upload(self, reason: str) -> None:
+        """Say why an upload was refused (nothing was stored); '' says nothing."""
+        if reason:
+            write(self, busy=False, status="Upload refused.", error=reason)
 
     def load(self, path: str) -> None:
         """Check a file on the server (an example, an upload, or a typed path)."""
@@ -109,12 +134,12 @@ class DataModel(param.Parameterized):
             try:  # a page may read only inside the data roots, whatever the path says
                 confine_data_path(path)
             except PathRefused as exc:
-                self.error = str(exc)
+                write(self, error=str(exc))
                 return
             if not Path(path).is_file():
-                self.error = f"{path}: no such file on the server"
+                write(self, error=f"{path}: no such file on the server")
                 return
-        with param.parameterized.batch_call_watchers(self):
+        with writing(self):
             self.overrides, self.columns, self.mapping = {}, [], {}
             self.path = path
         self._carry, self._carried = True, ""  # a new choice: its detected template is used
@@ -126,28 +151,30 @@ class DataModel(param.Parameterized):
         """Check the current file again (after a mapping or setting changed)."""
         if not self.path:
             return
-        self.generation += 1
+        with writing(self):
+            self.generation += 1
+            self.busy, self.error, self.verdict = True, "", {}
+            self.status = f"Checking {Path(self.path).name} ..."
         gen, path, read = self.generation, self.path, self.read_options()
         template_name, seq = self.template, self.sequence_length
         recipe = self.run_recipe()
-        self.busy, self.error, self.verdict = True, "", {}
         self._check_status = self._token_status = ""
-        self.status = f"Checking {Path(path).name} ..."
 
         def check():  # the file's own report, and the run's verdict on it
-            return {**check_file(path, read, template_name),
+            return {**check_file(path, read, template_name, template_options(recipe)),
                     "verdict": preflight(recipe).to_dict()}
 
         self.jobs.submit("check", check, lambda out: self._checked(gen, out), self._failed)
 
         source = self.model_source
         if not source:
-            self.token_stats = {}
+            write(self, token_stats={})
             self._token_status = "Token lengths: choose a model (Configure) to measure them."
             return
 
         def measure():
-            out = measure_tokens(path, read, template_name, source, seq)
+            out = measure_tokens(path, read, template_name, source, seq,
+                                 template_options(recipe))
             return {**out, "verdict": preflight(recipe, load_tokenizer(source)).to_dict()}
 
         self.jobs.submit("tokens", measure, lambda out: self._measured(gen, out),
@@ -204,10 +231,10 @@ class DataModel(param.Parameterized):
     @param.depends("row_index", "examples", watch=True)
     def _render_selected(self) -> None:
         if not self.examples:
-            self.rendered, self.rendered_by_token = [], False
+            write(self, rendered=[], rendered_by_token=False)
             return
-        index = min(self.row_index, len(self.examples) - 1)
-        with param.parameterized.batch_call_watchers(self):
+        index = min(self.row_index or 0, len(self.examples) - 1)
+        with writing(self):
             self.rendered = self.examples[index]["pieces"]
             self.rendered_by_token = self.examples[index]["by_token"]
 
@@ -218,7 +245,7 @@ class DataModel(param.Parameterized):
         try:
             augmenter = self._augmenter()
         except DatasetError as exc:
-            self.error = str(exc)
+            write(self, error=str(exc))
             return
         path, read = self.path, self.read_options()
 
@@ -232,7 +259,7 @@ class DataModel(param.Parameterized):
                                  "operation": v.augmentation})
             return rows
 
-        self.status = "Making augmentation previews ..."
+        write(self, status="Making augmentation previews ...")
         self.jobs.submit("augment", run, self._augmented, self._failed)
 
     def _augmenter(self) -> Augmenter:
@@ -250,7 +277,7 @@ class DataModel(param.Parameterized):
             return  # a newer check is on its way
         if self._carry_detected(out["report"]):
             return  # checked again with the template the data needs
-        with param.parameterized.batch_call_watchers(self):
+        with writing(self):
             self.columns, self.preview = out["columns"], out["preview"]
             self.report, self.report_text = out["report"], out["text"]
             self.mapping = out["report"].get("columns", {})
@@ -262,7 +289,7 @@ class DataModel(param.Parameterized):
             f"{Path(self.path).name}: {r['rows_read']} rows, {r['rows_usable']} usable, "
             f"{r['n_errors']} errors, {r['n_warnings']} warnings.")
         if self._tokens_gen != gen:  # the verdict with token lengths, when it came first, stays
-            self.verdict = out["verdict"]
+            write(self, verdict=out["verdict"])
         self._show_status()
 
     def _carry_detected(self, report: dict) -> bool:
@@ -284,7 +311,7 @@ class DataModel(param.Parameterized):
         if gen != self.generation:
             return
         self._tokens_gen = gen
-        with param.parameterized.batch_call_watchers(self):
+        with writing(self):
             self.token_stats, self.verdict = out["stats"], out["verdict"]
             if out["examples"]:
                 self.examples = out["examples"]
@@ -297,13 +324,12 @@ class DataModel(param.Parameterized):
     def _measure_failed(self, gen: int, exc: BaseException) -> None:
         if gen != self.generation:
             return
-        self.token_stats = {}
+        write(self, token_stats={})
         self._token_status = f"Token lengths not measured: {exc}"
         self._show_status()
 
     def _show_status(self) -> None:
         waiting = [j for j in self.jobs.running if j in ("check", "tokens")]
-        self.busy = bool(waiting)
         verdict = self.verdict.get("message", "")
         carried = self._carried if self.template == self._carried_template else ""
         parts = [carried, self._check_status or f"Checking {Path(self.path).name} ...",
@@ -311,16 +337,15 @@ class DataModel(param.Parameterized):
                  self._token_status]
         if "tokens" in waiting:
             parts.append(f"Measuring tokens with {self.model_source}'s tokenizer ...")
-        self.status = " ".join(p for p in parts if p)
+        write(self, busy=bool(waiting), status=" ".join(p for p in parts if p))
 
     def _augmented(self, rows: list[dict]) -> None:
-        self.augmented = rows
-        self.status = f"{len(rows)} augmented variants of the first rows (nothing written)."
+        write(self, augmented=rows,
+              status=f"{len(rows)} augmented variants of the first rows (nothing written).")
 
     def _failed(self, exc: BaseException) -> None:
-        self.busy = False
-        self.error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, DatasetError) \
-            else str(exc)
+        write(self, busy=False, error=f"{type(exc).__name__}: {exc}"
+              if not isinstance(exc, DatasetError) else str(exc))
 
 
 def _where(problem: dict) -> str:

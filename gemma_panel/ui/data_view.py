@@ -24,10 +24,14 @@ def frame(rows: list[dict], columns: list[str] | None = None) -> pd.DataFrame:
 
 
 def table(rows=(), columns=None, **kw) -> pn.widgets.Tabulator:
+    """A read-only table of rows: a list, or a reference that gives one (a view-model's
+    parameter, a ``pn.bind``), which the table then follows."""
     opts = {"disabled": True, "show_index": False, "pagination": "local", "page_size": 10,
             "sizing_mode": "stretch_width", "layout": "fit_data_stretch"}
     opts.update(kw)
-    return pn.widgets.Tabulator(frame(list(rows), columns), **opts)
+    if isinstance(rows, (list, tuple)):
+        return pn.widgets.Tabulator(frame(list(rows), columns), **opts)
+    return pn.widgets.Tabulator(pn.bind(frame, rows, columns), **opts)
 
 
 def mask_html(pieces: list, by_token: bool) -> str:
@@ -49,7 +53,8 @@ MASK_CSS = """
 
 
 class DataView(pn.viewable.Viewer):
-    """Renders a ``DataModel``; every widget writes to it, every pane reads from it."""
+    """Renders a ``DataModel``: its widgets are bound to the model's inputs, its panes to
+    the model's (read-only) outputs."""
 
     model = param.ClassSelector(class_=DataModel)
 
@@ -62,88 +67,58 @@ class DataView(pn.viewable.Viewer):
         self.dropper = LimitedFileDropper(
             max_file_size=limit, multiple=False,
             layout="compact", sizing_mode="stretch_width")
-        self._seen_uploads: set = set()
-        self.dropper.param.watch(self._uploaded, "value")
-        self.dropper.param.watch(self._refused, "refused")
+        pn.bind(m.take_uploads, self.dropper.param.value, watch=True)
+        pn.bind(m.refuse_upload, self.dropper.param.refused, watch=True)
         examples = example_datasets()
         self.example = pn.widgets.Select(label="Or a shipped example",
                                          options={"(choose)": "", **examples})
-        self.example.param.watch(lambda e: e.new and m.load(e.new), "value")
+        pn.bind(m.load, self.example, watch=True)  # "(choose)" loads nothing
         self.path_input = pn.widgets.TextInput(label="Or a path on the server",
                                                placeholder="/data/train.jsonl")
         self.path_button = pn.widgets.Button(label="Check file", color="primary")
         self.path_button.on_click(lambda _: m.load(self.path_input.value))
 
-        self.preview = table(page_size=8)
-        self.kinds = table(page_size=10, visible=False)
-        self.problems = table(page_size=10, visible=False)
-        self.code_select = pn.widgets.Select(label="Kind", options=["all"])
-        self.code_select.param.watch(lambda e: setattr(m, "code_filter", e.new), "value")
-        self.mapping_box = pn.Column()
-        self.row_input = pn.widgets.IntInput(label="Example", value=0, start=0, width=120)
-        self.row_input.param.watch(lambda e: setattr(m, "row_index", e.new or 0), "value")
-        self.histogram = HistogramChart()
-        self.augmented = table(page_size=10)
+        self.preview = table(m.param.preview, page_size=8)
+        # The report's tables; a clean file shows no empty tables.
+        kinds = pn.bind(lambda _: m.problem_kinds(), m.param.report)
+        problems = pn.bind(lambda *_: m.problems(), m.param.report, m.param.severity_filter,
+                           m.param.code_filter, m.param.text_filter)
+        self.kinds = table(kinds, page_size=10, visible=pn.bind(bool, kinds))
+        self.problems = table(problems, page_size=10, visible=pn.bind(bool, problems))
+        self.code_select = pn.widgets.Select.from_param(
+            m.param.code_filter, label="Kind", description=None,
+            options=pn.bind(lambda rows: ["all", *[k["code"] for k in rows]], kinds))
+        self.mapping_box = pn.Column(pn.bind(self._mapping, m.param.columns, m.param.mapping,
+                                             m.param.overrides))
+        self.row_input = pn.widgets.IntInput.from_param(
+            m.param.row_index, label="Example", description=None, width=120,
+            end=pn.bind(lambda rows: max(0, len(rows) - 1), m.param.examples))
+        self.histogram = HistogramChart()  # a Bokeh figure, updated in place
+        pn.bind(self.histogram.update, m.param.token_stats, watch=True)
+        self.augmented = table(m.param.augmented, page_size=10)
         self.aug_button = pn.widgets.Button(label="Preview augmentation")
         self.aug_button.on_click(lambda _: m.preview_augmentation())
 
-        m.param.watch(self._show_preview, ["preview"])
-        m.param.watch(self._show_report, ["report", "severity_filter", "code_filter",
-                                          "text_filter"])
-        m.param.watch(self._show_mapping, ["columns", "mapping", "overrides"])
-        m.param.watch(self._show_histogram, ["token_stats"])
-        m.param.watch(lambda e: self._set(self.augmented, e.new), ["augmented"])
-        m.param.watch(lambda e: setattr(self.row_input, "end", max(0, len(e.new) - 1)),
-                      ["examples"])
-
     # -- model -> widgets -----------------------------------------------------------------
-    @staticmethod
-    def _set(widget: pn.widgets.Tabulator, rows: list[dict]) -> None:
-        widget.value = frame(rows)
-
-    def _uploaded(self, event) -> None:
-        for name, content in (event.new or {}).items():
-            key = (name, len(content))
-            if key not in self._seen_uploads:  # the dropper keeps earlier files in its value
-                self._seen_uploads.add(key)
-                self.model.upload(name, content)
-
-    def _refused(self, event) -> None:
-        if event.new:  # dropped on arrival, over the limit: nothing was stored
-            self.model.param.update(busy=False, status="Upload refused.", error=event.new)
-
-    def _show_preview(self, event) -> None:
-        self._set(self.preview, event.new)
-
-    def _show_report(self, *_) -> None:
-        m = self.model
-        kinds = m.problem_kinds()
-        self._set(self.kinds, kinds)
-        self.code_select.options = ["all", *[k["code"] for k in kinds]]
-        problems = m.problems()
-        self._set(self.problems, problems)
-        self.kinds.visible = bool(kinds)  # a clean file shows no empty tables
-        self.problems.visible = bool(problems)
-
-    def _show_mapping(self, *_) -> None:
+    def _mapping(self, columns: list, mapping: dict, overrides: dict) -> pn.FlexBox:
+        """One picker per role, each bound to ``DataModel.set_column`` (once a file is checked)."""
         m = self.model
         rows = []
+        if not m.report:
+            return pn.FlexBox()
         for role, meaning in ROLE_HELP.items():
-            if role in m.overrides:
-                value = m.overrides[role] if m.overrides[role] is not None else NONE
+            if role in overrides:
+                value = overrides[role] if overrides[role] is not None else NONE
             else:
                 value = AUTO
-            shown = m.mapping.get(role)
+            shown = mapping.get(role)
             select = pn.widgets.Select(
                 label=f"{role} ({meaning}): now {shown or 'unused'}",
-                options=[AUTO, NONE, *m.columns], value=value if value in
-                [AUTO, NONE, *m.columns] else AUTO, width=320)
-            select.param.watch(lambda e, role=role: m.set_column(role, e.new), "value")
+                options=[AUTO, NONE, *columns], value=value if value in
+                [AUTO, NONE, *columns] else AUTO, width=320)
+            pn.bind(m.set_column, role, select, watch=True)
             rows.append(select)
-        self.mapping_box.objects = [pn.FlexBox(*rows)]
-
-    def _show_histogram(self, event) -> None:
-        self.histogram.update(event.new or {})
+        return pn.FlexBox(*rows)
 
     # -- layout -----------------------------------------------------------------------------
     def _summary(self):

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import param
 
-from gemma_panel.config import Recipe
+from gemma_panel.config import Recipe, RecipeError
 from gemma_panel.data.preflight import Verdict, preflight
 from gemma_panel.data.tfds_reader import is_tfds_source
 from gemma_panel.errors import UserError
@@ -35,6 +36,7 @@ from gemma_panel.runs.queue import position
 
 from .data_checks import load_tokenizer
 from .jobs import Jobs
+from .outputs import write, writes
 from .server_paths import confine_data_path
 
 # Chart name -> the series drawn on it. "perplexity" of training is exp(loss), computed
@@ -44,6 +46,9 @@ CHARTS: dict[str, tuple[str, ...]] = {
     "perplexity": ("perplexity", "val_perplexity"),
     "learning_rate": ("learning_rate",),
     "tokens_per_s": ("tokens_per_s",),
+    # At each evaluation: validation token accuracy, and the task's generation metrics
+    # (classification: accuracy, macro-F1; instruction: exact match, token F1).
+    "evaluation": ("val_token_accuracy", "accuracy", "macro_f1", "exact_match", "token_f1"),
 }
 SERIES = tuple(s for names in CHARTS.values() for s in names)
 COLUMNS = ("step", "tokens", "value", "time")
@@ -121,21 +126,29 @@ def _series(points) -> dict[str, dict[str, list]]:
     return out
 
 
+# Vertex AI jobs are polled this often while one is queued or running (one API call each).
+REMOTE_POLL_S = 30.0
+
+
 class RunsModel(param.Parameterized):
     """Every run, the selected one's status, samples and log; start, cancel, resume."""
 
-    runs = param.List(default=[], doc="One dict per run, newest first.")
     selected = param.Selector(default=None, objects=[None], allow_None=True)
-    status = param.String(default="")
-    message = param.String(default="", doc="Why the run ended as it did, in words.")
-    progress = param.Number(default=0.0, bounds=(0, 1))
-    step_text = param.String(default="")
-    eta_text = param.String(default="")
-    samples = param.List(default=[], doc="Sample generations: step, prompt, base, tuned.")
-    log_tail = param.String(default="")
-    notice = param.String(default="", doc="The outcome of the last button press.")
-    can_cancel = param.Boolean(default=False)
-    can_resume = param.Boolean(default=False)
+    # What the store says: read-only outside the model (see outputs.py).
+    runs = param.List(default=[], constant=True, doc="One dict per run, newest first.")
+    status = param.String(default="", constant=True)
+    message = param.String(default="", constant=True,
+                           doc="Why the run ended as it did, in words.")
+    progress = param.Number(default=0.0, bounds=(0, 1), constant=True)
+    step_text = param.String(default="", constant=True)
+    eta_text = param.String(default="", constant=True)
+    samples = param.List(default=[], constant=True,
+                         doc="Sample generations: step, prompt, base, tuned.")
+    log_tail = param.String(default="", constant=True)
+    notice = param.String(default="", constant=True,
+                          doc="The outcome of the last button press.")
+    can_cancel = param.Boolean(default=False, constant=True)
+    can_resume = param.Boolean(default=False, constant=True)
 
     def __init__(self, store: RunStore | None = None, *, trainer: str = DEFAULT_TRAINER,
                  jobs: Jobs | None = None, check_tokens: bool | None = None, **params):
@@ -146,6 +159,7 @@ class RunsModel(param.Parameterized):
         # stand-in trainer (tests) tokenizes nothing, so by default its runs are not.
         self.check_tokens = trainer == DEFAULT_TRAINER if check_tokens is None else check_tokens
         self.jobs = jobs or Jobs()
+        self._last_remote = -float("inf")
         self.feed = MetricFeed(self.store, None)
         self._sample_cursor = 0
         self.refresh_runs()
@@ -154,6 +168,24 @@ class RunsModel(param.Parameterized):
             self.selected = (active or self.runs)[0]["id"]
 
     # -- the list of runs -----------------------------------------------------------------
+    def poll_remote(self, every_s: float = REMOTE_POLL_S) -> None:
+        """Ask the cloud about active remote runs (Vertex AI jobs), off the page's thread and
+        at most every ``every_s`` seconds (each poll is an API call per job)."""
+        now = time.monotonic()
+        if now - self._last_remote < every_s or "remote-poll" in self.jobs.running:
+            return
+        if not any(r.remote and r.status.active for r in self.store.list_runs()):
+            return
+        self._last_remote = now
+        from gemma_panel.runs.remote import poll
+
+        def done(problems) -> None:
+            if problems:
+                write(self, notice="; ".join(p.message for p in problems))
+
+        self.jobs.submit("remote-poll", lambda: poll(self.store), done, self._failed)
+
+    @writes
     def refresh_runs(self) -> None:
         rows = []
         for run in self.store.list_runs():
@@ -169,6 +201,7 @@ class RunsModel(param.Parameterized):
             self.selected = None
 
     @param.depends("selected", watch=True)
+    @writes
     def _select(self) -> None:
         self.feed = MetricFeed(self.store, self.selected)
         self._sample_cursor = 0
@@ -176,6 +209,7 @@ class RunsModel(param.Parameterized):
         self.refresh_status()
 
     # -- the selected run -------------------------------------------------------------------
+    @writes
     def refresh_status(self) -> None:
         """Status, cause, progress, ETA, new samples and the log tail of the selected run."""
         if self.selected is None:
@@ -212,6 +246,17 @@ class RunsModel(param.Parameterized):
             self.refresh_runs()  # the list and the run picker show the new status at once
 
     # -- buttons ------------------------------------------------------------------------------
+    def start_edited(self, recipe_of: Callable[[], Recipe]) -> None:
+        """Start a run of the recipe ``recipe_of()`` builds (the Configure tab's); one that
+        does not validate is not started, and ``notice`` says what to fix."""
+        try:
+            recipe = recipe_of()
+        except RecipeError as exc:
+            write(self, notice="Fix the recipe first (Configure tab): " + "; ".join(exc.problems))
+            return
+        self.start(recipe)
+
+    @writes
     def start(self, recipe: Recipe, cwd: str | None = None) -> None:
         """Check the recipe's data as the run will prepare it; queue the run if it passes.
 
@@ -234,15 +279,16 @@ class RunsModel(param.Parameterized):
 
         def queued(run):
             if isinstance(run, Verdict):  # refused by the data check
-                self.notice = f"Not started: {run.message}"
+                write(self, notice=f"Not started: {run.message}")
                 return
             self.refresh_runs()
             self.selected = run.id
-            self.notice = f"Queued {run.id}; its worker process is starting."
+            write(self, notice=f"Queued {run.id}; its worker process is starting.")
 
         self.notice = f"Checking the data of {recipe.name}, then queuing it ..."
         self.jobs.submit("start", queue, queued, self._failed)
 
+    @writes
     def cancel(self) -> None:
         if self.selected is None:
             return
@@ -262,11 +308,13 @@ class RunsModel(param.Parameterized):
             self.feed = MetricFeed(self.store, run.id)  # the resume re-does some steps
             self.refresh_runs()
             self.refresh_status()
-            self.notice = f"Resuming {run.id} from its last checkpoint (attempt {run.attempt})."
+            write(self, notice=f"Resuming {run.id} from its last checkpoint "
+                               f"(attempt {run.attempt}).")
 
         self.jobs.submit("resume", lambda: resume_run(run_id, self.store), resumed,
                          self._failed)
 
+    @writes
     def _failed(self, exc: BaseException) -> None:
         if isinstance(exc, UserError):  # Jobs hands a user error over as one
             self.notice = str(exc)

@@ -6,7 +6,8 @@ no login. Bound to any other address it can be reached from other machines, so i
 a password first (Panel's basic auth): ``GEMMA_PANEL_PASSWORD``, or one generated and
 printed at start. ``studio_page`` also refuses, whoever started the server, to build the
 studio for a peer on another machine that has not logged in (``panel serve --address
-0.0.0.0`` without ``--basic-auth``).
+0.0.0.0`` without ``--basic-auth``). ``/download/<path>`` (``downloads.py``) serves the
+run store's exports under the same login.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import secrets
 import socket
 from pathlib import Path
 
+from gemma_panel.home import home_dir
 from gemma_panel.ports import check_port_free
 
+from .downloads import download_patterns
 from .server_paths import DATA_ROOTS_ENV, data_roots, recipes_dir
 from .uploads import websocket_max_message_bytes
 
@@ -116,5 +119,7 @@ def serve_dashboard(port: int = 5006, address: str = "127.0.0.1", show: bool = F
           f"and save recipes in {recipes_dir()}", flush=True)
     return pn.serve({"studio": studio_page}, port=port, address=address, show=show,
                     title=TITLE, websocket_origin=_origins(address, port), threaded=threaded,
-                    websocket_max_message_size=websocket_max_message_bytes(), **auth)
+                    websocket_max_message_size=websocket_max_message_bytes(),
+                    extra_patterns=download_patterns(home_dir() / "runs", password is not None),
+                    **auth)
 

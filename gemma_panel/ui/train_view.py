@@ -14,12 +14,10 @@ import time
 import panel as pn
 import param
 
-from gemma_panel.config import RecipeError
-
-from .charts import ROLLOVER, live_figures
+from .charts import ROLLOVER, live_figures, show_present_series
 from .config_model import ConfigModel
 from .config_view import data_verdict_pane
-from .data_view import frame, table
+from .data_view import table
 from .runs_model import RunsModel
 
 STATUS_ALERT = {"queued": "info", "running": "primary", "succeeded": "success",
@@ -27,7 +25,8 @@ STATUS_ALERT = {"queued": "info", "running": "primary", "succeeded": "success",
 
 
 class LiveCharts(pn.viewable.Viewer):
-    """The four live figures of one ``RunsModel``'s selected run."""
+    """The live figures of one ``RunsModel``'s selected run: loss, perplexity, learning
+    rate, tokens/s, and the evaluation metrics of its task as each evaluation records them."""
 
     model = param.ClassSelector(class_=RunsModel)
     x = param.Selector(default="step", objects=["step", "tokens"])
@@ -37,6 +36,14 @@ class LiveCharts(pn.viewable.Viewer):
         self.figures, self.sources = live_figures(self.x)
         self._feed = None
         self.last_tick = 0.0
+        pn.bind(self._axis, self.param.x, watch=True)
+
+    def _axis(self, x: str) -> None:
+        """Draw every series against steps or tokens (the same glyphs, another column)."""
+        for fig in self.figures.values():
+            for renderer in fig.renderers:
+                renderer.glyph.x = x
+            fig.xaxis.axis_label = x
 
     def tick(self) -> int:
         """Stream what is new into the charts; returns how many points were added."""
@@ -55,6 +62,8 @@ class LiveCharts(pn.viewable.Viewer):
             elif data["step"]:
                 source.stream(data, rollover=ROLLOVER)
                 added += len(data["step"])
+        if added or kind == "reset":
+            show_present_series(self.figures["evaluation"])
         self.last_tick = time.time()
         return added
 
@@ -74,55 +83,35 @@ class TrainView(pn.viewable.Viewer):
         super().__init__(**params)
         m = self.model
         self.charts = LiveCharts(model=m)
-        self.run_select = pn.widgets.Select(label="Run", options=self._options(), width=420)
-        self.run_select.value = m.selected
-        self.run_select.param.watch(lambda e: setattr(m, "selected", e.new), "value")
-        m.param.watch(self._selected_changed, "selected")
-        m.param.watch(self._runs_changed, "runs")
+        self.axis = pn.widgets.RadioButtonGroup.from_param(self.charts.param.x, name="x axis")
+        # The picker follows the list of runs (labels with their status) and the selection
+        # both ways.
+        self.run_select = pn.widgets.Select(label="Run", options=pn.bind(_options, m.param.runs),
+                                            value=m.selected, width=420)
+        self.run_select.link(m, value="selected", bidirectional=True)
         self.start_button = pn.widgets.Button(label="Start a run with this recipe",
                                               color="primary")
         self.start_button.on_click(self._start)
         self.cancel_button = pn.widgets.Button(label="Cancel", color="warning",
-                                               disabled=not m.can_cancel)
+                                               disabled=m.param.can_cancel.rx.not_())
         self.cancel_button.on_click(lambda _: m.cancel())
         self.resume_button = pn.widgets.Button(label="Resume", color="success",
-                                               disabled=not m.can_resume)
+                                               disabled=m.param.can_resume.rx.not_())
         self.resume_button.on_click(lambda _: m.resume())
-        m.param.watch(lambda e: setattr(self.cancel_button, "disabled", not e.new),
-                      "can_cancel")
-        m.param.watch(lambda e: setattr(self.resume_button, "disabled", not e.new),
-                      "can_resume")
-        self.runs_table = table(m.runs, page_size=8, selectable=1)
-        m.param.watch(lambda e: setattr(self.runs_table, "value", frame(e.new)), "runs")
+        self.runs_table = table(m.param.runs, page_size=8, selectable=1)
         self.runs_table.on_click(self._row_clicked)
-        self.samples = table(m.samples, page_size=6, layout="fit_columns")
-        m.param.watch(lambda e: setattr(self.samples, "value", frame(e.new)), "samples")
-        self.status_pane = pn.pane.Alert("", css_classes=["gp-run-status"],
+        self.samples = table(m.param.samples, page_size=6, layout="fit_columns")
+        # The panes are updated in place (no new Bokeh models once a second).
+        status = pn.bind(_status, m.param.selected, m.param.status, m.param.message,
+                         m.param.step_text, m.param.eta_text)
+        self.status_pane = pn.pane.Alert(status.rx()[0], alert_type=status.rx()[1],
+                                         css_classes=["gp-run-status"],
                                          sizing_mode="stretch_width")
-        self.progress = pn.indicators.Progress(value=0, max=100, height=16,
-                                               sizing_mode="stretch_width")
-        self.log_pane = pn.pane.HTML("", sizing_mode="stretch_width")
-        m.param.watch(self._show_status, ["selected", "status", "message", "step_text",
-                                          "eta_text", "progress"])
-        m.param.watch(self._show_log, "log_tail")
-        self._show_status()
-        self._show_log()
-
-    def _options(self) -> dict:
-        opts = {"(no run selected)": None}
-        for r in self.model.runs:
-            opts[f"{r['id']} ({r['status']})"] = r["id"]
-        return opts
-
-    def _runs_changed(self, _) -> None:
-        options = self._options()
-        if options != self.run_select.options:  # only when a run or a status changed
-            self.run_select.options = options
-
-    def _selected_changed(self, event) -> None:
-        if self.run_select.value != event.new:
-            self.run_select.options = self._options()
-            self.run_select.value = event.new
+        self.progress = pn.indicators.Progress(
+            value=pn.bind(lambda p: int(p * 100), m.param.progress), max=100, height=16,
+            sizing_mode="stretch_width")
+        self.log_pane = pn.pane.HTML(pn.bind(_log_html, m.param.log_tail),
+                                     sizing_mode="stretch_width")
 
     def _row_clicked(self, event) -> None:
         rows = self.model.runs
@@ -130,31 +119,8 @@ class TrainView(pn.viewable.Viewer):
             self.model.selected = rows[event.row]["id"]
 
     def _start(self, _) -> None:
-        if self.config is None:
-            return
-        try:
-            recipe = self.config.recipe()
-        except RecipeError as exc:
-            self.model.notice = "Fix the recipe first (Configure tab): " + "; ".join(exc.problems)
-            return
-        self.model.start(recipe)
-
-    def _show_status(self, *_) -> None:
-        """Update the status panes in place (no new Bokeh models once a second)."""
-        m = self.model
-        if m.selected is None:
-            text, kind = "No run selected: start one, or pick one above.", "light"
-        else:
-            text = f"**{m.selected}**: **{m.status}** · {m.step_text} · {m.eta_text}"
-            if m.message:
-                text += f"  \n{m.message}"
-            kind = STATUS_ALERT.get(m.status, "light")
-        self.status_pane.param.update(object=text, alert_type=kind)
-        self.progress.value = int(m.progress * 100)
-
-    def _show_log(self, *_) -> None:
-        self.log_pane.object = ("<pre style='max-height:420px;overflow:auto;font-size:0.8em'>"
-                                + html.escape(self.model.log_tail or "(no log yet)") + "</pre>")
+        if self.config is not None:
+            self.model.start_edited(self.config.recipe)
 
     def __panel__(self):
         m = self.model
@@ -162,11 +128,34 @@ class TrainView(pn.viewable.Viewer):
             pn.Row(self.start_button, self.cancel_button, self.resume_button,
                    pn.pane.Markdown(m.param.notice, css_classes=["gp-notice"])),
             *([data_verdict_pane(self.config)] if self.config is not None else []),
-            pn.Row(self.run_select),
+            pn.Row(self.run_select, self.axis),
             self.status_pane, self.progress,
             self.charts,
             pn.Card(self.samples, title="Sample generations: base model vs fine-tuned"),
             pn.Card(self.log_pane, title="Log (last lines of the worker's log)"),
             pn.Card(self.runs_table, title="All runs", collapsed=False),
             sizing_mode="stretch_width", name="Train")
+
+
+def _options(runs: list[dict]) -> dict:
+    """The run picker's choices: each run's id, labelled with its status."""
+    opts = {"(no run selected)": None}
+    for r in runs:
+        opts[f"{r['id']} ({r['status']})"] = r["id"]
+    return opts
+
+
+def _status(selected, status: str, message: str, step_text: str, eta_text: str):
+    """The status pane's text and alert kind."""
+    if selected is None:
+        return "No run selected: start one, or pick one above.", "light"
+    text = f"**{selected}**: **{status}** · {step_text} · {eta_text}"
+    if message:
+        text += f"  \n{message}"
+    return text, STATUS_ALERT.get(status, "light")
+
+
+def _log_html(log_tail: str) -> str:
+    return ("<pre style='max-height:420px;overflow:auto;font-size:0.8em'>"
+            + html.escape(log_tail or "(no log yet)") + "</pre>")
 

@@ -49,3 +49,22 @@ def gcs(emulator, monkeypatch):
     client = gcs_module.default_client()
     bucket = client.create_bucket(f"test-bucket-{next(_names)}")
     return client, bucket
+
+
+@pytest.fixture
+def vertex_api(monkeypatch):
+    """A loopback Vertex AI JobService (``VertexServer``) that the real SDK's REST client
+    talks to, with anonymous credentials."""
+    from google.auth.credentials import AnonymousCredentials
+
+    from gemma_panel.cloud import vertex
+
+    from .vertex_server import VertexServer
+
+    server = VertexServer()
+    monkeypatch.setenv(vertex.ENDPOINT_ENV, server.url)
+    real = vertex.job_client
+    monkeypatch.setattr(vertex, "job_client",
+                        lambda region, credentials=None: real(region, AnonymousCredentials()))
+    yield server
+    server.close()

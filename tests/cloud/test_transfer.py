@@ -48,6 +48,17 @@ def test_upload_folder_lands_with_matching_checksums(gcs, tmp_path):
     assert sorted(u.url for u in done) == [f"gs://{bucket.name}/{n}" for n in names]
 
 
+def test_a_checkpoint_meta_file_goes_up_after_every_other_file(gcs, tmp_path):
+    client, bucket = gcs
+    folder = tmp_path / "step-000002"
+    folder.mkdir()
+    for name in ("meta.json", "state.npz", "z.bin"):
+        (folder / name).write_bytes(name.encode())
+    done = upload_folder(folder, f"gs://{bucket.name}/ck/step-000002", client=client,
+                         last=("meta.json",))
+    assert [u.url.rsplit("/", 1)[-1] for u in done] == ["state.npz", "z.bin", "meta.json"]
+
+
 def test_upload_folder_refuses_a_destination_that_holds_objects(gcs, tmp_path):
     client, bucket = gcs
     bucket.blob("exports/r/hf/config.json").upload_from_string(b"another run's")
@@ -212,3 +223,13 @@ def test_folders_are_cached_by_their_objects_hashes(gcs, tmp_path):
     bucket.blob("m/hf/config.json").upload_from_string(b'{"rank": 16}\n')
     changed = fetch(f"gs://{bucket.name}/m/hf")
     assert changed != first and (changed / "config.json").read_text() == '{"rank": 16}\n'
+
+
+def test_by_default_an_export_manifest_goes_up_last(gcs, tmp_path):
+    client, bucket = gcs
+    folder = tmp_path / "gguf"
+    folder.mkdir()
+    for name in ("manifest.json", "model.gguf", "z-notes.txt"):
+        (folder / name).write_bytes(name.encode())
+    done = upload_folder(folder, f"gs://{bucket.name}/ex/gguf", client=client)
+    assert [u.url.rsplit("/", 1)[-1] for u in done][-1] == "manifest.json"

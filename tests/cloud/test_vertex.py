@@ -19,8 +19,6 @@ from gemma_panel.cloud.vertex import JobOptions
 from gemma_panel.config import load_recipe, recipe_to_yaml
 from gemma_panel.errors import UserError
 
-from .vertex_server import VertexServer
-
 RECIPE = Path(__file__).parents[2] / "recipes" / "quickstart.yaml"
 
 
@@ -43,7 +41,8 @@ def test_dry_run_tpu_pool(capsys):
     assert pool["replicaCount"] == "1"
     assert pool["containerSpec"] == {
         "imageUri": f"repo/x/gemma-panel:{__version__}-tpu",
-        "command": ["gemma-panel", "run", "/gcs/my-bucket/jobs/q1/recipe.yaml"]}
+        "command": ["gemma-panel", "run", "/gcs/my-bucket/jobs/q1/recipe.yaml",
+                    "--run-folder", "gs://my-bucket/jobs/q1"]}
     assert job["jobSpec"]["scheduling"] == {"timeout": "86400s", "strategy": "STANDARD"}
     assert job["jobSpec"]["baseOutputDirectory"] == {"outputUriPrefix": "gs://my-bucket/jobs/q1"}
 
@@ -96,19 +95,6 @@ def test_job_states_map_to_run_statuses():
         "failed", "OOM in replica 0")
 
 
-@pytest.fixture
-def vertex_api(monkeypatch):
-    from google.auth.credentials import AnonymousCredentials
-
-    server = VertexServer()
-    monkeypatch.setenv(vertex.ENDPOINT_ENV, server.url)
-    real = vertex.job_client
-    monkeypatch.setattr(vertex, "job_client",
-                        lambda region, credentials=None: real(region, AnonymousCredentials()))
-    yield server
-    server.close()
-
-
 def test_submit_and_cancel_send_the_rest_calls(gcs, vertex_api, capsys):
     _, bucket = gcs
     bucket.blob("data/train.jsonl").upload_from_string(b'{"prompt": "a", "response": "b"}\n')
@@ -149,3 +135,35 @@ def test_submit_refuses_local_data_before_any_call(vertex_api):
     with pytest.raises(UserError, match="is on this machine, where a Vertex AI job cannot"):
         vertex.submit(load_recipe(RECIPE), "", options)
     assert vertex_api.calls == []
+
+
+def test_a_restarted_replica_runs_a_command_that_resumes_from_the_job_folder(
+        capsys, tmp_path, monkeypatch):
+    """Spot jobs restart their replicas; each runs the spec's command, which our own parser
+    takes as a run whose folder copy (and checkpoints to resume from) is the job's."""
+    from gemma_panel import runs
+    from gemma_panel.cli import build_parser
+    from gemma_panel.runs import RunStore
+
+    job = _dry_run(capsys, "--accelerator", "tpu-v5e-4", "--spot")
+    assert job["jobSpec"]["scheduling"]["restartJobOnWorkerRestart"] is True
+    command = job["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["command"]
+    assert command[:2] == ["gemma-panel", "run"]
+    assert build_parser().parse_args(command[1:]).run_folder == "gs://my-bucket/jobs/q1"
+
+    monkeypatch.setenv("GEMMA_PANEL_HOME", str(tmp_path))
+    monkeypatch.setattr(runs, "submit", lambda recipe, store, trainer, remote_dir: (
+        store.create_run(recipe, trainer=trainer, remote_dir=remote_dir)))
+    monkeypatch.setattr(runs.store, "_check_cloud_data", lambda recipe, copy_to: None)
+    local = [command[1], str(RECIPE), *command[3:], "--detach"]  # the recipe from here
+    assert main(local) == 0
+    (run,) = RunStore().list_runs()
+    assert run.remote_dir == "gs://my-bucket/jobs/q1"
+
+
+def test_the_output_prefix_defaults_to_the_recipes_storage(capsys, monkeypatch):
+    monkeypatch.delenv("GEMMA_PANEL_CLOUD_OUTPUT", raising=False)
+    assert main(["cloud", "submit", str(RECIPE), "train.storage=gs://b-2/runs", "--job-id",
+                 "r1", "--accelerator", "l4", "--dry-run"]) == 0
+    job = json.loads(capsys.readouterr().out)
+    assert job["jobSpec"]["baseOutputDirectory"] == {"outputUriPrefix": "gs://b-2/runs/r1"}

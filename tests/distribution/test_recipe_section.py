@@ -34,3 +34,24 @@ def test_devices_reports_every_device_jax_sees():
                           capture_output=True, text=True, env=env, timeout=120, check=True)
     report = json.loads(done.stdout)
     assert (report["backend"], report["count"], report["hosts"]) == ("cpu", 4, 1)
+
+
+CONFIGURE_DEVICES = """
+import sys
+from gemma_panel.ui.config_model import ConfigModel
+config = ConfigModel(base_path=None)
+config.check_devices()
+config.jobs.wait(120)
+config.jobs.poll()
+print(config.devices)
+print("jax imported" if "jax" in sys.modules else "no jax")
+"""
+
+
+def test_the_configure_tab_shows_the_devices_a_child_process_sees():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    done = subprocess.run([sys.executable, "-c", CONFIGURE_DEVICES], capture_output=True,
+                          text=True, env=env, timeout=180, check=True)
+    devices, jax_state = done.stdout.strip().splitlines()[-2:]
+    assert devices.startswith("devices: 2 x cpu (cpu backend)"), devices
+    assert jax_state == "no jax"  # the dashboard's process never starts JAX for it

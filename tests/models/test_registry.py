@@ -51,3 +51,28 @@ def test_listing_shows_families_inputs_download_and_licences():
     assert "26B" in row and "4B" in row and "text, image, video" in row and "52.0 GB" in row
     assert "bundled" in next(line for line in table.splitlines() if line.startswith("gemma3-270m"))
     assert "Licence: Apache License 2.0 (gemma4)." in table
+
+
+def test_listing_and_picker_say_which_models_need_a_download(tmp_path, monkeypatch):
+    from gemma_panel.models.listing import download_note
+    from gemma_panel.models.registry import MODELS
+
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path))
+    spec = MODELS["gemma4-e2b"]
+    assert download_note(spec) == f"{spec.download_bytes() / 1e9:.1f} GB"
+    preset = tmp_path / "models" / "keras" / "gemma4" / "keras" / "gemma4_instruct_2b" / "1"
+    preset.mkdir(parents=True)
+    assert download_note(spec) != "cached"  # an empty folder is not a download
+    (preset / "config.json").write_text("{}")
+    assert download_note(spec) == "cached"
+    row = next(line for line in models_table().splitlines() if line.startswith("gemma4-e2b "))
+    assert "cached" in row
+    assert "GB" in next(line for line in models_table().splitlines()
+                        if line.startswith("gemma4-e4b "))
+    from gemma_panel.ui.config_model import ConfigModel
+
+    cfg = ConfigModel()
+    cfg.set("model.source", "gemma4-e4b")
+    assert cfg.model_info()["download"].endswith("GB of bfloat16 weights on first use")
+    cfg.set("model.source", "gemma4-e2b")
+    assert cfg.model_info()["download"] == "nothing (downloaded before)"

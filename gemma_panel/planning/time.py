@@ -1,0 +1,172 @@
+"""How long a run takes: model FLOPs over the device's peak and a utilisation (MFU).
+
+FLOPs are ``gemma_panel.training.flops.training_flops`` of the examples as they will be
+trained (full fine-tuning about 6N per token; LoRA 2N forward + 2N for the activations'
+gradients + the factors; the attention term and the LM head at the loss positions). The
+peak is the device's published figure, or on a CPU a matmul timed on this machine and
+cached in ``GEMMA_PANEL_HOME/plan/peak.json``. The MFU defaults are measured
+(CPU: 24% of the matmul peak, README's throughput table) or assumed (accelerators: 30%);
+``calibrate`` times real steps, loading, compiling and generation here and replaces
+the whole model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time as _time
+from dataclasses import dataclass
+
+import numpy as np
+
+from gemma_panel.planning.memory import ModelSize
+from gemma_panel.training.flops import Shape, training_flops
+
+DEFAULT_MFU = {"cpu": 0.24, "gpu": 0.30, "tpu": 0.30}
+# JAX's default matmul precision runs float32 on NVIDIA tensor cores as TF32: half the
+# dense bfloat16 rate on Ampere and Hopper (A100: 156 vs 312 TFLOP/s).
+TF32_SHARE = 0.5
+FORWARD_SHARE = 1 / 3  # an evaluation pass is the forward third of a training pass
+SAMPLED_EXAMPLES = 4000  # examples counted exactly; more are scaled
+
+
+@dataclass(frozen=True)
+class TimeEstimate:
+    """Seconds of training (and of validation passes), with how they were worked out."""
+
+    steps: int
+    flops: float
+    seconds: float
+    method: str  # in words: the peak, the MFU, or the calibration
+
+    def to_dict(self) -> dict:
+        return {"steps": self.steps, "flops": self.flops, "seconds": self.seconds,
+                "method": self.method}
+
+
+def lora_shape(model: ModelSize, lora: bool, rank: int, targets) -> Shape:
+    """The count's shape with the recipe's LoRA branches (none under full fine-tuning)."""
+    if not lora:
+        return model.shape
+    per_layer = rank * sum(model.shape.lora_target_macs(t) for t in targets)
+    return dataclasses.replace(model.shape, lora_per_token=per_layer * model.layers)
+
+
+def epoch_flops(shape: Shape, stats, sequence_length: int, full: bool) -> float:
+    """Model FLOPs of one pass over the training examples at this sequence length."""
+    prompt, target = stats.prompt, stats.target
+    if len(prompt) > SAMPLED_EXAMPLES:
+        pick = np.random.default_rng(0).choice(len(prompt), SAMPLED_EXAMPLES, replace=False)
+        prompt, target = prompt[pick], target[pick]
+    kept = np.minimum(prompt + target, sequence_length)
+    trained = np.minimum(np.clip(sequence_length - prompt, 0, None), target)
+    examples = [(int(n), int(m)) for n, m in zip(kept, trained) if m > 0]
+    return training_flops(shape, examples, full=full) * stats.examples / max(1, len(prompt))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What ``calibrate`` timed here: loading the model, compiling the step, one optimizer
+    step, and one generated token (sample answers are generated at every evaluation)."""
+
+    load_seconds: float
+    compile_seconds: float
+    step_seconds: float
+    token_seconds: float
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def estimate_time(recipe, model: ModelSize, stats, hardware, total_steps: int,
+                  mfu: float | None = None, calibration: Calibration | None = None,
+                  validation_examples: int = 0) -> TimeEstimate:
+    """The run's time on ``hardware`` (a `Hardware`).
+
+    Without a calibration: training and validation FLOPs over peak x MFU (loading,
+    compiling and sample generation not counted). With one (``calibrate``): the whole
+    run, each part at its measured rate: loading, compiling, steps, validation passes
+    and every evaluation's generated answers.
+    """
+    d, t, lo = recipe.data, recipe.train, recipe.lora
+    shape = lora_shape(model, lo.enabled, lo.rank, lo.target_layers)
+    per_epoch = epoch_flops(shape, stats, d.sequence_length, full=not lo.enabled)
+    rows = max(1, stats.sequences(d.sequence_length, d.pack, d.seed))
+    epochs = total_steps * t.batch_size * t.gradient_accumulation / rows
+    train_flops = per_epoch * epochs
+    evaluations = math.ceil(total_steps / max(1, recipe.eval.every_steps))
+    val_share = validation_examples / max(1, stats.examples)
+    eval_flops = per_epoch * FORWARD_SHARE * val_share * evaluations
+    flops = train_flops + eval_flops
+    if calibration is not None:
+        return _calibrated(recipe, calibration, total_steps, flops, train_flops, evaluations)
+    mfu = mfu or DEFAULT_MFU.get(hardware.backend, 0.3)
+    peak, source = hardware.peak_flops or measured_peak(), hardware.peak_source
+    if hardware.backend == "gpu" and recipe.model.dtype == "float32":
+        peak, source = peak * TF32_SHARE, f"{source}; float32 runs as TF32 at half of it"
+    seconds = flops / (peak * mfu * hardware.count)
+    return TimeEstimate(total_steps, flops, seconds,
+                        f"{flops / 1e12:.1f} TFLOP over {hardware.count} x "
+                        f"{peak / 1e9:,.0f} GFLOP/s ({source}) at {mfu:.0%} "
+                        "MFU; loading, compiling and sample generation not counted")
+
+
+def _calibrated(recipe, c: Calibration, steps: int, flops: float, train_flops: float,
+                evaluations: int) -> TimeEstimate:
+    e = recipe.eval
+    training = c.step_seconds * steps * flops / max(train_flops, 1.0)
+    answers = e.num_samples * (evaluations + 1) + e.task_examples * evaluations  # +1: base
+    generation = answers * e.max_new_tokens * c.token_seconds
+    fixed = c.load_seconds + 2 * c.compile_seconds  # the train and the eval step
+    return TimeEstimate(steps, flops, training + generation + fixed,
+                        f"timed here: {c.step_seconds:.2f} s per step, "
+                        f"{c.token_seconds * 1000:.0f} ms per generated token ({answers} "
+                        f"answers), {fixed:.0f} s loading and compiling")
+
+
+def measured_peak() -> float:
+    """This machine's float32 matmul FLOP/s with JAX: the trainer's MFU peak, measured once
+    per machine and cached (``gemma_panel.training.flops.measured_peak``)."""
+    from gemma_panel.training.flops import measured_peak as trainer_peak
+
+    return trainer_peak("float32")[0]
+
+
+def calibrate(recipe, steps: int = 3, tokens: int = 8) -> Calibration:
+    """Time the recipe's parts on this machine: load the model and prepare the data as a
+    run does, compile and run a few optimizer steps, generate a few tokens."""
+    import jax
+
+    from gemma_panel.models.generation import SamplingOptions, StreamingGenerator
+    from gemma_panel.training.batches import batch_at, build_sequences, max_loss_tokens
+    from gemma_panel.training.step import TrainFunctions
+    from gemma_panel.training.trainer import load_tuned_model, prepare_data
+
+    t = recipe.train
+    start = _time.perf_counter()
+    lm = load_tuned_model(recipe)
+    prepared = prepare_data(recipe, lm)
+    load = _time.perf_counter() - start
+    seq = build_sequences(prepared.train_tokens, recipe.data.sequence_length,
+                          recipe.data.pack, recipe.data.seed)
+    fns = TrainFunctions(lm, recipe, steps + 1, max_loss_tokens(seq, t.batch_size), 128)
+    trainable, opt_state, frozen = fns.initial_state()
+    key = jax.random.PRNGKey(0)
+    times = []
+    for step in range(steps + 1):
+        b = batch_at(seq, step, t.batch_size, t.gradient_accumulation, recipe.data.seed)
+        arrays = (b.inputs, b.targets, b.loss_mask, b.segment_ids)
+        begin = _time.perf_counter()
+        trainable, opt_state, metrics = fns.train_step(trainable, opt_state, frozen, arrays,
+                                                       key)
+        jax.block_until_ready(metrics["loss"])
+        times.append(_time.perf_counter() - begin)
+    step_seconds = float(np.median(times[1:]))
+    generator = StreamingGenerator(lm)
+    options = SamplingOptions(max_new_tokens=tokens)
+    prompt = prepared.train[0].prompt or "Hello"
+    generator.generate(prompt, options)  # compiles
+    begin = _time.perf_counter()
+    generator.generate(prompt, options)
+    token_seconds = (_time.perf_counter() - begin) / tokens
+    return Calibration(load, max(0.0, times[0] - step_seconds), step_seconds, token_seconds)

@@ -1,0 +1,142 @@
+"""Downloads from the run store: a file as itself, a folder as a zip streamed as it is made.
+
+``gemma-panel dashboard`` serves ``/download/<path>`` (a Tornado handler in Panel's
+``extra_patterns``) beside ``/studio``. ``<path>`` is relative to the run store's ``runs/``
+folder and is resolved (``..`` and symlinks followed) before anything is read: a path that
+lands outside it is refused with 403, so an export's files are downloadable and nothing
+else on the server is. The same login as the page applies: when the dashboard asks for a
+password, or the peer is another machine, the request must carry the signed login cookie.
+
+A folder goes out as a ZIP written chunk by chunk (``iter_zip``): the archive is never held
+in memory or on disk, whatever the size of the export. Members are stored (not deflated):
+weights hardly compress, and the bytes inside equal the files the manifest checksums.
+
+Example:
+    >>> b"".join(iter_zip(Path("runs/r1/exports/hf-step000004")))[:2]   # doctest: +SKIP
+    b'PK'
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+from gemma_panel.errors import UserError
+
+ROUTE = "download"
+CHUNK = 1 << 20  # bytes read and sent at a time
+
+
+class DownloadRefused(UserError, ValueError):
+    """A download path outside the run store, or one that does not exist."""
+
+
+def download_url(runs_root: Path, path: Path) -> str:
+    """The page-relative URL that downloads ``path`` (a file or folder in the run store)."""
+    rel = Path(path).resolve().relative_to(Path(runs_root).resolve()).as_posix()
+    return f"/{ROUTE}/{quote(rel)}"
+
+
+def confine_download(runs_root: Path, rel: str) -> Path:
+    """``rel`` resolved inside ``runs_root``; refused when it lands outside or is missing."""
+    root = Path(runs_root).resolve()
+    target = (root / rel).resolve()
+    if not target.is_relative_to(root) or target == root:
+        raise DownloadRefused(f"{rel}: only files inside the run store ({root}) can be "
+                              "downloaded.")
+    if not target.exists():
+        raise DownloadRefused(f"{rel}: no such file in the run store; refresh the page.")
+    return target
+
+
+class _Sink:
+    """A write-only stream zipfile writes into; ``take()`` hands over what it has so far."""
+
+    def __init__(self):
+        self._parts: list[bytes] = []
+
+    def write(self, data) -> int:
+        self._parts.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        out, self._parts = b"".join(self._parts), []
+        return out
+
+
+def iter_zip(folder: Path, chunk: int = CHUNK) -> Iterator[bytes]:
+    """The bytes of a ZIP of ``folder`` (paths relative to it), about ``chunk`` at a time."""
+    folder = Path(folder)
+    sink = _Sink()
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED) as archive:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            info = zipfile.ZipInfo.from_file(path, path.relative_to(folder).as_posix())
+            with path.open("rb") as src, archive.open(info, "w") as dst:
+                while block := src.read(chunk):
+                    dst.write(block)
+                    yield sink.take()
+            yield sink.take()
+    yield sink.take()  # the central directory
+
+
+def iter_file(path: Path, chunk: int = CHUNK) -> Iterator[bytes]:
+    with Path(path).open("rb") as src:
+        while block := src.read(chunk):
+            yield block
+
+
+def download_handler():
+    """The Tornado handler class (imported here so the core never needs Tornado)."""
+    from tornado.iostream import StreamClosedError
+    from tornado.web import HTTPError, RequestHandler
+
+    from .serve import is_loopback
+
+    class DownloadHandler(RequestHandler):
+        def initialize(self, runs_root: str, login: bool):
+            self.runs_root, self.login = Path(runs_root), login
+
+        def _logged_in(self) -> bool:
+            """The signed login cookie of Panel's basic auth (a client cannot forge one)."""
+            from panel.config import config
+            from tornado.web import decode_signed_value
+
+            cookie, secret = self.get_cookie("user"), config.cookie_secret
+            return bool(cookie and secret and decode_signed_value(secret, "user", cookie))
+
+        async def get(self, rel: str):
+            peer = self.request.remote_ip or ""
+            if (self.login or not is_loopback(peer)) and not self._logged_in():
+                raise HTTPError(403, "log in to the dashboard first")
+            try:
+                target = confine_download(self.runs_root, rel)
+            except DownloadRefused as exc:
+                raise HTTPError(403 if "only files" in str(exc) else 404, str(exc)) from exc
+            name = target.name + ("" if target.is_file() else ".zip")
+            self.set_header("Content-Type", "application/octet-stream" if target.is_file()
+                            else "application/zip")
+            self.set_header("Content-Disposition", f"attachment; filename*=UTF-8''{quote(name)}")
+            if target.is_file():
+                self.set_header("Content-Length", str(os.path.getsize(target)))
+            parts = iter_file(target) if target.is_file() else iter_zip(target)
+            try:
+                for part in parts:
+                    if part:
+                        self.write(part)
+                        await self.flush()  # at most one chunk waits in memory
+            except StreamClosedError:  # the browser went away
+                parts.close()
+
+    return DownloadHandler
+
+
+def download_patterns(runs_root: Path, login: bool) -> list[tuple]:
+    """Panel ``extra_patterns`` entry for ``/download/<path>``."""
+    return [(rf"/{ROUTE}/(.+)", download_handler(),
+             {"runs_root": str(runs_root), "login": login})]

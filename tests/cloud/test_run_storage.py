@@ -1,0 +1,97 @@
+"""A run folder kept on Cloud Storage (``train.storage``), on gcp-storage-emulator.
+
+The worker (in this process, with the fake trainer of tests/runs) writes the copy; a second
+store, which only knows the folder's gs:// name and the Vertex AI job behind it (the
+loopback JobService), reads its metrics, samples and checkpoints back. A replica that starts
+on the folder of a crashed one goes on from its last checkpoint there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gemma_panel.config import load_recipe
+from gemma_panel.runs import RunStore
+from gemma_panel.runs.mirror import read_back
+from gemma_panel.runs.remote import poll
+from gemma_panel.runs.worker import run_worker
+
+ROOT = Path(__file__).parents[2]
+FAKE = "tests.runs.fake_trainer:train"
+
+
+@pytest.fixture(autouse=True)
+def fast_fake_steps(monkeypatch):
+    monkeypatch.setenv("FAKE_STEP_S", "0")
+
+
+def _recipe(name, *extra):
+    return load_recipe(ROOT / "recipes" / "quickstart.yaml", [
+        f"name={name}", "train.max_steps=6", "train.checkpoint_every=2", *extra])
+
+
+def _rows(store, run_id):
+    return [(m.step, m.tokens, m.name, m.value) for m in store.metrics(run_id)]
+
+
+def test_a_second_store_reads_the_run_from_the_bucket(gcs, vertex_api, tmp_path):
+    _, bucket = gcs
+    trainer_side = RunStore(tmp_path / "job")
+    run = trainer_side.create_run(_recipe("mirrored", f"train.storage=gs://{bucket.name}/runs"),
+                                  trainer=FAKE, cwd=ROOT)
+    assert run.remote_dir == f"gs://{bucket.name}/runs/{run.id}"
+    assert run_worker(run.id, trainer_side) == 0
+    names = {b.name for b in bucket.list_blobs(prefix=f"runs/{run.id}/")}
+    assert f"runs/{run.id}/checkpoints/step-000006/meta.json" in names
+    assert sum(n.startswith(f"runs/{run.id}/records/") for n in names) >= 3
+
+    laptop = RunStore(tmp_path / "laptop")
+    name = "projects/p1/locations/us-central1/customJobs/7"
+    vertex_api.jobs[name] = {"name": name, "state": "JOB_STATE_SUCCEEDED"}
+    seen = laptop.create_remote_run(_recipe("mirrored"), backend="vertex", job_name=name,
+                                    remote_dir=run.remote_dir)
+    assert laptop.metrics(seen.id) == []
+    assert poll(laptop) == []
+    after = laptop.get(seen.id)
+    assert after.status == "succeeded"
+    assert _rows(laptop, seen.id) == _rows(trainer_side, run.id) != []
+    assert [s.tuned for s in laptop.samples(seen.id)] == ["4 at 5"]
+    assert (after.step, after.total_steps, after.checkpoint_step) == (6, 6, 6)
+    assert after.checkpoint_path == f"{run.remote_dir}/checkpoints/step-000006"
+    assert read_back(laptop, after) == 0  # every chunk is imported once
+    assert len(_rows(laptop, seen.id)) == len(_rows(trainer_side, run.id))
+
+
+def test_a_restarted_replica_goes_on_from_the_last_checkpoint_there(gcs, tmp_path):
+    _, bucket = gcs
+    folder = f"gs://{bucket.name}/jobs/j1"
+    first = RunStore(tmp_path / "replica-1")
+    run = first.create_run(_recipe("crash"), trainer=FAKE, cwd=ROOT, remote_dir=folder)
+    assert run_worker(run.id, first) == 1  # the fake trainer crashes at step 3
+    assert bucket.get_blob("jobs/j1/checkpoints/step-000002/meta.json") is not None
+
+    second = RunStore(tmp_path / "replica-2")  # a new machine: nothing local
+    run = second.create_run(_recipe("restarted"), trainer=FAKE, cwd=ROOT, remote_dir=folder)
+    assert run_worker(run.id, second) == 0
+    steps = sorted({m.step for m in second.metrics(run.id)})
+    assert steps == [3, 4, 5, 6]  # from the step-2 checkpoint the first replica left
+    assert bucket.get_blob("jobs/j1/checkpoints/step-000006/meta.json") is not None
+
+
+def test_storage_must_be_a_gs_prefix():
+    from gemma_panel.config import RecipeError
+
+    with pytest.raises(RecipeError, match="train.storage: must be a gs://BUCKET/PATH"):
+        _recipe("x", "train.storage=/tmp/runs")
+
+
+def test_a_missing_bucket_is_refused_before_the_run_is_queued(gcs, tmp_path):
+    from gemma_panel.cloud.gcs import StorageAccessError
+
+    store = RunStore(tmp_path / "home")
+    with pytest.raises(StorageAccessError, match="no-such-bucket-9"):
+        store.create_run(_recipe("x", "train.storage=gs://no-such-bucket-9/runs"),
+                         trainer=FAKE, cwd=ROOT)
+    assert store.list_runs() == []
