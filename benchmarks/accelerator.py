@@ -12,7 +12,7 @@ model, mode (``lora``: the recipe's LoRA on frozen weights; ``full``: every weig
 batch size and sequence length, gemma_panel's own jitted train step (training/step.py) runs
 one step to compile, then ``--steps`` timed steps on rows of real tokens only (every
 position carries loss). Reported per row: tokens/s, step time, model FLOPs per step
-(benchmarks/flops.py: matmuls only, the LM head at loss positions) and MFU = achieved FLOP/s
+(gemma_panel/training/flops.py: matmuls only, the LM head at loss positions) and MFU = achieved FLOP/s
 over the chip's dense bf16 peak (a table of published peaks by device kind; for another
 accelerator a bf16 matmul measured here, and on a CPU a float32 one; the output says which),
 and the
@@ -34,7 +34,7 @@ from pathlib import Path
 import gemma_panel  # noqa: F401  (sets KERAS_BACKEND=jax before Keras is imported)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flops import Shape, training_flops
+from gemma_panel.training.flops import Shape, training_flops
 
 GEMMA3 = {"query_head_dim_normalize": True, "use_query_key_norm": True,
           "use_post_ffw_norm": True, "use_post_attention_norm": True,

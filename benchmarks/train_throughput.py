@@ -1,22 +1,27 @@
 """Training throughput: our trainer vs the KerasHub guide's ``fit`` baseline, Gemma 3 270M.
 
     python benchmarks/train_throughput.py [--epochs 1] [--recipe recipes/quickstart.yaml]
-        [--no-ablation] [SECTION.FIELD=VALUE ...]
+        [--no-ablation | --parts ours,factored,...] [SECTION.FIELD=VALUE ...]
 
 Every trainer trains the recipe's LoRA (rank, alpha, target layers) on the same training
 split of the quickstart data, sequence length 256, for the same number of epochs (so the
 same real tokens), with the same peak learning rate. Reported: real (non-padding) tokens/s
-after compilation, model FLOP utilisation (benchmarks/flops.py counts the model FLOPs from
-the backbone and the examples: the same useful work for every trainer) against the float32
-matmul peak measured here, and validation loss on the same held-out rows measured by the
-same code. The baseline is the KerasHub Gemma LoRA guide: ``backbone.enable_lora(rank)``
-(with the recipe's alpha set on each LoRA layer, as ours), ``preprocessor.sequence_length``,
-Keras AdamW, ``fit`` on prompts/responses (loss on the response only).
+after compilation, model FLOP utilisation (gemma_panel/training/flops.py counts the model
+FLOPs from the backbone and the examples: the same useful work for every trainer) against
+the float32 matmul peak the trainer measures (cached in GEMMA_PANEL_HOME), and validation
+loss on the same held-out rows measured by the same code. The baseline is the KerasHub Gemma
+LoRA guide: ``backbone.enable_lora(rank)`` (with the recipe's alpha set on each LoRA layer,
+as ours), ``preprocessor.sequence_length``, Keras AdamW, ``fit`` on prompts/responses (loss
+on the response only).
 
-The ablation runs our trainer without each of its two speed-ups, so the table says where the
+The ablation runs our trainer without each of its speed-ups, so the table says where the
 speed comes from: packing alone (the LM head at every position, as the baseline computes
-it), the head at loss positions alone (``data.pack=false``: one example per row), and
-neither. Each trainer runs in a process of its own; the 270M takes minutes per row.
+it), the head at loss positions alone (``data.pack=false``: one example per row), neither,
+and LoRA through the rank (``x W + (alpha/r) (x A) B``) instead of Keras's merged kernel
+``W + (alpha/r) A B``. ``--parts`` also runs rows left out by default: ``all`` and
+``all_factored`` (every projection adapted, merged and factored), ``onednn``, ``bf16`` and
+``mixed_bf16`` (XLA's oneDNN CPU path on, in float32, bfloat16 and mixed_bfloat16). Each
+trainer runs in a process of its own; the 270M takes minutes per row.
 Try the script on a tiny model with ``model.source=PATH.gguf``.
 """
 
@@ -24,27 +29,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import gemma_panel  # noqa: F401  (sets KERAS_BACKEND=jax before Keras is imported)
-
-
-def matmul_peak_gflops() -> float:
-    import jax
-    import jax.numpy as jnp
-
-    a = jnp.ones((2048, 2048), jnp.float32)
-    f = jax.jit(lambda x: x @ x)
-    f(a).block_until_ready()
-    best = float("inf")
-    for _ in range(5):
-        t = time.perf_counter()
-        f(a).block_until_ready()
-        best = min(best, time.perf_counter() - t)
-    return 2 * 2048**3 / best / 1e9
 
 
 class Timings:
@@ -74,6 +64,20 @@ def head_at_every_position() -> None:
 
     trainer.max_loss_tokens = lambda sequences, batch_size, multiple=128: \
         batch_size * sequences.inputs.shape[1]
+
+
+def factored_lora() -> None:
+    """The ablation's switch: LoRA through the rank, ``x W + (alpha/r) (x A) B``, instead of
+    the merged kernel ``W + (alpha/r) A B`` Keras forms every call (the trainer's default
+    until this benchmark shows the factored path faster)."""
+    from gemma_panel.training.keras_internals import lora_factored
+    from gemma_panel.training.step import TrainFunctions
+
+    TrainFunctions.lora_forward_pass = staticmethod(lora_factored)
+
+
+SWITCHES = {"head": head_at_every_position, "factored": factored_lora,
+            "onednn": lambda: None}  # set in the subprocess's environment (in_subprocess)
 
 
 def run_ours(recipe):
@@ -148,9 +152,7 @@ def run_baseline(recipe):
 
 def run_flops(recipe):
     """Model FLOPs per real token of one epoch of the recipe's training split."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from flops import Shape, training_flops
-
+    from gemma_panel.training.flops import Shape, training_flops
     from gemma_panel.training.trainer import load_tuned_model, prepare_data
 
     lm = load_tuned_model(recipe)
@@ -163,12 +165,24 @@ def run_flops(recipe):
     return flops / real, sum(m for _, m in examples) / real, real
 
 
-PARTS = {  # name: (row label, recipe overrides, head at every position)
-    "ours": ("gemma_panel: packing + head at loss", [], False),
-    "packing": ("  packing alone", [], True),
-    "head": ("  head at loss positions alone", ["data.pack=false"], False),
-    "neither": ("  neither", ["data.pack=false"], True),
+EVERY_PROJECTION = ("lora.target_layers=[query,key,value,attention_output,ffw_gating,"
+                    "ffw_gating_2,ffw_linear]")
+ONEDNN = "--xla_cpu_use_onednn=true"  # XLA's oneDNN CPU path (AMX / AVX512-BF16)
+PARTS = {  # name: (row label, recipe overrides, SWITCHES to turn on)
+    "ours": ("gemma_panel: all of them", [], ()),
+    "packing": ("  packing alone", [], ("head",)),
+    "head": ("  head at loss positions alone", ["data.pack=false"], ()),
+    "neither": ("  neither", ["data.pack=false"], ("head",)),
+    "factored": ("  LoRA through the rank (not the merged kernel)", [], ("factored",)),
+    "all": ("every projection adapted, merged kernel", [EVERY_PROJECTION], ()),
+    "all_factored": ("  every projection, through the rank", [EVERY_PROJECTION],
+                     ("factored",)),
+    "onednn": ("float32, XLA oneDNN on", [], ("onednn",)),
+    "bf16": ("bfloat16, XLA oneDNN on", ["model.dtype=bfloat16"], ("onednn",)),
+    "mixed_bf16": ("mixed_bfloat16, XLA oneDNN on", ["model.dtype=mixed_bfloat16"],
+                   ("onednn",)),
 }
+OPTIONAL_PARTS = ("all", "all_factored", "onednn", "bf16", "mixed_bf16")  # --parts names them
 
 
 def run_part(part: str, recipe) -> None:
@@ -182,16 +196,19 @@ def run_part(part: str, recipe) -> None:
     if part == "baseline":
         rate, val, tokens = run_baseline(recipe)
     else:
-        if PARTS[part][2]:
-            head_at_every_position()
+        for switch in PARTS[part][2]:
+            SWITCHES[switch]()
         rate, val, tokens = run_ours(recipe)
     print("RESULT " + json.dumps({"rate": rate, "val_loss": val, "tokens": tokens}))
 
 
 def in_subprocess(part: str, args, extra=()) -> dict:
+    env = dict(os.environ)
+    if part in PARTS and "onednn" in PARTS[part][2]:  # XLA reads its flags at start-up
+        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {ONEDNN}".strip()
     out = subprocess.run([sys.executable, __file__, "--part", part, "--recipe", args.recipe,
                           "--epochs", str(args.epochs), *args.overrides, *extra],
-                         capture_output=True, text=True, check=False)
+                         capture_output=True, text=True, check=False, env=env)
     line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
     if line is None:
         raise SystemExit(f"the {part} run failed:\n{out.stderr[-3000:]}")
@@ -205,7 +222,9 @@ def main() -> None:
     parser.add_argument("--recipe", default="recipes/quickstart.yaml")
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--no-ablation", action="store_true",
-                        help="only ours and the baseline (the ablation adds three runs)")
+                        help="only ours and the baseline (the ablation adds four runs)")
+    parser.add_argument("--parts", help="comma-separated rows to run, of "
+                        f"{', '.join([*PARTS, 'baseline'])} (default: all)")
     parser.add_argument("--part", choices=["flops", "baseline", *PARTS],
                         help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", help="recipe overrides for every trainer")
@@ -218,23 +237,48 @@ def main() -> None:
     if args.part:
         run_part(args.part, recipe)
         return
-    peak = matmul_peak_gflops()
-    flops = in_subprocess("flops", args)
-    parts = ["ours"] if args.no_ablation else list(PARTS)
-    results = {p: in_subprocess(p, args, PARTS[p][1]) for p in parts}
-    results["baseline"] = in_subprocess("baseline", args)
+    parts = (["ours", "baseline"] if args.no_ablation else
+             [*(p for p in PARTS if p not in OPTIONAL_PARTS), "baseline"])
+    if args.parts:
+        parts = args.parts.split(",")
+        unknown = [p for p in parts if p not in PARTS and p != "baseline"]
+        if unknown:
+            parser.error(f"unknown --parts {unknown}; choose from {', '.join(PARTS)}, baseline")
+    from gemma_panel.training.flops import measured_peak
+
+    peak = measured_peak("float32")[0] / 1e9  # the trainer's, cached in GEMMA_PANEL_HOME
+    flops = {}  # per set of LoRA overrides: the useful work differs with the adapted layers
+    results = {}
+    for part in parts:
+        extra = PARTS[part][1] if part in PARTS else []
+        lora = tuple(o for o in extra if o.startswith("lora."))
+        if lora not in flops:
+            flops[lora] = in_subprocess("flops", args, lora)
+        results[part] = {**in_subprocess(part, args, extra), **flops[lora]}
+    report(results, peak, flops[()] if () in flops else next(iter(flops.values())))
+
+
+def report(results: dict, peak: float, flops: dict) -> None:
     per_token = flops["per_token"]
     print(f"\nmatmul peak (float32, 2048^3): {peak:.0f} GFLOP/s; model FLOPs per real token: "
           f"{per_token / 1e9:.3f} GFLOP ({flops['real']} real tokens an epoch, "
           f"{flops['loss_share']:.0%} with loss)")
-    base_rate = results["baseline"]["rate"]
+    base_rate = results["baseline"]["rate"] if "baseline" in results else float("nan")
     print(f"{'trainer':<38}{'real tok/s':>11}{'MFU':>7}{'vs fit':>8}{'val loss':>10}"
           f"{'tokens':>8}")
     for part, r in results.items():
         label = PARTS[part][0] if part in PARTS else "KerasHub fit (guide), same LoRA"
-        print(f"{label:<38}{r['rate']:>11.1f}{r['rate'] * per_token / (peak * 1e9):>7.1%}"
+        print(f"{label:<38}{r['rate']:>11.1f}{r['rate'] * r['per_token'] / (peak * 1e9):>7.1%}"
               f"{r['rate'] / base_rate:>7.2f}x{r['val_loss']:>10.4f}{int(r['tokens']):>8}")
-    ours = results["ours"]
+    ours = results.get("ours")
+    for on, off, what in (("factored", "ours", "query/value"),
+                          ("all_factored", "all", "every projection")):
+        if on in results and off in results:
+            print(f"LoRA factored vs merged kernel, {what}: {results[on]['rate']:.1f} vs "
+                  f"{results[off]['rate']:.1f} real tokens/s "
+                  f"({results[on]['rate'] / results[off]['rate']:.2f}x)")
+    if ours is None or "baseline" not in results:
+        return
     print(f"speed-up: {ours['rate'] / base_rate:.2f}x real tokens/s (target >= 2x); validation "
           f"loss {ours['val_loss']:.4f} vs {results['baseline']['val_loss']:.4f} "
           f"({'equal or lower' if ours['val_loss'] <= results['baseline']['val_loss'] + 1e-3 else 'HIGHER'})")

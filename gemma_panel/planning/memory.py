@@ -29,7 +29,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from gemma_panel.planning.flops import Shape
+from gemma_panel.training.flops import Shape
 
 GIB = 2**30
 # From training/step.py (not imported: that module needs JAX and optax at import).

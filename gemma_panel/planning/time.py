@@ -1,6 +1,6 @@
 """How long a run takes: model FLOPs over the device's peak and a utilisation (MFU).
 
-FLOPs are ``gemma_panel.planning.flops.training_flops`` of the examples as they will be
+FLOPs are ``gemma_panel.training.flops.training_flops`` of the examples as they will be
 trained (full fine-tuning about 6N per token; LoRA 2N forward + 2N for the activations'
 gradients + the factors; the attention term and the LM head at the loss positions). The
 peak is the device's published figure, or on a CPU a matmul timed on this machine and
@@ -13,16 +13,14 @@ the whole model.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import platform
 import time as _time
 from dataclasses import dataclass
 
 import numpy as np
 
-from gemma_panel.planning.flops import Shape, training_flops
 from gemma_panel.planning.memory import ModelSize
+from gemma_panel.training.flops import Shape, training_flops
 
 DEFAULT_MFU = {"cpu": 0.24, "gpu": 0.30, "tpu": 0.30}
 # JAX's default matmul precision runs float32 on NVIDIA tensor cores as TF32: half the
@@ -126,34 +124,12 @@ def _calibrated(recipe, c: Calibration, steps: int, flops: float, train_flops: f
                         f"answers), {fixed:.0f} s loading and compiling")
 
 
-def measured_peak(refresh: bool = False) -> float:
-    """This machine's float32 matmul FLOP/s with JAX, measured once and cached."""
-    from gemma_panel.home import home_dir
+def measured_peak() -> float:
+    """This machine's float32 matmul FLOP/s with JAX: the trainer's MFU peak, measured once
+    per machine and cached (``gemma_panel.training.flops.measured_peak``)."""
+    from gemma_panel.training.flops import measured_peak as trainer_peak
 
-    path = home_dir() / "plan" / "peak.json"
-    key = f"{platform.node()}|{platform.processor() or platform.machine()}"
-    cached = json.loads(path.read_text()) if path.is_file() else {}
-    if key in cached and not refresh:
-        return float(cached[key])
-    peak = _time_matmul()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**cached, key: peak}))
-    return peak
-
-
-def _time_matmul(n: int = 1024, repeats: int = 5) -> float:
-    import jax
-    import jax.numpy as jnp
-
-    a = jnp.ones((n, n), jnp.float32)
-    f = jax.jit(lambda x: x @ x)
-    f(a).block_until_ready()  # compile
-    best = math.inf
-    for _ in range(repeats):
-        start = _time.perf_counter()
-        f(a).block_until_ready()
-        best = min(best, _time.perf_counter() - start)
-    return 2 * n**3 / best
+    return trainer_peak("float32")[0]
 
 
 def calibrate(recipe, steps: int = 3, tokens: int = 8) -> Calibration:

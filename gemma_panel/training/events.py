@@ -5,7 +5,9 @@ default) and never touches a UI. Sinks: ``StdoutSink`` (one progress line per st
 the run store's sink (gemma_panel.runs), and ``MultiSink`` to fan out to several.
 
 Metric names used by the trainer:
-    train: loss, learning_rate, grad_norm, tokens_per_s, step_time_s, eta_s, epoch
+    train: loss, learning_rate, grad_norm, tokens_per_s, step_time_s, eta_s, epoch,
+           mfu (model FLOP utilisation: counted FLOPs / step time / the peak measured at
+           start-up, training/flops.py)
     eval:  val_loss, val_perplexity, val_token_accuracy (+ accuracy, macro_f1, exact_match,
            token_f1 when the task has them)
 """
@@ -18,7 +20,8 @@ from typing import Any, Protocol
 
 class EventSink(Protocol):
     def on_start(self, info: dict[str, Any]) -> None:
-        """Once, before the first step: total_steps, tokens_per_step, start_step, recipe."""
+        """Once, before the first step: total_steps, tokens_per_step, start_step, recipe,
+        peak_flops (FLOP/s the devices reach on a matmul, measured here)."""
 
     def on_metrics(self, step: int, tokens: int, metrics: dict[str, float]) -> None:
         """Named values at an optimizer step; ``tokens`` is real tokens seen so far."""
@@ -94,9 +97,11 @@ class StdoutSink(NullSink):
 
     def on_start(self, info):
         self.total_steps = info.get("total_steps")
+        peak = (f"; MFU against a measured peak of {info['peak_flops'] / 1e9:,.0f} GFLOP/s"
+                if info.get("peak_flops") else "")
         self._print(f"training {info.get('trainable_params', 0):,} parameters for "
                     f"{self.total_steps} steps, {info.get('tokens_per_step', 0):,} token "
-                    f"slots per step (from step {info.get('start_step', 0)})")
+                    f"slots per step (from step {info.get('start_step', 0)}){peak}")
 
     def on_metrics(self, step, tokens, metrics):
         if "loss" in metrics:
@@ -104,7 +109,8 @@ class StdoutSink(NullSink):
                 f"step {step:>5}/{self.total_steps} | loss {metrics['loss']:.4f} | "
                 f"lr {metrics.get('learning_rate', 0):.2e} | "
                 f"{metrics.get('tokens_per_s', 0):,.0f} tok/s | "
-                f"{metrics.get('step_time_s', 0) * 1000:,.0f} ms | "
+                + (f"MFU {metrics['mfu']:.1%} | " if "mfu" in metrics else "")
+                + f"{metrics.get('step_time_s', 0) * 1000:,.0f} ms | "
                 f"ETA {_duration(metrics.get('eta_s', 0))}"
             )
         if "val_loss" in metrics:

@@ -6,12 +6,14 @@ of one trace and put back after:
 * ``segment_attention``: packed examples must not see each other. KerasHub's Gemma decoder
   blocks build their causal + padding mask in the private ``_compute_attention_mask`` (called
   from ``call``); it is wrapped to intersect that mask with a same-segment mask.
-* ``lora_dropout``: dropout on the LoRA branch's input. Keras's ``EinsumDense`` computes LoRA
-  merged into its kernel (``kernel = _kernel + (lora_alpha / lora_rank) A B``), which cannot
-  drop the branch's input, so its ``call(inputs, training=None)`` is replaced by the unmerged
-  sum over ``equation``, ``_kernel``, the factors, ``bias`` and ``activation``. An int8 layer
-  (``memory.base_weights: int8``) is called through ``quantized_call``, so that is replaced
-  instead, by Keras's ``_int8_call`` with LoRA off plus the dropped branch.
+* ``lora_factored``: Keras's ``EinsumDense`` computes LoRA merged into its kernel
+  (``kernel = _kernel + (lora_alpha / lora_rank) A B``): every call a full-size matmul, and
+  in the backward pass a full-size kernel gradient, per adapted weight; nor can it drop the
+  branch's input (LoRA dropout). Its ``call(inputs, training=None)`` is replaced by
+  ``x W + (alpha/r) (dropout(x) A) B`` over ``equation``, ``_kernel``, the factors, ``bias``
+  and ``activation``: the branch goes through the rank.
+  An int8 layer (``memory.base_weights: int8``) is called through ``quantized_call``, so
+  that is replaced instead, by Keras's ``_int8_call`` with LoRA off plus the branch.
 
 Written against keras-hub 0.32.x and keras 3.15.x. Before patching, ``require_internals``
 checks the names the patches rely on and raises ``KerasInternalsChanged`` (naming what is
@@ -121,10 +123,47 @@ def segment_attention(backbone, segment_ids):
             setattr(block, MASK_METHOD, original)
 
 
+def factored_equations(equation: str) -> tuple[str, str]:
+    """``x K -> y`` as two einsums through the rank: ``x A -> m`` then ``m B -> y``.
+
+    Keras's A is the kernel's shape with its last axis replaced by the rank, and B is
+    (rank, last axis); e.g. ``btd,ndh->btnh`` gives ``btd,ndr->btnr`` and ``btnr,rh->btnh``.
+    Needs the kernel's last axis in the output (true of every Gemma projection).
+    """
+    inputs, out = equation.replace(" ", "").split("->")
+    x_axes, k_axes = inputs.split(",")
+    last = k_axes[-1]
+    rank = next(c for c in "rzyxwvuqponmlkjigfecba" if c not in equation)
+    if last not in out or "." in equation:
+        raise KerasInternalsChanged(f"cannot factor the LoRA of an EinsumDense with "
+                                    f"equation {equation!r}: its kernel's last axis is summed")
+    middle = out.replace(last, rank)
+    return (f"{x_axes},{k_axes[:-1]}{rank}->{middle}", f"{middle},{rank}{last}->{out}")
+
+
 def lora_forward(layer, inputs, dropped):
-    """``EinsumDense.call`` with LoRA unmerged: ``inputs W + dropped (alpha/r) A B``."""
+    """``EinsumDense.call`` with LoRA factored: ``inputs W + (alpha/r) (dropped A) B``.
+
+    Keras forms ``W + (alpha/r) A B`` every call: a full-size matmul, and in the backward pass
+    a full-size kernel gradient, per adapted weight. Through the rank, the branch costs
+    ``r (in + out)`` multiply-adds per token and its gradients are the factors' only.
+    """
+    to_rank, from_rank = factored_equations(layer.equation)
     scale = layer.lora_alpha / layer.lora_rank
-    delta = scale * jnp.matmul(layer.lora_kernel_a.value, layer.lora_kernel_b.value)
+    out = jnp.einsum(layer.equation, inputs, layer._kernel.value.astype(inputs.dtype))
+    low = jnp.einsum(to_rank, dropped, layer.lora_kernel_a.value.astype(inputs.dtype))
+    low = jnp.einsum(from_rank, low, layer.lora_kernel_b.value.astype(inputs.dtype))
+    out = out + (scale * low).astype(out.dtype)
+    if layer.bias is not None:
+        out = out + layer.bias.value
+    return out if layer.activation is None else layer.activation(out)
+
+
+def merged_forward(layer, inputs, dropped):
+    """The previous path with dropout: ``inputs W + dropped (alpha/r) A B`` (a full-size
+    ``A B`` and its gradient per call, as Keras's merged kernel costs)."""
+    delta = (layer.lora_alpha / layer.lora_rank) * jnp.matmul(layer.lora_kernel_a.value,
+                                                              layer.lora_kernel_b.value)
     out = jnp.einsum(layer.equation, inputs, layer._kernel.value.astype(inputs.dtype))
     out = out + jnp.einsum(layer.equation, dropped, delta.astype(inputs.dtype))
     if layer.bias is not None:
@@ -153,26 +192,24 @@ def _quantized(layer) -> bool:
 
 
 @contextlib.contextmanager
-def lora_dropout(layers, rate: float, key):
-    """Dropout on the LoRA branch's input, which Keras's merged LoRA kernel cannot express.
-
-    While tracing, each LoRA EinsumDense computes ``x W + dropout(x) (alpha/r) A B``.
-    """
-    if rate <= 0 or key is None:
-        yield
-        return
+def _patched_calls(layers, rate: float, key, forward):
+    """While tracing, each LoRA layer's ``call`` is ``forward(layer, x, dropout(x))``."""
     require_internals(lora_layers=layers)
+    dropping = rate > 0 and key is not None
     patched = []
     for i, layer in enumerate(layers):
-        layer_key = jax.random.fold_in(key, i)
+        layer_key = jax.random.fold_in(key, i) if dropping else None
 
         # Keras calls a quantized layer's quantized_call, not its call
-        name, forward = ("quantized_call", int8_lora_forward) if _quantized(layer) \
-            else ("call", lora_forward)
+        name, layer_forward = ("quantized_call", int8_lora_forward) if _quantized(layer) \
+            else ("call", forward)
 
-        def call(inputs, *args, _layer=layer, _key=layer_key, _forward=forward, **kwargs):
-            keep = jax.random.bernoulli(_key, 1.0 - rate, inputs.shape)
-            dropped = jnp.where(keep, inputs / (1.0 - rate), 0).astype(inputs.dtype)
+        def call(inputs, *args, _layer=layer, _key=layer_key, _forward=layer_forward,
+                 **kwargs):
+            dropped = inputs
+            if _key is not None:
+                keep = jax.random.bernoulli(_key, 1.0 - rate, inputs.shape)
+                dropped = jnp.where(keep, inputs / (1.0 - rate), 0).astype(inputs.dtype)
             return _forward(_layer, inputs, dropped)
 
         patched.append((layer, name, getattr(layer, name)))
@@ -182,3 +219,22 @@ def lora_dropout(layers, rate: float, key):
     finally:
         for layer, name, original in patched:
             setattr(layer, name, original)
+
+
+def lora_factored(layers, rate: float = 0.0, key=None):
+    """While tracing, each LoRA EinsumDense computes ``x W + (alpha/r) (dropout(x) A) B``.
+
+    Dropout (``rate`` > 0 and a ``key``) drops the LoRA branch's input only, which Keras's
+    merged kernel cannot express; without it the branch takes ``x`` itself.
+    """
+    if not layers:
+        return contextlib.nullcontext()
+    return _patched_calls(layers, rate, key, lora_forward)
+
+
+def lora_merged_kernel(layers, rate: float = 0.0, key=None):
+    """The previous path, kept selectable for ``benchmarks/train_throughput.py``'s ablation:
+    Keras's own merged kernel ``W + (alpha/r) A B``, or with dropout ``merged_forward``."""
+    if rate <= 0 or key is None or not layers:
+        return contextlib.nullcontext()
+    return _patched_calls(layers, rate, key, merged_forward)

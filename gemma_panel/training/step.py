@@ -8,9 +8,10 @@ recomputed in the backward pass instead of stored.
 
 The frozen weights go in as an argument that is neither differentiated nor returned; the
 trainable weights and optimizer state are donated, so a step copies no 1 GB of weights.
-Packing and LoRA dropout patch KerasHub while tracing: ``keras_internals.py``; so does
-per-block recomputation (``memory.remat``): ``remat.py``. With ``memory.base_weights``
-bfloat16 the frozen arrays are kept in bfloat16; with int8 they are Keras's int8 kernels.
+Packing and LoRA (dropout; through the rank when selected) patch KerasHub while tracing:
+``keras_internals.py``; so does per-block recomputation (``memory.remat``): ``remat.py``.
+With ``memory.base_weights`` bfloat16 the frozen arrays are kept in bfloat16; with int8 they
+are Keras's int8 kernels.
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ import optax
 
 from gemma_panel.config import Recipe
 from gemma_panel.models.lora import lora_layers
-from gemma_panel.training.keras_internals import lora_dropout, segment_attention
+from gemma_panel.training.keras_internals import (
+    lora_merged_kernel,
+    segment_attention,
+)
 from gemma_panel.training.remat import remat_blocks
 
 _HEAD_CHUNK = 128
@@ -140,6 +144,12 @@ class TrainFunctions:
         max_train_tokens, max_eval_tokens: fixed loss-position counts (see batches.py).
     """
 
+    # Keras's merged kernel W + (alpha/r) A B (with dropout: the unmerged sum). The factored
+    # path x W + (alpha/r) (x A) B (keras_internals.lora_factored, equal and tested) becomes
+    # the default once benchmarks/train_throughput.py --parts ours,factored,all,all_factored
+    # shows it faster on idle cores: under load it measured 0.94x with every projection.
+    lora_forward_pass = staticmethod(lora_merged_kernel)
+
     def __init__(self, causal_lm, recipe: Recipe, total_steps: int, max_train_tokens: int,
                  max_eval_tokens: int):
         self.backbone = backbone = causal_lm.backbone
@@ -177,7 +187,7 @@ class TrainFunctions:
     def _loss_terms(self, trainable, frozen, batch, key, max_tokens, with_accuracy=False):
         inputs, targets, loss_mask, segment_ids = batch
         with segment_attention(self.backbone, segment_ids), \
-                lora_dropout(self.lora_layers, self.dropout, key), \
+                self.lora_forward_pass(self.lora_layers, self.dropout, key), \
                 remat_blocks(self.backbone, self.remat):
             hidden, _ = self.backbone.stateless_call(
                 trainable, frozen, backbone_inputs(self.backbone, inputs, segment_ids)

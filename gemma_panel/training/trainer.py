@@ -123,6 +123,7 @@ class TrainingRun:
     task_rows: list[dict]
     base_key: Any
     shardings: Any = None  # StepShardings when the run spans several devices
+    meter: Any = None  # MfuMeter: each logged step's model FLOP utilisation
     base_answers: list[str] = field(default_factory=list)
 
     @property
@@ -142,6 +143,7 @@ class TrainingRun:
 
         from gemma_panel.distribution.placement import shard_for_run
         from gemma_panel.models.generation import StreamingGenerator
+        from gemma_panel.training.flops import MfuMeter
         from gemma_panel.training.step import TrainFunctions
 
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -161,8 +163,12 @@ class TrainingRun:
             trainable, opt_state, frozen = shardings.place(trainable, opt_state, frozen)
         generator = StreamingGenerator(lm)
         samples, task_rows = sample_items(prepared, recipe)
+        meter = MfuMeter.for_model(lm.backbone, full=not recipe.lora.enabled,
+                                   dtype=lm.backbone.dtype_policy.compute_dtype,
+                                   devices=len(jax.devices()) if shardings else 1)
         run = cls(recipe, run_dir, sink, lm, prepared, train_seq, val_seq, total_steps, compiled,
-                  frozen, generator, samples, task_rows, jax.random.PRNGKey(t.seed), shardings)
+                  frozen, generator, samples, task_rows, jax.random.PRNGKey(t.seed), shardings,
+                  meter=meter)
         return run, TrainState(trainable, opt_state)
 
     def restore(self, state: TrainState) -> None:
@@ -200,6 +206,7 @@ class TrainingRun:
             "validation_examples": len(self.prepared.validation),
             "trainable_params": int(sum(np.size(x) for x in state.trainable)),
             "task": self.task, "recipe": self.recipe.to_dict(),
+            "peak_flops": self.meter.peak,
         })
 
     def answers(self, items: list[dict]) -> list[str]:
@@ -242,6 +249,7 @@ class TrainingRun:
                 "loss": loss, "learning_rate": float(self.compiled.schedule(state.step - 1)),
                 "grad_norm": float(out["grad_norm"]),
                 "tokens_per_s": batch.real_tokens / elapsed, "step_time_s": elapsed,
+                "mfu": self.meter.mfu(batch.segment_ids, batch.loss_mask, elapsed),
                 "eta_s": recent * (self.total_steps - state.step),
                 "epoch": state.step * self.per_step / len(self.train_seq)}
             self.sink.on_metrics(state.step, state.tokens_seen, state.last_metrics)

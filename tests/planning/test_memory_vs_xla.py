@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from gemma_panel.planning.flops import Shape
 from gemma_panel.planning.memory import ModelSize, TrainingShape, estimate_memory
+from gemma_panel.training.flops import Shape
 from tests.distribution import sharded_run
 from tests.distribution.test_sharded_training import report  # noqa: F401 (the fixture)
 

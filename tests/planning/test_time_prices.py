@@ -50,10 +50,13 @@ def test_time_is_flops_over_peak_times_mfu_and_devices():
     assert "2.00 s per step" in measured.method
 
 
-def test_the_cpu_peak_is_measured_once_and_cached(monkeypatch):
+def test_the_cpu_peak_is_the_trainers_measured_once_and_cached(monkeypatch, tmp_path):
+    from gemma_panel.training import flops
+
+    monkeypatch.setenv("GEMMA_PANEL_HOME", str(tmp_path))
     calls = []
-    monkeypatch.setattr(plan_time, "_time_matmul", lambda: calls.append(1) or 1e11)
-    first = plan_time.measured_peak(refresh=True)
+    monkeypatch.setattr(flops, "time_matmul_peak", lambda dtype: calls.append(1) or 1e11)
+    first = plan_time.measured_peak()
     assert plan_time.measured_peak() == first == 1e11 and len(calls) == 1
 
 

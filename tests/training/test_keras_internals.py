@@ -21,8 +21,9 @@ from gemma_panel.training import keras_internals
 from gemma_panel.training.keras_internals import (
     MASK_METHOD,
     KerasInternalsChanged,
+    factored_equations,
     internals_missing,
-    lora_dropout,
+    lora_factored,
     require_internals,
     segment_attention,
 )
@@ -103,11 +104,80 @@ def test_packed_segments_see_only_themselves(lm):
     assert np.abs(unpatched[:, 5:] - alone).max() > 1e-2
 
 
-# -- the LoRA forward pass with dropout ---------------------------------------------------------
-def test_lora_forward_without_dropout_is_keras_merged_lora(lm):
+# -- the LoRA forward pass through the rank, with dropout ---------------------------------------
+EVERY_PROJECTION = "[query,key,value,attention_output,ffw_gating,ffw_gating_2,ffw_linear]"
+
+
+@pytest.fixture(scope="module")
+def lm_all(tiny_gguf):
+    """LoRA on every projection Gemma has: each einsum equation the factored forward sees."""
+    from gemma_panel.config import load_recipe
+
+    recipe = load_recipe(None, [f"model.source={tiny_gguf}", "lora.rank=4", "lora.alpha=8",
+                                f"lora.target_layers={EVERY_PROJECTION}"])
+    lm = load_tuned_model(recipe)
+    rng = np.random.default_rng(1)
+    for layer in lora_layers(lm):
+        layer.lora_kernel_b.assign(0.2 * rng.standard_normal(layer.lora_kernel_b.shape)
+                                   .astype("float32"))
+    return lm
+
+
+def test_every_gemma_projection_factors_through_the_rank(lm_all):
+    equations = {layer.equation for layer in lora_layers(lm_all)}
+    assert {"btd,ndh->btnh", "bsd,kdh->bskh", "btnh,nhd->btd", "btd,df->btf",
+            "btf,fd->btd"} <= equations
+    assert factored_equations("btd,ndh->btnh") == ("btd,ndr->btnr", "btnr,rh->btnh")
+    assert factored_equations("btnh,nhd->btd") == ("btnh,nhr->btr", "btr,rd->btd")
+    with pytest.raises(KerasInternalsChanged, match="summed"):
+        factored_equations("btd,dh->bt")
+
+
+def test_factored_lora_is_keras_merged_lora_on_every_projection(lm_all):
+    segments = np.ones_like(IDS)
+    merged = hidden(lm_all, IDS, segments)
+    with lora_switched_off(lm_all):
+        assert np.abs(hidden(lm_all, IDS, segments) - merged).max() > 1e-2  # LoRA counts
+    with lora_factored(lora_layers(lm_all)):  # no dropout: x W + (alpha/r) (x A) B
+        factored = hidden(lm_all, IDS, segments)
+    np.testing.assert_allclose(factored, merged, atol=1e-4)
+
+
+def test_the_factored_gradient_never_forms_a_full_size_kernel(lm_all):
+    """Keras's merged kernel computes A B (kernel-sized) forward and its gradient backward;
+    through the rank, no matrix product has an adapted kernel's size."""
+    backbone, layers = lm_all.backbone, lora_layers(lm_all)
+    kernel_sizes = {int(np.prod(layer._kernel.shape)) for layer in layers}
+    trainable = [v.value for v in backbone.trainable_variables]
+    frozen = [v.value for v in backbone.non_trainable_variables]
+    inputs = {"token_ids": IDS, "padding_mask": np.ones_like(IDS)}
+
+    def products(forward_pass):
+        def loss(params):
+            with forward_pass(layers):
+                return backbone.stateless_call(params, frozen, inputs)[0].sum()
+        jaxpr = jax.make_jaxpr(jax.grad(loss))(trainable)
+        return [int(np.prod(e.outvars[0].aval.shape)) for e in all_equations(jaxpr.jaxpr)
+                if e.primitive.name == "dot_general"]
+
+    assert not kernel_sizes & set(products(lora_factored))
+    assert kernel_sizes & set(products(keras_internals.lora_merged_kernel))  # Keras's path
+
+
+def all_equations(jaxpr):
+    """Every equation of ``jaxpr`` and of the jaxprs nested in it (jit, checkpoint, scan)."""
+    for eqn in jaxpr.eqns:
+        yield eqn
+        for param in eqn.params.values():
+            inner = getattr(param, "jaxpr", param)  # a ClosedJaxpr or a Jaxpr
+            if hasattr(inner, "eqns"):
+                yield from all_equations(inner)
+
+
+def test_lora_forward_with_dropout_keeping_all_is_keras_merged_lora(lm):
     segments = np.ones_like(IDS)
     merged = hidden(lm, IDS, segments)
-    with lora_dropout(lora_layers(lm), 1e-9, jax.random.PRNGKey(0)):  # patched, keeps all
+    with lora_factored(lora_layers(lm), 1e-9, jax.random.PRNGKey(0)):  # patched, keeps all
         patched = hidden(lm, IDS, segments)
     np.testing.assert_allclose(patched, merged, atol=1e-4)
 
@@ -118,10 +188,10 @@ def test_lora_dropout_drops_the_lora_branch_only(lm):
     with lora_switched_off(lm):
         base = hidden(lm, IDS, segments)
     assert np.abs(tuned - base).max() > 1e-2  # the LoRA branch counts
-    with lora_dropout(lora_layers(lm), 1 - 1e-9, jax.random.PRNGKey(0)):  # drops all of it
+    with lora_factored(lora_layers(lm), 1 - 1e-9, jax.random.PRNGKey(0)):  # drops all of it
         all_dropped = hidden(lm, IDS, segments)
     np.testing.assert_allclose(all_dropped, base, atol=1e-4)
-    with lora_dropout(lora_layers(lm), 0.5, jax.random.PRNGKey(0)):
+    with lora_factored(lora_layers(lm), 0.5, jax.random.PRNGKey(0)):
         half = hidden(lm, IDS, segments)
     assert np.abs(half - tuned).max() > 1e-2 and np.abs(half - base).max() > 1e-2
     np.testing.assert_allclose(hidden(lm, IDS, segments), tuned, atol=0)  # put back after
