@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 
+from gemma_panel.training.events import duration  # noqa: F401  (one rule: h:mm:ss)
+
 
 def megabytes(nbytes: int) -> str:
     """A file size in megabytes, aligned for a column: 1234567 -> '      1.23 MB'."""
@@ -13,14 +15,6 @@ def megabytes(nbytes: int) -> str:
 def seconds(s: float) -> str:
     """A short measured time: 1.234 -> '1.2 s'."""
     return f"{s:.1f} s"
-
-
-def duration(s: float | None) -> str:
-    """A run's length or an ETA as h:mm:ss; '-' when unknown."""
-    if s is None:
-        return "-"
-    s = int(s)
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
 def when(ts: float | None) -> str:

@@ -92,6 +92,17 @@ def lora_switched_off(model):
             layer.lora_kernel_b.assign(value)
 
 
+@contextlib.contextmanager
+def lora_branch_off(layer):
+    """Inside, one LoRA layer computes without its LoRA branch (Keras skips it), for a
+    forward pass that adds the branch itself (``keras_internals.int8_lora_forward``)."""
+    layer.lora_enabled = False
+    try:
+        yield
+    finally:
+        layer.lora_enabled = True
+
+
 def write_lora_adapter(lm, folder: str | Path, base_model: str | None) -> dict:
     """Write ``adapter.lora.h5`` (KerasHub's factors and rank) and ``lora.json``; return the
     latter's content. ``base_model`` is the base model's source, for whoever loads it."""

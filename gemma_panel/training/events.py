@@ -80,7 +80,11 @@ def checkpoint_allowed(sink, step: int) -> None:
         sink.on_checkpoint_start(step)
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float | None) -> str:
+    """A run's length or an ETA as h:mm:ss, '-' when unknown: the progress line's and the
+    command line's one rule (``gemma_panel.cli.format`` uses it)."""
+    if seconds is None:
+        return "-"
     seconds = int(max(seconds, 0))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
@@ -111,7 +115,7 @@ class StdoutSink(NullSink):
                 f"{metrics.get('tokens_per_s', 0):,.0f} tok/s | "
                 + (f"MFU {metrics['mfu']:.1%} | " if "mfu" in metrics else "")
                 + f"{metrics.get('step_time_s', 0) * 1000:,.0f} ms | "
-                f"ETA {_duration(metrics.get('eta_s', 0))}"
+                f"ETA {duration(metrics.get('eta_s', 0))}"
             )
         if "val_loss" in metrics:
             extra = " | ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "val_loss")

@@ -32,6 +32,8 @@ import jax
 import jax.numpy as jnp
 import keras
 
+from gemma_panel.models.lora import lora_branch_off
+
 WRITTEN_FOR = {"keras_hub": "0.32.", "keras": "3.15."}
 MASK_METHOD = "_compute_attention_mask"  # on each of backbone.transformer_layers
 LORA_ATTRIBUTES = ("equation", "_kernel", "bias", "activation", "lora_rank", "lora_alpha",
@@ -65,7 +67,7 @@ def internals_missing(blocks, lora_layers) -> list[str]:
         kind = type(layer).__name__
         missing += [f"{kind}.{name}" for name in LORA_ATTRIBUTES if not hasattr(layer, name)]
         method = "_int8_call" if _quantized(layer) else "call"
-        if layer.lora_enabled and _quantized(layer) and layer.quantization_mode != "int8":
+        if _quantized(layer) and layer.quantization_mode != "int8":
             missing.append(f"{kind}: LoRA dropout on {layer.quantization_mode} weights")
             continue
         parameters = tuple(inspect.signature(getattr(type(layer), method)).parameters)
@@ -177,11 +179,8 @@ def int8_lora_forward(layer, inputs, dropped):
     if layer.activation not in (None, keras.activations.linear):  # added after it
         raise KerasInternalsChanged(f"{layer.name}: LoRA dropout on an int8 layer with an "
                                     "activation; set lora.dropout=0 or memory.base_weights.")
-    layer.lora_enabled = False
-    try:
+    with lora_branch_off(layer):
         out = layer._int8_call(inputs)
-    finally:
-        layer.lora_enabled = True
     branch = jnp.einsum(layer.equation, dropped, layer.lora_kernel_a.value)
     branch = jnp.matmul(branch, layer.lora_kernel_b.value)
     return out + (layer.lora_alpha / layer.lora_rank) * branch.astype(out.dtype)

@@ -297,6 +297,13 @@ class ConfigModel(param.Parameterized):
         self.message = f"Saved to {path}"
         return path
 
+    def save_from_page(self, name: str | None, overwrite: bool) -> None:
+        """``save`` from the page: a refusal becomes ``message`` instead of an exception."""
+        try:
+            self.save(name, overwrite=overwrite)
+        except (RecipeError, PathRefused, OSError) as exc:  # a bad recipe, name or folder
+            self.message = f"Not saved: {exc}"
+
     def load_server_path(self, path: str) -> None:
         """``load`` a path typed into the page: only inside the data roots or the recipes."""
         try:

@@ -13,10 +13,9 @@ import panel as pn
 import param
 import yaml
 
-from gemma_panel.config import LORA_TARGETS, SECTIONS, RecipeError
+from gemma_panel.config import LORA_TARGETS, SECTIONS
 
 from .config_model import TOP_FIELDS, ConfigModel, field_info, field_paths
-from .server_paths import PathRefused
 
 SECTION_TITLES = {"model": "Model", "data": "Data", "lora": "LoRA adapters",
                   "train": "Training", "eval": "Evaluation and samples", "export": "Export",
@@ -87,9 +86,9 @@ class ConfigView(pn.viewable.Viewer):
             value = m.settings[path]
             widget = (pn.widgets.TextInput(label=path, value=value, width=420)
                       if path in TOP_FIELDS else make_widget(path, value))
-            widget.param.watch(lambda e, path=path: self._edited(path, e.new), "value")
+            pn.bind(self._edited, path, widget.param.value, watch=True)
             self.widgets[path] = widget
-        m.param.watch(self._values_changed, "settings")
+        pn.bind(self._show_values, m.param.settings, watch=True)
         self.save_path = pn.widgets.TextInput(
             label="Save as (a file name in GEMMA_PANEL_HOME/recipes/; blank: the run's name)",
             placeholder="my-recipe.yaml", width=420)
@@ -97,7 +96,7 @@ class ConfigView(pn.viewable.Viewer):
         self.save_button = pn.widgets.Button(label="Save recipe YAML", color="primary")
         self.save_button.on_click(self._save)
         self.load_input = pn.widgets.FileInput(accept=".yaml,.yml", label="Load recipe YAML")
-        self.load_input.param.watch(self._load_upload, "value")
+        pn.bind(self._load_upload, self.load_input.param.value, watch=True)
         self.load_path = pn.widgets.TextInput(label="Or load from a path on the server",
                                               placeholder="recipes/quickstart.yaml", width=420)
         self.load_button = pn.widgets.Button(label="Load")
@@ -107,11 +106,11 @@ class ConfigView(pn.viewable.Viewer):
         if not self._updating:
             self.model.set(path, value)
 
-    def _values_changed(self, event) -> None:
+    def _show_values(self, settings: dict) -> None:
         """Values changed in the model (a loaded recipe, the model picker): show them."""
         self._updating = True
         try:
-            for path, value in event.new.items():
+            for path, value in settings.items():
                 widget = self.widgets[path]
                 shown = value if not isinstance(widget, pn.widgets.TextInput) else _text(value)
                 if isinstance(widget, pn.widgets.MultiChoice):
@@ -122,15 +121,12 @@ class ConfigView(pn.viewable.Viewer):
             self._updating = False
 
     def _save(self, _) -> None:
-        try:
-            self.model.save(self.save_path.value.strip() or None, overwrite=self.replace.value)
-        except (RecipeError, PathRefused, OSError) as exc:  # a bad recipe, name or folder
-            self.model.message = f"Not saved: {exc}"
+        self.model.save_from_page(self.save_path.value.strip() or None, self.replace.value)
         self.replace.value = False  # each replacement is confirmed on its own
 
-    def _load_upload(self, event) -> None:
-        if event.new:
-            self.model.load_text(event.new, self.load_input.filename or "uploaded.yaml")
+    def _load_upload(self, content) -> None:
+        if content:
+            self.model.load_text(content, self.load_input.filename or "uploaded.yaml")
 
     def _field_row(self, path: str):
         info = field_info(path)

@@ -9,7 +9,6 @@ worker commits it.
 from __future__ import annotations
 
 import html
-import time
 
 import panel as pn
 import param
@@ -35,7 +34,6 @@ class LiveCharts(pn.viewable.Viewer):
         super().__init__(**params)
         self.figures, self.sources = live_figures(self.x)
         self._feed = None
-        self.last_tick = 0.0
         pn.bind(self._axis, self.param.x, watch=True)
 
     def _axis(self, x: str) -> None:
@@ -64,7 +62,6 @@ class LiveCharts(pn.viewable.Viewer):
                 added += len(data["step"])
         if added or kind == "reset":
             show_present_series(self.figures["evaluation"])
-        self.last_tick = time.time()
         return added
 
     def __panel__(self):

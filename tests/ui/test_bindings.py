@@ -128,9 +128,8 @@ def test_the_start_button_asks_the_model_which_says_what_to_fix(store):
 
 def test_views_bind_to_their_models_instead_of_watching_them():
     """Views use from_param, pn.bind, .rx and links; a ``.param.watch`` callback is the
-    hand-written copying this replaced. (config_view.py moves with the recipe's typed values.)"""
+    hand-written copying this replaced."""
     ui = REPO / "gemma_panel" / "ui"
-    views = [p for p in ui.glob("*_view.py") if p.name != "config_view.py"]
-    views += [ui / "app.py", ui / "charts.py"]
+    views = [*ui.glob("*_view.py"), ui / "app.py", ui / "charts.py"]
     watching = {p.name: n for p in views if (n := p.read_text().count(".param.watch("))}
-    assert len(views) == 6 and watching == {}
+    assert len(views) == 7 and watching == {}
