@@ -4,27 +4,14 @@ and a run cancelled on 8 devices resumes on one to the same end."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.distribution.host_devices import run_on_host_devices
 
 
 @pytest.fixture(scope="module")
 def runs():
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
-                        " --xla_force_host_platform_device_count=8").strip()
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-    done = subprocess.run([sys.executable, "-m", "tests.distribution.trainer_run"], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=600, check=False)
-    assert done.returncode == 0, done.stderr[-4000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_on_host_devices("tests.distribution.trainer_run", 8, timeout=600)
 
 
 @pytest.mark.parametrize("strategy", ["fsdp", "data_parallel"])
