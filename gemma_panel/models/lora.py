@@ -39,18 +39,27 @@ def lora_layers(model) -> list:
     return [layer for layer in sublayers(model) if getattr(layer, "lora_enabled", False)]
 
 
-def enable_lora(model, rank: int, alpha: float, target_layers) -> list:
+def enable_lora(model, rank: int, alpha: float, target_layers, seed: int = 0) -> list:
     """Put LoRA of ``rank`` and ``alpha`` on the ``target_layers`` (names) of ``model``.
 
-    Freezes every other weight (KerasHub's ``enable_lora``); returns the LoRA layers.
+    Freezes every other weight (KerasHub's ``enable_lora``); returns the LoRA layers. The
+    ``A`` factors start from He-uniform draws that depend on ``seed`` and the layer's place
+    only: Keras's own draw takes its seed from Python's global ``random``, which anything
+    running before (a library's retry jitter, another thread) moves, and an exact resume or
+    a comparison of two runs must not depend on that. ``B`` starts at zero, as in Keras.
 
     Example:
         >>> enable_lora(lm, rank=8, alpha=16, target_layers=["query", "value"])
     """
+    import keras
+
     _backbone(model).enable_lora(rank, target_layer_names=list(target_layers))
     layers = lora_layers(model)
-    for layer in layers:
+    for index, layer in enumerate(layers):
         layer.lora_alpha = alpha
+        factor = layer.lora_kernel_a
+        draw = keras.initializers.HeUniform(seed=seed * 1_000_003 + index)
+        factor.assign(draw(tuple(factor.shape), dtype=factor.dtype))
     return layers
 
 

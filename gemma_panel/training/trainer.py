@@ -64,7 +64,8 @@ def load_tuned_model(recipe: Recipe):
     if recipe.lora.enabled:
         if recipe.memory.base_weights == "int8":  # quantize first: LoRA factors stay float
             quantize_int8(backbone)
-        enable_lora(backbone, recipe.lora.rank, recipe.lora.alpha, recipe.lora.target_layers)
+        enable_lora(backbone, recipe.lora.rank, recipe.lora.alpha, recipe.lora.target_layers,
+                    seed=recipe.train.seed)
     else:
         backbone.trainable = True
     return lm
