@@ -3,13 +3,17 @@
     gemma-panel cloud submit recipes/quickstart.yaml --accelerator tpu-v5e-4 --spot \\
         --output gs://my-bucket/jobs data.train_path=gs://my-bucket/data/train.jsonl
     gemma-panel cloud submit recipes/quickstart.yaml --accelerator l4 --dry-run
+    gemma-panel cloud submit recipes/quickstart.yaml --accelerator h100 --max-cost 50 --yes
     gemma-panel cloud status projects/P/locations/us-central1/customJobs/123
     gemma-panel cloud cancel projects/P/locations/us-central1/customJobs/123
     gemma-panel cloud upload runs/r1/exports/hf gs://my-bucket/exports/r1/hf
     gemma-panel cloud tpu-vm my-tpu --zone us-central1-a --accelerator tpu-v5e-4 --spot
     gemma-panel cloud whoami
 
-Exit status: 0 done; 2 the request was wrong (a missing bucket, a permission, ...).
+``submit`` prints the planner's time and cost estimate first and asks before it sends
+anything (``--yes``: do not ask; ``--max-cost USD``: refuse an estimate above it).
+
+Exit status: 0 done; 1 not confirmed; 2 the request was wrong (a missing bucket, a permission, ...).
 """
 
 from __future__ import annotations
@@ -44,7 +48,12 @@ def add_cloud_commands(sub) -> None:
     submit.add_argument("--timeout-hours", type=float, default=24.0)
     submit.add_argument("--job-id", help="the job folder's name (default: recipe name + time)")
     submit.add_argument("--dry-run", action="store_true",
-                        help="print the job spec as JSON; send nothing")
+                        help="print the job spec as JSON; send nothing (no estimate)")
+    submit.add_argument("--yes", action="store_true",
+                        help="submit after printing the estimate, without asking")
+    submit.add_argument("--max-cost", type=float, metavar="USD",
+                        help="refuse to submit when the estimated cost is above this")
+    submit.add_argument("--prices", help="a price file laid over the shipped table")
     submit.set_defaults(func=cmd_submit)
     for name, helptext, func in (("status", "a job's state as a run status", cmd_status),
                                  ("cancel", "cancel a Vertex AI job", cmd_cancel)):
@@ -103,6 +112,10 @@ def cmd_submit(args) -> int:
             print(f"warning: {path} is a local path, which the job cannot read; copy it to "
                   "a bucket and override data.train_path", file=sys.stderr)
         return 0
+    vertex.check_submittable(recipe, options)
+    if not _estimated_and_confirmed(recipe, args):
+        print("nothing submitted")
+        return 1
     from gemma_panel.runs.remote import submit_vertex
 
     run = submit_vertex(recipe, options)
@@ -110,6 +123,24 @@ def cmd_submit(args) -> int:
     print(f"follow it with 'gemma-panel runs show {run.id}'; "
           f"cancel with 'gemma-panel runs cancel {run.id}'")
     return 0
+
+
+def _estimated_and_confirmed(recipe, args) -> bool:
+    """Print the job's time and cost estimate; refuse one above --max-cost; ask unless
+    --yes. False when the user said no."""
+    from gemma_panel.cloud.estimate import job_estimate
+    from gemma_panel.planning.prices import load_prices
+
+    estimate = job_estimate(recipe, args.accelerator, args.spot, load_prices(args.prices))
+    print("\n".join(estimate.lines()))
+    estimate.check_limit(args.max_cost)
+    if args.yes:
+        return True
+    try:
+        answer = input("submit this job? [y/N] ")
+    except EOFError:
+        answer = ""
+    return answer.strip().lower() in ("y", "yes")
 
 
 def cmd_status(args) -> int:

@@ -189,6 +189,20 @@ def job_client(region: str, credentials=None):
                                client_options={"api_endpoint": endpoint})
 
 
+def check_submittable(recipe, options: JobOptions) -> str:
+    """What can be refused without a call (data on this machine, no project): the project.
+    ``cloud submit`` checks this before it estimates the cost."""
+    local = local_data_paths(recipe)
+    if local:
+        raise UserError(f"{local[0]} is on this machine, where a Vertex AI job cannot read "
+                        "it: copy it to a bucket (gcloud storage cp) and set "
+                        "data.train_path=gs://BUCKET/PATH.")
+    project = options.project or os.environ.get("GOOGLE_CLOUD_PROJECT")
+    if not project:
+        raise UserError("no Google Cloud project: pass --project or set GOOGLE_CLOUD_PROJECT.")
+    return project
+
+
 def submit(recipe, recipe_yaml: str, options: JobOptions, *, client=None,
            storage_client=None) -> tuple[str, str]:
     """Upload the recipe, create the job; return (job resource name, job folder).
@@ -199,14 +213,7 @@ def submit(recipe, recipe_yaml: str, options: JobOptions, *, client=None,
 
     from gemma_panel.cloud import gcs, transfer
 
-    local = local_data_paths(recipe)
-    if local:
-        raise UserError(f"{local[0]} is on this machine, where a Vertex AI job cannot read "
-                        "it: copy it to a bucket (gcloud storage cp) and set "
-                        "data.train_path=gs://BUCKET/PATH.")
-    project = options.project or os.environ.get("GOOGLE_CLOUD_PROJECT")
-    if not project:
-        raise UserError("no Google Cloud project: pass --project or set GOOGLE_CLOUD_PROJECT.")
+    project = check_submittable(recipe, options)
     storage_client = storage_client or gcs.default_client()
     reads = [p for p in (recipe.data.train_path, recipe.data.validation_path) if p]
     gcs.preflight(reads, writes=[options.output], client=storage_client)

@@ -104,7 +104,7 @@ def test_cloud_submit_records_a_run_that_runs_list_follows(gcs, vertex_api, tmp_
     monkeypatch.setenv("GEMMA_PANEL_HOME", str(tmp_path / "home"))
     data = f"data.train_path=gs://{bucket.name}/d/train.jsonl"
     assert main(["cloud", "submit", str(RECIPE), data, "--accelerator", "l4", "--project",
-                 "p1", "--output", f"gs://{bucket.name}/jobs", "--job-id", "j1"]) == 0
+                 "p1", "--output", f"gs://{bucket.name}/jobs", "--job-id", "j1", "--yes"]) == 0
     out = capsys.readouterr().out
     (run,) = RunStore().list_runs()
     assert (run.backend, run.status) == ("vertex", "queued")

@@ -1,0 +1,108 @@
+"""``cloud submit`` prints the planner's time and cost first, asks, and honours --max-cost.
+
+The data are on gcp-storage-emulator; the real SDK's calls go to the loopback JobService
+(tests/cloud/vertex_server.py), which records whether anything was submitted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from gemma_panel.cli import main
+
+ROOT = Path(__file__).parents[2]
+RECIPE = ROOT / "recipes" / "quickstart.yaml"
+DATA = ROOT / "examples" / "instruction" / "unit_conversions.jsonl"
+
+
+@pytest.fixture
+def job_args(gcs, vertex_api, tmp_path, monkeypatch):
+    """``cloud submit`` arguments for the quickstart recipe on the emulated bucket."""
+    _, bucket = gcs
+    bucket.blob("d/train.jsonl").upload_from_filename(str(DATA))
+    monkeypatch.setenv("GEMMA_PANEL_HOME", str(tmp_path / "home"))
+    return [str(RECIPE), f"data.train_path=gs://{bucket.name}/d/train.jsonl", "--project",
+            "p1", "--output", f"gs://{bucket.name}/jobs", "--job-id", "j1"]
+
+
+def _created(vertex_api) -> list:
+    return [c for c in vertex_api.calls if c[0] == "POST" and c[1].endswith("/customJobs")]
+
+
+def _plan_json(capsys, args, hardware: str) -> dict:
+    assert main(["plan", args[0], args[1], "--hardware", hardware, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_the_cost_shown_is_the_planners_for_the_same_hardware(job_args, vertex_api, gcs,
+                                                              capsys):
+    plan = _plan_json(capsys, job_args, "h100:8")
+    (cost,) = [c for c in plan["costs"] if c["offer"] == "on_demand"]
+    assert main(["cloud", "submit", *job_args, "--accelerator", "h100", "--yes"]) == 0
+    out = capsys.readouterr().out
+    assert "estimate for h100 (8 x h100" in out
+    shown = re.search(r"cost: ~\$([0-9.,]+) estimate \(VM, on-demand, \$([0-9.]+)/device-hour "
+                      r"as of ([0-9-]+);", out)
+    assert shown, out
+    assert float(shown[1].replace(",", "")) == pytest.approx(cost["usd"], abs=0.00005)
+    assert (float(shown[2]), shown[3]) == (cost["usd_per_device_hour"], cost["date"])
+    assert f"({plan['time']['seconds']:,.0f} s) for {plan['time']['steps']} steps" in out
+    assert "Vertex AI bills its own rate" in out
+    assert len(_created(vertex_api)) == 1
+
+
+def test_vertex_ais_own_rate_is_used_where_the_table_has_one(job_args, capsys):
+    plan = _plan_json(capsys, job_args, "a100-40gb")
+    (cost,) = [c for c in plan["costs"] if c["table"] == "vertex_ai"]
+    assert main(["cloud", "submit", *job_args, "--accelerator", "a100", "--yes"]) == 0
+    out = capsys.readouterr().out
+    assert f"(Vertex AI, on-demand, ${cost['usd_per_device_hour']:g}/device-hour" in out
+
+
+def test_nothing_is_sent_unless_the_user_says_yes(job_args, vertex_api, gcs, monkeypatch,
+                                                  capsys):
+    _, bucket = gcs
+    answers = iter(["n", "y"])
+    monkeypatch.setattr("builtins.input", lambda prompt: next(answers))
+    assert main(["cloud", "submit", *job_args, "--accelerator", "h100"]) == 1
+    assert "nothing submitted" in capsys.readouterr().out
+    assert _created(vertex_api) == []
+    assert bucket.get_blob("jobs/j1/recipe.yaml") is None
+    assert main(["cloud", "submit", *job_args, "--accelerator", "h100"]) == 0
+    assert len(_created(vertex_api)) == 1
+
+
+def test_a_cost_above_max_cost_is_refused_before_any_call(job_args, vertex_api, capsys):
+    plan = _plan_json(capsys, job_args, "h100:8")
+    (cost,) = [c for c in plan["costs"] if c["offer"] == "on_demand"]
+    below = cost["usd"] * 0.9
+    assert main(["cloud", "submit", *job_args, "--accelerator", "h100", "--yes",
+                 "--max-cost", f"{below}"]) == 2
+    err = capsys.readouterr().err
+    assert f"is above --max-cost ${below:,.2f}; nothing was submitted" in err
+    assert _created(vertex_api) == []
+    assert main(["cloud", "submit", *job_args, "--accelerator", "h100", "--yes",
+                 "--max-cost", f"{cost['usd'] * 1.1}"]) == 0
+    assert len(_created(vertex_api)) == 1
+
+
+def test_max_cost_refuses_when_no_price_is_listed(job_args, vertex_api, capsys):
+    """The shipped table has no spot TPU v5e price: no estimate to compare, so refused."""
+    assert main(["cloud", "submit", *job_args, "--accelerator", "tpu-v5e-4", "--spot",
+                 "--yes", "--max-cost", "1000"]) == 2
+    captured = capsys.readouterr()
+    assert "no spot price listed for tpu-v5e" in captured.out
+    assert "there is no cost estimate to compare with" in captured.err
+    assert _created(vertex_api) == []
+
+
+def test_local_data_is_refused_before_the_estimate(vertex_api, capsys):
+    assert main(["cloud", "submit", str(RECIPE), "--accelerator", "l4", "--project", "p1",
+                 "--output", "gs://my-bucket/jobs", "--yes"]) == 2
+    captured = capsys.readouterr()
+    assert "is on this machine, where a Vertex AI job cannot read it" in captured.err
+    assert "estimate for" not in captured.out and vertex_api.calls == []
