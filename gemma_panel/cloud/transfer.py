@@ -148,7 +148,7 @@ def download_cached(url: str | GsUrl, *, client=None, cache: str | os.PathLike |
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(partial_name(target.name))
     try:
-        _download_verified(blob, url, partial, client)
+        download_verified(blob, url, partial, client)
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
@@ -174,11 +174,12 @@ def download_folder(url: str | GsUrl, local: str | os.PathLike, *, client=None) 
         for blob in blobs:
             dest = staging / blob.name[len(prefix.name):]
             dest.parent.mkdir(parents=True, exist_ok=True)
-            _download_verified(blob, GsUrl(url.bucket, blob.name), dest, client)
+            download_verified(blob, GsUrl(url.bucket, blob.name), dest, client)
     return target
 
 
-def _download_verified(blob, url: GsUrl, dest: Path, client) -> None:
+def download_verified(blob, url: GsUrl, dest: Path, client) -> None:
+    """Download ``blob`` (of ``url``) to ``dest`` and compare its CRC32C and MD5."""
     with explained(url, "read", client):
         # The library checks the whole download's hash against the server's too.
         blob.download_to_filename(os.fspath(dest), checksum="auto",

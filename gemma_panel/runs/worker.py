@@ -136,7 +136,7 @@ def _train(store: RunStore, run, folder) -> int:
     heartbeat.start()
     stop = StopSignal(store, run.id, heartbeat)
     previous = signal.signal(signal.SIGTERM, stop.terminate)
-    status, message = st.FAILED, None
+    status, message, sinks = st.FAILED, None, []
     try:
         from gemma_panel.config import load_recipe
         from gemma_panel.training.events import MultiSink, StdoutSink  # imports JAX: only now
@@ -168,6 +168,10 @@ def _train(store: RunStore, run, folder) -> int:
         else:
             status, message = st.FAILED, _failure(exc)
     finally:
+        if sinks and stop.reason != "superseded":  # exports, the log tail: before the status
+            from gemma_panel.runs.mirror import finish_mirrors
+
+            status, message = finish_mirrors(sinks, folder, status, message)
         heartbeat.stop()
         signal.signal(signal.SIGTERM, previous)
     if stop.reason == "superseded":
@@ -191,7 +195,7 @@ def _mirrored(run, folder) -> list:
     if fetched is not None:
         print(f"fetched {fetched.name} from {run.remote_dir}", flush=True)
     print(f"keeping a copy of the run folder in {run.remote_dir}", flush=True)
-    return [MirrorSink(run.remote_dir)]
+    return [MirrorSink(run.remote_dir, log=folder.log_path)]
 
 
 def _export_listed(store: RunStore, run, folder, recipe, message) -> tuple[str, str | None]:

@@ -95,3 +95,90 @@ def test_a_missing_bucket_is_refused_before_the_run_is_queued(gcs, tmp_path):
         store.create_run(_recipe("x", "train.storage=gs://no-such-bucket-9/runs"),
                          trainer=FAKE, cwd=ROOT)
     assert store.list_runs() == []
+
+
+def _fake_exports(monkeypatch, log_lines: list[str]):
+    """The recipe's listed exports, made without a model: a finished, verified folder with
+    a manifest (as export_run leaves one), and a line in the worker's log."""
+    from gemma_panel.export import listed
+    from gemma_panel.export.manifest import write_manifest
+
+    def export_listed(run_dir, recipe, on_done=lambda outcome: None):
+        folder = Path(run_dir) / "exports" / "lora-step000006"
+        folder.mkdir(parents=True)
+        (folder / "adapter.weights.h5").write_bytes(b"weights " * 1000)
+        (folder / "README.md").write_text("# a LoRA adapter\n")
+        write_manifest(folder, {"format": "lora", "verification": {"passed": True,
+                                                                   "checks": []}})
+        with (Path(run_dir) / "logs" / "worker.log").open("a") as log:
+            log.writelines(log_lines)
+        outcome = listed.ListedExport("lora", str(folder), None)
+        on_done(outcome)
+        return [outcome]
+
+    monkeypatch.setattr(listed, "export_listed", export_listed)
+
+
+def _job_run_on_laptop(tmp_path, vertex_api, remote_dir, name):
+    laptop = RunStore(tmp_path / "laptop")
+    job = f"projects/p1/locations/us-central1/customJobs/{name}"
+    vertex_api.jobs[job] = {"name": job, "state": "JOB_STATE_SUCCEEDED"}
+    return laptop, laptop.create_remote_run(_recipe("mirrored"), backend="vertex",
+                                            job_name=job, remote_dir=remote_dir)
+
+
+def test_exports_and_the_worker_log_come_back_to_the_laptops_run_folder(
+        gcs, vertex_api, tmp_path, monkeypatch):
+    from gemma_panel.export.manifest import read_manifest
+    from gemma_panel.runs.mirror import remote_export
+
+    _, bucket = gcs
+    _fake_exports(monkeypatch, ["exporting lora\n", "half a line"])
+    trainer_side = RunStore(tmp_path / "job")
+    run = trainer_side.create_run(_recipe("exported", f"train.storage=gs://{bucket.name}/runs",
+                                          "export.formats=[lora]"), trainer=FAKE, cwd=ROOT)
+    job_folder = trainer_side.folder(run.id)
+    job_folder.log_path.write_text("worker started\n")  # as the worker's redirected output
+    assert run_worker(run.id, trainer_side) == 0
+    assert trainer_side.get(run.id).status == "succeeded"
+    export = f"runs/{run.id}/exports/lora-step000006/"
+    assert {b.name for b in bucket.list_blobs(prefix=export)} == {
+        export + "adapter.weights.h5", export + "README.md", export + "manifest.json"}
+
+    laptop, seen = _job_run_on_laptop(tmp_path, vertex_api, run.remote_dir, "8")
+    assert poll(laptop) == []
+    here = laptop.folder(seen.id)
+    brought = here.exports / "lora-step000006"
+    assert read_manifest(brought) == read_manifest(job_folder.exports / "lora-step000006")
+    assert (brought / "README.md").read_text() == "# a LoRA adapter\n"
+    assert not (brought / "adapter.weights.h5").exists()  # it stays on Cloud Storage
+    assert remote_export(laptop.get(seen.id), "lora-step000006") == \
+        f"{run.remote_dir}/exports/lora-step000006"
+    assert here.log_path.read_text() == "worker started\nexporting lora\n"  # whole lines
+    assert read_back(laptop, laptop.get(seen.id)) == 0
+    assert here.log_path.read_text() == "worker started\nexporting lora\n"
+
+
+def test_a_run_whose_exports_cannot_be_copied_fails_saying_so(gcs, tmp_path, monkeypatch):
+    from gemma_panel.cloud import transfer
+    from gemma_panel.cloud.gcs import StorageAccessError
+
+    _, bucket = gcs
+    _fake_exports(monkeypatch, [])
+    real = transfer.upload_folder
+
+    def refuse_exports(local, url, **kwargs):
+        if "/exports/" in str(url):
+            raise StorageAccessError(f"anonymous may not write {url}: it lacks "
+                                     "storage.objects.create")
+        return real(local, url, **kwargs)
+
+    monkeypatch.setattr(transfer, "upload_folder", refuse_exports)
+    store = RunStore(tmp_path / "job")
+    run = store.create_run(_recipe("exported", f"train.storage=gs://{bucket.name}/runs",
+                                   "export.formats=[lora]"), trainer=FAKE, cwd=ROOT)
+    assert run_worker(run.id, store) != 0
+    after = store.get(run.id)
+    assert after.status == "failed"
+    assert after.message.startswith(f"the run's exports and log could not be copied to "
+                                    f"{run.remote_dir}: anonymous may not write")
