@@ -11,6 +11,10 @@ A folder goes out as a ZIP written chunk by chunk (``iter_zip``): the archive is
 in memory or on disk, whatever the size of the export. Members are stored (not deflated):
 weights hardly compress, and the bytes inside equal the files the manifest checksums.
 
+An export of a Vertex AI run has its files on Cloud Storage (its local folder holds the
+manifest and README that ``runs.mirror`` brought back): ``export_links`` gives V4 signed
+URLs for those, so the bytes go from Cloud Storage to the browser, not through here.
+
 Example:
     >>> b"".join(iter_zip(Path("runs/r1/exports/hf-step000004")))[:2]   # doctest: +SKIP
     b'PK'
@@ -38,6 +42,33 @@ def download_url(runs_root: Path, path: Path) -> str:
     """The page-relative URL that downloads ``path`` (a file or folder in the run store)."""
     rel = Path(path).resolve().relative_to(Path(runs_root).resolve()).as_posix()
     return f"/{ROUTE}/{quote(rel)}"
+
+
+SIGNED_MINUTES = 60  # how long a signed link to an export on Cloud Storage works
+
+
+def export_links(runs_root: Path, folder: Path, manifest: dict,
+                 remote: str | None = None) -> list[tuple[str, str]]:
+    """(label, url) for each file of the export in ``folder`` and for its zip.
+
+    Files here are served by this dashboard. An export whose files are on Cloud Storage
+    (``remote``: a Vertex AI run's, whose folder holds only the manifest and README) gets
+    V4 signed URLs instead, which the browser fetches from Cloud Storage itself; when this
+    identity cannot sign, the one entry says why, with an empty url.
+    """
+    names = [f["path"] for f in manifest.get("files", [])]
+    here = [n for n in names if (folder / n).is_file()]
+    if remote is None or len(here) == len(names):
+        links = [(n, download_url(runs_root, folder / n)) for n in names]
+        return links + [(f"{folder.name}.zip (the whole folder)",
+                         download_url(runs_root, folder))]
+    from gemma_panel.cloud.gcs import signed_url
+
+    try:
+        return [(f"{n} (from Cloud Storage, link valid {SIGNED_MINUTES} min)",
+                 signed_url(f"{remote.rstrip('/')}/{n}", SIGNED_MINUTES)) for n in names]
+    except UserError as exc:
+        return [(f"the files are in {remote}; {exc}", "")]
 
 
 def confine_download(runs_root: Path, rel: str) -> Path:

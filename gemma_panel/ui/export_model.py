@@ -31,7 +31,7 @@ from gemma_panel.export.pipeline import DEFAULT_GGUF_TYPE, FORMATS, default_fold
 from gemma_panel.runs import RunStore
 from gemma_panel.training.checkpoint import checkpoint_step, list_checkpoints
 
-from .downloads import download_url
+from .downloads import export_links
 from .outputs import write, writing
 
 EXPORTABLE = ("succeeded", "cancelled")
@@ -127,7 +127,7 @@ class ExportModel(param.Parameterized):
     def refresh_runs(self) -> None:
         """Offer the runs an export can start from (newest first); keep the current one."""
         ids = [r.id for r in self.store.list_runs() if r.status in EXPORTABLE
-               and self.store.folder(r.id).has_checkpoint()]
+               and (self.store.folder(r.id).has_checkpoint() or r.remote_dir)]
         self.param.run.objects = ids
         if self.run not in ids:
             self.run = ids[0] if ids else None
@@ -265,10 +265,10 @@ class ExportModel(param.Parameterized):
         readme = folder / "README.md" if folder is not None else None
         links = []
         if folder is not None:
-            root = self.store.runs_root
-            links = [(f["path"], download_url(root, folder / f["path"]))
-                     for f in manifest.get("files", [])]
-            links.append((f"{folder.name}.zip (the whole folder)", download_url(root, folder)))
+            from gemma_panel.runs.mirror import remote_export
+
+            links = export_links(self.store.runs_root, folder, manifest,
+                                 remote_export(self.store.get(self.run), folder.name))
         with writing(self):
             self.manifest, self.checks = manifest, check_rows(manifest)
             self.readme = readme.read_text() if readme is not None and readme.is_file() else ""

@@ -18,7 +18,8 @@ from .export_model import ExportModel
 def _links(downloads: list) -> str:
     if not downloads:
         return "No export to download yet."
-    return "Download: " + " · ".join(f"[{label}]({url})" for label, url in downloads)
+    return "Download: " + " · ".join(f"[{label}]({url})" if url else label
+                                     for label, url in downloads)
 
 
 def _manifest(manifest: dict) -> str:
