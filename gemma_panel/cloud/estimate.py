@@ -40,8 +40,8 @@ class JobEstimate:
     def lines(self) -> list[str]:
         from gemma_panel.training.events import duration
 
-        out = [f"estimate for {self.accelerator} ({self.hardware.describe()}), "
-               f"{self.offer.replace('_', '-')}:"]
+        offer = self.offer.replace("_", "-")
+        out = [f"estimate for {self.accelerator} ({self.hardware.describe()}), {offer}:"]
         if self.time is not None:
             out.append(f"  time: {duration(self.time.seconds)} ({self.time.seconds:,.0f} s) "
                        f"for {self.time.steps} steps ({self.time.method})")

@@ -33,8 +33,8 @@ def _created(vertex_api) -> list:
     return [c for c in vertex_api.calls if c[0] == "POST" and c[1].endswith("/customJobs")]
 
 
-def _plan_json(capsys, args, hardware: str) -> dict:
-    assert main(["plan", args[0], args[1], "--hardware", hardware, "--json"]) == 0
+def _plan_json(capsys, args, hardware: str, *extra) -> dict:
+    assert main(["plan", args[0], args[1], *extra, "--hardware", hardware, "--json"]) == 0
     return json.loads(capsys.readouterr().out)
 
 
@@ -55,12 +55,19 @@ def test_the_cost_shown_is_the_planners_for_the_same_hardware(job_args, vertex_a
     assert len(_created(vertex_api)) == 1
 
 
-def test_vertex_ais_own_rate_is_used_where_the_table_has_one(job_args, capsys):
-    plan = _plan_json(capsys, job_args, "a100-40gb")
+def test_vertex_ais_own_rate_is_used_where_the_table_has_one(job_args, tmp_path, capsys):
+    """With a VM rate for the A100 too (a user's price file), Vertex AI's rate is taken."""
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("prices:\n  a100-40gb:\n    on_demand:\n      usd_per_device_hour: 1.5\n"
+                      "      date: 2026-11-30\n      source: my invoice\n")
+    plan = _plan_json(capsys, job_args, "a100-40gb", "--prices", str(prices))
+    assert {c["table"] for c in plan["costs"]} == {"prices", "vertex_ai"}
     (cost,) = [c for c in plan["costs"] if c["table"] == "vertex_ai"]
-    assert main(["cloud", "submit", *job_args, "--accelerator", "a100", "--yes"]) == 0
+    assert main(["cloud", "submit", *job_args, "--accelerator", "a100", "--yes",
+                 "--prices", str(prices)]) == 0
     out = capsys.readouterr().out
     assert f"(Vertex AI, on-demand, ${cost['usd_per_device_hour']:g}/device-hour" in out
+    assert "VM rate" not in out
 
 
 def test_nothing_is_sent_unless_the_user_says_yes(job_args, vertex_api, gcs, monkeypatch,
