@@ -96,6 +96,9 @@ def job_estimate(recipe, accelerator: str, spot: bool = False,
     elif cost is not None and cost.table != "vertex_ai":
         notes.append("priced at the VM rate: Vertex AI bills its own rate, which may be "
                      "higher")
+    if plan.time is not None and plan.time.method.endswith("not counted"):
+        notes.append("Vertex AI bills from the job's start: starting the machine, pulling "
+                     "the image, loading and compiling add minutes not counted here")
     return JobEstimate(accelerator, offer, hardware, plan.time, cost, notes)
 
 

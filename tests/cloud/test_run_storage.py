@@ -182,3 +182,25 @@ def test_a_run_whose_exports_cannot_be_copied_fails_saying_so(gcs, tmp_path, mon
     assert after.status == "failed"
     assert after.message.startswith(f"the run's exports and log could not be copied to "
                                     f"{run.remote_dir}: anonymous may not write")
+
+
+def test_a_read_back_cut_before_its_chunk_is_recorded_does_not_double_the_log(
+        gcs, vertex_api, tmp_path, monkeypatch):
+    """The chunk's log lines land in the folder before the store records the chunk; a
+    read that stops between the two and starts again writes the same log, not twice."""
+    _, bucket = gcs
+    _fake_exports(monkeypatch, ["exporting lora\n"])
+    trainer_side = RunStore(tmp_path / "job")
+    run = trainer_side.create_run(_recipe("exported", f"train.storage=gs://{bucket.name}/runs",
+                                          "export.formats=[lora]"), trainer=FAKE, cwd=ROOT)
+    trainer_side.folder(run.id).log_path.write_text("worker started\n")
+    assert run_worker(run.id, trainer_side) == 0
+
+    laptop, seen = _job_run_on_laptop(tmp_path, vertex_api, run.remote_dir, "9")
+    real = RunStore.import_remote_chunk
+    monkeypatch.setattr(RunStore, "import_remote_chunk", lambda *a: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        read_back(laptop, seen)
+    monkeypatch.setattr(RunStore, "import_remote_chunk", real)
+    assert read_back(laptop, laptop.get(seen.id)) >= 3
+    assert laptop.folder(seen.id).log_path.read_text() == "worker started\nexporting lora\n"
