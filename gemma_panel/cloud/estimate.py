@@ -69,7 +69,6 @@ class JobEstimate:
 def job_estimate(recipe, accelerator: str, spot: bool = False,
                  price_table: dict | None = None) -> JobEstimate:
     """The planner's time and cost of ``recipe`` on the job's ``accelerator``."""
-    from gemma_panel.data.report import DatasetError
     from gemma_panel.planning.hardware import named_hardware
     from gemma_panel.planning.memory import model_size
     from gemma_panel.planning.report import make_plan
@@ -82,7 +81,7 @@ def job_estimate(recipe, accelerator: str, spot: bool = False,
     notes = []
     try:
         stats = dataset_stats_for(recipe)
-    except DatasetError as exc:
+    except UserError as exc:  # bad data, unreadable data, no tokenizer: no time, no cost
         stats = None
         notes.append(f"the data cannot be planned for: {str(exc).splitlines()[0]}")
     plan = make_plan(recipe, hardware, stats, model_size(recipe.model.source),

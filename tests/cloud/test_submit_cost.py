@@ -113,3 +113,15 @@ def test_local_data_is_refused_before_the_estimate(vertex_api, capsys):
     captured = capsys.readouterr()
     assert "is on this machine, where a Vertex AI job cannot read it" in captured.err
     assert "estimate for" not in captured.out and vertex_api.calls == []
+
+
+def test_unreadable_data_gives_no_estimate_and_the_preflights_sentence(gcs, vertex_api,
+                                                                       capsys):
+    _, bucket = gcs
+    assert main(["cloud", "submit", str(RECIPE), f"data.train_path=gs://{bucket.name}/no.jsonl",
+                 "--accelerator", "l4", "--project", "p1", "--output",
+                 f"gs://{bucket.name}/jobs", "--yes"]) == 2
+    captured = capsys.readouterr()
+    assert "note: the data cannot be planned for:" in captured.out
+    assert f"no such object in bucket {bucket.name}" in captured.err
+    assert _created(vertex_api) == []
