@@ -45,7 +45,8 @@ def submit_vertex(recipe, options, store: RunStore | None = None, *, client=None
 def poll(store: RunStore, run_ids: list[str] | None = None, *, client=None
          ) -> list[PollProblem]:
     """Bring every queued or running remote run (or those of ``run_ids``) up to date with its
-    job: its status, and the metrics and samples its folder on Cloud Storage holds.
+    job: its status, and what its folder on Cloud Storage holds (metrics, samples,
+    checkpoints; the worker log and the exports' manifests into the local folder).
 
     Returns the runs whose job could not be read; their status stays as it was.
     """
