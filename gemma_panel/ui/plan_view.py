@@ -67,23 +67,29 @@ def plan_pane(plan: PlanModel) -> pn.Column:
                      pn.Row(apply_all, measure), sizing_mode="stretch_width")
 
 
-def recommendation_pane(plan: PlanModel, path: str) -> pn.Column:
-    """Under one field: its recommended value, why, and an "apply" button (hidden while the
-    field has no recommendation, or already holds it)."""
-    button = pn.widgets.Button(label="apply", width=70, visible=False,
-                               css_classes=[f"gp-apply-{css_name(path)}"])
-    button.on_click(lambda _: plan.apply(path))
+def advice_html(rec, value) -> str:
+    """One field's recommendation, why and whence, in a line of HTML ('' for none)."""
+    if rec is None:
+        return ""
+    said = "set as recommended" if value == rec.value else "recommended"
+    return (f'<div class="gp-rec"><b>{said}: {html.escape(_shown(rec.value))}</b> — '
+            f"{html.escape(rec.reason)} <small>[{html.escape(rec.source)}]</small></div>")
 
-    def advice(_recommendations, settings):
-        rec = plan.recommendation(path)
-        button.visible = rec is not None and settings.get(path) != rec.value
-        if rec is None:
-            return pn.pane.HTML("", visible=False)
-        same = settings.get(path) == rec.value
-        text = (f"<b>{'set as recommended' if same else 'recommended'}: "
-                f"{html.escape(_shown(rec.value))}</b> — {html.escape(rec.reason)} "
-                f"<small>[{html.escape(rec.source)}]</small>")
-        return pn.pane.HTML(f'<div class="gp-rec">{text}</div>', css_classes=[f"gp-rec-{css_name(path)}"],
-                            sizing_mode="stretch_width", styles={"font-size": "0.85em"})
-    return pn.Column(pn.bind(advice, plan.param.recommendations, plan.config.param.settings),
-                     button, sizing_mode="stretch_width")
+
+def recommendation_pane(plan: PlanModel, path: str) -> pn.Row:
+    """Under one field: its recommended value, why, and an "apply" button (hidden while the
+    field has no recommendation, or already holds it). The same two models are updated in
+    place, and only where the words change: ~50 fields follow every edit."""
+    def rec_of(_recommendations):
+        return plan.recommendation(path)
+
+    rec = pn.bind(rec_of, plan.param.recommendations)
+    value = pn.bind(lambda settings: settings.get(path), plan.config.param.settings)
+    button = pn.widgets.Button(label="apply", width=70, css_classes=[f"gp-apply-{css_name(path)}"],
+                               visible=pn.bind(lambda r, v: r is not None and v != r.value,
+                                               rec, value))
+    button.on_click(lambda _: plan.apply(path))
+    text = pn.pane.HTML(pn.bind(advice_html, rec, value), css_classes=[f"gp-rec-{css_name(path)}"],
+                        visible=pn.bind(lambda r: r is not None, rec),
+                        sizing_mode="stretch_width", styles={"font-size": "0.85em"})
+    return pn.Row(text, button, sizing_mode="stretch_width")
