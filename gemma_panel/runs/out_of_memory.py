@@ -51,6 +51,7 @@ def remedies_for(recipe, hardware=None) -> list[str]:
     the generic ones where the model's size or the devices cannot be told."""
     from gemma_panel.planning import memory
     from gemma_panel.planning.hardware import as_hardware
+    from gemma_panel.planning.report import memory_estimates, strategy_in_use
 
     try:
         if hardware is None:
@@ -61,11 +62,9 @@ def remedies_for(recipe, hardware=None) -> list[str]:
         model = memory.size_without_weights(recipe.model.source)
         if model is None:
             return FALLBACK_REMEDIES
-        strategy = recipe.distribution.strategy
-        if strategy == "auto" or hw.count == 1:
-            strategy = "single" if hw.count == 1 else "data_parallel"
+        used = strategy_in_use(recipe, memory_estimates(recipe, hw, None, model))
         found = memory.out_of_memory_remedies(model, memory.training_shape(recipe), hw.backend,
-                                              hw.memory_per_device, strategy, hw.count)
+                                              hw.memory_per_device, used.strategy, used.devices)
     except Exception:  # noqa: BLE001 - the failure is reported either way
         return FALLBACK_REMEDIES
     return found or FALLBACK_REMEDIES
