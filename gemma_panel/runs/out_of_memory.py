@@ -26,8 +26,8 @@ from .statuses import OUT_OF_MEMORY
 BASELINE_NAME = "oom-baseline.json"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 MAX_REMEDIES = 4
-FALLBACK_REMEDIES = ["lower train.batch_size and raise train.gradient_accumulation by the "
-                     "same factor", "lower data.sequence_length", "set memory.remat: true"]
+FALLBACK_REMEDIES = [("lower train.batch_size and raise train.gradient_accumulation by the "
+                      "same factor"), "lower data.sequence_length", "set memory.remat: true"]
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -26,8 +26,7 @@ import param
 from gemma_panel.config import RecipeError
 from gemma_panel.planning.hardware import Hardware, hardware_from_report, this_cpu
 from gemma_panel.planning.recommend import Recommendation, recommend
-from gemma_panel.planning.report import apply_recommendations, memory_estimates, \
-    strategy_in_use
+from gemma_panel.planning.report import apply_recommendations, memory_estimates, strategy_in_use
 
 from .jobs import Jobs
 

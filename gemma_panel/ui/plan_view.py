@@ -31,8 +31,8 @@ def fit_text(fit: dict) -> str:
     if not fit:
         return "Memory: no estimate yet."
     of = f" of {fit['capacity_gib']:.1f} GiB" if fit["capacity_gib"] else ""
-    lines = [f"**Memory: {fit['badge'].upper()}**: about {fit['total_gib']:.1f} GiB{of} per "
-             f"device ({fit['strategy']} over {fit['devices']}; {fit['hardware']})."]
+    lines = [(f"**Memory: {fit['badge'].upper()}**: about {fit['total_gib']:.1f} GiB{of} per "
+              f"device ({fit['strategy']} over {fit['devices']}; {fit['hardware']}).")]
     if fit["remedies"]:
         lines.append("What would make it fit, cheapest in quality first:")
         lines += [f"{i}. {r}" for i, r in enumerate(fit["remedies"], 1)]
