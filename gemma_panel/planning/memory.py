@@ -263,6 +263,52 @@ def _remedy_steps(run: TrainingShape, devices: int, share_cut):
                lambda r, s, n=length: (dataclasses.replace(r, sequence_length=n), s))
 
 
+def out_of_memory_remedies(model: ModelSize, run: TrainingShape, backend: str,
+                           capacity: int | None, strategy: str = "single",
+                           devices: int = 1) -> list[str]:
+    """What to change after a run died of memory exhaustion: ``with_remedies``' list for a
+    device that did not hold this run, whatever the estimate said (the run is the
+    measurement: the capacity is taken as the smaller of the device's and the estimate's)."""
+    estimate = estimate_memory(model, run, backend, None, strategy, devices)
+    held = int(estimate.total * TIGHT_SHARE)  # below the estimate: it did not fit
+    estimate.capacity = min(capacity, held) if capacity else held
+    return with_remedies(model, run, estimate, backend).remedies
+
+
+def size_of_hf_config(config: dict) -> ModelSize:
+    """A Gemma's size from a Hugging Face ``config.json`` (a GGUF's import writes one), with
+    the parameters counted from the shape: tied embedding, attention, gated feed-forward,
+    norms. No weights are read."""
+    c = config.get("text_config", config)
+    d, layers, f = c["hidden_size"], c["num_hidden_layers"], c["intermediate_size"]
+    q, kv, v = c["num_attention_heads"], c.get("num_key_value_heads", 1), c["vocab_size"]
+    h = c.get("head_dim") or d // q
+    per_layer = 2 * d * q * h + 2 * d * kv * h + 3 * d * f + 4 * d + 2 * h
+    shape = Shape(d, q, kv, h, f, v, (None,) * layers, 0)
+    return ModelSize(v * d + layers * per_layer + d, layers, shape)
+
+
+def size_without_weights(source: str) -> ModelSize | None:
+    """The size of a registry model, or of a source already prepared as a Hugging Face
+    folder (``config.json``); None where only loading the model would tell (a preset)."""
+    import json
+    from pathlib import Path
+
+    from gemma_panel.models.loader import prepare_model
+    from gemma_panel.models.registry import get_model_spec
+
+    spec = get_model_spec(source)
+    if spec is not None:
+        return ModelSize.of_spec(spec)
+    config = Path(prepare_model(source, progress=False)) / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        return size_of_hf_config(json.loads(config.read_text()))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def model_size(source: str) -> ModelSize:
     """The size of a recipe's model: its registry entry, else its loaded backbone (slow)."""
     from gemma_panel.models.registry import get_model_spec

@@ -69,6 +69,34 @@ def total_steps(recipe, stats: DatasetStats) -> int:
                                                                t.gradient_accumulation)))
 
 
+def memory_estimates(recipe, hardware: Hardware, stats: DatasetStats | None,
+                     model: memory.ModelSize) -> list[memory.MemoryEstimate]:
+    """Memory per device under each strategy the devices allow, with the remedies."""
+    d = recipe.data
+    share = stats.answer_share(d.sequence_length, d.pack) if stats else 0.5
+    run = memory.training_shape(recipe, share)
+    share_cut = stats.cut_share if stats else None
+    out = []
+    for strategy in memory.strategies_for(hardware.count):
+        estimate = memory.estimate_memory(model, run, hardware.backend,
+                                          hardware.memory_per_device, strategy, hardware.count)
+        out.append(memory.with_remedies(model, run, estimate, hardware.backend, share_cut))
+    return out
+
+
+def strategy_in_use(recipe, estimates: list[memory.MemoryEstimate]) -> memory.MemoryEstimate:
+    """The estimate of the strategy the run would use: the recipe's, or for ``auto``
+    data_parallel when it fits each device, else fsdp (the run's rule)."""
+    by_name = {e.strategy: e for e in estimates}
+    chosen = recipe.distribution.strategy
+    if chosen in by_name:
+        return by_name[chosen]
+    if "single" in by_name:
+        return by_name["single"]
+    parallel = by_name["data_parallel"]
+    return parallel if parallel.badge in ("fits", "unknown") else by_name["fsdp"]
+
+
 def make_plan(recipe, hardware: Hardware, stats: DatasetStats | None,
               model: memory.ModelSize | None, calibration: Calibration | None = None,
               price_table: dict | None = None) -> Plan:
@@ -78,14 +106,7 @@ def make_plan(recipe, hardware: Hardware, stats: DatasetStats | None,
         plan.notes.append("model size unknown: no memory or time estimate")
         return plan
     d = recipe.data
-    share = stats.answer_share(d.sequence_length, d.pack) if stats else 0.5
-    run = memory.training_shape(recipe, share)
-    share_cut = stats.cut_share if stats else None
-    for strategy in memory.strategies_for(hardware.count):
-        estimate = memory.estimate_memory(model, run, hardware.backend,
-                                          hardware.memory_per_device, strategy, hardware.count)
-        plan.memory.append(memory.with_remedies(model, run, estimate, hardware.backend,
-                                                share_cut))
+    plan.memory = memory_estimates(recipe, hardware, stats, model)
     if stats is None or not stats.examples:
         plan.notes.append("no token statistics: no time or cost estimate")
         return plan

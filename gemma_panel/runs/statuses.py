@@ -1,7 +1,8 @@
 """The states a run can be in, which moves between them are allowed, and what each allows.
 
     queued ──> running ──> succeeded
-      │           ├──────> failed     (the cause in words, with the log tail)
+      │           ├──────> failed     (the cause in words, with the log tail; "out of
+      │           │                    memory (...)" with remedies: see out_of_memory.py)
       │           ├──────> cancelled  (a checkpoint was saved)
       │           └──────> lost       (the worker died: SIGKILL, out of memory, reboot)
       └──> cancelled (before it started)
@@ -78,6 +79,10 @@ def sources(target: RunStatus) -> tuple[RunStatus, ...]:
     """The statuses a run may be in to move to ``target`` (sorted: stable SQL)."""
     return tuple(sorted(s for s, targets in MOVES.items() if target in targets))
 
+
+# The start of a failed run's message when it died of memory exhaustion (MemoryError, XLA's
+# RESOURCE_EXHAUSTED, or the kernel's OOM killer): ``failed: out of memory (...)``.
+OUT_OF_MEMORY = "out of memory"
 
 # What ``gemma-panel run`` exits with when it follows a run to its end.
 EXIT_CODES = {SUCCEEDED: 0, FAILED: 1, CANCELLED: 3, LOST: 4}

@@ -17,7 +17,8 @@ from enum import StrEnum
 
 from . import statuses as st
 from .errors import RunStateError
-from .liveness import judged_gone, process_alive, worker_alive
+from .liveness import host_name, judged_gone, process_alive, worker_alive
+from .out_of_memory import killed_by_oom
 from .records import Run
 
 
@@ -149,10 +150,13 @@ class StatusTransitions:
                    "of memory, or the machine restarted. Resume it with 'gemma-panel runs "
                    f"resume {row['id']}'; on Linux, 'dmesg | grep -i oom' shows an "
                    "out-of-memory kill.")
-        log_tail = self.folder(row["id"]).log_tail()
+        folder = self.folder(row["id"])
+        # The kernel's OOM killer (out_of_memory.py): its counters are this host's only.
+        oom = killed_by_oom(folder.path) if row["worker_host"] == host_name() else None
+        status, message = (st.FAILED, oom) if oom else (st.LOST, message)
         with self.write() as conn:
-            return move(conn, row["id"], row["attempt"], st.LOST, data={"message": message},
-                        ended_at=now, message=message, log_tail=log_tail)
+            return move(conn, row["id"], row["attempt"], status, data={"message": message},
+                        ended_at=now, message=message, log_tail=folder.log_tail())
 
     # -- what the queue and a waiting worker write --------------------------------------
     def reclaim_orphans(self) -> list[str]:

@@ -18,6 +18,7 @@ import time
 import traceback
 from collections.abc import Callable
 
+from . import out_of_memory
 from . import statuses as st
 from .errors import StaleAttempt
 from .liveness import RunLock, own_identity
@@ -90,20 +91,20 @@ def load_trainer(entry_point: str) -> Callable:
     return getattr(importlib.import_module(module), name or "train")
 
 
-def _failure(exc: BaseException) -> str:
-    """The cause of a failure in words, with what to do next where we know it."""
+def _failure(exc: BaseException, recipe=None) -> str:
+    """The cause of a failure in words, with what to do next where we know it (for memory
+    exhaustion, the plan's remedies for ``recipe`` on this machine)."""
     from gemma_panel.errors import as_user_error
 
     name = type(exc).__name__
-    if isinstance(exc, MemoryError):
-        return ("out of memory: lower train.batch_size or data.sequence_length, or use "
-                "gradient accumulation; then resume the run")
+    if out_of_memory.is_out_of_memory(exc):
+        first = (str(exc).splitlines() or [""])[0][:200]
+        return out_of_memory.message(f"{name}: {first}" if first else name,
+                                     out_of_memory.remedies_for(recipe) if recipe else
+                                     out_of_memory.FALLBACK_REMEDIES)
     error = as_user_error(exc)
     if error is not None:
         return str(error)
-    if "RESOURCE_EXHAUSTED" in str(exc) or "Out of memory" in str(exc):
-        return (f"the accelerator ran out of memory ({str(exc).splitlines()[0][:200]}): "
-                "lower train.batch_size or data.sequence_length, then resume the run")
     return f"the worker crashed ({name}: {exc}); the log tail shows where"
 
 
@@ -136,7 +137,7 @@ def _train(store: RunStore, run, folder) -> int:
     heartbeat.start()
     stop = StopSignal(store, run.id, heartbeat)
     previous = signal.signal(signal.SIGTERM, stop.terminate)
-    status, message, sinks = st.FAILED, None, []
+    status, message, sinks, recipe = st.FAILED, None, [], None
     try:
         from gemma_panel.config import load_recipe
         from gemma_panel.training.events import MultiSink, StdoutSink  # imports JAX: only now
@@ -147,10 +148,11 @@ def _train(store: RunStore, run, folder) -> int:
         resume = run.attempt > 0 or folder.has_checkpoint()
         if resume:
             print(f"resuming from the last checkpoint in {folder.checkpoints}", flush=True)
+        baseline = out_of_memory.BaselineSink(folder.path, recipe)
         store_sink = StoreSink(store, run.id, run.attempt)
         try:
             result = train(recipe, folder.path,
-                           sink=MultiSink(store_sink, StdoutSink(), *sinks),
+                           sink=MultiSink(store_sink, StdoutSink(), baseline, *sinks),
                            should_stop=stop, resume=resume)
         finally:
             store_sink.close()  # every metric is in the store before the status is
@@ -166,7 +168,7 @@ def _train(store: RunStore, run, folder) -> int:
         if isinstance(exc, KeyboardInterrupt):
             status, message = st.CANCELLED, "interrupted (Ctrl-C in the worker's terminal)"
         else:
-            status, message = st.FAILED, _failure(exc)
+            status, message = st.FAILED, _failure(exc, recipe)
     finally:
         if sinks and stop.reason != "superseded":  # exports, the log tail: before the status
             from gemma_panel.runs.mirror import finish_mirrors

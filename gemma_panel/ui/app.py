@@ -101,6 +101,8 @@ class Studio:
                 cfg.set(names[name], value)
         for name in names:  # each of the Data tab's settings, when the user changes it
             pn.bind(to_config, name, data.param[name], watch=True)
+        # The Data tab's token lengths mean the model's tokenizer is loaded: plan with them.
+        pn.bind(lambda _: cfg.plan.refresh(), data.param.token_stats, watch=True)
 
     # -- the periodic callback ------------------------------------------------------------------
     def tick(self) -> None:

@@ -44,6 +44,7 @@ from gemma_panel.models.registry import MODELS
 from .data_checks import loaded_tokenizer
 from .jobs import Jobs
 from .outputs import write
+from .plan_model import PlanModel
 from .server_paths import (
     PathRefused,
     confine_data_path,
@@ -121,7 +122,7 @@ class ConfigModel(param.Parameterized):
                            "in one line, once 'Check devices' has run ('' before).")
 
     def __init__(self, recipe: Recipe | None = None, base_path: str | None = "default",
-                 jobs: Jobs | None = None, **params):
+                 jobs: Jobs | None = None, plan_hardware=None, **params):
         super().__init__(**params)
         self.jobs = jobs or Jobs()
         self._data_gen = 0
@@ -134,6 +135,9 @@ class ConfigModel(param.Parameterized):
         self.settings = _flatten(recipe)
         self._sync_model_choice()
         self.check_data()
+        # Recommendations and the fit badge (plan_model.py); plan_hardware: a planning
+        # Hardware to plan for instead of this machine's devices.
+        self.plan = PlanModel(self, self.jobs, hardware=plan_hardware)
 
     # -- editing --------------------------------------------------------------------------
     def set(self, path: str, value: Any) -> None:
@@ -149,6 +153,16 @@ class ConfigModel(param.Parameterized):
         if path == "model.source":
             self._sync_model_choice()
         if path.startswith("data.") or path == "model.source":
+            self.check_data()
+
+    def set_many(self, values: dict[str, Any]) -> None:
+        """Set several fields at once (typed values): one check, one data check."""
+        unknown = [p for p in values if p not in self.settings]
+        if unknown:
+            raise KeyError(f"{', '.join(unknown)}: not recipe fields")
+        self.settings = {**self.settings, **values}
+        self._check()
+        if any(p.startswith("data.") or p == "model.source" for p in values):
             self.check_data()
 
     @param.depends("model_choice", watch=True)

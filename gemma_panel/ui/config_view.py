@@ -16,6 +16,7 @@ import yaml
 from gemma_panel.config import LORA_TARGETS, SECTIONS
 
 from .config_model import TOP_FIELDS, ConfigModel, field_info, field_paths
+from .plan_view import plan_pane, recommendation_pane
 
 SECTION_TITLES = {"model": "Model", "data": "Data", "lora": "LoRA adapters",
                   "train": "Training", "eval": "Evaluation and samples", "export": "Export",
@@ -133,9 +134,12 @@ class ConfigView(pn.viewable.Viewer):
         default = _text(info["default"]) or "none"
         help_html = (f'<div class="gp-help">{html.escape(info["help"])}'
                      f'<br><small>default: <code>{html.escape(default)}</code></small></div>')
+        helps = [pn.pane.HTML(help_html, sizing_mode="stretch_width",
+                              styles={"font-size": "0.9em"})]
+        if path not in TOP_FIELDS:  # its recommendation, with "apply" (plan_view.py)
+            helps.append(recommendation_pane(self.model.plan, path))
         return pn.Row(pn.Column(self.widgets[path], width=440),
-                      pn.pane.HTML(help_html, sizing_mode="stretch_width",
-                                                       styles={"font-size": "0.9em"}),
+                      pn.Column(*helps, sizing_mode="stretch_width"),
                       sizing_mode="stretch_width", css_classes=[f"gp-field-{path}"])
 
     def _model_picker(self):
@@ -201,5 +205,6 @@ class ConfigView(pn.viewable.Viewer):
                         pn.Row(self.load_input, self.load_path, self.load_button),
                         pn.Card(self._yaml(), title="Recipe YAML", collapsed=True),
                         title="Save and load")
-        return pn.Column(self._status(), data_verdict_pane(self.model), *cards, files,
+        plan = pn.Card(plan_pane(self.model.plan), title="Plan: recommendations and memory")
+        return pn.Column(self._status(), data_verdict_pane(self.model), plan, *cards, files,
                          sizing_mode="stretch_width", name="Configure")
