@@ -53,8 +53,17 @@ def add_run_commands(sub) -> None:
                      help="a custom training function with gemma_panel.training.train's "
                           "signature (default: that one)")
     run.set_defaults(func=cmd_run)
+    _add_runs_group(sub)
+    worker = sub.add_parser("worker", help="train one run (the queue starts this for you)")
+    add_worker_arguments(worker)  # the options of python -m gemma_panel.runs.worker
+    worker.set_defaults(func=cmd_worker)
 
-    runs = sub.add_parser("runs", help="list, inspect, cancel, resume, compare, delete runs")
+
+def _add_runs_group(sub) -> None:
+    """``runs list | show | logs | cancel | resume | delete | compare | parallel`` and the
+    labels (``run_labels``)."""
+    runs = sub.add_parser("runs", help="list, inspect, cancel, resume, compare, delete, "
+                                       "rename and tag runs")
     runs_sub = runs.add_subparsers(dest="runs_command", required=True)
     listing = runs_sub.add_parser("list", help="every run, newest first")
     listing.add_argument("--status", help="only runs with this status")
@@ -97,10 +106,6 @@ def add_run_commands(sub) -> None:
     parallel.add_argument("n", type=int, nargs="?")
     parallel.set_defaults(func=cmd_parallel)
     add_label_commands(runs_sub)
-
-    worker = sub.add_parser("worker", help="train one run (the queue starts this for you)")
-    add_worker_arguments(worker)  # the options of python -m gemma_panel.runs.worker
-    worker.set_defaults(func=cmd_worker)
 
 
 def _store(args=None):
