@@ -147,8 +147,10 @@ class RunManager(pn.viewable.Viewer):
         m = self.model
         self.filters = pn.Row(*(pn.widgets.Select.from_param(p, width=200) for p in (
             m.param.status_filter, m.param.tag_filter, m.param.model_filter)))
-        self.name_input = pn.widgets.TextInput.from_param(m.param.name_text, width=300)
-        self.tags_input = pn.widgets.TextInput.from_param(m.param.tags_text, width=300)
+        self.name_input = pn.widgets.TextInput.from_param(m.param.name_text, width=300,
+                                                          css_classes=["gp-run-name"])
+        self.tags_input = pn.widgets.TextInput.from_param(m.param.tags_text, width=300,
+                                                          css_classes=["gp-run-tags"])
         self.notes_input = pn.widgets.TextAreaInput.from_param(m.param.notes_text, height=80,
                                                          sizing_mode="stretch_width")
         nothing = m.param.selected.rx.is_(None)
