@@ -22,8 +22,8 @@ import sys
 import time
 
 from gemma_panel.cli.follow import follow
-from gemma_panel.cli.run_labels import add_label_commands
 from gemma_panel.cli.format import duration, when
+from gemma_panel.cli.run_labels import add_label_commands
 from gemma_panel.runs.worker import add_worker_arguments, work
 
 

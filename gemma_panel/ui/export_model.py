@@ -26,10 +26,10 @@ from pathlib import Path
 
 import param
 
+from gemma_panel.errors import UserError
 from gemma_panel.export.expected import expect_export
 from gemma_panel.export.manifest import MANIFEST, is_finished, read_manifest
 from gemma_panel.export.pipeline import DEFAULT_GGUF_TYPE, FORMATS, default_folder_name
-from gemma_panel.errors import UserError
 from gemma_panel.runs import RunStore
 from gemma_panel.training.checkpoint import checkpoint_step, list_checkpoints
 

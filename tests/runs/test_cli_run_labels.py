@@ -41,7 +41,7 @@ def test_bad_labels_are_usage_errors_in_one_sentence(cli, store):  # noqa: F811
     assert code == 2 and "type another name" in err
 
 
-def test_delete_refuses_an_active_run_then_cancels_it_with_cancel(cli, store, monkeypatch):  # noqa: F811,E501
+def test_delete_refuses_an_active_run_then_cancels_it_with_cancel(cli, store, monkeypatch):  # noqa: F811
     monkeypatch.setenv("FAKE_STEP_S", "0.2")
     run = submit(fake_recipe("train.max_steps=200"), store, trainer=FAKE)
     wait_for(lambda: store.get(run.id).step >= 1, what="a step")

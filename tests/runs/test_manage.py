@@ -36,7 +36,7 @@ def test_the_list_filters_by_status_tag_and_model(store, tmp_path):
     store.request_cancel(c.id)
     store.set_tags(a.id, ["x", "y"])
     store.set_tags(b.id, ["y"])
-    ids = lambda **kw: sorted(r.id for r in store.list_runs(**kw))  # noqa: E731
+    ids = lambda **kw: sorted(r.id for r in store.list_runs(**kw))
     assert ids(tag="y") == sorted([a.id, b.id]) and ids(tag="x") == [a.id]
     assert ids(model="GEMMA2") == [b.id]
     assert ids(model=a.model) == sorted([a.id, c.id])
