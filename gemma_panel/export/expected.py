@@ -74,7 +74,10 @@ def count_params(recipe) -> ParamCount | None:
         shape, layers, where = Shape.of_spec(spec), spec.num_layers, f"the registry's {spec.name}"
         total, embedding, vectors = spec.params, spec.embedding_params, 0
     elif str(source).endswith(".gguf") and Path(source).is_file():
-        total, embedding, vectors, shape, layers = _gguf_counts(Path(source))
+        try:
+            total, embedding, vectors, shape, layers = _gguf_counts(Path(source))
+        except (KeyError, TypeError):  # a Gemma GGUF without the usual shape metadata
+            return None
         where = "the GGUF file's tensor shapes"
     else:
         return None
