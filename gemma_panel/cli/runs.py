@@ -3,7 +3,9 @@ from the command line.
 
     gemma-panel validate RECIPE [SECTION.FIELD=VALUE ...] [--show]
     gemma-panel run RECIPE [SECTION.FIELD=VALUE ...] [--detach] [--run-folder gs://...]
-    gemma-panel runs list | show ID | logs ID [-f] | cancel ID | resume ID | delete ID [--yes]
+    gemma-panel runs list [--status S] [--tag T] [--model M] | show ID | logs ID [-f]
+    gemma-panel runs cancel ID | resume ID | delete ID ... [--yes] [--cancel]
+    gemma-panel runs rename ID NAME | note ID TEXT | tag ID TAG ... (see cli/run_labels.py)
     gemma-panel runs compare ID ID ... [--by tokens] | parallel [N]
     gemma-panel worker RUN_ID
 
@@ -21,6 +23,7 @@ import time
 
 from gemma_panel.cli.follow import follow
 from gemma_panel.cli.format import duration, when
+from gemma_panel.cli.run_labels import add_label_commands
 from gemma_panel.runs.worker import add_worker_arguments, work
 
 
@@ -50,11 +53,22 @@ def add_run_commands(sub) -> None:
                      help="a custom training function with gemma_panel.training.train's "
                           "signature (default: that one)")
     run.set_defaults(func=cmd_run)
+    _add_runs_group(sub)
+    worker = sub.add_parser("worker", help="train one run (the queue starts this for you)")
+    add_worker_arguments(worker)  # the options of python -m gemma_panel.runs.worker
+    worker.set_defaults(func=cmd_worker)
 
-    runs = sub.add_parser("runs", help="list, inspect, cancel, resume, compare, delete runs")
+
+def _add_runs_group(sub) -> None:
+    """``runs list | show | logs | cancel | resume | delete | compare | parallel`` and the
+    labels (``run_labels``)."""
+    runs = sub.add_parser("runs", help="list, inspect, cancel, resume, compare, delete, "
+                                       "rename and tag runs")
     runs_sub = runs.add_subparsers(dest="runs_command", required=True)
     listing = runs_sub.add_parser("list", help="every run, newest first")
     listing.add_argument("--status", help="only runs with this status")
+    listing.add_argument("--tag", help="only runs tagged TAG (see 'runs tag')")
+    listing.add_argument("--model", help="only runs whose model source contains this")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=cmd_list)
     show = runs_sub.add_parser("show", help="one run: status, cause, progress, metrics, folder")
@@ -80,6 +94,8 @@ def add_run_commands(sub) -> None:
     delete = runs_sub.add_parser("delete", help="remove runs: their rows and folders")
     delete.add_argument("run_ids", nargs="+")
     delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    delete.add_argument("--cancel", action="store_true",
+                        help="cancel a queued or running run first, then delete it")
     delete.set_defaults(func=cmd_delete)
     compare = runs_sub.add_parser("compare", help="metrics, differing settings, samples")
     compare.add_argument("run_ids", nargs="+")
@@ -89,10 +105,7 @@ def add_run_commands(sub) -> None:
     parallel = runs_sub.add_parser("parallel", help="show or set how many runs train at once")
     parallel.add_argument("n", type=int, nargs="?")
     parallel.set_defaults(func=cmd_parallel)
-
-    worker = sub.add_parser("worker", help="train one run (the queue starts this for you)")
-    add_worker_arguments(worker)  # the options of python -m gemma_panel.runs.worker
-    worker.set_defaults(func=cmd_worker)
+    add_label_commands(runs_sub)
 
 
 def _store(args=None):
@@ -144,14 +157,17 @@ def cmd_list(args) -> int:
     store = _store()
     recover(store)  # notices dead workers; restarts the queue after a reboot
     _poll_jobs(store)
-    runs = store.list_runs(args.status)
+    runs = store.list_runs(args.status, tag=args.tag, model=args.model)
     if args.json:
         print(json.dumps([_run_dict(store, r) for r in runs], indent=2, default=str))
         return 0
     if not runs:
-        print("no runs yet; start one with 'gemma-panel run recipes/quickstart.yaml'")
+        filtered = args.status or args.tag or args.model
+        print("no runs match; 'gemma-panel runs list' shows them all" if filtered else
+              "no runs yet; start one with 'gemma-panel run recipes/quickstart.yaml'")
         return 0
-    header = f"{'id':<28} {'status':<10} {'step':>11} {'loss':>8} {'created':<16} {'time':>8}"
+    header = (f"{'id':<28} {'status':<10} {'step':>11} {'loss':>8} {'created':<16} "
+              f"{'time':>8}  name [tags]")
     print(header)
     print("-" * len(header))
     for r in runs:
@@ -159,7 +175,8 @@ def cmd_list(args) -> int:
         step = f"{r.step}/{r.total_steps}" if r.total_steps else str(r.step)
         print(f"{r.id:<28} {r.status:<10} {step:>11} "
               f"{'-' if loss is None else f'{loss:.4f}':>8} {when(r.created_at):<16} "
-              f"{duration(r.duration_s):>8}")
+              f"{duration(r.duration_s):>8}  {r.name}"
+              + (f" [{', '.join(r.tags)}]" if r.tags else ""))
     return 0
 
 
@@ -191,6 +208,10 @@ def cmd_show(args) -> int:
     if run.checkpoint_step is not None:
         print(f"checkpoint step {run.checkpoint_step}: {run.checkpoint_path}")
     print(f"folder   {run.run_dir}")
+    if run.tags:
+        print(f"tags     {', '.join(run.tags)}")
+    if run.notes:
+        print("notes    " + run.notes.replace("\n", "\n         "))
     if run.remote:
         print(f"job      {run.job_name} ({run.backend})")
     if run.remote_dir:
@@ -273,21 +294,31 @@ def cmd_resume(args) -> int:
 
 
 def cmd_delete(args) -> int:
+    from gemma_panel.runs import RunStateError, delete_run
+
     store = _store()
     runs = [store.get(r) for r in args.run_ids]
+    active = [r.id for r in runs if r.status.active]
+    if active and not args.cancel:  # refused before anything is asked or deleted
+        raise RunStateError(f"run {active[0]} is {store.get(active[0]).status}; cancel it "
+                            f"first ('gemma-panel runs cancel {active[0]}'), or add --cancel "
+                            "to cancel and then delete it")
     for run in runs:
         print(f"{run.id}  {run.status:<10} {run.run_dir}")
     if not args.yes:
+        cancel = f" ({len(active)} cancelled first)" if active else ""
         try:
-            answer = input(f"delete {len(runs)} run(s), their metrics, checkpoints and "
-                           "exports? [y/N] ")
+            answer = input(f"delete {len(runs)} run(s){cancel}, their metrics, checkpoints "
+                           "and exports? [y/N] ")
         except EOFError:
             answer = ""
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing deleted")
             return 1
     for run in runs:
-        store.delete(run.id)
+        if run.id in active:
+            print(f"{run.id}: cancelling; it stops at its next step ...")
+        delete_run(run.id, store, cancel=args.cancel)
         print(f"deleted {run.id}")
     return 0
 

@@ -16,3 +16,7 @@ class RunStateError(UserError, RuntimeError):
 class StaleAttempt(RunStateError):
     """A write from an attempt that is no longer the run's current one (it was resumed
     elsewhere, e.g. after being taken for lost): refused, so two workers never mix."""
+
+
+class LabelError(UserError, ValueError):
+    """A run's name, notes or tags that cannot be kept: empty, too long, a bad character."""

@@ -47,6 +47,9 @@ class Run:
     job_name: str | None = None  # projects/P/locations/R/customJobs/ID
     remote_dir: str | None = None  # gs://: the run folder's copy (metrics, samples, checkpoints)
     remote_cursor: str | None = None  # the last record chunk read back from remote_dir
+    notes: str = ""  # the user's own words about the run (``labels.py``)
+    tags: tuple[str, ...] = ()  # the user's labels, sorted, each at most once
+    model: str | None = None  # the recipe's model.source, for filtering the list
 
     @property
     def remote(self) -> bool:
@@ -59,6 +62,7 @@ class Run:
         data["run_dir"] = Path(data["run_dir"])
         data["status"] = RunStatus(data["status"])
         data["cancel_requested"] = bool(data["cancel_requested"])
+        data["tags"] = tuple(json.loads(data.get("tags") or "[]"))
         return cls(**data)
 
     @property

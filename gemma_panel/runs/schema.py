@@ -12,15 +12,42 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 2
+import yaml
 
-# What each version added to the one before: run in order on an older store's database.
-MIGRATIONS = {
+SCHEMA_VERSION = 3
+
+
+def _fill_models(conn: sqlite3.Connection) -> None:
+    """Version 3's ``model`` of the runs already there: their recipe's ``model.source``."""
+    for row in conn.execute("SELECT id, recipe_yaml FROM runs").fetchall():
+        conn.execute("UPDATE runs SET model = ? WHERE id = ?",
+                     (recipe_model(row[1]), row[0]))
+
+
+def recipe_model(recipe_yaml: str) -> str | None:
+    """The ``model.source`` a stored recipe names (None when it names none)."""
+    try:
+        data = yaml.safe_load(recipe_yaml or "") or {}
+    except yaml.YAMLError:
+        return None
+    source = (data.get("model") or {}).get("source") if isinstance(data, dict) else None
+    return str(source) if source else None
+
+
+# What each version added to the one before: run in order on an older store's database. A
+# step is an SQL statement or a function of the connection (filling a new column in).
+MIGRATIONS: dict[int, list] = {
     2: [  # runs that train elsewhere (a Vertex AI job) and run folders kept on Cloud Storage
         "ALTER TABLE runs ADD COLUMN backend TEXT NOT NULL DEFAULT 'local'",
         "ALTER TABLE runs ADD COLUMN job_name TEXT",
         "ALTER TABLE runs ADD COLUMN remote_dir TEXT",
         "ALTER TABLE runs ADD COLUMN remote_cursor TEXT",
+    ],
+    3: [  # runs a user names, describes and tags; filtered by their model
+        "ALTER TABLE runs ADD COLUMN notes TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE runs ADD COLUMN tags TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE runs ADD COLUMN model TEXT",
+        _fill_models,
     ],
 }
 
@@ -53,7 +80,10 @@ CREATE TABLE IF NOT EXISTS runs (
     backend         TEXT NOT NULL DEFAULT 'local',
     job_name        TEXT,
     remote_dir      TEXT,
-    remote_cursor   TEXT
+    remote_cursor   TEXT,
+    notes           TEXT NOT NULL DEFAULT '',
+    tags            TEXT NOT NULL DEFAULT '[]',
+    model           TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, queue_pos);
 
@@ -139,6 +169,9 @@ def _upgrade(conn: sqlite3.Connection) -> None:
         version = SCHEMA_VERSION
     for step in range(version + 1, SCHEMA_VERSION + 1):
         for statement in MIGRATIONS[step]:
-            conn.execute(statement)
+            if callable(statement):
+                statement(conn)
+            else:
+                conn.execute(statement)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     conn.execute("COMMIT")

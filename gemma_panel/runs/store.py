@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from . import statuses as st
 from .errors import RunNotFound, RunStateError, StaleAttempt
 from .folder import RunFolder, resolve_paths
 from .liveness import Timings
+from .manage import RunLabels, remove_own_folder, run_filter
 from .records import Event, MetricPoint, Run, Sample
 from .schema import connect
 from .transitions import StatusTransitions, insert_event, next_queue_pos
@@ -38,11 +38,12 @@ DEFAULT_TRAINER = "gemma_panel.training:train"
 __all__ = ["DEFAULT_TRAINER", "RunNotFound", "RunStateError", "RunStore", "StaleAttempt"]
 
 
-class RunStore(StatusTransitions):
+class RunStore(StatusTransitions, RunLabels):
     """The run store under ``root`` (default: ``GEMMA_PANEL_HOME``).
 
     Its status changes (cancel, requeue, lost, a worker's start, heartbeat and end) are
-    ``StatusTransitions``' methods, in ``transitions.py``.
+    ``StatusTransitions``' methods, in ``transitions.py``; a run's name, notes and tags are
+    ``RunLabels``', in ``manage.py``.
 
     Args:
         root: the folder that holds ``runs.db`` and ``runs/``.
@@ -145,11 +146,11 @@ class RunStore(StatusTransitions):
         with self.write() as conn:
             conn.execute(
                 "INSERT INTO runs (id, name, status, created_at, queued_at, queue_pos, trainer,"
-                " run_dir, recipe_yaml, heartbeat_at, backend, job_name, remote_dir) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " run_dir, recipe_yaml, heartbeat_at, backend, job_name, remote_dir, model) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (run_id, recipe.name, st.QUEUED, now, now, next_queue_pos(conn), trainer,
                  str(folder.path), recipe_to_yaml(recipe, comments=False), now, backend,
-                 job_name, remote_dir),
+                 job_name, remote_dir, recipe.model.source),
             )
             insert_event(conn, run_id, 0, "status", "queued",
                          {"job": job_name} if job_name else None)
@@ -168,13 +169,14 @@ class RunStore(StatusTransitions):
             row = rows[0]
         return Run.from_row(row)
 
-    def list_runs(self, status: str | None = None) -> list[Run]:
-        """All runs, newest first (only those with ``status`` if given)."""
+    def list_runs(self, status: str | None = None, *, tag: str | None = None,
+                  model: str | None = None) -> list[Run]:
+        """All runs, newest first; only those with ``status``, tagged ``tag``, or whose model
+        source contains ``model`` (any case), where given."""
         self.mark_lost()
-        query, args = "SELECT * FROM runs", ()
-        if status:
-            query, args = query + " WHERE status = ?", (status,)
-        rows = self.conn.execute(query + " ORDER BY created_at DESC", args).fetchall()
+        where, args = run_filter(status, tag, model)
+        rows = self.conn.execute(f"SELECT * FROM runs{where} ORDER BY created_at DESC",
+                                 args).fetchall()
         return [Run.from_row(r) for r in rows]
 
     def update_run(self, run_id: str, conn=None, **fields) -> None:
@@ -189,7 +191,9 @@ class RunStore(StatusTransitions):
                 c.execute(sql, args)
 
     def delete(self, run_id: str) -> None:
-        """Remove a run's rows and folder: the only operation that deletes data."""
+        """Remove a run's rows and its own folder (``runs/<id>/``, never a recorded
+        ``run_dir`` elsewhere): the only operation that deletes data. A queued or running
+        run is refused; ``manage.delete_run`` cancels it first."""
         run = self.get(run_id)
         if run.status.active:
             raise RunStateError(f"run {run.id} is {run.status}; cancel it first "
@@ -198,7 +202,7 @@ class RunStore(StatusTransitions):
             for table in ("metrics", "samples", "events"):
                 conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run.id,))
             conn.execute("DELETE FROM runs WHERE id = ?", (run.id,))
-        shutil.rmtree(run.run_dir, ignore_errors=True)
+        remove_own_folder(self.runs_root, run)
 
     # -- what a worker writes: every write names its attempt, and a stale one is refused -----
     def fence(self, conn, run_id: str, attempt: int) -> None:

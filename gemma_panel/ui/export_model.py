@@ -26,6 +26,8 @@ from pathlib import Path
 
 import param
 
+from gemma_panel.errors import UserError
+from gemma_panel.export.expected import expect_export
 from gemma_panel.export.manifest import MANIFEST, is_finished, read_manifest
 from gemma_panel.export.pipeline import DEFAULT_GGUF_TYPE, FORMATS, default_folder_name
 from gemma_panel.runs import RunStore
@@ -107,6 +109,8 @@ class ExportModel(param.Parameterized):
     # Outputs: read-only outside the model (see outputs.py).
     busy = param.Boolean(default=False, constant=True)
     status = param.String(default="", constant=True)
+    expected = param.String(default="", constant=True,
+                            doc="The export's expected size and time, and their basis.")
     log = param.String(default="", constant=True, doc="The export process's output lines.")
     exports = param.List(default=[], constant=True, doc="The run's exports, newest first.")
     checks = param.List(default=[], constant=True, doc="The shown export's verification.")
@@ -122,6 +126,7 @@ class ExportModel(param.Parameterized):
         self._target: Path | None = None
         self._stopped = False
         self.refresh_runs()
+        self._expect()
 
     # -- choices ---------------------------------------------------------------------------
     def refresh_runs(self) -> None:
@@ -173,6 +178,21 @@ class ExportModel(param.Parameterized):
         if self.checkpoint.startswith("step "):
             return int(self.checkpoint.split()[1])
         return steps[-1] if steps else None
+
+    @param.depends("run", "fmt", "quantize", watch=True)
+    def _expect(self) -> None:
+        """Say the expected size and time of the export as chosen (export/expected.py)."""
+        text = ""
+        if self.run is not None:
+            from gemma_panel.config import RecipeError, load_recipe
+
+            try:
+                recipe = load_recipe(self.store.folder(self.run).recipe_path)
+                text = expect_export(recipe, self.fmt, self.quantize,
+                                     self.store.runs_root).text()
+            except (OSError, RecipeError, UserError) as exc:
+                text = f"Expected size and time: unknown ({exc})."
+        write(self, expected=text)
 
     # -- the export process ----------------------------------------------------------------
     def out_folder(self) -> Path:
@@ -228,6 +248,7 @@ class ExportModel(param.Parameterized):
             status = f"The export did not run (exit status {code}); see its output below."
         write(self, busy=False, log=log, status=status)
         self._list_exports(show=self._target.name if code == 0 else None)
+        self._expect()  # the rate now includes this export's measured time
 
     # -- the run's exports -----------------------------------------------------------------
     def _list_exports(self, show: str | None = None) -> None:

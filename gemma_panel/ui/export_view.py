@@ -55,6 +55,7 @@ class ExportView(pn.viewable.Viewer):
         return pn.Column(
             pn.Row(self.run, self.checkpoint, self.fmt, self.quantize,
                    sizing_mode="stretch_width"),
+            pn.pane.Markdown(m.param.expected, css_classes=["gp-export-expected"]),
             pn.Row(self.export, self.stop, self.replace, self.refresh),
             pn.pane.Markdown(m.param.status, css_classes=["gp-export-status"]),
             pn.Card(pn.pane.Str(m.param.log, css_classes=["gp-export-log"],

@@ -37,6 +37,7 @@ from gemma_panel.runs.queue import position
 from .data_checks import load_tokenizer
 from .jobs import Jobs
 from .outputs import write, writes
+from .run_editing import RunEditing
 from .server_paths import confine_data_path
 
 # Chart name -> the series drawn on it. "perplexity" of training is exp(loss), computed
@@ -130,8 +131,9 @@ def _series(points) -> dict[str, dict[str, list]]:
 REMOTE_POLL_S = 30.0
 
 
-class RunsModel(param.Parameterized):
-    """Every run, the selected one's status, samples and log; start, cancel, resume."""
+class RunsModel(RunEditing):
+    """Every run, the selected one's status, samples and log; start, cancel, resume; the
+    list's filters, a run's name, notes and tags, and delete (``run_editing.py``)."""
 
     selected = param.Selector(default=None, objects=[None], allow_None=True)
     # What the store says: read-only outside the model (see outputs.py).
@@ -162,6 +164,7 @@ class RunsModel(param.Parameterized):
         self._last_remote = -float("inf")
         self.feed = MetricFeed(self.store, None)
         self._sample_cursor = 0
+        self.refresh_choices()
         self.refresh_runs()
         active = [r for r in self.runs if r["status"] in st.ACTIVE]
         if self.runs:  # reattach: the newest active run, else the newest run
@@ -188,10 +191,11 @@ class RunsModel(param.Parameterized):
     @writes
     def refresh_runs(self) -> None:
         rows = []
-        for run in self.store.list_runs():
+        for run in self.store.list_runs(**self.list_filters()):
             rows.append({"id": run.id, "name": run.name, "status": run.status,
                          "step": run.step, "total_steps": run.total_steps,
                          "tokens": run.tokens, "attempt": run.attempt,
+                         "tags": ", ".join(run.tags), "model": run.model,
                          "created": time.strftime("%Y-%m-%d %H:%M:%S",
                                                   time.localtime(run.created_at))})
         self.runs = rows
@@ -207,6 +211,10 @@ class RunsModel(param.Parameterized):
         self._sample_cursor = 0
         self.samples = []
         self.refresh_status()
+        try:
+            self.load_labels(self.store.get(self.selected) if self.selected else None)
+        except RunNotFound:
+            self.load_labels(None)
 
     # -- the selected run -------------------------------------------------------------------
     @writes

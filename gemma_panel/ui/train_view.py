@@ -109,6 +109,7 @@ class TrainView(pn.viewable.Viewer):
             sizing_mode="stretch_width")
         self.log_pane = pn.pane.HTML(pn.bind(_log_html, m.param.log_tail),
                                      sizing_mode="stretch_width")
+        self.manage = RunManager(model=m)
 
     def _row_clicked(self, event) -> None:
         rows = self.model.runs
@@ -130,8 +131,48 @@ class TrainView(pn.viewable.Viewer):
             self.charts,
             pn.Card(self.samples, title="Sample generations: base model vs fine-tuned"),
             pn.Card(self.log_pane, title="Log (last lines of the worker's log)"),
-            pn.Card(self.runs_table, title="All runs", collapsed=False),
+            pn.Card(self.manage.filters, self.runs_table, self.manage,
+                    title="All runs: filter, rename, tag, delete", collapsed=False),
             sizing_mode="stretch_width", name="Train")
+
+
+class RunManager(pn.viewable.Viewer):
+    """The selected run's name, notes and tags, its delete button and the confirmation
+    step; ``filters`` holds the list's status, tag and model pickers."""
+
+    model = param.ClassSelector(class_=RunsModel)
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        m = self.model
+        self.filters = pn.Row(*(pn.widgets.Select.from_param(p, width=200) for p in (
+            m.param.status_filter, m.param.tag_filter, m.param.model_filter)))
+        self.name_input = pn.widgets.TextInput.from_param(m.param.name_text, width=300,
+                                                          css_classes=["gp-run-name"])
+        self.tags_input = pn.widgets.TextInput.from_param(m.param.tags_text, width=300,
+                                                          css_classes=["gp-run-tags"])
+        self.notes_input = pn.widgets.TextAreaInput.from_param(m.param.notes_text, height=80,
+                                                         sizing_mode="stretch_width")
+        nothing = m.param.selected.rx.is_(None)
+        self.save = pn.widgets.Button(label="Save name, notes and tags", disabled=nothing)
+        self.save.on_click(lambda _: m.save_labels())
+        self.delete = pn.widgets.Button(label="Delete run ...", color="danger",
+                                        disabled=nothing)
+        self.delete.on_click(lambda _: m.ask_delete())
+        asked = m.param.delete_question.rx.bool()
+        self.confirm = pn.widgets.Button(label="Yes, delete it", color="danger",
+                                         visible=asked)
+        self.confirm.on_click(lambda _: m.confirm_delete())
+        self.keep = pn.widgets.Button(label="No, keep it", visible=asked)
+        self.keep.on_click(lambda _: m.cancel_delete())
+        self.question = pn.pane.Alert(m.param.delete_question, alert_type="danger",
+                                      visible=asked, css_classes=["gp-delete-question"])
+
+    def __panel__(self):
+        return pn.Column(pn.Row(self.name_input, self.tags_input), self.notes_input,
+                         pn.Row(self.save, self.delete),
+                         self.question, pn.Row(self.confirm, self.keep),
+                         sizing_mode="stretch_width")
 
 
 def _options(runs: list[dict]) -> dict:
