@@ -30,7 +30,7 @@ import subprocess
 import sys
 import threading
 
-IDLE_S = float(os.environ.get("GEMMA_PANEL_CHAT_IDLE_S", 600))  # then the worker quits
+IDLE_S = float(os.environ.get("GEMMA_PANEL_CHAT_IDLE_S", "600"))  # then the worker quits
 WORKER = [sys.executable, "-m", "gemma_panel.chat.worker"]
 
 

@@ -13,7 +13,7 @@ import time
 
 from tests.chat.tiny_run import STEP, tiny_recipe, write_tuned_checkpoint
 from tests.ui.browser import BROWSER_MARKS, click_tab, launch, open_page, text_of
-from tests.ui.conftest import store, tiny_gguf, wait_for  # noqa: F401
+from tests.ui.conftest import wait_for
 from tests.ui.test_export_tab_browser import dashboard  # noqa: F401
 
 pytestmark = BROWSER_MARKS
@@ -52,8 +52,8 @@ def _answered(page) -> bool:
     return "Answered" in text_of(page, "gp-chat-status")
 
 
-def test_chat_streams_both_columns_stops_midway_and_serves_two_tabs(store, tiny_gguf,
-                                                                    dashboard):
+def test_chat_streams_both_columns_stops_midway_and_serves_two_tabs(  # noqa: F811
+        store, tiny_gguf, dashboard):
     from playwright.sync_api import sync_playwright
 
     recipe = tiny_recipe(tiny_gguf, name="tiny-chat")
