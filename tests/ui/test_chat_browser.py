@@ -52,8 +52,8 @@ def _answered(page) -> bool:
     return "Answered" in text_of(page, "gp-chat-status")
 
 
-def test_chat_streams_both_columns_stops_midway_and_serves_two_tabs(  # noqa: F811
-        store, tiny_gguf, dashboard):
+def test_chat_streams_both_columns_stops_midway_and_serves_two_tabs(
+        store, tiny_gguf, dashboard):  # noqa: F811 (the Export tab test's fixture)
     from playwright.sync_api import sync_playwright
 
     recipe = tiny_recipe(tiny_gguf, name="tiny-chat")
