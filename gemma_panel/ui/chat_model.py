@@ -87,6 +87,8 @@ class ChatModel(param.Parameterized):
 
     @param.depends("run", watch=True)
     def _run_changed(self) -> None:
+        self.stop()  # answers from the previous run's models have no column left
+        self._reply = None
         self._checkpoints()
         note = ""
         if self.run is not None:
@@ -94,7 +96,7 @@ class ChatModel(param.Parameterized):
                 note = run_chat_format(self._run_dir()).note
             except (OSError, ValueError) as exc:
                 note = f"The run's recipe cannot be read ({exc})."
-        write(self, turns=[], system_note=note, status="")
+        write(self, turns=[], system_note=note, status="", busy=False)
 
     def _checkpoints(self) -> None:
         steps, best = checkpoint_choices(self._run_dir()) if self.run else ([], None)
@@ -163,20 +165,22 @@ class ChatModel(param.Parameterized):
         events = reply.events()
         if not events:
             return
-        turn, status, done = dict(self.turns[-1]), self.status, False
+        turn, status, done, stopped = dict(self.turns[-1]), self.status, False, False
         for event in events:
             kind = event["event"]
             if kind == "piece":
                 turn[event["side"]] += event["text"]
             elif kind == "end":
                 turn[f"{event['side']}_info"] = _answer_info(event)
+                stopped = stopped or event["stopped"]
             elif kind in ("status", "error"):
                 status = event["text"]
                 self._failed = self._failed or kind == "error"
             done = done or kind == "done"
         if done:
             self._reply = None
-            status = status if self._failed else "Answered."
+            status = status if self._failed else (
+                "Stopped; the answers so far are kept." if stopped else "Answered.")
         with writing(self):
             self.turns = [*self.turns[:-1], turn]
             self.status, self.busy = status, not done

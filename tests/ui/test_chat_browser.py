@@ -81,7 +81,8 @@ def test_chat_streams_both_columns_stops_midway_and_serves_two_tabs(
         assert _answer(other, "base").strip() and _answer(other, "tuned").strip()
         assert not _answered(page), "the first tab's long answer ended before the second's"
         page.get_by_role("button", name="Stop", exact=True).click()
-        wait_for(lambda: _answered(page), timeout=30, every=0.25, what="the stop")
+        wait_for(lambda: "Stopped" in text_of(page, "gp-chat-status"), timeout=30, every=0.25,
+                 what="the stop")
         print(f"long answer stopped after {time.monotonic() - started:.1f} s")
         for side in ("base", "tuned"):
             info = text_of(page, f"gp-chat-{side}").rsplit("tokens in", 1)
