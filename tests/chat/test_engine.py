@@ -112,3 +112,23 @@ def test_a_run_without_that_checkpoint_is_told_in_words(pair, tuned_run):
     assert events[-2]["event"] == "error" and "no checkpoint at step 99" in events[-2]["text"]
     assert events[-1] == {"id": "x", "event": "done"} and not engine.busy
     assert checkpoint_choices(tuned_run) == ([STEP], None)
+
+
+def test_a_full_fine_tune_chats_beside_its_base_loaded_apart(tmp_path, tiny_gguf):
+    """Without LoRA the tuned model has no base inside it: the base is loaded beside it."""
+    from gemma_panel.models import load_model
+    from tests.chat.tiny_run import tiny_recipe, write_tuned_checkpoint
+
+    recipe = tiny_recipe(tiny_gguf, "tiny-full", "lora.enabled=false")
+    write_tuned_checkpoint(recipe, tmp_path / "full", scale=0.5)
+    full = ModelPair(tmp_path / "full")
+    assert not full.lora
+    events: list[dict] = []
+    engine = ChatEngine(events.append, load=lambda run_dir, step: full)
+    engine.submit({"id": "f", "run_dir": str(tmp_path / "full"), "options": SAMPLED,
+                   "conversations": {"base": QUESTION, "tuned": QUESTION}})
+    answers = _answers(engine, events)
+    assert answers["base"] != answers["tuned"]
+    prompt = full.format.prompt([tuple(t) for t in QUESTION])
+    base = StreamingGenerator(load_model(str(tiny_gguf), progress=False))
+    assert answers["base"] == base.generate_many([prompt], SamplingOptions(**SAMPLED))[0]

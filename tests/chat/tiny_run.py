@@ -17,17 +17,18 @@ DATA = REPO / "examples" / "instruction" / "unit_conversions.jsonl"
 STEP = 3
 
 
-def tiny_recipe(gguf: Path, name: str = "tiny-chat"):
+def tiny_recipe(gguf: Path, name: str = "tiny-chat", *overrides: str):
     from gemma_panel.config import load_recipe
 
     return load_recipe(None, [f"name={name}", f"model.source={gguf}",
                               f"data.train_path={DATA}", "data.sequence_length=64",
                               "train.max_steps=3", "train.warmup_steps=1", "eval.num_samples=0",
-                              "lora.target_layers=[query,value,ffw_linear]"])
+                              "lora.target_layers=[query,value,ffw_linear]", *overrides])
 
 
 def write_tuned_checkpoint(recipe, run_dir: Path, scale: float = 0.5, seed: int = 0) -> Path:
-    """recipe.yaml and a checkpoint at ``STEP`` whose LoRA ``B`` factors are random."""
+    """recipe.yaml and a checkpoint at ``STEP`` whose LoRA ``B`` factors are random (without
+    LoRA: every weight moved by noise of ``scale`` times its own spread)."""
     import jax
 
     from gemma_panel.config import recipe_to_yaml
@@ -44,6 +45,11 @@ def write_tuned_checkpoint(recipe, run_dir: Path, scale: float = 0.5, seed: int 
     for layer in lora_layers(lm):
         b = layer.lora_kernel_b
         b.assign(rng.normal(0.0, scale, tuple(b.shape)).astype(b.dtype))
+    if not recipe.lora.enabled:
+        for v in lm.backbone.trainable_variables:
+            value = np.asarray(v.value)
+            noise = rng.normal(0.0, scale * (value.std() or 1.0), value.shape)
+            v.assign((value + noise).astype(value.dtype))
     trainable = [np.asarray(v.value) for v in lm.backbone.trainable_variables]
     optimizer, _ = make_optimizer(recipe, total_steps=1)
     opt_state = optimizer.init([jax.numpy.asarray(t) for t in trainable])
