@@ -1,4 +1,4 @@
-"""The studio: five tabs over one run store, served (``panel serve``) or in a notebook.
+"""The studio: six tabs over one run store, served (``panel serve``) or in a notebook.
 
 ``create_app()`` builds one ``Studio`` per browser session (or notebook cell): its
 view-models, their views, and one periodic callback that applies finished background
@@ -21,6 +21,8 @@ import panel as pn
 from gemma_panel.config import Recipe, field_least
 from gemma_panel.runs import DEFAULT_TRAINER, RunStore
 
+from .chat_model import ChatModel
+from .chat_view import ChatView
 from .compare_model import CompareModel
 from .compare_view import CompareView
 from .config_model import ConfigModel
@@ -63,6 +65,8 @@ class Studio:
         self.runs = RunsModel(self.store, trainer=trainer, jobs=self.jobs)
         self.compare = CompareModel(self.store)
         self.export = ExportModel(self.store)
+        self.chat = ChatModel(self.store, save_prompts=lambda prompts: self.config.set(
+            "eval.sample_prompts", prompts))
         self._link()
         self.data_view = DataView(model=self.data)
         self.config_view = ConfigView(model=self.config)
@@ -71,7 +75,7 @@ class Studio:
         self.export_view = ExportView(model=self.export)
         self.tabs = pn.Tabs(("Data", self.data_view), ("Configure", self.config_view),
                             ("Train", self.train_view), ("Compare", self.compare_view),
-                            ("Export", self.export_view),
+                            ("Export", self.export_view), ("Chat", ChatView(model=self.chat)),
                             dynamic=True, sizing_mode="stretch_width")
         self._last_status = self._last_list = 0.0
         self.callback = None
@@ -111,6 +115,7 @@ class Studio:
             self.jobs.poll()
             self.train_view.charts.tick()
             self.export.poll()
+            self.chat.poll()
             now = time.monotonic()
             if now - self._last_status > 1.0:
                 self._last_status = now
@@ -122,6 +127,8 @@ class Studio:
                 self.compare.refresh_choices()
                 if not self.export.busy:
                     self.export.refresh_runs()
+                if not self.chat.busy:
+                    self.chat.refresh_runs()
         except Exception:  # a bad moment must not stop the callback for good
             log.exception("dashboard tick failed")
 
