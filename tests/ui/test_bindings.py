@@ -132,4 +132,4 @@ def test_views_bind_to_their_models_instead_of_watching_them():
     ui = REPO / "gemma_panel" / "ui"
     views = [*ui.glob("*_view.py"), ui / "app.py", ui / "charts.py"]
     watching = {p.name: n for p in views if (n := p.read_text().count(".param.watch("))}
-    assert len(views) == 9 and watching == {}  # 9 *_view.py (plan: issue 14, chat: issue 16)
+    assert len(views) == 9 and watching == {}  # 7 *_view.py (plan: issue 14, chat: 16) + 2
