@@ -1,0 +1,48 @@
+"""What KerasHub's Gemma 4 Hugging Face export leaves out or gets wrong, filled in.
+
+``export_to_transformers`` writes a ``gemma4_text`` config and a SentencePiece
+``tokenizer.model``. For the folder to compute our model in transformers and to load back
+through `gemma_panel.models.load_model` (KerasHub's converter) it also needs:
+
+* the global layers' proportional RoPE (without ``rope_type`` transformers takes the default
+  for both layer kinds: logits ~1e-2 off on a tiny model), the causal-LM architecture, tied
+  embeddings and the tokenizer's special ids;
+* the key/value sharing said the way both readers understand it: KerasHub writes
+  ``num_global_key_value_heads`` even where its model has none (it then means "K = V" to
+  KerasHub's converter) and never ``attention_k_eq_v`` (the switch transformers reads);
+* ``tokenizer.json``: KerasHub's converter reads only that, and so does llama.cpp's;
+* an ``added_tokens_decoder`` that names only tokens the vocabulary has (KerasHub lists
+  ``<video|>`` etc. at the unknown token's id when the vocabulary lacks them).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def completed_gemma4_config(config: dict, backbone, tokenizer) -> dict:
+    """KerasHub's ``gemma4_text`` config with what transformers needs to compute our model."""
+    rope = config.get("rope_parameters", {})
+    rope.setdefault("full_attention", {})["rope_type"] = "proportional"
+    rope.setdefault("sliding_attention", {})["rope_type"] = "default"
+    shared = backbone.num_global_key_value_heads
+    return {**config, "rope_parameters": rope, "architectures": ["Gemma4ForCausalLM"],
+            "attention_k_eq_v": shared is not None, "num_global_key_value_heads": shared,
+            "tie_word_embeddings": True, "pad_token_id": tokenizer.pad_token_id,
+            "bos_token_id": tokenizer.start_token_id, "eos_token_id": tokenizer.end_token_id}
+
+
+def complete_tokenizer_files(folder: Path, tokenizer) -> None:
+    """Write ``tokenizer.json`` and drop ``added_tokens_decoder`` entries the vocabulary lacks."""
+    from gemma_panel.models.hf_gemma4 import tokenizer_json
+
+    folder = Path(folder)
+    (folder / "tokenizer.json").write_text(tokenizer_json(folder / "tokenizer.model"))
+    path = folder / "tokenizer_config.json"
+    config = json.loads(path.read_text())
+    decoder = config.get("added_tokens_decoder", {})
+    config["added_tokens_decoder"] = {
+        token_id: entry for token_id, entry in decoder.items()
+        if tokenizer.id_to_token(int(token_id)) == entry.get("content")}
+    path.write_text(json.dumps(config, indent=2) + "\n")
