@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gemma_panel.export.hf_gemma4 import complete_tokenizer_files, completed_gemma4_config
+from gemma_panel.export.hf_gemma4 import completed_gemma4_config, write_tokenizer_files
 from gemma_panel.export.verify import (
     PROBE_TEXT,
     LoraBase,
@@ -71,7 +71,7 @@ def write_hf_folder(model, folder: Path, chat_template: str | None) -> None:
     config["torch_dtype"] = "bfloat16" if "bfloat16" in dtype else "float32"
     if config.get("model_type") == "gemma4_text":
         config = completed_gemma4_config(config, model.backbone, tokenizer)
-        complete_tokenizer_files(folder, tokenizer)
+        write_tokenizer_files(folder, tokenizer)
     config_path.write_text(json.dumps(config, indent=2) + "\n")
 
     _, end_of_turn = turn_markers_of(model)

@@ -12,7 +12,8 @@ through `gemma_panel.models.load_model` (KerasHub's converter) it also needs:
   KerasHub's converter) and never ``attention_k_eq_v`` (the switch transformers reads);
 * ``tokenizer.json``: KerasHub's converter reads only that, and so does llama.cpp's;
 * an ``added_tokens_decoder`` that names only tokens the vocabulary has (KerasHub lists
-  ``<video|>`` etc. at the unknown token's id when the vocabulary lacks them).
+  ``<video|>`` etc. at the unknown token's id when the vocabulary lacks them) and names the
+  turn markers, which KerasHub leaves out (`write_tokenizer_files`).
 """
 
 from __future__ import annotations
@@ -33,16 +34,39 @@ def completed_gemma4_config(config: dict, backbone, tokenizer) -> dict:
             "bos_token_id": tokenizer.start_token_id, "eos_token_id": tokenizer.end_token_id}
 
 
-def complete_tokenizer_files(folder: Path, tokenizer) -> None:
-    """Write ``tokenizer.json`` and drop ``added_tokens_decoder`` entries the vocabulary lacks."""
+def write_tokenizer_files(folder: Path, tokenizer, chat_template: str | None = None) -> None:
+    """The Hugging Face tokenizer files of a KerasHub Gemma 4 tokenizer: its SentencePiece
+    ``tokenizer.model``, ``tokenizer.json`` and ``tokenizer_config.json``.
+
+    The config is KerasHub's, with ``added_tokens_decoder`` naming only tokens the vocabulary
+    has, and every control or user-defined piece (the turn, channel and tool markers) as
+    special (``extra_special_tokens``), so that readers which go by the config (llama.cpp's
+    converter: CONTROL tokens) treat them as whole tokens.
+    """
+    from keras_hub.src.utils.transformers.export.gemma4 import get_gemma4_tokenizer_config
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
     from gemma_panel.models.hf_gemma4 import tokenizer_json
 
     folder = Path(folder)
+    (folder / "tokenizer.model").write_bytes(tokenizer.proto)
     (folder / "tokenizer.json").write_text(tokenizer_json(folder / "tokenizer.model"))
-    path = folder / "tokenizer_config.json"
-    config = json.loads(path.read_text())
-    decoder = config.get("added_tokens_decoder", {})
-    config["added_tokens_decoder"] = {
-        token_id: entry for token_id, entry in decoder.items()
-        if tokenizer.id_to_token(int(token_id)) == entry.get("content")}
-    path.write_text(json.dumps(config, indent=2) + "\n")
+    config = get_gemma4_tokenizer_config(tokenizer)
+    decoder = {token_id: entry for token_id, entry in config["added_tokens_decoder"].items()
+               if tokenizer.id_to_token(int(token_id)) == entry["content"]}
+    proto = pb.ModelProto()
+    proto.ParseFromString(tokenizer.proto)
+    for token_id, piece in enumerate(proto.pieces):
+        if piece.type in (pb.ModelProto.SentencePiece.CONTROL,
+                          pb.ModelProto.SentencePiece.USER_DEFINED):
+            decoder.setdefault(str(token_id), {
+                "content": piece.piece, "special": True, "single_word": False,
+                "lstrip": False, "rstrip": False, "normalized": False})
+    config["added_tokens_decoder"] = dict(sorted(decoder.items(), key=lambda kv: int(kv[0])))
+    named = {config[k] for k in ("bos_token", "eos_token", "pad_token", "unk_token")}
+    config["extra_special_tokens"] = [entry["content"] for entry in
+                                      config["added_tokens_decoder"].values()
+                                      if entry["content"] not in named]
+    if chat_template:
+        config["chat_template"] = chat_template
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")

@@ -134,7 +134,9 @@ def tokenizer_json(spm_file: Path) -> str:
 
     with tempfile.TemporaryDirectory() as scratch:
         (Path(scratch) / "tokenizer.model").symlink_to(Path(spm_file).resolve())
-        return GemmaTokenizer.from_pretrained(scratch).backend_tokenizer.to_str()
+        tokenizer = GemmaTokenizer.from_pretrained(scratch, add_bos_token=True,
+                                                   add_eos_token=False)
+        return tokenizer.backend_tokenizer.to_str()
 
 
 def _fingerprint(path: Path, config: dict) -> str:
