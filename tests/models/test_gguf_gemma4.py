@@ -96,3 +96,32 @@ def test_our_names_are_gguf_tensor_map_names(tmp_path):
                 continue  # llama.cpp names these two itself (.scale of the router / experts)
             bare = name if name.endswith(".weight") else name + ".weight"
             assert tmap.get_name(bare, try_suffixes=(".weight",)) == ours, name
+
+
+def test_a_gemma4_gguf_without_its_bpe_tokenizer_is_refused(tmp_path):
+    import gguf
+
+    from gemma_panel.models.errors import ModelSourceError
+    from gemma_panel.models.gguf_gemma4 import write_tokenizer
+
+    writer = gguf.GGUFWriter(str(tmp_path / "x.gguf"), "gemma4")
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(["<pad>", "<eos>", "<bos>", "<unk>"])
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(ModelSourceError, match="no 'gemma4' tokenizer.*convert_hf_to_gguf"):
+        write_tokenizer(gguf.GGUFReader(str(tmp_path / "x.gguf")), tmp_path)
+    assert not (tmp_path / "tokenizer.json").exists()
+
+
+def test_gguf_export_of_a_gemma4_with_a_vision_tower_is_refused():
+    from types import SimpleNamespace
+
+    from gemma_panel.export.gguf_gemma4 import check_text_only
+    from gemma_panel.export.manifest import ExportError
+
+    check_text_only(SimpleNamespace(vision_encoder=None, audio_encoder=None))
+    with pytest.raises(ExportError, match="text model only.*vision tower.*export 'hf'"):
+        check_text_only(SimpleNamespace(vision_encoder=object(), audio_encoder=None))
