@@ -4,6 +4,8 @@ What llama.cpp's ``convert_hf_to_gguf.py`` does for Gemma, and so what this does
 
 * tensor names: the Hugging Face names mapped by ``models/gguf_import.py``'s table, read in
   reverse (``blk.N.attn_q.weight`` ...); no ``output.weight`` (the head is tied);
+  Gemma 4 (``gemma4``) has its own names, hyperparameters and tokenizer (``gguf_gemma4.py``),
+  and its norms are stored without the ``+1``;
 * every RMSNorm weight stored as ``1 + w`` (Gemma computes ``x * (1 + w)``);
 * 1-D tensors (the norms) stay F32 in every file type; 2-D weights take the file type;
 * metadata: ``general.architecture`` (``gemma3``; ``gemma`` for Gemma 1), the
@@ -28,9 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
-from gemma_panel.export.gguf_metadata import context_length, tokenizer_fields
+from gemma_panel.export import gguf_gemma4
+from gemma_panel.export.gguf_gemma4 import check_text_only
+from gemma_panel.export.gguf_metadata import chat_template_of, context_length, tokenizer_fields
 from gemma_panel.export.manifest import ExportError
 from gemma_panel.files import partial_name
+from gemma_panel.models import gguf_gemma4 as gemma4_names
 from gemma_panel.models.gguf_import import gguf_tensor_name
 
 PYTHON_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q5_0")
@@ -43,9 +48,12 @@ def gguf_architecture(backbone) -> str:
     name = type(backbone).__name__
     if name == "Gemma3Backbone":
         return "gemma3"
+    if name == "Gemma4Backbone":
+        check_text_only(backbone)
+        return "gemma4"
     if name == "GemmaBackbone" and not getattr(backbone, "use_post_ffw_norm", False):
         return "gemma"
-    raise ExportError(f"GGUF export supports Gemma 1 and Gemma 3 models, not this {name} "
+    raise ExportError(f"GGUF export supports Gemma 1, 3 and 4 models, not this {name} "
                       "(KerasHub has no Hugging Face weight map for Gemma 2); export 'preset' "
                       "or 'keras' instead.")
 
@@ -118,8 +126,16 @@ def write_gguf(model, path: Path, file_type: str, model_source: str | None = Non
     writer = gguf.GGUFWriter(str(path), arch)
     writer.add_type("model")
     writer.add_name(name)
-    _add_hyperparameters(writer, arch, config, model.backbone, file_type, model_source)
-    for key, (value, vtype, sub) in tokenizer_fields(model, model_source).items():
+    if arch == "gemma4":
+        gguf_gemma4.add_hyperparameters(writer, config, model.backbone,
+                                        context_length(arch, model_source))
+        writer.add_file_type(int(file_type_enum(file_type)))
+        fields = gguf_gemma4.tokenizer_fields(model, chat_template_of(model_source, arch))
+        weights = {gemma4_names.ROPE_FREQS: gguf_gemma4.rope_tensor(config), **weights}
+    else:
+        _add_hyperparameters(writer, arch, config, model.backbone, file_type, model_source)
+        fields = tokenizer_fields(model, model_source)
+    for key, (value, vtype, sub) in fields.items():
         writer.add_key_value(key, value, vtype, sub)
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
     sources = _add_tensors(writer, arch, weights, file_type)
@@ -160,11 +176,16 @@ def _add_tensors(writer, arch: str, weights: dict, file_type: str) -> dict:
     """Add every tensor in llama.cpp's names, order and types; return {GGUF name: source}."""
     sources = {}
     for hf_name, values in _llama_cpp_order(weights):
-        gguf_name = gguf_tensor_name(arch, hf_name)
+        if arch == "gemma4":  # norms as they are; rope_freqs is already a GGUF name
+            gguf_name = hf_name if hf_name == gemma4_names.ROPE_FREQS else (
+                gemma4_names.gguf_name(hf_name))
+        else:
+            gguf_name = gguf_tensor_name(arch, hf_name)
         if gguf_name is None:
             raise ExportError(f"No llama.cpp name for tensor '{hf_name}'.")
         sources[gguf_name] = values
-        stored = values + 1.0 if hf_name.endswith("norm.weight") else values
+        shift = arch != "gemma4" and hf_name.endswith("norm.weight")
+        stored = values + 1.0 if shift else values
         data, raw_shape, raw_dtype = encode_tensor(stored, tensor_type(gguf_name, values,
                                                                        file_type))
         writer.add_tensor(gguf_name, data, raw_shape=raw_shape, raw_dtype=raw_dtype)
@@ -174,9 +195,11 @@ def _add_tensors(writer, arch: str, weights: dict, file_type: str) -> dict:
 def _llama_cpp_order(weights: dict):
     """token_embd first, then block by block, then output_norm (llama.cpp's order)."""
     def key(name):
+        if name == gemma4_names.ROPE_FREQS:  # llama.cpp's extra tensors come first
+            return (-1, 0, name)
         if name.startswith("model.layers."):
             return (1, int(name.split(".")[2]), name)
-        return (0 if "embed" in name else 2, 0, name)
+        return (0 if "embed" in name or "rope_freqs" in name else 2, 0, name)
 
     for name in sorted(weights, key=key):
         yield name, weights[name]
@@ -212,17 +235,21 @@ def llama_quantize(source: Path, target: Path, file_type: str) -> None:
                           f"{' / '.join(tail)}")
 
 
-def write_modelfile(folder: Path, gguf_file: str = GGUF_FILE) -> Path:
-    """An Ollama ``Modelfile`` beside the GGUF: FROM, Gemma's turn template, stop tokens."""
+def write_modelfile(folder: Path, gguf_file: str = GGUF_FILE,
+                    turns: tuple[str, str] = ("<start_of_turn>", "<end_of_turn>")) -> Path:
+    """An Ollama ``Modelfile`` beside the GGUF: FROM, the turn template, stop tokens.
+
+    ``turns``: the family's (start, end) markers (Gemma 4: ``<|turn>``, ``<turn|>``)."""
+    start, end = turns
     text = (
         f"# ollama create my-gemma -f Modelfile && ollama run my-gemma\n"
         f"FROM ./{gguf_file}\n"
-        'TEMPLATE """{{- if .System }}<start_of_turn>user\n{{ .System }}\n\n'
-        "{{ else if .Prompt }}<start_of_turn>user\n{{ end }}"
-        "{{- if .Prompt }}{{ .Prompt }}<end_of_turn>\n{{ end }}"
-        '<start_of_turn>model\n{{ .Response }}<end_of_turn>\n"""\n'
-        'PARAMETER stop "<end_of_turn>"\n'
-        'PARAMETER stop "<start_of_turn>"\n'
+        f'TEMPLATE """{{{{- if .System }}}}{start}user\n{{{{ .System }}}}\n\n'
+        f"{{{{ else if .Prompt }}}}{start}user\n{{{{ end }}}}"
+        f"{{{{- if .Prompt }}}}{{{{ .Prompt }}}}{end}\n{{{{ end }}}}"
+        f'{start}model\n{{{{ .Response }}}}{end}\n"""\n'
+        f'PARAMETER stop "{end}"\n'
+        f'PARAMETER stop "{start}"\n'
         'PARAMETER stop "<eos>"\n'
     )
     path = Path(folder) / "Modelfile"

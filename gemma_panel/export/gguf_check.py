@@ -94,8 +94,9 @@ def compare_with_reference(check: Verification, ours, reference) -> None:
                 differ=values)
 
 
-def dequantized_errors(check: Verification, ours, sources: dict) -> None:
-    """Every tensor, dequantized, against the weights it was written from."""
+def dequantized_errors(check: Verification, ours, sources: dict, norm_shift: float = 1.0) -> None:
+    """Every tensor, dequantized, against the weights it was written from (the norms plus
+    ``norm_shift``: llama.cpp's +1 for Gemma 1-3, none for Gemma 4)."""
     from gguf.quants import dequantize
 
     worst, failed = {}, []
@@ -107,7 +108,7 @@ def dequantized_errors(check: Verification, ours, sources: dict) -> None:
         kind = tensor.tensor_type.name
         values = np.asarray(dequantize(tensor.data, tensor.tensor_type), np.float32)
         values = values.reshape(source.shape)
-        expected = source + 1.0 if tensor.name.endswith("norm.weight") else source
+        expected = source + norm_shift if tensor.name.endswith("norm.weight") else source
         err = np.abs(values - expected)
         if kind in BLOCK_LEVELS:
             blocks = np.abs(expected).reshape(-1, 32).max(-1, keepdims=True)
@@ -203,11 +204,12 @@ def same_gguf_in_gemma_panel(check: Verification, reader, folder: Path, ids,
     compare_logits(check, "transformers_gguf_logits", transformers_logits, ours, 1e-3)
 
 
-def check_modelfile(check: Verification, folder: Path, gguf_file: str) -> None:
+def check_modelfile(check: Verification, folder: Path, gguf_file: str,
+                    turns: tuple[str, str] = ("<start_of_turn>", "<end_of_turn>")) -> None:
     text = (Path(folder) / "Modelfile").read_text()
     lines = [line.strip() for line in text.splitlines()]
     from_line = next((line for line in lines if line.startswith("FROM ")), "")
     target = (Path(folder) / from_line[5:].strip()).resolve() if from_line else None
     check.check("modelfile", bool(target) and target.is_file() and target.name == gguf_file
-                and "<start_of_turn>model" in text and 'PARAMETER stop "<end_of_turn>"' in text,
+                and f"{turns[0]}model" in text and f'PARAMETER stop "{turns[1]}"' in text,
                 "Modelfile: FROM the GGUF beside it, Gemma's turn TEMPLATE, stop tokens")

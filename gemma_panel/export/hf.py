@@ -7,8 +7,8 @@ so the model must be merged first (an unmerged LoRA is silently dropped, DESIGN.
 leaves and this module fills: the chat template (so ``apply_chat_template`` works), the
 end-of-turn token as a stop token in ``generation_config.json``, and the dtype name. For
 Gemma 4 (``gemma4_text``) also what its config leaves out and transformers needs to compute
-the same model: the global layers' proportional RoPE, the causal-LM architecture, tied
-embeddings and the tokenizer's special ids; the turn markers are Gemma 4's ``<|turn>``/``<turn|>``.
+the same model and for it to load back through ``load_model`` (`gemma_panel.export.hf_gemma4`);
+the turn markers are Gemma 4's ``<|turn>``/``<turn|>``.
 
 Verified with ``AutoTokenizer`` (the probe tokenizes to our ids) and
 ``AutoModelForCausalLM`` (logits within 1e-3, identical greedy continuations, and, for a
@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gemma_panel.export.hf_gemma4 import completed_gemma4_config, write_tokenizer_files
 from gemma_panel.export.verify import (
     PROBE_TEXT,
     LoraBase,
@@ -59,19 +60,6 @@ def tokenizer_probe(model) -> str:
     return TOKENIZER_PROBE.replace("<start_of_turn>", start).replace("<end_of_turn>", end)
 
 
-def completed_gemma4_config(config: dict, tokenizer) -> dict:
-    """KerasHub's ``gemma4_text`` config with what transformers needs to compute our model:
-    KerasHub's global layers rotate with proportional (partial) RoPE, its local ones with
-    the default; without ``rope_type`` transformers takes the default for both (logits ~1e-2
-    off on a tiny model)."""
-    rope = config.get("rope_parameters", {})
-    rope.setdefault("full_attention", {})["rope_type"] = "proportional"
-    rope.setdefault("sliding_attention", {})["rope_type"] = "default"
-    return {**config, "rope_parameters": rope, "architectures": ["Gemma4ForCausalLM"],
-            "tie_word_embeddings": True, "pad_token_id": tokenizer.pad_token_id,
-            "bos_token_id": tokenizer.start_token_id, "eos_token_id": tokenizer.end_token_id}
-
-
 def write_hf_folder(model, folder: Path, chat_template: str | None) -> None:
     """KerasHub's transformers export of ``model`` (merged), with the gaps filled."""
     folder = Path(folder)
@@ -82,7 +70,8 @@ def write_hf_folder(model, folder: Path, chat_template: str | None) -> None:
     dtype = str(config.get("torch_dtype", "float32"))
     config["torch_dtype"] = "bfloat16" if "bfloat16" in dtype else "float32"
     if config.get("model_type") == "gemma4_text":
-        config = completed_gemma4_config(config, tokenizer)
+        config = completed_gemma4_config(config, model.backbone, tokenizer)
+        write_tokenizer_files(folder, tokenizer)
     config_path.write_text(json.dumps(config, indent=2) + "\n")
 
     _, end_of_turn = turn_markers_of(model)

@@ -103,13 +103,9 @@ def check_request(fmt: str, quantize: str | None, merge: bool) -> str | None:
 
 
 # What a model family cannot be exported to, and why (checked before anything is loaded).
-REFUSED_FOR_FAMILY = {
-    ("gemma4", "gguf"): (
-        "GGUF export of Gemma 4 is not available yet: llama.cpp's gemma4 conversion "
-        "(proportional RoPE frequencies, per-layer head sizes, shared key/value layers) is not "
-        "implemented here and no reader here loads a Gemma 4 GGUF back to verify one; export "
-        "'hf' and convert that folder with llama.cpp's convert_hf_to_gguf.py."),
-}
+# Empty today: Gemma 4 GGUF is written (text model; a vision or audio tower is refused when
+# the file is written, `gguf_gemma4.check_text_only`).
+REFUSED_FOR_FAMILY: dict[tuple[str, str], str] = {}
 
 
 def check_family(fmt: str, family: str | None) -> None:
@@ -276,6 +272,9 @@ def _gguf(source, quantize, folder, check, ids, reference, base, model_source) -
     path = folder / gguf.GGUF_FILE
     sources = gguf.write_gguf_file(model, path, quantize, model_source)
     reader = gguf_package.GGUFReader(str(path))
+    if gguf.gguf_architecture(model.backbone) == "gemma4":
+        return _gguf_gemma4(reader, sources, folder, check, ids, reference, base, quantize,
+                            model_source)
     reference_path = gguf_metadata.bundled_gguf()
     gguf_check.compare_with_reference(check, reader,
                                       gguf_metadata.cached_reader(reference_path))
@@ -298,6 +297,20 @@ def _gguf(source, quantize, folder, check, ids, reference, base, model_source) -
         note_perplexity_change(check, ref_ppl, ppl, f"GGUF {quantize} in transformers")
     check.note("file_size", f"{path.stat().st_size / 1e6:.1f} MB", bytes=path.stat().st_size)
     return {"gguf_file": gguf.GGUF_FILE, "reference_gguf": reference_path.name}
+
+
+def _gguf_gemma4(reader, sources, folder, check, ids, reference, base, quantize,
+                 model_source) -> dict:
+    from gemma_panel.export import gguf, gguf_check, gguf_check_gemma4
+
+    gguf_check_gemma4.verify(check, reader, folder, sources, quantize, ids, reference, base,
+                             model_source)
+    turns = ("<|turn>", "<turn|>")
+    gguf.write_modelfile(folder, turns=turns)
+    gguf_check.check_modelfile(check, folder, gguf.GGUF_FILE, turns)
+    size = (folder / gguf.GGUF_FILE).stat().st_size
+    check.note("file_size", f"{size / 1e6:.1f} MB", bytes=size)
+    return {"gguf_file": gguf.GGUF_FILE}
 
 
 def _versions() -> dict:

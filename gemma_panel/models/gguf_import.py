@@ -7,7 +7,9 @@ back to the Hugging Face layout, subtracts the 1, and writes ``config.json``,
 ``model.safetensors`` (float32) and a SentencePiece ``tokenizer.model`` built from the GGUF
 vocabulary. KerasHub's Hugging Face converters then load the folder like any checkpoint.
 
-Supported architectures: ``gemma`` (Gemma 1, CodeGemma), ``gemma2`` and ``gemma3`` (text).
+Supported architectures: ``gemma`` (Gemma 1, CodeGemma), ``gemma2``, ``gemma3`` (text) and
+``gemma4`` (text; its names, config and BPE tokenizer in `gemma_panel.models.gguf_gemma4`:
+no ``-1`` on its norms, and a ``tokenizer.json`` rather than a SentencePiece model).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 
 from gemma_panel.models.errors import ModelSourceError
 
-SUPPORTED_ARCHITECTURES = ("gemma", "gemma2", "gemma3")
+SUPPORTED_ARCHITECTURES = ("gemma", "gemma2", "gemma3", "gemma4")
 
 # GGUF tensor name (after "blk.N.") -> Hugging Face name (after "model.layers.N."), per
 # architecture. In Gemma 1, llama.cpp's "ffn_norm" is the norm before the MLP, which
@@ -223,6 +225,8 @@ def convert_gguf_to_hf(reader, out_dir: str | os.PathLike, progress=None) -> Pat
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     arch = field_value(reader, "general.architecture")
+    if arch == "gemma4":
+        return _convert_gemma4(reader, out_dir, progress)
     config = hf_config_from_gguf(reader)
     tensors = {}
     total = len(reader.tensors)
@@ -235,13 +239,39 @@ def convert_gguf_to_hf(reader, out_dir: str | os.PathLike, progress=None) -> Pat
             tensors[name] = values
         if progress is not None:
             progress(done, total, tensor.name)
+    _check_complete(tensors)
+    save_file(tensors, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
+    (out_dir / "config.json").write_text(json.dumps(config, indent=2))
+    (out_dir / "tokenizer.model").write_bytes(sentencepiece_proto_from_gguf(reader))
+    return out_dir
+
+
+def _check_complete(tensors: dict) -> None:
     missing = {"model.embed_tokens.weight", "model.norm.weight"} - tensors.keys()
     if missing:
         raise ModelSourceError(
             f"The GGUF has no {', '.join(sorted(missing))}; it is not a complete Gemma "
             "checkpoint. Use the file llama.cpp's convert_hf_to_gguf.py produced."
         )
+
+
+def _convert_gemma4(reader, out_dir: Path, progress=None) -> Path:
+    """A ``gemma4`` GGUF as a folder KerasHub's Gemma 4 converter loads as it is."""
+    from safetensors.numpy import save_file
+
+    from gemma_panel.models import gguf_gemma4
+
+    tensors = {}
+    for done, tensor in enumerate(reader.tensors, 1):
+        name = (gguf_gemma4.ROPE_FREQS if tensor.name == gguf_gemma4.ROPE_FREQS
+                else gguf_gemma4.hf_name(tensor.name))
+        if name is not None:
+            tensors[name] = dequantized(tensor)
+        if progress is not None:
+            progress(done, len(reader.tensors), tensor.name)
+    _check_complete(tensors)
+    config = gguf_gemma4.hf_config(reader, tensors)  # takes rope_freqs out of tensors
     save_file(tensors, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
     (out_dir / "config.json").write_text(json.dumps(config, indent=2))
-    (out_dir / "tokenizer.model").write_bytes(sentencepiece_proto_from_gguf(reader))
+    gguf_gemma4.write_tokenizer(reader, out_dir)
     return out_dir

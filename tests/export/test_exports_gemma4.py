@@ -1,6 +1,6 @@
 """Exports of a tiny LoRA-tuned Gemma 4 (dense): Hugging Face (loads in transformers'
-``Gemma4ForCausalLM``), the KerasHub formats (the preset back through our loader), and GGUF
-refused up front with the reason."""
+``Gemma4ForCausalLM`` and back through our loader), the KerasHub formats (the preset back
+through our loader), and GGUF (llama.cpp's gemma4 layout, read back through our loader)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gemma_panel.export import ExportError, export_model, export_run
+from gemma_panel.export import export_model
 from tests.export.conftest import tiny_overrides
 from tests.export.test_exports_tiny import assert_finished, checks
 from tests.models.tiny_hf_gemma4 import write_tiny_gemma4
@@ -73,6 +73,11 @@ def test_hugging_face_export_loads_in_transformers_and_back(gemma4_run, tmp_path
     ours = render_text(Gemma4ChatTemplate().segments(Example(messages=turns)))
     assert tokenizer.apply_chat_template(chat, tokenize=False) == "<bos>" + ours + "\n"
 
+    from gemma_panel.models import load_model
+
+    again = load_model(str(result.path))  # our own export, back through our loader
+    np.testing.assert_allclose(keras_logits(again, ids), reference, atol=1e-5)
+
 
 @pytest.mark.parametrize("fmt", ["keras", "preset"])
 def test_keras_formats(gemma4_run, tmp_path, fmt):
@@ -83,15 +88,22 @@ def test_keras_formats(gemma4_run, tmp_path, fmt):
     assert_finished(result, name)
 
 
-def test_gguf_is_refused_before_anything_is_loaded(gemma4_run, tmp_path, monkeypatch):
-    from gemma_panel.export import pipeline
+@pytest.mark.parametrize("file_type", ["f32", "q8_0"])
+def test_gguf_export_reads_back_as_the_tuned_model(gemma4_run, tmp_path, file_type):
+    """llama.cpp's gemma4 layout, and the file through `load_model` carries the LoRA."""
+    from gemma_panel.export.verify import keras_logits, probe_ids
+    from gemma_panel.models import load_model
 
-    run_dir, source = gemma4_run
-    monkeypatch.setattr(pipeline, "load_run_model",
-                        lambda *a, **k: pytest.fail("the model was loaded"))
-    with pytest.raises(ExportError, match="GGUF export of Gemma 4 is not available yet.*"
-                       "export 'hf'"):
-        export_run(run_dir, "gguf", out=tmp_path / "gguf")
-    with pytest.raises(ExportError, match="GGUF export of Gemma 4"):
-        export_model(source, "gguf", tmp_path / "gguf")
-    assert not (tmp_path / "gguf").exists()
+    _, source = gemma4_run
+    result = export_model(source, "gguf", tmp_path / "gguf", quantize=file_type)
+    assert_finished(result, "gguf_metadata_keys", "gguf_tensor_names",
+                    "gguf_dequantized_within_bound", "gguf_carries_lora", "modelfile",
+                    *(["gemma_panel_gguf_logits"] if file_type == "f32" else []))
+    assert '<|turn>model' in (result.path / "Modelfile").read_text()
+
+    ids = probe_ids(source.lm)
+    reference = keras_logits(source.lm, ids)
+    again = load_model(str(result.path / "model.gguf"))
+    difference = float(np.abs(keras_logits(again, ids) - reference).max())
+    print(f"GGUF {file_type}: max |logit difference| from the tuned model {difference:.2e}")
+    assert difference <= (1e-3 if file_type == "f32" else 0.1)

@@ -20,12 +20,13 @@ CORPUS = ["the quick brown fox jumps over the lazy dog", "hello world, how are y
 
 # The shapes that matter in Gemma 4, kept tiny: a sliding and a global layer with their own
 # head sizes, final logit soft-capping; the variants add per-layer embeddings (E2B/E4B) or a
-# mixture of experts (26B-A4B).
+# mixture of experts (26B-A4B), or global layers whose keys are their values (26B-A4B, 31B).
 VARIANTS = {
     "dense": {},
     "per_layer_embeddings": {"hidden_size_per_layer_input": 8},
     "moe": {"enable_moe_block": True, "num_experts": 4, "top_k_experts": 2,
             "moe_intermediate_size": 16},
+    "k_eq_v": {"attention_k_eq_v": True, "num_global_key_value_heads": 2},
 }
 
 
