@@ -57,14 +57,15 @@ def length_problems(tokenized: TokenizedExample, sequence_length: int | None
         return []
     held = tokens_per_sequence(sequence_length)
     if tokenized.prompt_tokens >= held:
-        return [("error", "no_target", f"the prompt alone is {tokenized.prompt_tokens} tokens, "
-                 f"more than the sequence length {sequence_length}: no response token is "
-                 "left to train on")]
+        return [("error", "no_target", (
+            f"the prompt alone is {tokenized.prompt_tokens} tokens, more than the sequence "
+            f"length {sequence_length}: no response token is left to train on"))]
     if tokenized.truncated:
         cut = tokenized.total_tokens - held
-        return [("warning", "overlong", f"{tokenized.total_tokens} tokens, more than a "
-                 f"sequence of length {sequence_length} takes: the last {cut} (including the "
-                 "end-of-turn token) are cut")]
+        return [("warning", "overlong", (
+            f"{tokenized.total_tokens} tokens, more than a sequence of length "
+            f"{sequence_length} takes: the last {cut} (including the end-of-turn token) "
+            "are cut"))]
     return []
 
 
