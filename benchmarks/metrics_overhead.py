@@ -14,6 +14,11 @@ polls), ``--repeats`` times each, alternating. Two figures:
 * A/B: the median interval between consecutive steps with and without the store, the
   measured slow-down, machine noise included (a few % on 2 shared cores).
 
+The writer's time is wall-clock, waits for the GIL (the training thread holds it between
+XLA calls) and for other processes included; its CPU time is printed beside it, and so is
+the writer's CPU time per step with no training beside it, for the same rows, 32 and 1
+steps to a flush: the figure least moved by a busy machine.
+
 The tiny model (2 layers, hidden 64) has ~10 ms steps, the hardest case for a fixed cost;
 Gemma 3 270M steps take seconds on a CPU.
 """
@@ -56,17 +61,19 @@ class StepClock:
 
 
 class Timed:
-    """Wraps a callable and adds up the time spent in it."""
+    """Wraps a callable and adds up the time spent in it: wall-clock (``total``, waits for
+    the GIL and the database lock included) and the calling thread's CPU time (``cpu``)."""
 
     def __init__(self, fn):
-        self.fn, self.total, self.calls = fn, 0.0, 0
+        self.fn, self.total, self.cpu, self.calls = fn, 0.0, 0.0, 0
 
     def __call__(self, *args, **kwargs):
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.thread_time()
         try:
             return self.fn(*args, **kwargs)
         finally:
             self.total += time.perf_counter() - began
+            self.cpu += time.thread_time() - began_cpu
             self.calls += 1
 
 
@@ -117,7 +124,35 @@ def one_run(recipe, workdir: Path, with_store: bool) -> dict:
             "sink_per_step": timed_metrics.total / timed_metrics.calls,
             "stop_per_step": should_stop.total / should_stop.calls,
             "writer_per_step": timed_writes.total / timed_metrics.calls,
-            "rows": len(store.metrics(run.id))}
+            "writer_cpu_per_step": timed_writes.cpu / timed_metrics.calls,
+            "rows": len(store.metrics(run.id)), "flush_every": sink.flush_every,
+            "names": _names_of_a_step(store.metrics(run.id))}
+
+
+def _names_of_a_step(points) -> list[str]:
+    """The metric names of a training step (the tenth; evaluations add theirs now and then)."""
+    steps = sorted({p.step for p in points})
+    step = steps[min(9, len(steps) - 1)]
+    return [p.name for p in points if p.step == step]
+
+
+def writer_alone(workdir: Path, recipe, names: list[str], per_flush: int,
+                 flushes: int = 50) -> float:
+    """The writer's CPU time per step with nothing beside it: the same metric names,
+    ``per_flush`` steps in each flush (one: steps of a second or more; 32: ~8 ms steps)."""
+    from gemma_panel.runs import RunStore, StoreSink
+
+    store = RunStore(workdir / f"alone-{time.time_ns()}")
+    sink = StoreSink(store, store.create_run(recipe).id, flush_every=3600)
+    spent = 0.0
+    for flush in range(flushes):
+        for step in range(flush * per_flush, (flush + 1) * per_flush):
+            sink.on_metrics(step, step * 100, {name: 0.5 for name in names})
+        began = time.thread_time()
+        sink.flush()
+        spent += time.thread_time() - began
+    sink.close()
+    return spent / (flushes * per_flush)
 
 
 def main() -> None:
@@ -134,11 +169,13 @@ def main() -> None:
         for _ in range(args.repeats):
             plain.append(one_run(recipe, workdir, with_store=False))
             stored.append(one_run(recipe, workdir, with_store=True))
+        alone = {n: writer_alone(workdir, recipe, stored[0]["names"], n) for n in (1, 32)}
     step = statistics.median(r["interval"] for r in plain)
     step_store = statistics.median(r["interval"] for r in stored)
     sink = statistics.median(r["sink_per_step"] for r in stored)
     stop = statistics.median(r["stop_per_step"] for r in stored)
     writer = statistics.median(r["writer_per_step"] for r in stored)
+    writer_cpu = statistics.median(r["writer_cpu_per_step"] for r in stored)
     overhead = (sink + stop + writer) / step
     print(f"model {args.model}, {args.steps} steps x {args.repeats} runs per variant, "
           f"{stored[0]['rows']} metric rows per run")
@@ -147,7 +184,10 @@ def main() -> None:
           f"(A/B difference {100 * (step_store - step) / step:+.2f}%, machine noise included)")
     print(f"StoreSink.on_metrics per step:          {sink * 1e6:8.1f} us")
     print(f"should_stop (cancel check) per step:    {stop * 1e6:8.1f} us")
-    print(f"writer thread's SQLite time per step:   {writer * 1e6:8.1f} us")
+    print(f"writer thread's SQLite time per step:   {writer * 1e6:8.1f} us "
+          f"({writer_cpu * 1e6:.1f} us of it on a CPU)")
+    print(f"the writer alone, same rows:            {alone[32] * 1e6:8.1f} us of CPU per step "
+          f"at 32 steps a flush, {alone[1] * 1e6:.1f} at 1 (no training beside it)")
     print(f"training thread alone:                  {100 * (sink + stop) / step:8.2f}%")
     print(f"overhead, writer thread included:       {100 * overhead:8.2f}%  (target < 2%: "
           f"{'met' if overhead < 0.02 else 'NOT met'}); A/B "

@@ -18,7 +18,10 @@ The ablation runs our trainer without each of its speed-ups, so the table says w
 speed comes from: packing alone (the LM head at every position, as the baseline computes
 it), the head at loss positions alone (``data.pack=false``: one example per row), neither,
 and LoRA through the rank (``x W + (alpha/r) (x A) B``) instead of Keras's merged kernel
-``W + (alpha/r) A B``. ``--parts`` also runs rows left out by default: ``all`` and
+``W + (alpha/r) A B``. Two rows run ours and the baseline at batch 1 whatever the command
+line's ``train.batch_size`` (``batch1``, ``baseline_batch1``: the quickstart's setting, where
+packing's fewer updates cost least); each row's "vs fit" is against the baseline at its own
+batch size. ``--parts`` also runs rows left out by default: ``all`` and
 ``all_factored`` (every projection adapted, merged and factored), ``onednn``, ``bf16`` and
 ``mixed_bf16`` (XLA's oneDNN CPU path on, in float32, bfloat16 and mixed_bfloat16). Each
 trainer runs in a process of its own; the 270M takes minutes per row.
@@ -168,12 +171,14 @@ def run_flops(recipe):
 EVERY_PROJECTION = ("lora.target_layers=[query,key,value,attention_output,ffw_gating,"
                     "ffw_gating_2,ffw_linear]")
 ONEDNN = "--xla_cpu_use_onednn=true"  # XLA's oneDNN CPU path (AMX / AVX512-BF16)
+BATCH_1 = "train.batch_size=1"  # the quickstart's; wins over the command line's (given last)
 PARTS = {  # name: (row label, recipe overrides, SWITCHES to turn on)
     "ours": ("gemma_panel: all of them", [], ()),
     "packing": ("  packing alone", [], ("head",)),
     "head": ("  head at loss positions alone", ["data.pack=false"], ()),
     "neither": ("  neither", ["data.pack=false"], ("head",)),
     "factored": ("  LoRA through the rank (not the merged kernel)", [], ("factored",)),
+    "batch1": ("gemma_panel at batch 1 (quickstart's)", [BATCH_1], ()),
     "all": ("every projection adapted, merged kernel", [EVERY_PROJECTION], ()),
     "all_factored": ("  every projection, through the rank", [EVERY_PROJECTION],
                      ("factored",)),
@@ -183,6 +188,23 @@ PARTS = {  # name: (row label, recipe overrides, SWITCHES to turn on)
                    ("onednn",)),
 }
 OPTIONAL_PARTS = ("all", "all_factored", "onednn", "bf16", "mixed_bf16")  # --parts names them
+BASELINES = {  # name: (row label, recipe overrides): the KerasHub guide's fit
+    "baseline": ("KerasHub fit (guide), same LoRA", []),
+    "baseline_batch1": ("KerasHub fit at batch 1", [BATCH_1]),
+}
+DEFAULT_PARTS = ("ours", "packing", "head", "neither", "factored", "baseline", "batch1",
+                 "baseline_batch1")
+
+
+def overrides_of(part: str) -> list[str]:
+    return PARTS[part][1] if part in PARTS else BASELINES[part][1]
+
+
+def versus(part: str) -> str:
+    """The baseline row a row is compared with: the one at the same batch size."""
+    batch = [o for o in overrides_of(part) if o.startswith("train.batch_size=")]
+    return next(b for b, (_, extra) in BASELINES.items()
+                if [o for o in extra if o.startswith("train.batch_size=")] == batch)
 
 
 def run_part(part: str, recipe) -> None:
@@ -193,7 +215,7 @@ def run_part(part: str, recipe) -> None:
         print("RESULT " + json.dumps({"per_token": per_token, "loss_share": loss_share,
                                       "real": real}))
         return
-    if part == "baseline":
+    if part in BASELINES:
         rate, val, tokens = run_baseline(recipe)
     else:
         for switch in PARTS[part][2]:
@@ -224,8 +246,9 @@ def main() -> None:
     parser.add_argument("--no-ablation", action="store_true",
                         help="only ours and the baseline (the ablation adds four runs)")
     parser.add_argument("--parts", help="comma-separated rows to run, of "
-                        f"{', '.join([*PARTS, 'baseline'])} (default: all)")
-    parser.add_argument("--part", choices=["flops", "baseline", *PARTS],
+                        f"{', '.join([*PARTS, *BASELINES])} (default: "
+                        f"{', '.join(DEFAULT_PARTS)})")
+    parser.add_argument("--part", choices=["flops", *BASELINES, *PARTS],
                         help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", help="recipe overrides for every trainer")
     args = parser.parse_args()
@@ -237,20 +260,20 @@ def main() -> None:
     if args.part:
         run_part(args.part, recipe)
         return
-    parts = (["ours", "baseline"] if args.no_ablation else
-             [*(p for p in PARTS if p not in OPTIONAL_PARTS), "baseline"])
+    parts = ["ours", "baseline"] if args.no_ablation else list(DEFAULT_PARTS)
     if args.parts:
         parts = args.parts.split(",")
-        unknown = [p for p in parts if p not in PARTS and p != "baseline"]
+        unknown = [p for p in parts if p not in PARTS and p not in BASELINES]
         if unknown:
-            parser.error(f"unknown --parts {unknown}; choose from {', '.join(PARTS)}, baseline")
+            parser.error(f"unknown --parts {unknown}; choose from "
+                         f"{', '.join([*PARTS, *BASELINES])}")
     from gemma_panel.training.flops import measured_peak
 
     peak = measured_peak("float32")[0] / 1e9  # the trainer's, cached in GEMMA_PANEL_HOME
     flops = {}  # per set of LoRA overrides: the useful work differs with the adapted layers
     results = {}
     for part in parts:
-        extra = PARTS[part][1] if part in PARTS else []
+        extra = overrides_of(part)
         lora = tuple(o for o in extra if o.startswith("lora."))
         if lora not in flops:
             flops[lora] = in_subprocess("flops", args, lora)
@@ -263,13 +286,17 @@ def report(results: dict, peak: float, flops: dict) -> None:
     print(f"\nmatmul peak (float32, 2048^3): {peak:.0f} GFLOP/s; model FLOPs per real token: "
           f"{per_token / 1e9:.3f} GFLOP ({flops['real']} real tokens an epoch, "
           f"{flops['loss_share']:.0%} with loss)")
-    base_rate = results["baseline"]["rate"] if "baseline" in results else float("nan")
     print(f"{'trainer':<38}{'real tok/s':>11}{'MFU':>7}{'vs fit':>8}{'val loss':>10}"
           f"{'tokens':>8}")
     for part, r in results.items():
-        label = PARTS[part][0] if part in PARTS else "KerasHub fit (guide), same LoRA"
+        label = PARTS[part][0] if part in PARTS else BASELINES[part][0]
+        base = results.get(versus(part), {}).get("rate", float("nan"))
         print(f"{label:<38}{r['rate']:>11.1f}{r['rate'] * r['per_token'] / (peak * 1e9):>7.1%}"
-              f"{r['rate'] / base_rate:>7.2f}x{r['val_loss']:>10.4f}{int(r['tokens']):>8}")
+              f"{r['rate'] / base:>7.2f}x{r['val_loss']:>10.4f}{int(r['tokens']):>8}")
+    if "batch1" in results and "baseline_batch1" in results:
+        ours1, fit1 = results["batch1"], results["baseline_batch1"]
+        print(f"batch 1: {ours1['rate'] / fit1['rate']:.2f}x real tokens/s; validation loss "
+              f"{ours1['val_loss']:.4f} vs {fit1['val_loss']:.4f}")
     ours = results.get("ours")
     for on, off, what in (("factored", "ours", "query/value"),
                           ("all_factored", "all", "every projection")):
@@ -279,6 +306,7 @@ def report(results: dict, peak: float, flops: dict) -> None:
                   f"({results[on]['rate'] / results[off]['rate']:.2f}x)")
     if ours is None or "baseline" not in results:
         return
+    base_rate = results["baseline"]["rate"]
     print(f"speed-up: {ours['rate'] / base_rate:.2f}x real tokens/s (target >= 2x); validation "
           f"loss {ours['val_loss']:.4f} vs {results['baseline']['val_loss']:.4f} "
           f"({'equal or lower' if ours['val_loss'] <= results['baseline']['val_loss'] + 1e-3 else 'HIGHER'})")

@@ -61,7 +61,8 @@ def prepare_recipe_data(recipe: Recipe, tokenizer: TextTokenizer | None = None,
                         **options: Any) -> PreparedDataset:
     """Read, check, split and tokenize the recipe's data as its run does.
 
-    Sequences hold ``data.sequence_length + 1`` tokens (inputs and next-token targets).
+    The data layer is told ``data.sequence_length`` as the user set it (its messages name
+    it); what a sequence of that length holds is `tokens_per_sequence`'s to say.
     ``options`` go to `prepare_dataset` (e.g. ``output_dir``).
 
     Raises:
@@ -71,7 +72,7 @@ def prepare_recipe_data(recipe: Recipe, tokenizer: TextTokenizer | None = None,
     return prepare_dataset(
         d.train_path, read=read_options(recipe), validation_path=d.validation_path,
         validation_fraction=d.validation_fraction, seed=d.seed, template=d.template,
-        tokenizer=tokenizer, sequence_length=d.sequence_length + 1, missing=d.missing,
+        tokenizer=tokenizer, sequence_length=d.sequence_length, missing=d.missing,
         duplicates=d.duplicates, template_options=template_options(recipe), **options)
 
 

@@ -29,7 +29,7 @@ from gemma_panel.data.templates import (
     render_text,
     resolve_template,
 )
-from gemma_panel.data.tokenized import TokenizedExample, tokenize_example
+from gemma_panel.data.tokenized import TokenizedExample, length_problems, tokenize_example
 from gemma_panel.data.tokenizer import TextTokenizer
 from gemma_panel.files import open_atomic, same_file, write_atomic
 
@@ -323,14 +323,11 @@ def _tokenize(prepared: PreparedDataset, tokenizer, sequence_length, skip_bad_ro
         kept, tokens = [], []
         for example in getattr(prepared, split):
             tokenized = tokenize_example(example, prepared.template, tokenizer, sequence_length)
-            where = {"line": example.line, "row": example.row}
-            if sequence_length and tokenized.prompt_tokens >= sequence_length:
-                report.error("no_target", f"the prompt alone is {tokenized.prompt_tokens} "
-                             f"tokens, at least the sequence length {sequence_length}", **where)
+            problems = length_problems(tokenized, sequence_length)
+            for severity, code, message in problems:
+                getattr(report, severity)(code, message, line=example.line, row=example.row)
+            if any(severity == "error" for severity, _, _ in problems):
                 continue
-            if tokenized.truncated:
-                report.warning("overlong", f"{tokenized.total_tokens} tokens, cut to "
-                               f"{sequence_length}", **where)
             kept.append(example)
             tokens.append(tokenized)
             if split == "train":

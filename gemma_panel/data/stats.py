@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from gemma_panel.data.tokenized import TokenizedExample
+from gemma_panel.data.tokenized import TokenizedExample, tokens_per_sequence
 
 
 @dataclass
@@ -46,11 +46,12 @@ class TokenStatistics:
         target = np.frombuffer(self.target, dtype=np.uint32).astype(np.int64)
         total = prompt + target
         seq = self.sequence_length
-        if seq is not None and len(total):
-            kept = np.minimum(total, seq)
-            trained = np.clip(seq - prompt, 0, None)
+        held = None if seq is None else tokens_per_sequence(seq)
+        if held is not None and len(total):
+            kept = np.minimum(total, held)
+            trained = np.clip(held - prompt, 0, None)
             trained = np.minimum(trained, target)
-            truncated = float(np.mean(total > seq))
+            truncated = float(np.mean(total > held))
         else:
             kept, trained, truncated = total, target, 0.0
         return {
@@ -60,7 +61,7 @@ class TokenStatistics:
             "response": _describe(target, self.bins),
             "total": _describe(total, self.bins),
             "truncated_share": truncated,
-            "truncated_examples": int(np.sum(total > seq)) if seq and len(total) else 0,
+            "truncated_examples": int(np.sum(total > held)) if held and len(total) else 0,
             "tokens_per_epoch": int(kept.sum()),
             "trained_tokens_per_epoch": int(trained.sum()),
         }

@@ -1,4 +1,9 @@
-"""Token ids and the loss mask for one example, and a way to show which tokens train."""
+"""Token ids and the loss mask for one example, and a way to show which tokens train.
+
+Lengths here are the user's ``data.sequence_length``: the positions of a training sequence.
+Such a sequence holds ``tokens_per_sequence(length)`` tokens of an example (its inputs and,
+shifted by one, their next-token targets); that +1 is made in `tokens_per_sequence` only.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +20,11 @@ class TokenizedExample:
     """Token ids with a 0/1 loss mask of the same length.
 
     Args:
-        input_ids: the tokens, truncated at the sequence length when one was given.
+        input_ids: the tokens, cut to what a sequence holds when a length was given.
         loss_mask: 1 where the model is trained to predict the token.
         prompt_tokens: untrained tokens before truncation (BOS included).
         target_tokens: trained tokens before truncation (stop tokens included).
-        truncated: the example was longer than the sequence length and was cut.
+        truncated: the example was longer than a sequence holds and was cut.
     """
 
     input_ids: list[int]
@@ -38,6 +43,32 @@ class TokenizedExample:
         return [t for t, m in zip(self.input_ids, self.loss_mask) if m]
 
 
+def tokens_per_sequence(sequence_length: int) -> int:
+    """How many tokens of an example a training sequence of ``sequence_length`` positions
+    holds: its inputs and the next-token target of the last one."""
+    return sequence_length + 1
+
+
+def length_problems(tokenized: TokenizedExample, sequence_length: int | None
+                    ) -> list[tuple[str, str, str]]:
+    """``(severity, code, message)`` of an example too long for ``sequence_length``: its
+    prompt leaves no response token to train on (error), or its end is cut (warning)."""
+    if sequence_length is None:
+        return []
+    held = tokens_per_sequence(sequence_length)
+    if tokenized.prompt_tokens >= held:
+        return [("error", "no_target", (
+            f"the prompt alone is {tokenized.prompt_tokens} tokens, more than the sequence "
+            f"length {sequence_length}: no response token is left to train on"))]
+    if tokenized.truncated:
+        cut = tokenized.total_tokens - held
+        return [("warning", "overlong", (
+            f"{tokenized.total_tokens} tokens, more than a sequence of length "
+            f"{sequence_length} takes: the last {cut} (including the end-of-turn token) "
+            "are cut"))]
+    return []
+
+
 def tokenize_example(
     example: Example,
     template: Template,
@@ -49,7 +80,8 @@ def tokenize_example(
 
     Segments are encoded separately, as at inference time the prompt is encoded on its
     own and the model continues from its last token; the stop token is appended as an
-    id. Longer examples are cut at the end to `sequence_length`.
+    id. Longer examples are cut at the end to what a sequence of `sequence_length`
+    positions holds (`tokens_per_sequence`).
     """
     ids: list[int] = []
     mask: list[int] = []
@@ -65,9 +97,10 @@ def tokenize_example(
         mask.extend([int(segment.trained)] * len(piece))
     trained = sum(mask)
     prompt = len(ids) - trained
-    truncated = sequence_length is not None and len(ids) > sequence_length
+    held = None if sequence_length is None else tokens_per_sequence(sequence_length)
+    truncated = held is not None and len(ids) > held
     if truncated:
-        ids, mask = ids[:sequence_length], mask[:sequence_length]
+        ids, mask = ids[:held], mask[:held]
     return TokenizedExample(ids, mask, prompt, trained, truncated)
 
 

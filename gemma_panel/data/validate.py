@@ -22,7 +22,7 @@ from gemma_panel.data.sources import Record
 from gemma_panel.data.stats import TokenStatistics
 from gemma_panel.data.templates import Template
 from gemma_panel.data.text_checks import inspect_text
-from gemma_panel.data.tokenized import tokenize_example
+from gemma_panel.data.tokenized import length_problems, tokenize_example
 from gemma_panel.data.tokenizer import TextTokenizer
 
 
@@ -180,17 +180,10 @@ class RowValidator:
             tokenized = tokenize_example(example, self.template, self.tokenizer,
                                          self.sequence_length)
             self.stats.add(tokenized)
-            seq = self.sequence_length
-            if seq is not None and tokenized.prompt_tokens >= seq:
-                self.report.error("no_target", f"the prompt alone is {tokenized.prompt_tokens}"
-                                  f" tokens, at least the sequence length {seq}: no response "
-                                  "token is left to train on", **where)
-                return False
-            if tokenized.truncated:
-                cut = tokenized.total_tokens - seq
-                self.report.warning("overlong", f"{tokenized.total_tokens} tokens, longer than "
-                                    f"the sequence length {seq}: the last {cut} (including "
-                                    "the end-of-turn token) are cut", **where)
+            for severity, code, message in length_problems(tokenized, self.sequence_length):
+                getattr(self.report, severity)(code, message, **where)
+                if severity == "error":
+                    return False
         elif self.max_chars is not None:
             n = sum(len(t.content) for t in example.messages) if example.messages else len(
                 key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 import threading
 import time
@@ -128,19 +129,12 @@ class StoreSink:
         store, run_id, attempt = self.store, self.run_id, self.attempt
         try:
             with store.write() as conn:
-                for kind, *args in batch:
-                    if kind == "metrics":
-                        step, tokens, values, at = args
-                        store.add_metrics(run_id, attempt, step, tokens, values, at, conn)
-                    elif kind == "samples":
-                        step, samples, at = args
-                        store.add_samples(run_id, attempt, step, samples, at, conn)
-                    elif kind == "event":
-                        store.add_event(run_id, attempt, *args, conn=conn)
-                    elif kind == "total_steps":
-                        store.set_total_steps(run_id, attempt, args[0], conn)
-                    elif kind == "checkpoint":
-                        store.record_checkpoint(run_id, attempt, *args, conn=conn)
+                for kind, items in itertools.groupby(batch, key=lambda item: item[0]):
+                    if kind == "metrics":  # consecutive steps: a few statements, not per step
+                        store.add_steps(run_id, attempt, [tuple(i[1:]) for i in items], conn)
+                    else:
+                        for _, *args in items:
+                            self._write_one(conn, kind, args)
         except StaleAttempt as exc:
             self.stale = exc  # never retried: nothing of this attempt may land any more
             raise
@@ -148,3 +142,15 @@ class StoreSink:
             with self._lock:  # keep them, in order, for the next try
                 self._pending[:0] = batch
             raise
+
+    def _write_one(self, conn, kind: str, args: list) -> None:
+        store, run_id, attempt = self.store, self.run_id, self.attempt
+        if kind == "samples":
+            step, samples, at = args
+            store.add_samples(run_id, attempt, step, samples, at, conn)
+        elif kind == "event":
+            store.add_event(run_id, attempt, *args, conn=conn)
+        elif kind == "total_steps":
+            store.set_total_steps(run_id, attempt, args[0], conn)
+        elif kind == "checkpoint":
+            store.record_checkpoint(run_id, attempt, *args, conn=conn)

@@ -35,6 +35,7 @@ from .schema import connect
 from .transitions import StatusTransitions, insert_event, next_queue_pos
 
 DEFAULT_TRAINER = "gemma_panel.training:train"
+ROWS_PER_INSERT = 128  # 7 values a row: under SQLite's oldest limit of 999 per statement
 __all__ = ["DEFAULT_TRAINER", "RunNotFound", "RunStateError", "RunStore", "StaleAttempt"]
 
 
@@ -225,13 +226,30 @@ class RunStore(StatusTransitions, RunLabels):
                     values: dict[str, float], at: float | None = None, conn=None) -> None:
         """All values of one step in one transaction: a reader sees all of them or none."""
         at = time.time() if at is None else at
-        rows = [(run_id, attempt, step, tokens, name, _number(v), at) for name, v in values.items()]
+        self.add_steps(run_id, attempt, [(step, tokens, values, at)], conn)
+
+    def add_steps(self, run_id: str, attempt: int,
+                  steps: list[tuple[int, int, dict[str, float], float]], conn=None) -> None:
+        """Many steps' ``(step, tokens, values, time)`` in one transaction, in order.
+
+        One fence and a few statements whatever the count (``StoreSink`` flushes ~30 steps
+        at once): each statement lets the GIL go and take it back once per row it steps,
+        which the training thread pays for, so the rows go in multi-row INSERTs.
+        """
+        rows = [(run_id, attempt, step, tokens, name, _number(v), at)
+                for step, tokens, values, at in steps for name, v in values.items()]
+        if not steps:
+            return
         with self._in(conn) as c:
             self.fence(c, run_id, attempt)
-            c.executemany("INSERT INTO metrics (run_id, attempt, step, tokens, name, value, "
-                          "time) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            for i in range(0, len(rows), ROWS_PER_INSERT):
+                chunk = rows[i:i + ROWS_PER_INSERT]
+                c.execute("INSERT INTO metrics (run_id, attempt, step, tokens, name, value, "
+                          "time) VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(chunk)),
+                          [v for row in chunk for v in row])
             c.execute("UPDATE runs SET step = MAX(step, ?), tokens = MAX(tokens, ?) "
-                      "WHERE id = ?", (step, tokens, run_id))
+                      "WHERE id = ?", (max(s[0] for s in steps), max(s[1] for s in steps),
+                                       run_id))
 
     def add_samples(self, run_id: str, attempt: int, step: int, samples: list[dict],
                     at: float | None = None, conn=None) -> None:

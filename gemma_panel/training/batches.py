@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gemma_panel.data.tokenized import tokens_per_sequence
+
 
 @dataclass
 class Sequences:
@@ -46,9 +48,10 @@ def build_sequences(examples, sequence_length: int, pack: bool = True,
     rows: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = []
     room: list[int] = []
     order = np.random.default_rng(seed).permutation(len(examples))
+    held = tokens_per_sequence(sequence_length)
     for i in order:
-        ids = np.asarray(examples[i].input_ids[: sequence_length + 1], dtype=np.int32)
-        mask = np.asarray(examples[i].loss_mask[: sequence_length + 1], dtype=np.int32)
+        ids = np.asarray(examples[i].input_ids[:held], dtype=np.int32)
+        mask = np.asarray(examples[i].loss_mask[:held], dtype=np.int32)
         if len(ids) < 2 or not mask[1:].any():
             continue
         piece = (ids[:-1], ids[1:], mask[1:])

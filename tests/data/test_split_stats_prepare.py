@@ -64,7 +64,7 @@ def test_find_split_leaks():
 
 
 def test_token_statistics():
-    stats = TokenStatistics(sequence_length=10)
+    stats = TokenStatistics(sequence_length=9)  # 9 positions hold 10 tokens (+ the target)
     for prompt, target in [(4, 2), (6, 6), (3, 20)]:
         stats.add_lengths(prompt, target)
     s = stats.summary()

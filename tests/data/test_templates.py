@@ -91,7 +91,8 @@ def test_truncation_cuts_the_end_and_is_flagged(tokenizer):
     example = Example(prompt="What is the capital of France?",
                       response="The capital of France is Paris. " * 10)
     full = tokenize_example(example, GemmaChatTemplate(), tokenizer)
-    cut = tokenize_example(example, GemmaChatTemplate(), tokenizer, sequence_length=30)
+    # 29 positions hold 30 tokens: the inputs and the last one's next-token target.
+    cut = tokenize_example(example, GemmaChatTemplate(), tokenizer, sequence_length=29)
     assert cut.truncated and len(cut.input_ids) == 30
     assert cut.input_ids == full.input_ids[:30]
     assert cut.total_tokens == full.total_tokens > 30

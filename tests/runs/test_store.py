@@ -68,6 +68,29 @@ def test_metrics_since_returns_only_new_rows_in_order(store):
     assert start.data == {"total_steps": 5}
 
 
+def test_a_flush_of_many_steps_is_a_few_statements_in_one_transaction(store):
+    # Each statement lets the GIL go and take it back per row; a flush used to run three
+    # statements a step (fence, insert, update), which the training thread paid for.
+    run = store.create_run(fake_recipe())
+    sink = StoreSink(store, run.id, flush_every=3600)
+    names = [f"m{i}" for i in range(8)]
+    for step in range(1, 41):
+        sink.on_metrics(step, step * 10, {n: step + i / 10 for i, n in enumerate(names)})
+    statements: list[str] = []
+    store.conn.set_trace_callback(statements.append)
+    sink.flush()
+    store.conn.set_trace_callback(None)
+    assert statements[0] == "BEGIN IMMEDIATE" and statements[-1] == "COMMIT"
+    assert len(statements) <= 7, statements  # begin, fence, 3 inserts of 128 rows, update, commit
+    points = store.metrics(run.id)
+    assert [(p.step, p.name, p.value) for p in points] == [
+        (step, n, step + i / 10) for step in range(1, 41) for i, n in enumerate(names)]
+    assert [p.tokens for p in points[::8]] == [step * 10 for step in range(1, 41)]
+    got = store.get(run.id)
+    assert (got.step, got.tokens) == (40, 400)
+    sink.close()
+
+
 def test_metrics_reach_readers_within_flush_every_without_a_flush(store):
     run = store.create_run(fake_recipe())
     with StoreSink(store, run.id, flush_every=0.1) as sink:

@@ -117,7 +117,8 @@ def test_data_model_measures_tokens_with_the_models_tokenizer(tiny_gguf):
     assert stats["examples"] == 314 and stats["sequence_length"] == 32
     assert sum(stats["total"]["histogram"]["counts"]) == 314
     assert stats["truncated_examples"] > 0  # 32 tokens cut some of the longer rows
-    assert data.rendered_by_token and len(data.rendered) == 32  # cut at the sequence length
+    # Cut where the run cuts: 32 positions hold 33 tokens (the last input's target too).
+    assert data.rendered_by_token and len(data.rendered) == 33
     data.sequence_length = 512
     data.jobs.wait(timeout=120)
     assert data.token_stats["truncated_examples"] == 0
