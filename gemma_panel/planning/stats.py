@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gemma_panel.data.tokenized import tokens_per_sequence
+
 PACK_SAMPLE = 2000  # examples packed exactly; more are estimated from a sample
 
 
@@ -54,31 +56,31 @@ class DatasetStats:
         return math.ceil(np.percentile(self.total, q)) if self.examples else 0
 
     def cut_share(self, sequence_length: int) -> float:
-        """Share of examples longer than a sequence (``sequence_length + 1`` tokens): their
+        """Share of examples longer than a sequence (``tokens_per_sequence`` of it): their
         answers lose their ends, the stop token first."""
-        return float(np.mean(self.total > sequence_length + 1)) if self.examples else 0.0
+        return float(np.mean(self.total > tokens_per_sequence(sequence_length))) if self.examples else 0.0
 
     def untrained_share(self, sequence_length: int) -> float:
         """Share of examples whose prompt alone fills the sequence: nothing is learned."""
-        return float(np.mean(self.prompt >= sequence_length + 1)) if self.examples else 0.0
+        return float(np.mean(self.prompt >= tokens_per_sequence(sequence_length))) if self.examples else 0.0
 
     def kept_tokens(self, sequence_length: int) -> int:
-        return int(np.minimum(self.total, sequence_length + 1).sum())
+        return int(np.minimum(self.total, tokens_per_sequence(sequence_length)).sum())
 
     def trained_tokens(self, sequence_length: int) -> int:
         """Trained (answer) tokens per epoch at this sequence length."""
-        room = np.clip(sequence_length + 1 - self.prompt, 0, None)
+        room = np.clip(tokens_per_sequence(sequence_length) - self.prompt, 0, None)
         return int(np.minimum(room, self.target).sum())
 
     def sequences(self, sequence_length: int, pack: bool, seed: int = 0) -> int:
         """Training sequences per epoch: examples, or packed rows as batches.py packs them
         (first fit in a shuffled order; above ``PACK_SAMPLE`` examples, on a sample)."""
-        room = np.clip(sequence_length + 1 - self.prompt, 0, None)
+        room = np.clip(tokens_per_sequence(sequence_length) - self.prompt, 0, None)
         trains = np.minimum(room, self.target) > 0
         if not pack:
             return int(trains.sum())
         order = np.random.default_rng(seed).permutation(self.examples)  # batches.py's
-        pieces = (np.minimum(self.total, sequence_length + 1) - 1)[order][trains[order]]
+        pieces = (np.minimum(self.total, tokens_per_sequence(sequence_length)) - 1)[order][trains[order]]
         if len(pieces) <= PACK_SAMPLE:
             return _first_fit(pieces, sequence_length)
         return math.ceil(_first_fit(pieces[:PACK_SAMPLE], sequence_length) * len(pieces)
