@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from gemma_panel.export import (
@@ -83,8 +82,9 @@ def test_gguf_matches_the_llama_cpp_file(tuned, tmp_path, file_type):
                      "transformers_gguf_logits", "gguf_carries_lora", "modelfile")
     if file_type == "f32":
         assert found["transformers_gguf_logits"]["max_abs_diff"] <= 1e-3
-    else:
-        assert found["validation_perplexity"]["exported"] > 1.0
+    else:  # measured (docs/export.md): q8_0 +0.10%, q5_0 +26%, q4_0 +77%; about 2x room
+        bound = {"f16": 0.02, "bf16": 0.02, "q8_0": 0.02, "q5_0": 0.6, "q4_0": 1.5}[file_type]
+        assert abs(found["validation_perplexity"]["relative_change"]) < bound
 
 
 def test_keras_and_preset(tuned, tmp_path):
@@ -117,7 +117,7 @@ def test_keras_quantized(tuned, tmp_path, mode):
                      "keras_quantized_layers", f"keras_{mode}_logits",
                      f"keras_{mode}_carries_lora")
     assert found["file_size"]["ratio"] < 0.5  # int8 and int4 kernels, float scales
-    assert np.isfinite(found["validation_perplexity"]["change"])
+    assert abs(found["validation_perplexity"]["relative_change"]) < 0.06  # measured +2.7%
 
 
 def test_tokenizer_metadata_derived_as_llama_cpp_derives_it(tuned, real_gguf_path):
