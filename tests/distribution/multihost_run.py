@@ -6,7 +6,7 @@ data (written by the test first), WORKDIR is this process's own disk. With ``ful
 trains the whole run (4 steps) in WORKDIR/run; otherwise it cancels the run after step 2
 (only process 0 is asked to stop) and resumes it to the end (only process 0 is told to
 resume: the others follow it). Prints one JSON line: losses, validation losses, end status, the final
-LoRA weights, and every file this process wrote.
+LoRA weights, the shapes of the batch blocks it placed, and every file it wrote.
 
 Run by tests/distribution/test_multihost_training.py.
 """
@@ -32,6 +32,19 @@ def ran(result, sink) -> dict:
             "status": result.status, "step": result.step, "weights": lora_weights(result)}
 
 
+def watch_feeding(fed: set) -> None:
+    """Record the shape of every process-local block placed into a global array."""
+    import jax
+
+    make = jax.make_array_from_process_local_data
+
+    def watched(sharding, local_data, global_shape=None):
+        fed.add((tuple(local_data.shape), tuple(global_shape or ())))
+        return make(sharding, local_data, global_shape)
+
+    jax.make_array_from_process_local_data = watched
+
+
 def main() -> None:
     from gemma_panel.distribution import multihost
     from gemma_panel.training.trainer import train
@@ -40,7 +53,8 @@ def main() -> None:
     multihost.initialize()
     primary = multihost.is_primary()
     config = recipe(shared, f"distribution.strategy={strategy}")
-    out = {}
+    out, fed = {}, set()
+    watch_feeding(fed)
     if sys.argv[4:] == ["full"]:
         sink = Recorder()
         out["full"] = ran(train(config, work / "run", sink=sink), sink)
@@ -54,6 +68,7 @@ def main() -> None:
     import jax
 
     out["processes"] = [jax.process_count(), jax.process_index(), len(jax.devices())]
+    out["fed"] = sorted(fed)
     out["files"] = sorted(str(p.relative_to(work)) for p in work.rglob("*") if p.is_file())
     print(json.dumps(out))
 

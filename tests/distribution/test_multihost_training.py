@@ -27,11 +27,18 @@ def runs(tmp_path_factory):
                         processes=2, devices=1, timeout=600)
     one = run_single(SCRIPT, [str(shared), str(tmp_path_factory.mktemp("one")), "single",
                               "full"], devices=1, timeout=600)
-    return {"two": two, "one": one["full"]}
+    return {"two": two, "one": {**one["full"], "fed": one["fed"]}}
 
 
 def test_both_processes_joined_one_mesh(runs):
     assert [r["processes"] for r in runs["two"]] == [[2, 0, 2], [2, 1, 2]]
+
+
+def test_each_process_feeds_only_its_half_of_every_batch(runs):
+    """(accumulation 1, batch 8, length 48) global batches; 4 rows from each process."""
+    for process in runs["two"]:
+        assert process["fed"] == [[[1, 4, 48], [1, 8, 48]]]
+    assert runs["one"]["fed"] == []  # one process places its batches whole
 
 
 def test_two_processes_train_as_one_on_the_same_global_batch(runs):
