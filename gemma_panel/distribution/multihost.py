@@ -24,11 +24,12 @@ process calls each of them at the same point, or all of them wait.
 - ``feed_batch``: each process places only its own rows of the global batch;
 - ``to_host``: the state gathered to every host as numpy (for a checkpoint, for the
   Keras model that generates samples), written by process 0 alone;
-- ``broadcast_from_primary``: a checkpoint only process 0's disk holds, for everyone.
+- ``share_checkpoint``: a checkpoint only process 0's disk holds, for everyone.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Mapping
@@ -198,6 +199,17 @@ def broadcast_json(value):
     return json.loads(bytes(data).decode())
 
 
+def share_checkpoint(state, meta: dict | None, like):
+    """Process 0's checkpoint (``state``, ``meta``; None on the others) on every process,
+    as arrays of this process; ``like`` is this process's state of the same structure."""
+    if process_count() == 1:
+        return state, meta
+    import jax
+
+    shared = broadcast_from_primary(None if state is None else to_host(tuple(state)), like)
+    return jax.tree.map(jax.numpy.asarray, shared), broadcast_json(meta)
+
+
 def to_host(tree):
     """Every leaf's whole value as numpy, on every process; a collective when the leaves
     span several processes (each process must call it at the same point)."""
@@ -224,7 +236,7 @@ def local_rows(sharding, shape: tuple) -> slice:
     spans = {(index[1].start or 0, shape[1] if index[1].stop is None else index[1].stop)
              for index in sharding.addressable_devices_indices_map(shape).values()}
     spans = sorted(spans)
-    if any(a != b for (_, b), (a, _) in zip(spans, spans[1:])):
+    if any(a != b for (_, b), (a, _) in itertools.pairwise(spans)):
         raise ValueError(f"this process's rows {spans} are not one block")
     return slice(spans[0][0], spans[-1][1])
 

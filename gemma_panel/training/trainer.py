@@ -180,8 +180,6 @@ class TrainingRun:
         Every process restores: process 0 reads the checkpoint (only its disk need hold
         one) and sends it to the others of a multi-host run.
         """
-        import jax
-
         checkpoint = latest_checkpoint(self.run_dir) if multihost.is_primary() else None
         if not multihost.agree(checkpoint is not None):
             self.sink.on_log("no checkpoint to resume from: starting from step 0")
@@ -189,12 +187,8 @@ class TrainingRun:
         loaded = meta = None
         if checkpoint is not None:
             *loaded, meta = load_checkpoint(checkpoint, state.trainable, state.opt_state)
-        if multihost.process_count() > 1:
-            loaded = multihost.broadcast_from_primary(
-                loaded and multihost.to_host(tuple(loaded)), (state.trainable, state.opt_state))
-            loaded = jax.tree.map(jax.numpy.asarray, loaded)
-            meta = multihost.broadcast_json(meta)
-        state.trainable, state.opt_state = loaded
+        (state.trainable, state.opt_state), meta = multihost.share_checkpoint(
+            loaded, meta, (state.trainable, state.opt_state))
         if self.shardings is not None:  # a checkpoint is host arrays: any mesh resumes it
             state.trainable, state.opt_state = self.shardings.place_trained(
                 state.trainable, state.opt_state)

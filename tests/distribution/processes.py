@@ -7,6 +7,7 @@ are gloo's (jaxlib's default, ``jax_cpu_collectives_implementation``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -39,31 +40,30 @@ def run_processes(module: str, args_of, processes: int = 2, devices: int = 1,
     """``python -m module *args_of(index)`` as process 0..N-1 of one cluster; each one's
     last stdout line, parsed (in process order)."""
     port = free_port()
-    procs, outputs = [], []
-    for index in range(processes):
-        cluster = {"GEMMA_PANEL_COORDINATOR": f"127.0.0.1:{port}",
-                   "GEMMA_PANEL_NUM_PROCESSES": str(processes),
-                   "GEMMA_PANEL_PROCESS_ID": str(index)}
+    with contextlib.ExitStack() as files:
         # files, not pipes: a process blocked on a full pipe would never reach the
         # shutdown barrier the others wait at
-        out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
-        outputs.append((out, err))
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", module, *args_of(index)], cwd=ROOT,
-            env=child_env(devices, cluster), text=True, stdout=out, stderr=err))
-    try:
-        codes = [proc.wait(timeout=timeout) for proc in procs]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-    texts = []
-    for out, err in outputs:
-        out.seek(0)
-        err.seek(0)
-        texts.append((out.read(), err.read()))
-        out.close()
-        err.close()
+        outputs = [(files.enter_context(tempfile.TemporaryFile("w+")),
+                    files.enter_context(tempfile.TemporaryFile("w+"))) for _ in range(processes)]
+        procs = []
+        for index, (out, err) in enumerate(outputs):
+            cluster = {"GEMMA_PANEL_COORDINATOR": f"127.0.0.1:{port}",
+                       "GEMMA_PANEL_NUM_PROCESSES": str(processes),
+                       "GEMMA_PANEL_PROCESS_ID": str(index)}
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", module, *args_of(index)], cwd=ROOT,
+                env=child_env(devices, cluster), text=True, stdout=out, stderr=err))
+        try:
+            codes = [proc.wait(timeout=timeout) for proc in procs]
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+        texts = []
+        for out, err in outputs:
+            out.seek(0)
+            err.seek(0)
+            texts.append((out.read(), err.read()))
     failed = [f"process {i} exited {rc}:\n{_tail(err)}"
               for i, (rc, (_, err)) in enumerate(zip(codes, texts)) if rc != 0]
     assert not failed, "\n".join(failed)
