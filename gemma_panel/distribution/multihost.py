@@ -16,15 +16,27 @@ looks, in order:
 
 Anywhere else (a laptop, one GPU machine, one Vertex replica) it does nothing. Only
 ``is_primary()`` (process 0) writes the run store, checkpoints and logs.
+
+Once joined, the trainer keeps the processes in step with the collectives below: every
+process calls each of them at the same point, or all of them wait.
+
+- ``agree``: process 0's decision (resume? stop now?) for everyone;
+- ``feed_batch``: each process places only its own rows of the global batch;
+- ``to_host``: the state gathered to every host as numpy (for a checkpoint, for the
+  Keras model that generates samples), written by process 0 alone;
+- ``share_checkpoint``: a checkpoint only process 0's disk holds, for everyone.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from gemma_panel.errors import UserError
 
@@ -143,3 +155,103 @@ def is_primary() -> bool:
     import jax
 
     return jax.process_index() == 0
+
+
+def process_count() -> int:
+    """How many processes share this run (1 unless ``initialize`` joined a cluster)."""
+    if _joined is None:
+        return 1
+    import jax
+
+    return jax.process_count()
+
+
+def agree(value: int | bool) -> int:
+    """Process 0's ``value`` on every process (a small integer or a flag)."""
+    if process_count() == 1:
+        return int(value)
+    from jax.experimental import multihost_utils
+
+    return int(multihost_utils.broadcast_one_to_all(np.int64(value)))
+
+
+def broadcast_from_primary(tree, like):
+    """Process 0's numpy ``tree`` on every process; the others pass None and ``like`` (a
+    tree of the same shapes and dtypes) says what they receive."""
+    if process_count() == 1:
+        return tree
+    import jax
+    from jax.experimental import multihost_utils
+
+    if not is_primary():
+        tree = jax.tree.map(lambda x: np.zeros(np.shape(x), x.dtype), like)
+    return multihost_utils.broadcast_one_to_all(tree)
+
+
+def broadcast_json(value):
+    """Process 0's JSON-able ``value`` on every process (the others pass anything)."""
+    if process_count() == 1:
+        return value
+    data = np.frombuffer(json.dumps(value).encode(), np.uint8) if is_primary() \
+        else np.zeros(0, np.uint8)
+    size = agree(len(data))
+    data = broadcast_from_primary(data, np.zeros(size, np.uint8))
+    return json.loads(bytes(data).decode())
+
+
+def share_checkpoint(state, meta: dict | None, like):
+    """Process 0's checkpoint (``state``, ``meta``; None on the others) on every process,
+    as arrays of this process; ``like`` is this process's state of the same structure."""
+    if process_count() == 1:
+        return state, meta
+    import jax
+
+    shared = broadcast_from_primary(None if state is None else to_host(tuple(state)), like)
+    return jax.tree.map(jax.numpy.asarray, shared), broadcast_json(meta)
+
+
+def to_host(tree):
+    """Every leaf's whole value as numpy, on every process; a collective when the leaves
+    span several processes (each process must call it at the same point)."""
+    import jax
+    from jax.experimental import multihost_utils
+
+    def one(leaf):
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            return multihost_utils.process_allgather(leaf, tiled=True)
+        return np.asarray(leaf)
+
+    return jax.tree.map(one, tree)
+
+
+def addressable(tree):
+    """``tree`` as arrays this process can use alone (Keras generation, export): itself on
+    one process, gathered to the host (``to_host``) when it spans several."""
+    return tree if process_count() == 1 else to_host(tree)
+
+
+def local_rows(sharding, shape: tuple) -> slice:
+    """The rows (axis 1 of an (accumulation, batch, length) batch) that this process's
+    devices hold under ``sharding``; contiguous when the mesh lists devices by process."""
+    spans = {(index[1].start or 0, shape[1] if index[1].stop is None else index[1].stop)
+             for index in sharding.addressable_devices_indices_map(shape).values()}
+    spans = sorted(spans)
+    if any(a != b for (_, b), (a, _) in itertools.pairwise(spans)):
+        raise ValueError(f"this process's rows {spans} are not one block")
+    return slice(spans[0][0], spans[-1][1])
+
+
+def feed_batch(shardings, arrays):
+    """A train batch on the mesh, each process giving only the rows its devices hold.
+
+    ``arrays`` are the global batch's (accumulation, batch, length) arrays; on one process
+    they are placed whole (``StepShardings.place_batch``).
+    """
+    if process_count() == 1:
+        return shardings.place_batch(arrays)
+    import jax
+
+    sharding = shardings.batch
+    rows = local_rows(sharding, arrays[0].shape)
+    return tuple(jax.make_array_from_process_local_data(sharding, a[:, rows], a.shape)
+                 for a in arrays)

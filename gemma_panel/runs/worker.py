@@ -140,6 +140,7 @@ def _train(store: RunStore, run, folder) -> int:
     status, message, sinks, recipe = st.FAILED, None, [], None
     try:
         from gemma_panel.config import load_recipe
+        from gemma_panel.distribution.multihost import is_primary  # process 0 exports
         from gemma_panel.training.events import MultiSink, StdoutSink  # imports JAX: only now
 
         recipe = load_recipe(folder.recipe_path)
@@ -157,7 +158,7 @@ def _train(store: RunStore, run, folder) -> int:
         finally:
             store_sink.close()  # every metric is in the store before the status is
         status, message = _outcome(result, stop)
-        if status == st.SUCCEEDED and recipe.export.formats:
+        if status == st.SUCCEEDED and recipe.export.formats and is_primary():
             status, message = _export_listed(store, run, folder, recipe, message)
     except StaleAttempt as exc:  # resumed elsewhere: its writes and saves were refused
         print(f"worker: {exc}", flush=True)

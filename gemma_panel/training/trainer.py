@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 
 from gemma_panel.config import Recipe, recipe_to_yaml
+from gemma_panel.distribution import multihost
 from gemma_panel.errors import UserError
 from gemma_panel.training.batches import batch_at, build_sequences, max_loss_tokens
 from gemma_panel.training.checkpoint import (
-    checkpoint_name,
     latest_checkpoint,
     load_checkpoint,
     save_checkpoint,
@@ -101,6 +101,7 @@ class TrainState:
     best_val_loss: float | None = None
     best_step: int | None = None
     bad_evals: int = 0
+    saved_step: int | None = None  # the step of the last checkpoint written or restored
     last_metrics: dict[str, float] = field(default_factory=dict)  # the last logged step's
     step_times: list[float] = field(default_factory=list)  # seconds, for the ETA
 
@@ -147,8 +148,9 @@ class TrainingRun:
         from gemma_panel.training.flops import MfuMeter
         from gemma_panel.training.step import TrainFunctions
 
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "recipe.yaml").write_text(recipe_to_yaml(recipe))
+        if multihost.is_primary():  # the others of a multi-host run write no file
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "recipe.yaml").write_text(recipe_to_yaml(recipe))
         t = recipe.train
         lm = load_tuned_model(recipe)
         prepared = prepare_data(recipe, lm)
@@ -173,22 +175,33 @@ class TrainingRun:
         return run, TrainState(trainable, opt_state)
 
     def restore(self, state: TrainState) -> None:
-        """Continue ``state`` from the run's last whole checkpoint, when there is one."""
-        checkpoint = latest_checkpoint(self.run_dir)
-        if checkpoint is None:
+        """Continue ``state`` from the run's last whole checkpoint, when there is one.
+
+        Every process restores: process 0 reads the checkpoint (only its disk need hold
+        one) and sends it to the others of a multi-host run.
+        """
+        checkpoint = latest_checkpoint(self.run_dir) if multihost.is_primary() else None
+        if not multihost.agree(checkpoint is not None):
             self.sink.on_log("no checkpoint to resume from: starting from step 0")
             return
-        state.trainable, state.opt_state, meta = load_checkpoint(
-            checkpoint, state.trainable, state.opt_state)
+        loaded = meta = None
+        if checkpoint is not None:
+            *loaded, meta = load_checkpoint(checkpoint, state.trainable, state.opt_state)
+        (state.trainable, state.opt_state), meta = multihost.share_checkpoint(
+            loaded, meta, (state.trainable, state.opt_state))
         if self.shardings is not None:  # a checkpoint is host arrays: any mesh resumes it
             state.trainable, state.opt_state = self.shardings.place_trained(
                 state.trainable, state.opt_state)
         state.step, state.tokens_seen = meta["step"], meta["tokens_seen"]
         state.best_val_loss, state.best_step = meta["best_val_loss"], meta["best_step"]
         state.bad_evals = meta["bad_evals"]
+        state.saved_step = state.step
 
     def answer_as_base(self) -> None:
-        """The base model's answers to the samples, kept in the run folder for a resume."""
+        """The base model's answers to the samples, kept in the run folder for a resume
+        (process 0 only: the others of a multi-host run report nothing)."""
+        if not multihost.is_primary():
+            return
         path = self.run_dir / "base_samples.json"
         if path.is_file():
             self.base_answers = json.loads(path.read_text())
@@ -225,8 +238,8 @@ class TrainingRun:
         batch = batch_at(self.train_seq, state.step, t.batch_size, t.gradient_accumulation,
                          data.seed)
         arrays = (batch.inputs, batch.targets, batch.loss_mask, batch.segment_ids)
-        if self.shardings is not None:
-            arrays = self.shardings.place_batch(arrays)
+        if self.shardings is not None:  # each process gives the rows its devices hold
+            arrays = multihost.feed_batch(self.shardings, arrays)
         began = time.perf_counter()
         state.trainable, state.opt_state, out = self.compiled.train_step(
             state.trainable, state.opt_state, self.frozen, arrays,
@@ -270,14 +283,9 @@ class TrainingRun:
         if state.step == 0:
             self.sink.on_metrics(0, 0, metrics)
             return
-        compiled.assign(state.trainable)
-        tuned = self.answers(self.samples)
-        predictions = self.answers(self.task_rows)
-        metrics.update(task_metrics(self.task, predictions,
-                                     [r["reference"] for r in self.task_rows]))
-        self.sink.on_metrics(state.step, state.tokens_seen, metrics)
-        self.sink.on_samples(state.step, [{**s, "base": b, "tuned": a} for s, b, a
-                                          in zip(self.samples, self.base_answers, tuned)])
+        compiled.assign(multihost.addressable(state.trainable))
+        if multihost.is_primary():  # samples and task scores: process 0 generates them
+            self.report_samples(state, metrics)
         if "val_loss" in metrics:
             best = state.best_val_loss
             if best is None or metrics["val_loss"] < best - 1e-4:
@@ -287,16 +295,34 @@ class TrainingRun:
             else:
                 state.bad_evals += 1
 
+    def report_samples(self, state: TrainState, metrics: dict) -> None:
+        """Generate the samples and task rows; report them with ``metrics``."""
+        tuned = self.answers(self.samples)
+        predictions = self.answers(self.task_rows)
+        metrics.update(task_metrics(self.task, predictions,
+                                     [r["reference"] for r in self.task_rows]))
+        self.sink.on_metrics(state.step, state.tokens_seen, metrics)
+        self.sink.on_samples(state.step, [{**s, "base": b, "tuned": a} for s, b, a
+                                          in zip(self.samples, self.base_answers, tuned)])
+
     def checkpoint(self, state: TrainState, is_best: bool = False) -> None:
-        """Save ``state`` as the checkpoint of its step (the sink may refuse: it raises)."""
+        """Save ``state`` as the checkpoint of its step (the sink may refuse: it raises).
+
+        Every process gathers the state (a collective on a multi-host run); process 0
+        alone writes it.
+        """
         recipe = self.recipe
         meta = {"tokens_seen": state.tokens_seen, "best_val_loss": state.best_val_loss,
                 "best_step": state.best_step, "bad_evals": state.bad_evals,
                 "data_position": state.step * self.per_step,
                 "rng": {"train_seed": recipe.train.seed, "data_seed": recipe.data.seed}}
+        trainable, opt_state = multihost.to_host((state.trainable, state.opt_state))
+        state.saved_step = state.step
+        if not multihost.is_primary():
+            return
         checkpoint_allowed(self.sink, state.step)  # a superseded attempt is refused here
-        path = save_checkpoint(self.run_dir, state.step, state.trainable, state.opt_state,
-                               meta, best_step=state.best_step)
+        path = save_checkpoint(self.run_dir, state.step, trainable, opt_state, meta,
+                               best_step=state.best_step)
         self.sink.on_checkpoint(state.step, str(path), is_best)
 
     def after_step(self, state: TrainState, should_stop: Callable[[], bool]
@@ -317,10 +343,9 @@ class TrainingRun:
 
     def finish(self, state: TrainState) -> None:
         """Checkpoint the last step (unless it is already) and give the model its weights."""
-        latest = latest_checkpoint(self.run_dir)
-        if latest is None or latest.name != checkpoint_name(state.step):
+        if state.saved_step != state.step:
             self.checkpoint(state)
-        self.compiled.assign(state.trainable)
+        self.compiled.assign(multihost.addressable(state.trainable))
 
 
 def _sequences_per_step(recipe: Recipe) -> int:
@@ -362,8 +387,15 @@ def train(
     Raises:
         TrainingError: bad data, or a loss that became NaN/infinite (after on_end).
     """
-    sink = sink or NullSink()
-    should_stop = should_stop or (lambda: False)
+    multihost.initialize()  # joins the cluster this host belongs to, if any (before JAX)
+    primary = multihost.is_primary()
+    sink = sink if sink is not None and primary else NullSink()
+    asked = should_stop or (lambda: False)
+
+    def should_stop() -> bool:  # process 0's answer, so that every process stops together
+        return bool(multihost.agree(primary and asked()))
+
+    resume = bool(multihost.agree(resume))
     run, state = TrainingRun.prepare(recipe, Path(run_dir), sink)
     if resume:
         run.restore(state)
