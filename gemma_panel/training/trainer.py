@@ -23,7 +23,6 @@ import numpy as np
 
 from gemma_panel.config import Recipe, recipe_to_yaml
 from gemma_panel.distribution import multihost
-from gemma_panel.errors import UserError
 from gemma_panel.training.batches import batch_at, build_sequences, max_loss_tokens
 from gemma_panel.training.checkpoint import (
     latest_checkpoint,
@@ -32,10 +31,11 @@ from gemma_panel.training.checkpoint import (
 )
 from gemma_panel.training.events import EventSink, NullSink, checkpoint_allowed
 from gemma_panel.training.samples import answers, sample_items, task_metrics
-
-
-class TrainingError(UserError, RuntimeError):
-    """A run that cannot go on, said in words with what to try next."""
+from gemma_panel.training.setup import (
+    TrainingError,
+    load_tuned_model,
+    prepare_data,
+)
 
 
 @dataclass
@@ -48,41 +48,6 @@ class TrainResult:
     best_val_loss: float | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     model: Any = None
-
-
-def load_tuned_model(recipe: Recipe):
-    """The recipe's model with LoRA enabled as configured (weights still the base's), its
-    frozen weights quantized to int8 first when ``memory.base_weights`` says so."""
-    import keras
-
-    from gemma_panel.models import load_model
-    from gemma_panel.models.lora import enable_lora, quantize_int8
-
-    keras.utils.set_random_seed(recipe.train.seed)
-    lm = load_model(recipe.model.source, dtype=recipe.model.dtype, progress=False)
-    backbone = lm.backbone
-    if recipe.lora.enabled:
-        if recipe.memory.base_weights == "int8":  # quantize first: LoRA factors stay float
-            quantize_int8(backbone)
-        enable_lora(backbone, recipe.lora.rank, recipe.lora.alpha, recipe.lora.target_layers,
-                    seed=recipe.train.seed)
-    else:
-        backbone.trainable = True
-    return lm
-
-
-def prepare_data(recipe: Recipe, lm):
-    """Read, check, split and tokenize the recipe's data with the model's tokenizer.
-
-    The same preparation the dashboard's preflight runs (``gemma_panel.data.preflight``).
-    """
-    from gemma_panel.data import DatasetError, KerasHubTokenizer
-    from gemma_panel.data.preflight import prepare_recipe_data
-
-    try:
-        return prepare_recipe_data(recipe, KerasHubTokenizer(lm.preprocessor.tokenizer))
-    except DatasetError as exc:
-        raise TrainingError(f"the data cannot be used: {exc}") from exc
 
 
 @dataclass
