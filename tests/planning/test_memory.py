@@ -153,3 +153,21 @@ def test_the_remedy_that_makes_it_fit_is_int8_base_weights():
     assert all(r.endswith("does not fit") for r in estimate.remedies[:-1])
     done = dataclasses.replace(run, remat=True, dtype="mixed_bfloat16", base_weights="int8")
     assert estimate_memory(four_b, done, "gpu", 16 * 10**9).badge == "fits"
+
+
+def test_the_fit_badge_follows_the_recipes_memory_section():
+    from gemma_panel.config import load_recipe
+    from gemma_panel.planning.hardware import named_hardware
+    from gemma_panel.planning.report import memory_estimates
+
+    def badge(*overrides):
+        recipe = load_recipe(None, ["model.source=gemma3-12b", "data.sequence_length=512",
+                                    "train.batch_size=1", "model.dtype=mixed_bfloat16",
+                                    *overrides])
+        (estimate,) = memory_estimates(recipe, named_hardware("l4"), None, BIG)
+        return estimate
+
+    plain, remat = badge(), badge("memory.remat=true")
+    assert plain.badge == remat.badge == "does not fit"  # the weights alone: 48 GB
+    assert remat.parts["activations"] < plain.parts["activations"] / 10
+    assert badge("memory.remat=true", "memory.base_weights=int8").badge == "fits"
