@@ -3,14 +3,20 @@
 The parts follow what the train step (training/step.py) keeps alive at its peak:
 
 * weights: every parameter at the recipe's precision (float32 and mixed_bfloat16 keep
-  float32 variables, bfloat16 keeps 2 bytes);
+  float32 variables, bfloat16 keeps 2 bytes), or as ``memory.base_weights`` stores LoRA's
+  frozen base: int8 is 1 byte a matrix weight plus a float32 scale per output channel
+  (norms stay float32), and the step dequantizes the tied embedding to float32 for the head;
+  bfloat16 gives the step a 2-byte copy, but the model's own variables stay (the samples
+  are generated from them), so it adds memory rather than saving it (training/step.py);
 * trainable: the LoRA factors (or, under full fine-tuning, every weight again: the step
   copies the trainable values it donates), with AdamW's two moments and the gradients
   (the accumulated sum and one micro-batch's), all at the weights' precision;
 * activations: what the backward pass needs of one micro-batch (``train.batch_size``
   sequences of ``data.sequence_length``; accumulation does not add any): per token and
   layer the block's inputs, norms, query/key/value, attention scores and probabilities, and
-  the feed-forward's four ``intermediate_dim``-wide tensors;
+  the feed-forward's four ``intermediate_dim``-wide tensors. With ``memory.remat`` each
+  block runs under ``jax.checkpoint`` (training/remat.py): only every block's input is
+  kept, and one block's tensors at a time while its backward pass recomputes them;
 * LM-head logits: loss positions x vocabulary x 4 bytes, kept whole for the backward pass
   when they fit in ``REMAT_LOGITS_BYTES``, otherwise 128 positions at a time (recomputed);
   the positions are batches.py's bound (a micro-batch's loss tokens, rounded up to 128);
@@ -65,13 +71,16 @@ class TrainingShape:
     rank: int = 8
     targets: tuple[str, ...] = ("query", "value")
     answer_share: float = 0.5  # share of sequence positions that carry loss
+    base_weights: str = "float32"  # memory.base_weights (LoRA's frozen base)
+    remat: bool = False  # memory.remat
 
 
 def training_shape(recipe, answer_share: float = 0.5) -> TrainingShape:
     """The estimate's inputs from a recipe; ``answer_share`` from the data's statistics."""
     return TrainingShape(recipe.model.dtype, recipe.data.sequence_length,
                          recipe.train.batch_size, recipe.lora.enabled, recipe.lora.rank,
-                         tuple(recipe.lora.target_layers), answer_share)
+                         tuple(recipe.lora.target_layers), answer_share,
+                         recipe.memory.base_weights, recipe.memory.remat)
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,19 @@ class ModelSize:
     def of_backbone(cls, backbone) -> ModelSize:
         shape = dataclasses.replace(Shape.of(backbone), lora_per_token=0)
         return cls(int(backbone.count_params()), len(shape.windows), shape)
+
+    @property
+    def norm_params(self) -> int:
+        """The norms' scales (pre/post attention and feed-forward, query/key, final)."""
+        return self.layers * (4 * self.shape.hidden + 2 * self.shape.head_dim) \
+            + self.shape.hidden
+
+    @property
+    def int8_scales(self) -> int:
+        """Keras's int8 scales: one per output channel of each matrix, one per vocab row."""
+        s = self.shape
+        per_layer = (s.heads + 2 * s.kv_heads) * s.head_dim + 2 * s.hidden + 2 * s.ffn
+        return self.layers * per_layer + s.vocab
 
     def lora_params(self, rank: int, targets) -> int:
         return self.layers * rank * sum(self.shape.lora_target_params(t) for t in targets)
@@ -132,6 +154,19 @@ def activation_bytes(dtype: str) -> int:
     return 4 if dtype == "float32" else 2
 
 
+def base_weight_parts(model: ModelSize, run: TrainingShape) -> dict[str, int]:
+    """The frozen and trained weights as ``memory.base_weights`` stores them (unsplit)."""
+    wb = weight_bytes(run.dtype)
+    mode = run.base_weights if run.lora else "float32"
+    if mode == "int8":
+        matrices = model.params - model.norm_params
+        return {"weights": matrices + 4 * (model.norm_params + model.int8_scales),
+                "dequantized embedding": model.shape.vocab * model.shape.hidden * 4}
+    if mode == "bfloat16" and wb == 4:
+        return {"weights": model.params * 2, "model's own weights": model.params * wb}
+    return {"weights": model.params * wb}
+
+
 def estimate_memory(model: ModelSize, run: TrainingShape, backend: str = "cpu",
                     capacity: int | None = None, strategy: str = "single",
                     devices: int = 1) -> MemoryEstimate:
@@ -148,8 +183,8 @@ def estimate_memory(model: ModelSize, run: TrainingShape, backend: str = "cpu",
     split_batch = n if strategy in ("data_parallel", "fsdp") else 1
     wb = weight_bytes(run.dtype)
     trainable = model.lora_params(run.rank, run.targets) if run.lora else model.params
-    parts = {
-        "weights": model.params * wb // split_weights,
+    parts = {name: size // split_weights for name, size in base_weight_parts(model, run).items()}
+    parts |= {
         "trainable copy": trainable * wb // split_weights,
         "optimizer (AdamW, 2 moments)": 2 * trainable * wb // split_weights,
         "gradients": 2 * trainable * wb // split_weights,
@@ -165,7 +200,7 @@ def estimate_memory(model: ModelSize, run: TrainingShape, backend: str = "cpu",
     subtotal = sum(parts.values())
     parts["XLA temporaries"] = int(XLA_TEMPORARY_SHARE * subtotal)
     if backend == "cpu":
-        parts["loading residue"] = int(CPU_LOADING_RESIDUE * parts["weights"])
+        parts["loading residue"] = int(CPU_LOADING_RESIDUE * model.params * wb)  # as loaded
     parts["runtime"] = CPU_RUNTIME_BYTES if backend == "cpu" else ACCELERATOR_RUNTIME_BYTES
     return MemoryEstimate(strategy, n, parts, capacity)
 
@@ -177,6 +212,9 @@ def _activations(model: ModelSize, run: TrainingShape, rows: int, split: int) ->
     sharded = (QUERY_COPIES * s.heads * s.head_dim + KV_COPIES * s.kv_heads * s.head_dim
                + FFN_COPIES * s.ffn + SCORE_COPIES * s.heads * run.sequence_length)
     per_token = replicated + sharded / split
+    if run.remat:  # every block's input, and one block's tensors while it is recomputed
+        per_token = per_token + (model.layers - 1) * s.hidden
+        return int(tokens * per_token * activation_bytes(run.dtype))
     return int(tokens * model.layers * per_token * activation_bytes(run.dtype))
 
 
@@ -217,24 +255,8 @@ def with_remedies(model: ModelSize, run: TrainingShape, estimate: MemoryEstimate
         estimate.remedies.append(f"{words}: {after.total / GIB:.1f} GiB, {after.badge}")
         if after.badge != "does not fit":
             return estimate
-    remat = estimate_memory(model, run, backend, estimate.capacity, strategy,
-                            estimate.devices)
-    saved = remat.parts["activations"] - remat_activations(model, run, remat)
-    estimate.remedies.append(
-        f"not recipe fields yet: remat (recompute each block in the backward pass) would "
-        f"save about {saved / GIB:.1f} GiB more, int8 frozen weights 3/4 of the weights; "
-        "else a smaller model (the largest quality cost)")
+    estimate.remedies.append("else a smaller model (model.source): the largest quality cost")
     return estimate
-
-
-def remat_activations(model: ModelSize, run: TrainingShape, estimate: MemoryEstimate) -> int:
-    """Activations if each decoder block were recomputed (jax.checkpoint): every block's
-    input is kept, and one block's tensors at a time."""
-    one_block = estimate.parts["activations"] // model.layers
-    rows = max(1, math.ceil(run.batch_size / (estimate.devices if estimate.strategy in (
-        "data_parallel", "fsdp") else 1)))
-    inputs = rows * run.sequence_length * model.shape.hidden * activation_bytes(run.dtype)
-    return one_block + model.layers * inputs
 
 
 def _remedy_steps(run: TrainingShape, devices: int, share_cut):
@@ -246,12 +268,20 @@ def _remedy_steps(run: TrainingShape, devices: int, share_cut):
                      "cost, slower)")
             yield words, lambda r, s, b=smaller: (dataclasses.replace(r, batch_size=b), s)
     if devices > 1:
-        yield ("distribution strategy fsdp (weights and optimizer split over the devices: no "
+        yield ("distribution.strategy=fsdp (weights and optimizer split over the devices: no "
                "quality cost, some speed)"), lambda r, s: (r, "fsdp")
+    if not run.remat:
+        yield ("then memory.remat=true (each block recomputed in the backward pass: no "
+               "quality cost, about 30% slower)"), lambda r, s: (dataclasses.replace(
+                   r, remat=True), s)
     if run.dtype == "float32":
         yield ("then model.dtype=mixed_bfloat16 (half the activation memory, a tiny "
                "precision cost)"), lambda r, s: (dataclasses.replace(r, dtype="mixed_bfloat16"),
                                                  s)
+    if run.lora and run.base_weights != "int8":
+        yield ("then memory.base_weights=int8 (frozen base weights in a quarter of the "
+               "memory, the QLoRA recipe: the loss moves by about 1%)"), \
+            lambda r, s: (dataclasses.replace(r, base_weights="int8"), s)
     if run.dtype != "bfloat16":
         yield ("then model.dtype=bfloat16 (weights in 2 bytes, a small precision cost)",
                lambda r, s: (dataclasses.replace(r, dtype="bfloat16"), s))

@@ -3,7 +3,7 @@
 ``recommend(recipe, stats, hardware)`` returns `Recommendation`s: ``kind="setting"`` for a
 recipe field (its path, the value, one sentence why, and where the rule comes from),
 ``kind="warning"`` for a setting that will go wrong (warnings.py), and ``kind="note"`` for
-advice that has no recipe field yet (the distribution strategy, memory modes).
+advice that has no recipe field yet (the distribution strategy).
 
 Example:
     >>> recs = recommend(recipe, DatasetStats.of_prepared(prepared), "tpu-v5e:8")
@@ -89,8 +89,9 @@ def recommend(recipe, stats: DatasetStats | None, hardware=None,
         model = _registry_size(recipe.model.source)
     ctx = _Context(recipe, stats, hw, model, {})
     out: list[Recommendation] = []
-    rules = (_sequence_length, _packing, _epochs, _precision, _batch, _learning_rate,
-             _warmup, _lora, _evaluation, _distribution)  # precision before the batch fit
+    rules = (_sequence_length, _packing, _epochs, _precision, _memory_mode, _batch,
+             _learning_rate, _warmup, _lora, _evaluation, _distribution)
+    # precision, then the memory mode, before the batch that fits
     for rule in rules:
         for rec in rule(ctx):
             if rec.field and rec.kind == "setting":
@@ -243,7 +244,9 @@ def _estimate(ctx: _Context, batch: int | None = None, strategy: str | None = No
     share = ctx.stats.answer_share(length, ctx.get("data.pack")) if ctx.stats else 0.5
     run = dataclasses.replace(memory.training_shape(recipe, share), sequence_length=length,
                               batch_size=batch or ctx.get("train.batch_size"),
-                              dtype=ctx.values.get("model.dtype", recipe.model.dtype))
+                              dtype=ctx.get("model.dtype"),
+                              base_weights=ctx.get("memory.base_weights"),
+                              remat=ctx.get("memory.remat"))
     hw = ctx.hardware
     strategy = strategy or ("single" if hw.count == 1 else "data_parallel")
     return memory.estimate_memory(ctx.model, run, hw.backend, hw.memory_per_device, strategy,
@@ -332,16 +335,64 @@ def _precision(ctx: _Context):
                        "exact.", sources.DEVICES)
     else:
         ctx.values["model.dtype"] = "mixed_bfloat16"
-        dtype = "mixed_bfloat16" if ctx.model is None or _estimate(ctx).badge == "fits" \
+        dtype = "mixed_bfloat16" if ctx.model is None or _leanest_badge(ctx) == "fits" \
             else "bfloat16"
         yield _setting("model.dtype", dtype,
                        f"{hw.name} computes bfloat16 natively; {dtype} halves activation "
                        "memory" + (" and the weights" if dtype == "bfloat16" else "")
                        + " at a tiny precision cost.", sources.MIXED)
-    yield Recommendation(None, None,
-                         "No memory-mode field exists in the recipe yet (remat, int8 frozen "
-                         "weights); the memory table lists the remedies that do.",
-                         sources.DEVICES, kind="note")
+
+
+MEMORY_MODES = (  # (base_weights, remat), cheapest in quality first
+    ("float32", False), ("float32", True), ("int8", True))
+
+
+def _leanest_badge(ctx: _Context) -> str:
+    """The badge with the leanest memory mode, which costs less in quality than bfloat16
+    weights (the order of memory.py's remedies); the memory-mode rule then picks the mode."""
+    base, remat = MEMORY_MODES[-1] if ctx.get("lora.enabled") else MEMORY_MODES[1]
+    saved = dict(ctx.values)
+    ctx.values |= {"memory.base_weights": base, "memory.remat": remat}
+    try:
+        return _estimate(ctx).badge
+    finally:
+        ctx.values = saved
+
+
+def _memory_mode(ctx: _Context):
+    """The first memory mode (no change, remat, then int8 base weights) in which the
+    smallest batch fits each device under the leanest strategy the devices allow."""
+    if ctx.model is None:
+        return []
+    hw = ctx.hardware
+    strategy = "fsdp" if hw.count > 1 else "single"
+    modes = MEMORY_MODES if ctx.get("lora.enabled") else MEMORY_MODES[:2]
+    for base, remat in modes:
+        ctx.values |= {"memory.base_weights": base, "memory.remat": remat}
+        estimate = _estimate(ctx, max(1, hw.count), strategy)
+        if estimate.badge in ("fits", "unknown"):
+            break
+    where = f"about {estimate.total / memory.GIB:.1f} GiB per device" + (
+        f" of {hw.name}'s {hw.memory_per_device / memory.GIB:.0f} GiB"
+        if hw.memory_per_device else "")
+    mode = " and ".join(f"memory.{k}" for k, on in (("remat=true", remat),
+                                                     ("base_weights=int8", base == "int8"))
+                        if on)
+    if (base, remat) == MEMORY_MODES[0]:
+        why = f"the run fits without int8 base weights or recomputation ({where})"
+    elif estimate.badge == "does not fit":
+        why = f"even with {mode} it needs {where}: see the memory table's remedies"
+    else:
+        why = f"the run does not fit without {mode}; with {mode}, {where}"
+    yield _setting("memory.remat", remat,
+                   (f"recompute each block in the backward pass (no quality cost, about 30% "
+                    f"slower): {why}." if remat else f"keep every block's activations: {why}."),
+                   sources.DEVICES)
+    yield _setting("memory.base_weights", base,
+                   (f"int8 frozen base weights (a quarter of the memory, loss moves ~1%, "
+                    f"the QLoRA recipe): {why}." if base == "int8" else
+                    f"frozen weights unquantized, as model.dtype stores them: {why}."),
+                   sources.QLORA if base == "int8" else sources.DEVICES)
 
 
 def _distribution(ctx: _Context):

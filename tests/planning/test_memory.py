@@ -73,8 +73,8 @@ def test_remedies_add_up_cheapest_first_until_the_run_fits():
     remedies = with_remedies(BIG, run, estimate, "gpu", share_cut=lambda n: 0.25).remedies
     assert remedies[0].startswith("train.batch_size=4 with train.gradient_accumulation x4")
     assert remedies[1].startswith("train.batch_size=1 with train.gradient_accumulation x16")
-    assert [r.split("=")[0] for r in remedies[2:4]] == ["then model.dtype"] * 2
-    assert "cutting 25% of examples" in remedies[4]
+    assert remedies[2].startswith("then memory.remat=true")  # no quality cost: before dtype
+    assert len(remedies) == 3
     assert all(r.endswith("does not fit") for r in remedies[:-1])
     assert remedies[-1].endswith(", fits") or remedies[-1].endswith("tight")
     small = estimate_memory(SMALL, RUN, "gpu", 80 * 10**9)
@@ -98,10 +98,76 @@ def test_the_lora_size_from_the_shape_is_the_size_keras_builds(tmp_path):
     assert estimate_memory(size, RUN).total < 2 * GIB  # the runtime and a little more
 
 
-def test_when_nothing_in_the_recipe_fits_the_last_remedy_names_what_is_missing():
+def test_when_nothing_in_the_recipe_fits_every_setting_is_tried_cheapest_first():
     huge = ModelSize.of_spec(MODELS["gemma3-27b"])
     run = dataclasses.replace(RUN, sequence_length=512, batch_size=16)
-    estimate = with_remedies(huge, run, estimate_memory(huge, run, "gpu", 24 * 10**9), "gpu")
+    estimate = with_remedies(huge, run, estimate_memory(huge, run, "gpu", 24 * 10**9), "gpu",
+                             share_cut=lambda n: 0.25)
+    settings = [r.removeprefix("then ").split(" ")[0] for r in estimate.remedies[:-1]]
+    assert settings == ["train.batch_size=4", "train.batch_size=1", "memory.remat=true",
+                        "model.dtype=mixed_bfloat16", "memory.base_weights=int8",
+                        "model.dtype=bfloat16", "data.sequence_length=256"]
+    assert "cutting 25% of examples" in estimate.remedies[-2]
     assert all(r.endswith("does not fit") for r in estimate.remedies[:-1])
-    assert estimate.remedies[-1].startswith("not recipe fields yet: remat")
-    assert "smaller model" in estimate.remedies[-1]
+    assert estimate.remedies[-1].startswith("else a smaller model (model.source)")
+
+
+ONE_B = ModelSize.of_spec(MODELS["gemma3-1b"])
+
+
+def test_int8_base_weights_are_a_quarter_of_float32_plus_the_scales():
+    f32 = estimate_memory(ONE_B, RUN, "gpu").parts
+    int8 = estimate_memory(ONE_B, dataclasses.replace(RUN, base_weights="int8"), "gpu").parts
+    assert f32["weights"] == ONE_B.params * 4
+    assert 0.25 < int8["weights"] / f32["weights"] < 0.26  # the scales and norms: float32
+    # the step dequantizes the tied embedding for the head (training/step.py)
+    assert int8["dequantized embedding"] == ONE_B.shape.vocab * ONE_B.shape.hidden * 4
+    full = dataclasses.replace(RUN, lora=False, base_weights="int8")  # validation refuses it
+    assert estimate_memory(ONE_B, full, "gpu").parts["weights"] == f32["weights"]
+
+
+def test_bfloat16_base_weights_add_a_copy_while_the_model_keeps_its_own():
+    bf16 = estimate_memory(ONE_B, dataclasses.replace(RUN, base_weights="bfloat16")).parts
+    assert bf16["weights"] == ONE_B.params * 2
+    assert bf16["model's own weights"] == ONE_B.params * 4
+    pure = dataclasses.replace(RUN, dtype="bfloat16", base_weights="bfloat16")
+    assert "model's own weights" not in estimate_memory(ONE_B, pure).parts  # no copy
+
+
+def test_remat_keeps_every_block_input_and_one_block():
+    run = dataclasses.replace(RUN, sequence_length=2048)
+    plain = estimate_memory(ONE_B, run, "gpu").parts["activations"]
+    remat = estimate_memory(ONE_B, dataclasses.replace(run, remat=True), "gpu").parts
+    inputs = 4 * 2048 * ONE_B.shape.hidden * 4  # batch x length x hidden x float32
+    assert remat["activations"] == plain // ONE_B.layers + (ONE_B.layers - 1) * inputs
+    assert remat["activations"] < plain / 10
+
+
+def test_the_remedy_that_makes_it_fit_is_int8_base_weights():
+    four_b = ModelSize.of_spec(MODELS["gemma3-4b"])
+    run = dataclasses.replace(RUN, sequence_length=512, batch_size=1)
+    estimate = with_remedies(four_b, run, estimate_memory(four_b, run, "gpu", 16 * 10**9),
+                             "gpu")
+    assert estimate.remedies[-1].startswith("then memory.base_weights=int8")
+    assert estimate.remedies[-1].endswith(", fits")
+    assert all(r.endswith("does not fit") for r in estimate.remedies[:-1])
+    done = dataclasses.replace(run, remat=True, dtype="mixed_bfloat16", base_weights="int8")
+    assert estimate_memory(four_b, done, "gpu", 16 * 10**9).badge == "fits"
+
+
+def test_the_fit_badge_follows_the_recipes_memory_section():
+    from gemma_panel.config import load_recipe
+    from gemma_panel.planning.hardware import named_hardware
+    from gemma_panel.planning.report import memory_estimates
+
+    def badge(*overrides):
+        recipe = load_recipe(None, ["model.source=gemma3-12b", "data.sequence_length=512",
+                                    "train.batch_size=1", "model.dtype=mixed_bfloat16",
+                                    *overrides])
+        (estimate,) = memory_estimates(recipe, named_hardware("l4"), None, BIG)
+        return estimate
+
+    plain, remat = badge(), badge("memory.remat=true")
+    assert plain.badge == remat.badge == "does not fit"  # the weights alone: 48 GB
+    assert remat.parts["activations"] < plain.parts["activations"] / 10
+    assert badge("memory.remat=true", "memory.base_weights=int8").badge == "fits"

@@ -114,6 +114,39 @@ def test_a_model_too_big_for_one_device_is_split_with_fsdp():
     assert by_field(recs)["model.dtype"].value == "bfloat16"
 
 
+def test_a_run_that_fits_keeps_the_exact_fast_memory_mode(recipe):
+    rec = by_field(recommend(recipe, long(300), None))  # the 270M on this machine's CPU
+    assert rec["memory.remat"].value is False
+    assert rec["memory.base_weights"].value == "float32"
+    assert "fits without int8 base weights or recomputation" in rec["memory.remat"].reason
+
+
+def test_a_model_too_big_in_float32_gets_remat_then_int8_base_weights():
+    from gemma_panel.planning.report import apply_recommendations
+
+    recipe = load_recipe(None, ["model.source=gemma3-12b"])
+    remat = by_field(recommend(recipe, long(300), "h100"))
+    assert remat["memory.remat"].value is True  # enough, and no quality cost
+    assert remat["memory.base_weights"].value == "float32"
+    assert remat["model.dtype"].value == "mixed_bfloat16"  # remat before bfloat16 weights
+    assert "does not fit without memory.remat=true;" in remat["memory.remat"].reason
+    recs = recommend(recipe, long(300), "a100-40gb")
+    rec = by_field(recs)
+    assert rec["memory.base_weights"].value == "int8" and rec["memory.remat"].value is True
+    assert "a100-40gb's 37 GiB" in rec["memory.base_weights"].reason
+    assert rec["memory.base_weights"].source.startswith("QLoRA")
+    applied = apply_recommendations(recipe, recs)
+    assert (applied.memory.base_weights, applied.memory.remat) == ("int8", True)
+
+
+def test_full_fine_tuning_is_never_given_int8_base_weights():
+    recipe = load_recipe(None, ["model.source=gemma3-12b", "lora.enabled=false"])
+    rec = by_field(recommend(recipe, long(300), "l4"))
+    assert rec["memory.base_weights"].value == "float32"
+    assert rec["memory.remat"].value is True
+    assert "even with memory.remat=true it needs" in rec["memory.remat"].reason
+
+
 def test_every_setting_names_a_real_recipe_field_and_a_source(recipe):
     from gemma_panel.config.fields import schema_field
 

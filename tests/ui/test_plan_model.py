@@ -74,7 +74,7 @@ def test_a_model_too_big_for_the_device_does_not_fit_and_the_badge_lists_remedie
     jobs.wait(60)
     fit = cfg.plan.fit
     assert fit["badge"] == "does not fit" and fit["total_gib"] > fit["capacity_gib"]
-    assert any("model.dtype=bfloat16" in r for r in fit["remedies"]), fit["remedies"]
+    assert any("memory.base_weights=int8" in r for r in fit["remedies"]), fit["remedies"]
     cfg.set("model.source", "gemma3-270m")  # the plan follows the recipe
     jobs.wait(60)
     assert cfg.plan.fit["badge"] == "fits"
