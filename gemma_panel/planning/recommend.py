@@ -3,7 +3,7 @@
 ``recommend(recipe, stats, hardware)`` returns `Recommendation`s: ``kind="setting"`` for a
 recipe field (its path, the value, one sentence why, and where the rule comes from),
 ``kind="warning"`` for a setting that will go wrong (warnings.py), and ``kind="note"`` for
-advice that has no recipe field yet (the distribution strategy).
+advice the default already follows (the distribution strategy: 'auto' picks it).
 
 Example:
     >>> recs = recommend(recipe, DatasetStats.of_prepared(prepared), "tpu-v5e:8")
@@ -14,12 +14,12 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import math
-from dataclasses import dataclass
-from typing import Any
 
 from gemma_panel.planning import memory, sources
-from gemma_panel.planning.hardware import Hardware, HardwareError, as_hardware
+from gemma_panel.planning.advice import Context as _Context
+from gemma_panel.planning.advice import Recommendation
+from gemma_panel.planning.advice import setting as _setting
+from gemma_panel.planning.hardware import HardwareError, as_hardware
 from gemma_panel.planning.stats import DatasetStats
 
 ALL_TARGETS = ["query", "key", "value", "attention_output", "ffw_gating", "ffw_gating_2",
@@ -27,49 +27,6 @@ ALL_TARGETS = ["query", "key", "value", "attention_output", "ffw_gating", "ffw_g
 SEQUENCE_MULTIPLE = 64
 EVALUATIONS_PER_RUN = 10
 PADDING_WORTH_PACKING = 0.25
-
-
-@dataclass(frozen=True)
-class Recommendation:
-    """One piece of advice: a recipe field and value (None for a note), why, and whence."""
-
-    field: str | None
-    value: Any
-    reason: str
-    source: str
-    kind: str = "setting"  # "setting", "warning" or "note"
-    current: Any = None
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-@dataclass
-class _Context:
-    recipe: Any
-    stats: DatasetStats | None
-    hardware: Hardware
-    model: memory.ModelSize | None
-    values: dict  # what earlier rules recommended, by field path
-
-    def get(self, path: str):
-        if path in self.values:
-            return self.values[path]
-        section, name = path.split(".")
-        return getattr(getattr(self.recipe, section), name)
-
-    @property
-    def examples(self) -> int:
-        return self.stats.examples if self.stats else 0
-
-    def total_steps(self) -> int:
-        """Optimizer steps with the settings recommended so far (as the trainer counts)."""
-        if not self.stats:
-            return 0
-        rows = self.stats.sequences(self.get("data.sequence_length"), self.get("data.pack"))
-        per_step = self.get("train.batch_size") * self.get("train.gradient_accumulation")
-        return self.get("train.max_steps") or max(1, math.ceil(
-            self.get("train.epochs") * rows / per_step))
 
 
 def recommend(recipe, stats: DatasetStats | None, hardware=None,
@@ -111,10 +68,6 @@ def _registry_size(source: str) -> memory.ModelSize | None:
 
     spec = get_model_spec(source)
     return memory.ModelSize.of_spec(spec) if spec else None
-
-
-def _setting(path, value, reason, source):
-    return Recommendation(path, value, reason, source)
 
 
 def _count(n: int) -> str:
@@ -407,8 +360,8 @@ def _distribution(ctx: _Context):
     else:
         strategy, why = "model_parallel", "even fsdp does not fit"
     yield Recommendation("distribution.strategy", strategy,
-                         f"{why}: {strategy} (not a recipe field yet; the run's 'auto' "
-                         "chooses by the same rule).", sources.DISTRIBUTION, kind="note")
+                         f"{why}: {strategy} (the default, 'auto', chooses by the same rule; "
+                         "set distribution.strategy only to force another).", sources.DISTRIBUTION, kind="note")
 
 
 __all__ = ["HardwareError", "Recommendation", "epochs_for", "recommend"]

@@ -102,7 +102,7 @@ def test_accelerators_get_mixed_precision_and_a_strategy_note(recipe):
     assert rec["train.batch_size"].value % 8 == 0  # splits over the 8 devices
     note = next(r for r in recs if r.field == "distribution.strategy")
     assert note.kind == "note" and note.value == "data_parallel"
-    assert "not a recipe field yet" in note.reason
+    assert "'auto', chooses by the same rule" in note.reason
     assert by_field(recommend(recipe, short(300), None))["model.dtype"].value == "float32"
 
 
