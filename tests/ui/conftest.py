@@ -125,3 +125,46 @@ def stop_process(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+@pytest.fixture
+def dashboard(store):  # noqa: F811 - the imported fixture, by name
+    """``python -m gemma_panel dashboard`` on a free port, over the test's store."""
+    port = free_port()
+    log = Path(store.root) / "dashboard.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "gemma_panel", "dashboard", "--port",
+                                 str(port)], env=server_env(store), cwd=REPO, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+    def listening():
+        assert proc.poll() is None, log.read_text()
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+    wait_for(listening, timeout=90, every=0.2, what="the dashboard to listen")
+    yield f"http://127.0.0.1:{port}/studio"
+    stop_process(proc)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One Chromium (Debian's, see tests/ui/browser.py) for a test module."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.ui.browser import launch
+
+    with sync_playwright() as p:
+        b = launch(p)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def server(store, tiny_recipe_path):  # noqa: F811 - store: the imported fixture, by name
+    """The studio served over the test's store, its recipe the tiny model's."""
+    srv = Server(SERVED_APP, server_env(store, GP_TEST_RECIPE=str(tiny_recipe_path))).start()
+    yield srv
+    srv.stop()

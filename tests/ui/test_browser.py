@@ -19,7 +19,6 @@ from tests.ui.browser import (
     BROWSER_MARKS,
     READY_JS,
     click_tab,
-    launch,
     open_page,
     pick_compare_runs,
     shot,
@@ -28,33 +27,13 @@ from tests.ui.browser import (
 )
 from tests.ui.conftest import (
     FAKE,
-    SERVED_APP,
     TOPICS,
-    Server,
     fake_recipe,
-    server_env,
     wait_finished,
     wait_for,
 )
 
 pytestmark = BROWSER_MARKS
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch(p)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def server(store, tiny_recipe_path):
-    srv = Server(SERVED_APP, server_env(store, GP_TEST_RECIPE=str(tiny_recipe_path))).start()
-    yield srv
-    srv.stop()
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,9 @@ itself did not reproduce, so this guards a row per run, not the Tabulator's bug.
 
 from __future__ import annotations
 
-import pytest
-
 from gemma_panel.runs import StoreSink
-from tests.ui.browser import BROWSER_MARKS, TEXT_JS, click_tab, launch, open_page, text_of
-from tests.ui.conftest import SERVED_APP, Server, fake_recipe, server_env, wait_for
+from tests.ui.browser import BROWSER_MARKS, TEXT_JS, click_tab, open_page, text_of
+from tests.ui.conftest import fake_recipe, wait_for
 
 pytestmark = BROWSER_MARKS
 
@@ -27,23 +25,6 @@ PICK_AT_ONCE_JS = """(ids) => {
       && (m.options || []).some(o => (Array.isArray(o) ? o[0] : o) === ids[0]));
   for (let n = 1; n <= ids.length; n++) chooser.value = ids.slice(0, n);
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch(p)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def server(store, tiny_recipe_path):
-    srv = Server(SERVED_APP, server_env(store, GP_TEST_RECIPE=str(tiny_recipe_path))).start()
-    yield srv
-    srv.stop()
 
 
 def test_runs_picked_in_one_moment_each_get_a_metrics_row(browser, server, store):

@@ -10,51 +10,20 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import socket
-import subprocess
-import sys
 import time
 import zipfile
 from pathlib import Path
-
-import pytest
 
 from gemma_panel.config import load_recipe
 from gemma_panel.runs import submit
 from tests.ui.browser import BROWSER_MARKS, click_tab, launch, open_page, shot, text_of
 from tests.ui.conftest import (
-    REPO,
-    free_port,
-    server_env,
-    stop_process,
     tiny_overrides,
     wait_finished,
     wait_for,
 )
 
 pytestmark = BROWSER_MARKS
-
-
-@pytest.fixture
-def dashboard(store):
-    """``python -m gemma_panel dashboard`` on a free port, over the test's store."""
-    port = free_port()
-    log = Path(store.root) / "dashboard.log"
-    with log.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "gemma_panel", "dashboard", "--port",
-                                 str(port)], env=server_env(store), cwd=REPO, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-
-    def listening():
-        assert proc.poll() is None, log.read_text()
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            return False
-    wait_for(listening, timeout=90, every=0.2, what="the dashboard to listen")
-    yield f"http://127.0.0.1:{port}/studio"
-    stop_process(proc)
 
 
 def _sha256(path) -> str:

@@ -9,20 +9,11 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from tests.ui.browser import BROWSER_MARKS, click_tab, launch, open_page, text_of
-from tests.ui.conftest import SERVED_APP, Server, server_env, wait_for
+from tests.ui.conftest import wait_for
 
 pytestmark = BROWSER_MARKS
 QUICKSTART = "instruction/unit_conversions.jsonl"  # recipes/quickstart.yaml's data
-
-
-@pytest.fixture
-def server(store, tiny_recipe_path):
-    srv = Server(SERVED_APP, server_env(store, GP_TEST_RECIPE=str(tiny_recipe_path))).start()
-    yield srv
-    srv.stop()
 
 
 def test_pick_the_data_see_the_plan_apply_all_and_the_recipe_changes(server):

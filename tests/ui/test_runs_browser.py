@@ -3,39 +3,10 @@ the confirmation step (the store and the run's folder follow)."""
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-from pathlib import Path
-
-import pytest
-
 from tests.ui.browser import BROWSER_MARKS, click_tab, launch, open_page, shot, text_of
-from tests.ui.conftest import REPO, fake_recipe, free_port, server_env, stop_process, wait_for
+from tests.ui.conftest import fake_recipe, wait_for
 
 pytestmark = BROWSER_MARKS
-
-
-@pytest.fixture
-def dashboard(store):
-    """``python -m gemma_panel dashboard`` on a free port, over the test's store."""
-    port = free_port()
-    log = Path(store.root) / "dashboard.log"
-    with log.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "gemma_panel", "dashboard", "--port",
-                                 str(port)], env=server_env(store), cwd=REPO, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-
-    def listening():
-        assert proc.poll() is None, log.read_text()
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            return False
-    wait_for(listening, timeout=90, every=0.2, what="the dashboard to listen")
-    yield f"http://127.0.0.1:{port}/studio"
-    stop_process(proc)
 
 
 def test_rename_then_delete_a_run_from_the_train_tab(store, dashboard, tmp_path):
