@@ -14,7 +14,6 @@ import time
 from tests.chat.tiny_run import STEP, tiny_recipe, write_tuned_checkpoint
 from tests.ui.browser import BROWSER_MARKS, click_tab, launch, open_page, text_of
 from tests.ui.conftest import wait_for
-from tests.ui.test_export_tab_browser import dashboard  # noqa: F401
 
 pytestmark = BROWSER_MARKS
 LONG = 4096  # tokens: far more than the seconds the test lets it run
@@ -53,7 +52,7 @@ def _answered(page) -> bool:
 
 
 def test_chat_streams_both_columns_stops_midway_and_serves_two_tabs(
-        store, tiny_gguf, dashboard):  # noqa: F811 (the Export tab test's fixture)
+        store, tiny_gguf, dashboard):
     from playwright.sync_api import sync_playwright
 
     recipe = tiny_recipe(tiny_gguf, name="tiny-chat")
