@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from gemma_panel.data.columns import ColumnMapping, detect_columns
 from gemma_panel.data.example import Example, near_key
+from gemma_panel.data.images import ImageChecker
 from gemma_panel.data.policies import MissingPolicy, resolve_missing_policies
 from gemma_panel.data.readers import open_records
 from gemma_panel.data.report import DatasetError, ValidationReport
@@ -155,7 +156,8 @@ def scan_file(
                                   tools=read.tools,
                                   tokenizer=tokenizer, sequence_length=sequence_length,
                                   max_chars=max_chars, min_label_examples=min_label_examples)
-    _check_rows(scan, itertools.chain(head, records), on_example, keep)
+    images = ImageChecker.for_file(report, path, _columns(head), mapping)
+    _check_rows(scan, itertools.chain(head, records), on_example, keep, images)
     if report.rows_usable == 0 and not report.has("no_examples"):
         report.error("no_examples", "no row can be used; see the errors above")
     return scan
@@ -194,10 +196,14 @@ def _mapping_or_report(head: list[Record], records: Iterator[Record], read: Read
 
 
 def _check_rows(scan: Scan, records: Iterable[Record],
-                on_example: Callable[[Example], object] | None, keep: bool) -> None:
-    """Every row through the scan's validator; usable ones to `on_example`, kept if `keep`."""
+                on_example: Callable[[Example], object] | None, keep: bool,
+                images: ImageChecker | None = None) -> None:
+    """Every row through the scan's validator (and its images through `images`); usable
+    ones to `on_example`, kept if `keep`."""
     report, validator = scan.report, scan.validator
     for record in records:
+        if images is not None and not record.broken:
+            images.check(record)
         try:
             example = validator.check(record)
         except DatasetError as exc:  # e.g. a custom template field the row lacks
@@ -210,6 +216,8 @@ def _check_rows(scan: Scan, records: Iterable[Record],
         if keep:
             scan.examples.append(example)
     validator.finish()
+    if images is not None:
+        images.finish()
 
 
 def head_examples(

@@ -2,7 +2,8 @@
 
 Content may be a string or a list of typed parts (OpenAI's multi-part form,
 ``[{"type": "text", "text": ...}]``, or ``"value"`` in place of ``"text"``); text parts are
-joined, as Gemma's own chat template does. Tool-calling conversations are recognised and
+joined, as Gemma's own chat template does, and an image part becomes Gemma 3's image token
+``<start_of_image>`` at its place (data/images.py reads and checks the image itself). Tool-calling conversations are recognised and
 refused for what they are (Gemma 1-3's chat format has no tool turns), unless the caller
 asks for them (``tools=True``, for Gemma 4): OpenAI ``tool_calls`` and ``tool`` messages
 then become model turns with `ToolCall`s and ``tool`` turns.
@@ -14,6 +15,8 @@ import itertools
 import json
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from gemma_panel.data.images import IMAGE_PART_TYPES, IMAGE_TOKEN
 
 Role = Literal["system", "user", "model", "tool"]
 
@@ -189,10 +192,13 @@ def _join_parts(parts: list, i: int) -> tuple[str | None, str | None]:
         if not isinstance(part, dict):
             return None, f"message {i} has a content part that is {type(part).__name__}"
         kind = part.get("type", "text")
+        if kind in IMAGE_PART_TYPES:  # its file is checked by data/images.py
+            texts.append(IMAGE_TOKEN)
+            continue
         if kind not in _TEXT_PARTS:
-            return None, (f"message {i} has non-text parts (type {kind!r}): only text is "
-                          "read, images and other media are not supported yet; remove those "
-                          "parts or the row")
+            return None, (f"message {i} has non-text parts (type {kind!r}): text and images "
+                          "are read, audio and other media are not supported yet; remove "
+                          "those parts or the row")
         text = part.get("text", part.get("value"))
         if isinstance(text, dict):  # OpenAI Assistants: {"value": ..., "annotations": ...}
             text = text.get("value")

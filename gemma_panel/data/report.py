@@ -49,6 +49,13 @@ PROBLEM_TITLES: dict[str, str] = {
     "single_label": "only one label class",
     "split_leak": "same prompt in training and validation",
     "augmented_dropped": "augmented rows not added",
+    "images": "rows with images",
+    "image_missing": "image files missing",
+    "image_unreadable": "images that do not decode",
+    "image_too_small": "images too small",
+    "image_too_large": "images too large",
+    "image_url": "image URLs (not downloaded)",
+    "image_count": "<image> placeholders not matching the images",
 }
 
 

@@ -72,7 +72,7 @@ def test_openai_and_sharegpt_messages_normalise_the_same():
     ([{"role": "wizard", "content": "a"}], "role 'wizard'"),
     ([{"speaker": "a"}], "neither role/content nor from/value"),
     ([{"role": "user", "content": "a"}, {"role": "assistant", "content": " "}], "is empty"),
-    ([{"role": "user", "content": [{"type": "image_url"}]},
+    ([{"role": "user", "content": [{"type": "input_audio"}]},
       {"role": "assistant", "content": "a"}], "non-text parts"),
 ])
 def test_bad_conversations_are_explained(messages, problem):
@@ -96,12 +96,13 @@ def test_content_given_as_typed_parts_is_read(content):
         assert turns == [Turn("user", "How are you?"), Turn("model", "Fine.")]
 
 
-def test_an_image_part_is_refused_in_words_without_knock_on_problems():
-    messages = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}},
+def test_an_audio_part_is_refused_in_words_without_knock_on_problems():
+    # Issue 12: image parts are read now (tests/data/test_images.py); other media are not.
+    messages = [{"role": "user", "content": [{"type": "input_audio", "input_audio": {}},
                                              {"type": "text", "text": "What is it?"}]},
                 {"role": "assistant", "content": "A cat."}]
     _, problems = normalize_messages(messages)
-    assert len(problems) == 1 and "type 'image_url'" in problems[0]
+    assert len(problems) == 1 and "type 'input_audio'" in problems[0]
     assert "not supported yet" in problems[0]
 
 

@@ -1,0 +1,226 @@
+"""Images in a dataset: which images each row has, where they are, and whether they read.
+
+Two layouts are read. A column of image paths (``image``, ``images``, ``image_path``, ...;
+one path, a list of paths, or a JSON list in a CSV cell) beside prompt/response or chat
+columns, as in LLaVA's ``{"image": "cat.png", "conversations": [...]}`` whose text marks the
+image's place with ``<image>``; and chat messages whose content has image parts, as OpenAI
+writes them (``{"type": "image_url", "image_url": {"url": ...}}``, ``{"type": "image",
+"image": ...}``). A path is relative to the data file's folder; ``file://`` URLs are local
+paths. Web URLs are refused: nothing is downloaded (training machines are often offline,
+and a dataset whose images can change under it cannot be reproduced).
+
+PIL is imported only when an image is opened.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+# Gemma 3's image token: KerasHub's preprocessor expands each into the vision tokens.
+IMAGE_TOKEN = "<start_of_image>"
+LLAVA_PLACEHOLDER = "<image>"
+IMAGE_PART_TYPES = frozenset({"image", "image_url", "input_image"})
+IMAGE_COLUMNS = ("image", "images", "image_path", "image_paths", "image_file", "img",
+                 "image_url", "picture", "file_name")
+MIN_SIDE = 16  # px: below this a picture is a few pixels (an icon, a 1x1 tracker)
+MAX_SIDE = 16_384  # px: beyond this, decoding takes gigabytes (and PIL calls it a bomb)
+_CACHE_SIZE = 4096
+
+
+class ImageRefused(ValueError):
+    """A reference that is not read, with the reason and the next step as its message."""
+
+
+def image_column(columns: Iterable[str]) -> str | None:
+    """The column holding image paths, by name (the first alias found), or None."""
+    normal = {c.strip().lower().replace(" ", "_").replace("-", "_"): c for c in columns}
+    return next((normal[a] for a in IMAGE_COLUMNS if a in normal), None)
+
+
+def is_image_part(part: Any) -> bool:
+    return isinstance(part, dict) and part.get("type") in IMAGE_PART_TYPES
+
+
+def _part_ref(part: dict) -> Any:
+    """The path or URL in an image part, in any of the shapes it is written."""
+    for key in ("image_url", "image", "url", "path", "file"):
+        value = part.get(key)
+        if isinstance(value, dict):
+            value = value.get("url", value.get("path"))
+        if value is not None:
+            return value
+    return None
+
+
+def message_image_refs(messages: Any) -> list[Any]:
+    """The image references in chat messages' content parts, in order."""
+    refs = []
+    for message in messages if isinstance(messages, list) else ():
+        content = message.get("content", message.get("value")) \
+            if isinstance(message, dict) else None
+        for part in content if isinstance(content, list) else ():
+            if is_image_part(part):
+                refs.append(_part_ref(part))
+    return refs
+
+
+def column_refs(value: Any) -> list[Any]:
+    """The references in an image column's value: one, a list, or a JSON list as text."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return [value]
+    if isinstance(value, dict):
+        return [value.get("path", value.get("url"))]
+    if isinstance(value, list):
+        return [v.get("path", v.get("url")) if isinstance(v, dict) else v for v in value]
+    return [value]
+
+
+def resolve_image(ref: Any, base: Path) -> Path:
+    """The local file of an image reference, relative to `base` (the data file's folder).
+
+    Raises:
+        ImageRefused: a web or data URL, or a value that is no path at all.
+    """
+    if not isinstance(ref, str) or not ref.strip():
+        raise ImageRefused(f"the image reference {ref!r} is not a path; give a file path "
+                           "relative to the data file")
+    ref = ref.strip()
+    if "://" in ref or ref.startswith("data:"):
+        url = urlparse(ref)
+        if url.scheme == "file":
+            return Path(unquote(url.path))
+        raise ImageRefused(f"{ref[:80]!r} is a {url.scheme or 'data'} URL: images are not "
+                           "downloaded; save them beside the data file and give their "
+                           "paths (or file:// URLs) instead")
+    path = Path(os.path.expanduser(ref))
+    return path if path.is_absolute() else base / path
+
+
+def inspect_image(path: Path) -> tuple[str, str, str] | None:
+    """(code, severity, message) for what is wrong with one image file, or None."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        return "image_missing", "error", f"image {path} does not exist"
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if max(width, height) > MAX_SIDE:
+                return "image_too_large", "error", (
+                    f"image {path.name} is {width}x{height} px, over {MAX_SIDE} px a side; "
+                    "shrink it (the model sees it at 896x896 anyway)")
+            image.load()
+    except Image.DecompressionBombError:
+        return "image_too_large", "error", (f"image {path.name} has too many pixels to "
+                                            "decode safely; shrink it")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        return "image_unreadable", "error", f"image {path.name} does not decode: {exc}"
+    if min(width, height) < MIN_SIDE:
+        return "image_too_small", "warning", (
+            f"image {path.name} is {width}x{height} px, under {MIN_SIDE} px a side: "
+            "is it the picture you meant?")
+    return None
+
+
+def row_image_refs(values: Mapping[str, Any], column: str | None,
+                   messages_column: str | None) -> list[Any]:
+    """Every image reference of one row: its image column's, then its messages' parts."""
+    refs = column_refs(values.get(column)) if column else []
+    if messages_column:
+        messages = values.get(messages_column)
+        if isinstance(messages, str) and messages.lstrip().startswith("["):
+            try:
+                messages = json.loads(messages)
+            except (json.JSONDecodeError, RecursionError):
+                messages = None
+        refs += message_image_refs(messages)
+    return refs
+
+
+def placeholder_count(values: Mapping[str, Any], text_columns: Sequence[str]) -> int:
+    """How many LLaVA ``<image>`` placeholders the row's text has."""
+    count = 0
+    for col in text_columns:
+        value = values.get(col)
+        count += json.dumps(value).count(LLAVA_PLACEHOLDER) if value is not None else 0
+    return count
+
+
+class ImageChecker:
+    """Checks each row's images as the data check reads it; `finish` after the last row.
+
+    Args:
+        report: where problems go (a `ValidationReport`).
+        base: the folder image paths are relative to.
+        column: the image column (None: images only in message parts).
+        text_columns: the mapped text columns, searched for ``<image>`` placeholders.
+        messages_column: the chat messages column, whose image parts are read.
+    """
+
+    def __init__(self, report, base: Path, column: str | None, text_columns: Sequence[str],
+                 messages_column: str | None):
+        self.report, self.base, self.column = report, base, column
+        self.text_columns, self.messages_column = list(text_columns), messages_column
+        self.rows_with_images = 0
+        self.images = 0
+        self._seen: dict[Path, tuple[str, str, str] | None] = {}
+
+    @classmethod
+    def for_file(cls, report, path, columns: Sequence[str], mapping) -> ImageChecker | None:
+        """The checker for a file with these columns; None when no column can hold images."""
+        column = image_column(columns)
+        if column is None and mapping.messages is None:
+            return None
+        text = [c for c in (mapping.prompt, mapping.input, mapping.response, mapping.text,
+                            mapping.messages) if c]
+        base = Path(os.fspath(path)).parent if "://" not in os.fspath(path) else Path.cwd()
+        return cls(report, base, column, text, mapping.messages)
+
+    def check(self, record) -> None:
+        refs = row_image_refs(record.values, self.column, self.messages_column)
+        where = {"line": record.line, "row": record.row,
+                 "column": self.column or self.messages_column}
+        wanted = placeholder_count(record.values, self.text_columns) if self.column else 0
+        if wanted and wanted != len(refs):
+            self.report.error("image_count", f"the text has {wanted} {LLAVA_PLACEHOLDER} "
+                              f"placeholder(s) but the row has {len(refs)} image(s)",
+                              **where)
+        if not refs:
+            return
+        self.rows_with_images += 1
+        self.images += len(refs)
+        for ref in refs:
+            try:
+                path = resolve_image(ref, self.base)
+            except ImageRefused as exc:
+                self.report.error("image_url", str(exc), **where)
+                continue
+            problem = self._inspect(path)
+            if problem is not None:
+                code, severity, message = problem
+                getattr(self.report, severity)(code, message, **where)
+
+    def _inspect(self, path: Path):
+        if path in self._seen:
+            return self._seen[path]
+        problem = inspect_image(path)
+        if len(self._seen) < _CACHE_SIZE:
+            self._seen[path] = problem
+        return problem
+
+    def finish(self) -> None:
+        if self.rows_with_images:
+            self.report.warning(
+                "images", f"{self.rows_with_images} row(s) have {self.images} image(s): only "
+                "a model that reads images (Gemma 3 4B and up) trains on them, unpacked "
+                "(data.pack=false); a text-only model sees just the text")

@@ -1,0 +1,124 @@
+"""Datasets with images: which images a row has, and the data check's report on each."""
+
+import json
+
+import pytest
+from PIL import Image
+
+from gemma_panel.data.check import check_dataset
+from gemma_panel.data.images import (IMAGE_TOKEN, ImageRefused, image_column, inspect_image,
+                                     resolve_image, row_image_refs)
+from gemma_panel.data.messages import Turn, normalize_messages
+
+
+def write_images(folder):
+    """A good PNG and JPEG, a 4x4 PNG, a truncated JPEG and a text file named .png."""
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (32, 24), (200, 30, 30)).save(folder / "red.png")
+    Image.new("RGB", (40, 40), (30, 30, 200)).save(folder / "blue.jpg", quality=90)
+    Image.new("RGB", (4, 4)).save(folder / "tiny.png")
+    whole = (folder / "blue.jpg").read_bytes()
+    (folder / "cut.jpg").write_bytes(whole[: len(whole) // 2])
+    (folder / "fake.png").write_text("not an image")
+    return folder
+
+
+def jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def llava(image, question="<image>\nWhat colour is it?", answer="Red."):
+    return {"image": image, "conversations": [{"from": "human", "value": question},
+                                              {"from": "gpt", "value": answer}]}
+
+
+def by_code(report):
+    return {code: [(p.row, p.severity) for p in kept] for code, kept in report.examples.items()}
+
+
+def test_each_bad_image_is_reported_with_its_row(tmp_path):
+    write_images(tmp_path / "img")
+    path = jsonl(tmp_path / "llava.jsonl", [
+        llava("img/red.png"), llava("img/blue.jpg"), llava("img/gone.png"),
+        llava("img/fake.png"), llava("img/cut.jpg"), llava("img/tiny.png"),
+        llava("https://example.org/cat.png"), llava(f"file://{tmp_path}/img/red.png"),
+    ])
+    report = check_dataset(path)
+    found = by_code(report)
+    assert found["image_missing"] == [(3, "error")]
+    assert found["image_unreadable"] == [(4, "error"), (5, "error")]
+    assert found["image_too_small"] == [(6, "warning")]
+    assert found["image_url"] == [(7, "error")]
+    assert "not downloaded" in report.examples["image_url"][0].message
+    assert report.examples["images"][0].message.startswith("8 row(s) have 8 image(s)")
+    assert not report.ok and report.task == "chat"
+    assert "image" in report.to_text()  # the CLI's text names the kinds
+
+
+def test_good_images_leave_the_report_clean_of_image_errors(tmp_path):
+    write_images(tmp_path / "img")
+    path = jsonl(tmp_path / "ok.jsonl", [llava("img/red.png"), llava("img/blue.jpg",
+                                                                     answer="Blue.")])
+    report = check_dataset(path)
+    assert report.ok and report.rows_usable == 2
+    assert set(report.counts) == {"images"}
+
+
+def test_a_huge_image_is_too_large_before_it_is_decoded(tmp_path):
+    Image.new("1", (16_385, 16)).save(tmp_path / "wide.png")
+    code, severity, message = inspect_image(tmp_path / "wide.png")
+    assert (code, severity) == ("image_too_large", "error") and "16385x16" in message
+
+
+def test_openai_image_parts_become_the_image_token_and_are_checked(tmp_path):
+    write_images(tmp_path / "img")
+    rows = [{"messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": path}},
+                {"type": "text", "text": "What is it?"}]},
+             {"role": "assistant", "content": "A square."}]}
+            for path in ("img/red.png", "img/nothing.jpg")]
+    turns, problems = normalize_messages(rows[0]["messages"])
+    assert problems == [] and turns[0] == Turn("user", IMAGE_TOKEN + "What is it?")
+    report = check_dataset(jsonl(tmp_path / "openai.jsonl", rows))
+    assert by_code(report)["image_missing"] == [(2, "error")]
+    assert report.rows_usable == 2
+
+
+def test_a_csv_image_column_is_relative_to_the_csv(tmp_path):
+    write_images(tmp_path / "data" / "img")
+    csv = tmp_path / "data" / "pairs.csv"
+    csv.write_text("image,prompt,response\nimg/red.png,Colour?,Red\nimg/none.png,Colour?,-\n")
+    report = check_dataset(csv)
+    assert report.task == "instruction"
+    assert by_code(report)["image_missing"] == [(2, "error")]
+
+
+def test_placeholders_must_match_the_images(tmp_path):
+    write_images(tmp_path / "img")
+    path = jsonl(tmp_path / "two.jsonl", [
+        llava(["img/red.png", "img/blue.jpg"], question="<image> and <image>: same colour?",
+              answer="No."),
+        llava(["img/red.png"], question="<image> and <image>: same colour?", answer="No."),
+    ])
+    assert by_code(check_dataset(path))["image_count"] == [(2, "error")]
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("a.png", ["a.png"]), (["a.png", "b.jpg"], ["a.png", "b.jpg"]),
+    ('["a.png", "b.jpg"]', ["a.png", "b.jpg"]), ({"path": "a.png"}, ["a.png"]), ("", []),
+])
+def test_image_column_values(value, expected):
+    assert row_image_refs({"image": value}, "image", None) == expected
+
+
+def test_image_columns_are_found_by_name():
+    assert image_column(["id", "Image Path", "question"]) == "Image Path"
+    assert image_column(["prompt", "response"]) is None
+
+
+def test_web_urls_are_refused_in_one_sentence(tmp_path):
+    with pytest.raises(ImageRefused, match="not downloaded; save them beside the data file"):
+        resolve_image("http://example.org/a.png", tmp_path)
+    assert resolve_image("file:///x/a%20b.png", tmp_path).as_posix() == "/x/a b.png"
+    assert resolve_image("a.png", tmp_path) == tmp_path / "a.png"
