@@ -14,6 +14,8 @@ PIL is imported only when an image is opened.
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -30,6 +32,9 @@ IMAGE_COLUMNS = ("image", "images", "image_path", "image_paths", "image_file", "
 MIN_SIDE = 16  # px: below this a picture is a few pixels (an icon, a 1x1 tracker)
 MAX_SIDE = 16_384  # px: beyond this, decoding takes gigabytes (and PIL calls it a bomb)
 _CACHE_SIZE = 4096
+THUMB_PX = 96  # a preview thumbnail's longer side
+THUMB_ROWS = 12  # rows of a preview that get thumbnails
+THUMBS_PER_ROW = 4
 
 
 class ImageRefused(ValueError):
@@ -130,6 +135,50 @@ def inspect_image(path: Path) -> tuple[str, str, str] | None:
             f"image {path.name} is {width}x{height} px, under {MIN_SIDE} px a side: "
             "is it the picture you meant?")
     return None
+
+
+def thumbnail_uri(path: Path, size: int = THUMB_PX) -> str | None:
+    """A small JPEG of the image as a ``data:`` URI (for a page), or None when it does not
+    read; the image is decoded at a reduced size (``draft``) where the format allows."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            if max(image.size) > MAX_SIDE:
+                return None
+            image.draft("RGB", (size, size))
+            small = image.convert("RGB")
+            small.thumbnail((size, size))
+    except Exception:  # noqa: BLE001 - a preview shows what reads; the check says why not
+        return None
+    out = io.BytesIO()
+    small.save(out, format="JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode("ascii")
+
+
+def preview_thumbnails(rows: Sequence[Mapping[str, Any]], path, columns: Sequence[str],
+                       messages_column: str | None) -> list[dict]:
+    """Thumbnails for the first `THUMB_ROWS` rows that have images: one dict per row,
+    ``{"row", "images": [data URI or None (unreadable)], "more": images not shown}``."""
+    column = image_column(columns)
+    if column is None and messages_column is None:
+        return []
+    base = Path(os.fspath(path)).parent
+    out = []
+    for number, values in enumerate(rows, 1):
+        refs = row_image_refs(values, column, messages_column)
+        if not refs:
+            continue
+        uris = []
+        for ref in refs[:THUMBS_PER_ROW]:
+            try:
+                uris.append(thumbnail_uri(resolve_image(ref, base)))
+            except ImageRefused:
+                uris.append(None)
+        out.append({"row": number, "images": uris, "more": len(refs) - len(uris)})
+        if len(out) >= THUMB_ROWS:
+            break
+    return out
 
 
 def row_image_refs(values: Mapping[str, Any], column: str | None,

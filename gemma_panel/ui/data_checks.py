@@ -26,6 +26,7 @@ from gemma_panel.data import (
     open_records,
     tokenize_example,
 )
+from gemma_panel.data.images import preview_thumbnails
 from gemma_panel.data.templates import family_mismatch, reads_tools, render_text, resolve_template
 
 from .uploads import DATA_EXTENSIONS
@@ -121,7 +122,18 @@ def check_file(path: str, read: ReadOptions, template_name: str,
                              "text": render_text(segments)})
     return {"preview": [{k: _cell(v) for k, v in row.items()} for row in preview],
             "columns": columns, "report": report.to_dict(), "text": report.to_text(),
-            "examples": examples}
+            "examples": examples, "thumbnails": _thumbnails(preview, path, columns, report)}
+
+
+def _thumbnails(preview: list[dict], path: str, columns: list[str], report) -> list[dict]:
+    """The preview rows' images as small thumbnails, beside the row's text."""
+    thumbs = preview_thumbnails(preview, path, columns, report.columns.get("messages"))
+    for thumb in thumbs:
+        values = preview[thumb["row"] - 1]
+        text = " | ".join(str(_cell(v)) for k, v in values.items()
+                          if k in report.columns.values())
+        thumb["text"] = text[:300]
+    return thumbs
 
 
 def measure_tokens(path: str, read: ReadOptions, template_name: str, source: str,

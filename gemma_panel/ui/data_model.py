@@ -60,6 +60,8 @@ class DataModel(param.Parameterized):
                          doc="Role -> column, as detected and overridden.")
     preview = param.List(default=[], constant=True,
                          doc="The first rows as read, one dict per row.")
+    thumbnails = param.List(default=[], constant=True, doc="The first image rows' "
+                            "thumbnails: {row, images (data URIs; None: unreadable), more, text}.")
     report = param.Dict(default={}, constant=True,
                         doc="ValidationReport.to_dict() of the last check.")
     report_text = param.String(default="", constant=True)
@@ -279,6 +281,7 @@ class DataModel(param.Parameterized):
             return  # checked again with the template the data needs
         with writing(self):
             self.columns, self.preview = out["columns"], out["preview"]
+            self.thumbnails = out.get("thumbnails", [])
             self.report, self.report_text = out["report"], out["text"]
             self.mapping = out["report"].get("columns", {})
             if self._tokens_gen != gen:  # token-level rendering, when it came first, stays

@@ -34,6 +34,21 @@ def table(rows=(), columns=None, **kw) -> pn.widgets.Tabulator:
     return pn.widgets.Tabulator(pn.bind(frame, rows, columns), **opts)
 
 
+def thumbnails_html(thumbs: list[dict]) -> str:
+    """Each image row's thumbnails beside its text; an unreadable image as a marked box."""
+    rows = []
+    for thumb in thumbs:
+        images = "".join(
+            f'<img src="{uri}" alt="row {thumb["row"]}" style="max-height:96px;margin:2px">'
+            if uri else '<span style="display:inline-block;width:96px;border:1px dashed red;'
+                        'color:red;margin:2px">does not read</span>' for uri in thumb["images"])
+        more = f" (+{thumb['more']} more)" if thumb["more"] else ""
+        rows.append(f'<div style="display:flex;gap:8px;align-items:center"><b>row '
+                    f'{thumb["row"]}</b><div>{images}{more}</div>'
+                    f'<div>{html.escape(thumb.get("text", ""))}</div></div>')
+    return "".join(rows)
+
+
 def mask_html(pieces: list, by_token: bool) -> str:
     """The rendered example, trained parts highlighted (and tokens outlined when known)."""
     out = []
@@ -79,6 +94,8 @@ class DataView(pn.viewable.Viewer):
         self.path_button.on_click(lambda _: m.load(self.path_input.value))
 
         self.preview = table(m.param.preview, page_size=8)
+        self.thumbnails = pn.pane.HTML(pn.bind(thumbnails_html, m.param.thumbnails),
+                                       sizing_mode="stretch_width")
         # The report's tables; a clean file shows no empty tables.
         kinds = pn.bind(lambda _: m.problem_kinds(), m.param.report)
         problems = pn.bind(lambda *_: m.problems(), m.param.report, m.param.severity_filter,
@@ -190,6 +207,8 @@ class DataView(pn.viewable.Viewer):
                                                           self.path_button))),
             self._summary(),
             pn.Card(self.preview, title="Preview (first rows as read)", collapsed=False),
+            pn.Card(self.thumbnails, title="Images (first rows that have them)",
+                    visible=pn.bind(bool, m.param.thumbnails)),
             pn.Card(self._report_header(), self.kinds, filters, self.problems,
                     title="Validation report"),
             pn.Card(self.mapping_box, settings, title="Columns and template"),
