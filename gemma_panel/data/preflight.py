@@ -26,6 +26,7 @@ from gemma_panel.data.prepare import PreparedDataset, prepare_dataset
 from gemma_panel.data.report import DatasetError, ValidationReport
 from gemma_panel.data.templates import suggested_template
 from gemma_panel.data.tokenizer import TextTokenizer
+from gemma_panel.errors import UserError
 
 if TYPE_CHECKING:
     from gemma_panel.config import Recipe
@@ -69,11 +70,30 @@ def prepare_recipe_data(recipe: Recipe, tokenizer: TextTokenizer | None = None,
         DatasetError: the data would stop the run; its report says where and why.
     """
     d = recipe.data
-    return prepare_dataset(
+    prepared = prepare_dataset(
         d.train_path, read=read_options(recipe), validation_path=d.validation_path,
         validation_fraction=d.validation_fraction, seed=d.seed, template=d.template,
         tokenizer=tokenizer, sequence_length=d.sequence_length, missing=d.missing,
         duplicates=d.duplicates, template_options=template_options(recipe), **options)
+    _refuse_images(recipe, prepared.report)
+    return prepared
+
+
+def _refuse_images(recipe: Recipe, report: ValidationReport) -> None:
+    """A run of the text trainer would drop the images silently: refuse it, in words."""
+    if not report.has("images"):
+        return
+    from gemma_panel.training.vision import refuse_packing
+
+    try:
+        refuse_packing(recipe)
+    except UserError as exc:
+        message = str(exc)
+    else:
+        message = ("the recipe runner trains text only so far; train image rows with "
+                   "gemma_panel.training.vision.train_on_images (docs/data.md, Images).")
+    report.error("images", message.rstrip("."))
+    raise DatasetError(f"{report.source}: {message}", report=report, code="images")
 
 
 @dataclass(frozen=True)

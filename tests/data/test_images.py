@@ -122,3 +122,19 @@ def test_web_urls_are_refused_in_one_sentence(tmp_path):
         resolve_image("http://example.org/a.png", tmp_path)
     assert resolve_image("file:///x/a%20b.png", tmp_path).as_posix() == "/x/a b.png"
     assert resolve_image("a.png", tmp_path) == tmp_path / "a.png"
+
+
+@pytest.mark.parametrize("pack, said", [
+    ("true", "image datasets are not packed (each image's vision tokens must stay in one "
+             "example's row): set data.pack=false"),
+    ("false", "the recipe runner trains text only so far"),
+])
+def test_a_run_of_image_data_is_refused_before_it_drops_the_images(tmp_path, pack, said):
+    from gemma_panel.config import load_recipe
+    from gemma_panel.data.preflight import preflight
+
+    write_images(tmp_path / "img")
+    path = jsonl(tmp_path / "ok.jsonl", [llava("img/red.png", answer=f"Red {i}.")
+                                         for i in range(10)])
+    verdict = preflight(load_recipe(None, [f"data.train_path={path}", f"data.pack={pack}"]))
+    assert not verdict.ok and said in verdict.message, verdict.message
