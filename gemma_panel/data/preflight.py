@@ -92,8 +92,8 @@ def _refuse_images(recipe: Recipe, report: ValidationReport) -> None:
     else:
         message = ("the recipe runner trains text only so far; train image rows with "
                    "gemma_panel.training.vision.train_on_images (docs/data.md, Images).")
-    report.error("images", message.rstrip("."))
-    raise DatasetError(f"{report.source}: {message}", report=report, code="images")
+    report.error("image_training", message.rstrip("."))
+    raise DatasetError(f"{report.source}: {message}", report=report, code="image_training")
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ PROBLEM_TITLES: dict[str, str] = {
     "split_leak": "same prompt in training and validation",
     "augmented_dropped": "augmented rows not added",
     "images": "rows with images",
+    "image_training": "image data this run cannot train",
     "image_missing": "image files missing",
     "image_unreadable": "images that do not decode",
     "image_too_small": "images too small",
