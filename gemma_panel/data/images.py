@@ -37,6 +37,12 @@ THUMB_ROWS = 12  # rows of a preview that get thumbnails
 THUMBS_PER_ROW = 4
 
 
+PACKING_REFUSED = ("image datasets are not packed (each image's vision tokens must stay in "
+                   "one example's row): set data.pack=false.")
+TEXT_RUNNER_REFUSED = ("the recipe runner trains text only so far; train image rows with "
+                       "gemma_panel.training.vision.train_on_images (docs/data.md, Images).")
+
+
 class ImageRefused(ValueError):
     """A reference that is not read, with the reason and the next step as its message."""
 

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gemma_panel.data.check import ReadOptions
+from gemma_panel.data.images import PACKING_REFUSED, TEXT_RUNNER_REFUSED
 from gemma_panel.data.prepare import PreparedDataset, prepare_dataset
 from gemma_panel.data.report import DatasetError, ValidationReport
 from gemma_panel.data.templates import suggested_template
 from gemma_panel.data.tokenizer import TextTokenizer
-from gemma_panel.errors import UserError
 
 if TYPE_CHECKING:
     from gemma_panel.config import Recipe
@@ -83,15 +83,7 @@ def _refuse_images(recipe: Recipe, report: ValidationReport) -> None:
     """A run of the text trainer would drop the images silently: refuse it, in words."""
     if not report.has("images"):
         return
-    from gemma_panel.training.vision import refuse_packing
-
-    try:
-        refuse_packing(recipe)
-    except UserError as exc:
-        message = str(exc)
-    else:
-        message = ("the recipe runner trains text only so far; train image rows with "
-                   "gemma_panel.training.vision.train_on_images (docs/data.md, Images).")
+    message = PACKING_REFUSED if recipe.data.pack else TEXT_RUNNER_REFUSED
     report.error("image_training", message.rstrip("."))
     raise DatasetError(f"{report.source}: {message}", report=report, code="image_training")
 

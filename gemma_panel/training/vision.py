@@ -30,8 +30,8 @@ import optax
 from gemma_panel.config import Recipe
 from gemma_panel.data.check import ReadOptions
 from gemma_panel.data.columns import detect_columns
-from gemma_panel.data.images import (IMAGE_TOKEN, LLAVA_PLACEHOLDER, ImageRefused, image_column,
-                                     resolve_image, row_image_refs)
+from gemma_panel.data.images import (IMAGE_TOKEN, LLAVA_PLACEHOLDER, PACKING_REFUSED,
+                                     ImageRefused, image_column, resolve_image, row_image_refs)
 from gemma_panel.data.readers import open_records
 from gemma_panel.data.report import DatasetError, ValidationReport
 from gemma_panel.data.templates import MODEL_TURN, USER_TURN, GemmaChatTemplate, render_text
@@ -61,8 +61,7 @@ class ImageExample:
 def refuse_packing(recipe: Recipe) -> None:
     """Image data trains one example per row: a recipe that packs is refused, in words."""
     if recipe.data.pack:
-        raise UserError("image datasets are not packed (each image's vision tokens must stay "
-                        "in one example's row): set data.pack=false.")
+        raise UserError(PACKING_REFUSED)
 
 
 def read_image_examples(path: str | os.PathLike, read: ReadOptions | None = None,
