@@ -28,7 +28,7 @@ IMAGE_TOKEN = "<start_of_image>"
 LLAVA_PLACEHOLDER = "<image>"
 IMAGE_PART_TYPES = frozenset({"image", "image_url", "input_image"})
 IMAGE_COLUMNS = ("image", "images", "image_path", "image_paths", "image_file", "img",
-                 "image_url", "picture", "file_name")
+                 "image_url", "picture")
 MIN_SIDE = 16  # px: below this a picture is a few pixels (an icon, a 1x1 tracker)
 MAX_SIDE = 16_384  # px: beyond this, decoding takes gigabytes (and PIL calls it a bomb)
 _CACHE_SIZE = 4096
