@@ -64,6 +64,17 @@ def refuse_packing(recipe: Recipe) -> None:
         raise UserError(PACKING_REFUSED)
 
 
+def refuse_text_only(causal_lm) -> None:
+    """A causal LM without a vision tower (a ``*_text`` preset, Gemma 3 1B/270M) cannot see
+    the images: refuse it, in words."""
+    preprocessor = getattr(causal_lm, "preprocessor", None)
+    if getattr(preprocessor, "image_converter", None) is None or \
+            getattr(causal_lm.backbone, "vision_encoder", None) is None:
+        raise UserError("this model has no vision tower, so it cannot see the images: load a "
+                        "Gemma 3 preset with one (e.g. gemma3_instruct_4b, not "
+                        "gemma3_instruct_4b_text).")
+
+
 def read_image_examples(path: str | os.PathLike, read: ReadOptions | None = None,
                         template: GemmaChatTemplate | None = None) -> list[ImageExample]:
     """Every usable row of an image dataset, rendered with Gemma's chat format.
@@ -178,6 +189,7 @@ def train_on_images(causal_lm, examples: Sequence[ImageExample], recipe: Recipe,
                     steps: int) -> list[float]:
     """`steps` optimizer steps of `recipe.train.batch_size` examples (cycled in order);
     the trained weights are written back into `causal_lm`. Returns each step's loss."""
+    refuse_text_only(causal_lm)
     batch_size = recipe.train.batch_size
     seq = causal_lm.preprocessor.sequence_length
     functions = VisionTrainFunctions(causal_lm, recipe, steps, batch_size * seq)

@@ -15,7 +15,7 @@ from gemma_panel.data.images import IMAGE_TOKEN
 from gemma_panel.errors import UserError
 from gemma_panel.models.lora import enable_lora
 from gemma_panel.training.vision import (VisionTrainFunctions, image_batch, read_image_examples,
-                                         refuse_packing, train_on_images)
+                                         refuse_packing, refuse_text_only, train_on_images)
 
 COLOURS = {"red": (220, 20, 20), "green": (20, 200, 20), "blue": (20, 20, 220),
            "white": (250, 250, 250)}
@@ -128,3 +128,13 @@ def test_a_lora_run_on_images_lowers_the_loss(tiny_vlm, colour_rows):
 def test_a_packing_recipe_is_refused_in_one_sentence():
     with pytest.raises(UserError, match="not packed .* set data.pack=false"):
         refuse_packing(load_recipe(None, []))
+
+
+def test_a_model_without_a_vision_tower_is_refused_in_one_sentence(tiny_vlm):
+    from types import SimpleNamespace
+
+    text_only = SimpleNamespace(preprocessor=SimpleNamespace(image_converter=None),
+                                backbone=SimpleNamespace(vision_encoder=None))
+    with pytest.raises(UserError, match="no vision tower.*not gemma3_instruct_4b_text"):
+        refuse_text_only(text_only)
+    refuse_text_only(tiny_vlm)  # the tiny one has a tower: no complaint
