@@ -56,7 +56,7 @@ PROBLEM_TITLES: dict[str, str] = {
     "image_too_small": "images too small",
     "image_too_large": "images too large",
     "image_url": "image URLs (not downloaded)",
-    "image_count": "<image> placeholders not matching the images",
+    "image_count": "image placeholders not matching the images",
 }
 
 
