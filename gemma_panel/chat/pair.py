@@ -70,14 +70,6 @@ class ModelPair:
         step = None if self.export is not None else int(self.step)
         return str(self.run_dir.resolve()), step, self.export
 
-    @property
-    def description(self) -> str:
-        """'step 4' or 'export gguf-f16-step000004 (step 4)': what the tuned side is."""
-        if self.export is None:
-            return f"step {self.step}"
-        return f"export {self.export}" + (f" (step {self.step})" if self.step is not None
-                                          else "")
-
     def generator(self, side: str) -> StreamingGenerator:
         return self._tuned if side == "tuned" else self._base
 

@@ -1,8 +1,8 @@
 """Chat with a finished export: it answers as the checkpoint it was made from.
 
-A tiny LoRA run is exported (a KerasHub preset, and GGUF f16) by the exporters themselves,
-its checkpoint's answers are taken, and then its checkpoints are deleted: whatever the chat
-answers afterwards can only come from the export files. As in test_engine.py, the answers
+A tiny LoRA run is exported (a KerasHub preset, GGUF f16, and the LoRA adapter alone) by the
+exporters themselves, its checkpoint's answers are taken, and then its checkpoints are
+deleted: whatever the chat answers afterwards can only come from the export files. As in test_engine.py, the answers
 that must differ are sampled at temperature 10 (greedy answers of the tiny random model
 repeat one token whatever its LoRA says).
 """
@@ -44,6 +44,7 @@ def exported(tmp_path_factory, tiny_gguf):
     write_tuned_checkpoint(tiny_recipe(tiny_gguf, "tiny-export-chat"), run_dir)
     export_run(run_dir, "preset")
     export_run(run_dir, "gguf")
+    export_run(run_dir, "lora")
     events: list[dict] = []
     engine = ChatEngine(events.append)
     reference = {name: _ask(engine, events, run_dir, options, step=STEP)
@@ -56,14 +57,15 @@ def exported(tmp_path_factory, tiny_gguf):
 def test_the_run_lists_its_exports_with_format_and_verification(exported):
     run_dir, _ = exported
     found = {e.name: e for e in run_exports(run_dir)}
-    assert set(found) == {"preset-step000003", "gguf-f16-step000003"}
+    assert set(found) == {"preset-step000003", "gguf-f16-step000003", "lora-step000003"}
     gguf = found["gguf-f16-step000003"]
     assert (gguf.format, gguf.quantize, gguf.step, gguf.verified) == ("gguf", "f16", STEP, True)
     assert gguf.chattable and gguf.label == "export gguf-f16-step000003 (gguf f16, verified)"
     assert gguf.row()["MB"] > 0 and run_checkpoints(run_dir) == Checkpoints()
 
 
-@pytest.mark.parametrize("export", ["preset-step000003", "gguf-f16-step000003"])
+@pytest.mark.parametrize("export", ["preset-step000003", "gguf-f16-step000003",
+                                    "lora-step000003"])
 def test_an_export_answers_as_the_checkpoint_it_came_from(exported, export):
     run_dir, reference = exported
     loads: list[str] = []
@@ -79,7 +81,9 @@ def test_an_export_answers_as_the_checkpoint_it_came_from(exported, export):
     assert "its export " + export in events[0]["text"]
     assert _ask(engine, events, run_dir, GREEDY, export=export) == reference["greedy"]
     assert loads == [export]  # loaded once, reused for the next message
-    assert engine.pair.description == f"export {export} (step {STEP})" and not engine.pair.lora
+    assert engine.pair.key == (str(run_dir.resolve()), None, export)
+    # A merged export's base is loaded beside it; a LoRA adapter's is itself, LoRA off.
+    assert engine.pair.step == STEP and engine.pair.lora == export.startswith("lora")
 
 
 def test_an_unknown_or_unloadable_export_is_told_in_words(exported, tmp_path):
