@@ -1,6 +1,7 @@
 """Chat requests served on one model pair at a time, answers streamed piece by piece.
 
-A request names a run folder and a checkpoint step, the conversation each side has had so
+A request names a run folder and a checkpoint step or one of the run's exports (``export``:
+its folder name in ``exports/``), the conversation each side has had so
 far (the base and the tuned model each see their own earlier answers), a system prompt and
 the sampling settings. ``step()`` moves every answer under way on by one piece of text, so
 the two sides of one request, and the requests of several browser tabs on the same model
@@ -28,7 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from gemma_panel.chat.pair import SIDES, ModelPair, checkpoint_choices
+from gemma_panel.chat.pair import SIDES, ModelPair, PairKey
 from gemma_panel.errors import as_user_error
 from gemma_panel.models.generation import SamplingOptions
 
@@ -65,10 +66,11 @@ class ChatEngine:
 
     Args:
         emit: receives every event.
-        load: builds a model pair from (run folder, step); ``ModelPair`` by default.
+        load: builds a model pair from (run folder, step), or (run folder, None,
+            export=name) for an export; ``ModelPair`` by default.
     """
 
-    def __init__(self, emit: Emit, load: Callable[[Path, int | None], ModelPair] = ModelPair):
+    def __init__(self, emit: Emit, load: Callable[..., ModelPair] = ModelPair):
         self.emit, self._load = emit, load
         self.pair: ModelPair | None = None
         self.answers: list[_Answer] = []
@@ -121,13 +123,15 @@ class ChatEngine:
                     self.waiting.popleft()
                 self._fail(request["id"], exc)
 
-    def _switch(self, request: dict, key: tuple[str, int]) -> None:
-        run_dir, step = key
+    def _switch(self, request: dict, key: PairKey) -> None:
+        run_dir, step, export = key
+        what = f"step {step}" if export is None else f"its export {export}"
         self.emit({"id": request["id"], "event": "status",
-                   "text": f"Loading {Path(run_dir).name} at step {step} and its base model "
+                   "text": f"Loading {Path(run_dir).name} at {what} and its base model "
                            "(once; later messages reuse them) ..."})
         self.pair = None  # the old pair's arrays go before the new ones come
-        self.pair = self._load(Path(run_dir), step)
+        self.pair = self._load(Path(run_dir), step) if export is None else \
+            self._load(Path(run_dir), None, export=export)
 
     def _begin(self, request: dict) -> None:
         options = sampling_options(request.get("options", {}))
@@ -161,16 +165,21 @@ class ChatEngine:
         self.emit({"id": request_id, "event": "done"})
 
 
-def _key(request: dict) -> tuple[str, int]:
-    """(resolved run folder, step) a request asks for; no step: the latest checkpoint."""
+def _key(request: dict) -> PairKey:
+    """(resolved run folder, step, export) a request asks for; neither step nor export:
+    the latest checkpoint."""
+    from gemma_panel.export.inventory import run_checkpoints
+
     run_dir = Path(request["run_dir"]).resolve()
+    if request.get("export"):
+        return str(run_dir), None, str(request["export"])
     step = request.get("step")
     if step is None:
-        steps, _ = checkpoint_choices(run_dir)
-        if not steps:
+        step = run_checkpoints(run_dir).latest
+        if step is None:
             from gemma_panel.export.manifest import ExportError
 
             raise ExportError(f"The run in '{run_dir}' has no checkpoint yet; wait for its "
-                              "first checkpoint (train.checkpoint_every), then chat.")
-        step = steps[-1]
-    return str(run_dir), int(step)
+                              "first checkpoint (train.checkpoint_every), then chat, or "
+                              "chat with one of its exports.")
+    return str(run_dir), int(step), None

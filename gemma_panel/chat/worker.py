@@ -2,7 +2,8 @@
 
 It reads requests on stdin, one JSON object a line:
 
-- ``{"op": "chat", "id", "run_dir", "step", "conversations", "system", "options"}``;
+- ``{"op": "chat", "id", "run_dir", "step", "export", "conversations", "system",
+  "options"}`` (``export``: the name of one of the run's exports, instead of a step);
 - ``{"op": "stop", "id"}``: end that request's answers now;
 - ``{"op": "quit"}`` (or stdin closing): exit, which frees the models' memory.
 

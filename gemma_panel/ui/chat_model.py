@@ -1,4 +1,5 @@
-"""The Chat tab's state: which run and checkpoint, the conversation, the answers streaming in.
+"""The Chat tab's state: which run and checkpoint or export, the conversation, the answers
+streaming in.
 
 The models never load in the Panel server: ``send()`` hands the conversation to the chat
 worker process (``gemma_panel.chat``), shared by every browser tab of this server, and
@@ -20,12 +21,13 @@ from pathlib import Path
 
 import param
 
-from gemma_panel.chat import SIDES, ChatClient, checkpoint_choices, run_chat_format
+from gemma_panel.chat import SIDES, ChatClient, run_chat_format
+from gemma_panel.export.inventory import run_checkpoints, run_exports
 from gemma_panel.runs import RunStore
 
 from .outputs import write, writing
 
-NO_RUN = "Pick a run with a checkpoint first (train one in the Train tab)."
+NO_RUN = "Pick a run with a checkpoint or an export first (train one in the Train tab)."
 
 
 class ChatModel(param.Parameterized):
@@ -39,9 +41,11 @@ class ChatModel(param.Parameterized):
     """
 
     run = param.Selector(default=None, objects=[], allow_None=True,
-                         doc="A run with a checkpoint (any status).")
+                         doc="A run with a checkpoint or an export (any status).")
     checkpoint = param.Selector(default="latest", objects=["latest"],
-                                doc="latest, best, or 'step N'.")
+                                label="Checkpoint or export",
+                                doc="latest, best, 'step N', or one of the run's exports "
+                                    "('export NAME (format, verified)').")
     system_prompt = param.String(default="", label="System prompt (optional)")
     message = param.String(default="", label="Message")
     greedy = param.Boolean(default=True, label="Greedy (always the most likely token)")
@@ -65,6 +69,7 @@ class ChatModel(param.Parameterized):
         self._save_prompts = save_prompts
         self._reply = None
         self._failed = False
+        self._exports: dict[str, str] = {}  # choice label -> export folder name
         self.refresh_runs()
 
     @property
@@ -77,8 +82,9 @@ class ChatModel(param.Parameterized):
 
     # -- choices ---------------------------------------------------------------------------
     def refresh_runs(self) -> None:
-        """Offer every run with a checkpoint (newest first); keep the current one."""
-        ids = [r.id for r in self.store.list_runs() if self.store.folder(r.id).has_checkpoint()]
+        """Offer every run with a checkpoint or an export to chat with (newest first); keep
+        the current one."""
+        ids = [r.id for r in self.store.list_runs() if self._chattable(r.run_dir)]
         self.param.run.objects = ids
         if self.run not in ids:
             self.run = ids[0] if ids else None
@@ -98,22 +104,35 @@ class ChatModel(param.Parameterized):
                 note = f"The run's recipe cannot be read ({exc})."
         write(self, turns=[], system_note=note, status="", busy=False)
 
+    @staticmethod
+    def _chattable(run_dir: str) -> bool:
+        return bool(run_checkpoints(run_dir).steps) or \
+            any(e.chattable for e in run_exports(run_dir))
+
     def _checkpoints(self) -> None:
-        steps, best = checkpoint_choices(self._run_dir()) if self.run else ([], None)
-        choices = ["latest"] + (["best"] if best is not None else []) + \
-            [f"step {s}" for s in reversed(steps)]
+        """Offer the run's checkpoints, then its exports that load as a model here."""
+        run_dir = self._run_dir() if self.run else None
+        found = run_checkpoints(run_dir) if run_dir else None
+        exports = [e for e in run_exports(run_dir) if e.chattable] if run_dir else []
+        self._exports = {e.label: e.name for e in exports}
+        choices = (found.choices() if found and found.steps else []) + list(self._exports)
+        choices = choices or ["latest"]
         self.param.checkpoint.objects = choices
         if self.checkpoint not in choices:
-            self.checkpoint = "latest"
+            self.checkpoint = choices[0]
 
     def _run_dir(self) -> Path:
         return Path(self.store.get(self.run).run_dir)
 
     def step(self) -> int | None:
-        """The checkpoint step the choice names (None: the latest)."""
-        if self.checkpoint.startswith("step "):
-            return int(self.checkpoint.split()[1])
-        return checkpoint_choices(self._run_dir())[1] if self.checkpoint == "best" else None
+        """The checkpoint step the choice names (None: the latest, or an export)."""
+        if self.checkpoint == "latest" or self.export() is not None:
+            return None
+        return run_checkpoints(self._run_dir()).step(self.checkpoint)
+
+    def export(self) -> str | None:
+        """The export folder the choice names (None: a checkpoint)."""
+        return self._exports.get(self.checkpoint)
 
     def options(self) -> dict:
         """The sampling settings, as ``SamplingOptions`` fields."""
@@ -140,6 +159,7 @@ class ChatModel(param.Parameterized):
             write(self, status="Write a message first.")
             return
         request = {"run_dir": str(self._run_dir()), "step": self.step(),
+                   "export": self.export(),
                    "system": self.system_prompt, "options": self.options(),
                    "conversations": {s: self.conversation(s, message) for s in SIDES}}
         self._reply, self._failed = self.client.chat(request), False

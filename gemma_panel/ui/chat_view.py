@@ -38,7 +38,8 @@ class ChatView(pn.viewable.Viewer):
         super().__init__(**params)
         m = self.model
         self.run = pn.widgets.Select.from_param(m.param.run, name="Run")
-        self.checkpoint = pn.widgets.Select.from_param(m.param.checkpoint, name="Checkpoint")
+        self.checkpoint = pn.widgets.Select.from_param(m.param.checkpoint,
+                                                    name="Checkpoint or export")
         self.system = pn.widgets.TextAreaInput.from_param(m.param.system_prompt, rows=2,
                                                           sizing_mode="stretch_width")
         self.message = pn.widgets.TextAreaInput.from_param(

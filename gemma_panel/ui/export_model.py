@@ -28,10 +28,10 @@ import param
 
 from gemma_panel.errors import UserError
 from gemma_panel.export.expected import expect_export
-from gemma_panel.export.manifest import MANIFEST, is_finished, read_manifest
+from gemma_panel.export.inventory import Checkpoints, run_checkpoints, run_exports
+from gemma_panel.export.manifest import is_finished, read_manifest
 from gemma_panel.export.pipeline import DEFAULT_GGUF_TYPE, FORMATS, default_folder_name
 from gemma_panel.runs import RunStore
-from gemma_panel.training.checkpoint import checkpoint_step, list_checkpoints
 
 from .downloads import export_links
 from .outputs import write, writing
@@ -141,9 +141,7 @@ class ExportModel(param.Parameterized):
 
     @param.depends("run", watch=True)
     def _run_changed(self) -> None:
-        steps = self._steps()
-        choices = ["latest"] + (["best"] if self._best_step() in steps else []) + \
-            [f"step {s}" for s in reversed(steps)]
+        choices = self._checkpoints().choices()
         self.param.checkpoint.objects = choices
         if self.checkpoint not in choices:
             self.checkpoint = "latest"
@@ -159,25 +157,13 @@ class ExportModel(param.Parameterized):
     def _run_dir(self) -> Path | None:
         return None if self.run is None else Path(self.store.get(self.run).run_dir)
 
-    def _steps(self) -> list[int]:
+    def _checkpoints(self) -> Checkpoints:
         run_dir = self._run_dir()
-        return [] if run_dir is None else [checkpoint_step(p) for p in list_checkpoints(run_dir)]
-
-    def _best_step(self) -> int | None:
-        if self.run is None:
-            return None
-        best = [e.data["step"] for e in self.store.events(self.run, kinds=["checkpoint"])
-                if e.data and e.data.get("best")]
-        return best[-1] if best else None
+        return Checkpoints() if run_dir is None else run_checkpoints(run_dir)
 
     def step(self) -> int | None:
         """The checkpoint step the choice names (None: the run has none)."""
-        steps = self._steps()
-        if self.checkpoint == "best":
-            return self._best_step()
-        if self.checkpoint.startswith("step "):
-            return int(self.checkpoint.split()[1])
-        return steps[-1] if steps else None
+        return self._checkpoints().step(self.checkpoint)
 
     @param.depends("run", "fmt", "quantize", watch=True)
     def _expect(self) -> None:
@@ -253,21 +239,7 @@ class ExportModel(param.Parameterized):
     # -- the run's exports -----------------------------------------------------------------
     def _list_exports(self, show: str | None = None) -> None:
         run_dir = self._run_dir()
-        folders = [] if run_dir is None or not (run_dir / "exports").is_dir() else \
-            [p for p in (run_dir / "exports").iterdir() if (p / MANIFEST).is_file()]
-        rows = []
-        for folder in folders:
-            try:
-                manifest = read_manifest(folder)
-            except (OSError, ValueError):
-                continue
-            rows.append({"export": folder.name, "format": manifest.get("format"),
-                         "quantize": manifest.get("quantize"),
-                         "step": manifest.get("source", {}).get("step"),
-                         "MB": round(manifest.get("total_bytes", 0) / 1e6, 2),
-                         "verified": is_finished(folder),
-                         "created": manifest.get("created_at")})
-        rows.sort(key=lambda r: r["created"] or "", reverse=True)
+        rows = [e.row() for e in run_exports(run_dir)] if run_dir is not None else []
         names = [r["export"] for r in rows]
         self.param.shown.objects = names
         with writing(self):

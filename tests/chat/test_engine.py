@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from gemma_panel.chat import ChatEngine, ChatFormat, ModelPair
-from gemma_panel.chat.pair import checkpoint_choices
+from gemma_panel.export.inventory import Checkpoints, run_checkpoints
 from gemma_panel.models.generation import SamplingOptions, StreamingGenerator
 from tests.chat.tiny_run import STEP
 
@@ -111,7 +111,7 @@ def test_a_run_without_that_checkpoint_is_told_in_words(pair, tuned_run):
     engine.step()
     assert events[-2]["event"] == "error" and "no checkpoint at step 99" in events[-2]["text"]
     assert events[-1] == {"id": "x", "event": "done"} and not engine.busy
-    assert checkpoint_choices(tuned_run) == ([STEP], None)
+    assert run_checkpoints(tuned_run) == Checkpoints((STEP,), None)
 
 
 def test_a_full_fine_tune_chats_beside_its_base_loaded_apart(tmp_path, tiny_gguf):

@@ -3,6 +3,8 @@ is asked, and the prompts saved into the Configure tab's recipe."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from gemma_panel.ui.app import Studio
 from gemma_panel.ui.chat_view import ChatView, conversation_html
 from gemma_panel.ui.outputs import write
@@ -36,3 +38,52 @@ def test_the_chat_tab_offers_runs_with_checkpoints_and_saves_its_prompts(store, 
     chat.save_as_sample_prompts()
     assert studio.config.recipe().eval.sample_prompts == ["2 km in m?"]
     assert "eval.sample_prompts" in chat.status
+
+
+class _Client:
+    """Takes the requests a ChatModel sends (nothing is loaded or answered)."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+
+    def chat(self, request):
+        self.requests.append(request)
+        return object()
+
+    def stop(self, reply):
+        pass
+
+
+def test_the_choice_lists_the_runs_exports_and_the_request_names_the_one_picked(store,
+                                                                                 tiny_gguf):
+    from gemma_panel.export.manifest import write_manifest
+    from gemma_panel.ui.chat_model import ChatModel
+
+    recipe = tiny_recipe(tiny_gguf)
+    run = store.create_run(recipe)
+    only_exported = store.create_run(recipe)  # its checkpoints are gone, its export is not
+    write_tuned_checkpoint(recipe, run.run_dir)
+    for target, fmt, passed in ((run, "gguf", True), (run, "savedmodel", True),
+                                (only_exported, "preset", False)):
+        folder = Path(target.run_dir) / "exports" / f"{fmt}-step{STEP:06d}"
+        folder.mkdir(parents=True)
+        write_manifest(folder, {"format": fmt, "quantize": "f16" if fmt == "gguf" else None,
+                                "source": {"step": STEP}, "verification": {"passed": passed}})
+    client = _Client()
+    chat = ChatModel(store, client=client)
+    assert set(chat.param.run.objects) == {run.id, only_exported.id}
+    chat.run = run.id
+    gguf = f"export gguf-step{STEP:06d} (gguf f16, verified)"
+    assert chat.param.checkpoint.objects == ["latest", f"step {STEP}", gguf]  # no savedmodel
+    chat.param.update(checkpoint=gguf, message="2 km in m?")
+    chat.send()
+    assert (client.requests[-1]["export"], client.requests[-1]["step"]) == (
+        f"gguf-step{STEP:06d}", None)
+    write(chat, busy=False)
+    chat.param.update(checkpoint=f"step {STEP}", message="And 3 km?")
+    chat.send()
+    assert (client.requests[-1]["export"], client.requests[-1]["step"]) == (None, STEP)
+
+    chat.run = only_exported.id
+    preset = f"export preset-step{STEP:06d} (preset, NOT verified)"
+    assert chat.param.checkpoint.objects == [preset] and chat.checkpoint == preset

@@ -48,7 +48,8 @@ def _run(store, name="tiny", steps=(2, 4), best=2, status="succeeded"):
     for step in steps:
         folder = Path(run.run_dir) / "checkpoints" / f"step-{step:06d}"
         folder.mkdir(parents=True)
-        (folder / "meta.json").write_text("{}")
+        # The trainer records the best step in each checkpoint's meta.json.
+        (folder / "meta.json").write_text(json.dumps({"best_step": best}))
         store.record_checkpoint(run.id, 0, step, str(folder), best=step == best)
     store.update_run(run.id, status=status)
     return store.get(run.id)
