@@ -74,6 +74,7 @@ class VertexModel(param.Parameterized):
 
     def __init__(self, runs, config, *, submitter=None, **params):
         params.setdefault("project", os.environ.get("GOOGLE_CLOUD_PROJECT", ""))
+        params.setdefault("output", os.environ.get(OUTPUT_ENV, ""))
         super().__init__(**params)
         self.runs, self.config, self.jobs = runs, config, runs.jobs
         self.submitter = submitter

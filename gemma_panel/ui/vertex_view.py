@@ -26,7 +26,7 @@ def _plan(lines: list, fit: dict):
     kind = BADGE_ALERTS.get(fit.get("badge"), "light")
     memory = (pn.pane.Alert(f"**Memory: {fit['text']}**", alert_type=kind,
                             css_classes=["gp-vertex-fit"]) if fit else pn.Spacer(height=0))
-    return pn.Column(memory, pn.pane.Markdown(f"```\n{body}\n```",
+    return pn.Column(memory, pn.pane.Markdown(f"```text\n{body}\n```",
                                               css_classes=["gp-vertex-plan"]),
                      sizing_mode="stretch_width")
 
