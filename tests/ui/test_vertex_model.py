@@ -139,8 +139,15 @@ def test_user_errors_are_one_sentence_with_the_next_step(store, job_recipe, gcs,
     _planned(panel)
     assert "the bucket no-such-bucket-here does not exist" in panel.status
     assert "gcloud storage buckets create" in panel.status
+    panel.output = f"gs://{bucket.name}/jobs"
+    gs_data = panel.config.settings["data.train_path"]
+    panel.config.set("data.train_path", str(UNIT_CONVERSIONS))
+    _planned(panel)
+    assert panel.status.startswith(f"{UNIT_CONVERSIONS} is on this machine, where a Vertex "
+                                   "AI job cannot read it: copy it to a bucket")
+    panel.config.set("data.train_path", gs_data)
     monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
-    panel.param.update(output=f"gs://{bucket.name}/jobs", project="")
+    panel.project = ""
     _planned(panel)
     assert panel.status.startswith("no Google Cloud project for the job: enter it under "
                                    "'Project'")
