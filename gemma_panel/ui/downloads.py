@@ -68,8 +68,8 @@ def export_links(runs_root: Path, folder: Path, manifest: dict,
                          download_url(runs_root, folder))]
     from gemma_panel.cloud.gcs import signed_url
 
-    whole = (f"{folder.name}.zip (the whole folder, read from Cloud Storage by this "
-             "dashboard)", download_url(runs_root, folder))
+    label = f"{folder.name}.zip (the whole folder, read from Cloud Storage by this dashboard)"
+    whole = (label, download_url(runs_root, folder))
     try:
         return [(f"{n} (from Cloud Storage, link valid {SIGNED_MINUTES} min)",
                  signed_url(f"{remote.rstrip('/')}/{n}", SIGNED_MINUTES))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+
 import param
 
 from gemma_panel.cloud.vertex import ACCELERATORS, DEFAULT_REGION, JobOptions
@@ -51,7 +52,6 @@ class VertexModel(param.Parameterized):
         runs: the Train tab's ``RunsModel`` (its store, its jobs; the new run is listed and
             selected there).
         config: the Configure tab's ``ConfigModel``, whose recipe the job trains.
-        submitter: ``runs.remote.submit_vertex`` (tests may pass clients through it).
     """
 
     accelerator = param.Selector(objects=list(ACCELERATORS), default="tpu-v5e-4")
@@ -72,13 +72,13 @@ class VertexModel(param.Parameterized):
     status = param.String(default="", constant=True)
     submitted = param.String(default="", constant=True, doc="The id of the last job's run.")
 
-    def __init__(self, runs, config, *, submitter=None, **params):
+    def __init__(self, runs, config, **params):
         params.setdefault("project", os.environ.get("GOOGLE_CLOUD_PROJECT", ""))
         params.setdefault("output", os.environ.get(OUTPUT_ENV, ""))
         super().__init__(**params)
         self.runs, self.config, self.jobs = runs, config, runs.jobs
-        self.submitter = submitter
         self.planned: PlannedJob | None = None
+        self._asked = 0  # which plan is wanted: one asked before a change is not shown
         # An edit in the Configure tab changes the job too: its plan must be shown again.
         config.param.watch(lambda _: self.forget_plan(), ["settings"])
 
@@ -86,6 +86,8 @@ class VertexModel(param.Parameterized):
     def show_plan(self) -> None:
         """Check the job and estimate it in the background; ``confirm`` is then allowed."""
         self.planned = None
+        self._asked += 1
+        asked = self._asked
         try:
             recipe = self.config.recipe()
             options = self.options(recipe)
@@ -97,7 +99,8 @@ class VertexModel(param.Parameterized):
             return
         write(self, busy=True, can_submit=False, status="Checking the job and estimating it ...")
         self.jobs.submit("vertex-plan", lambda: plan_job(recipe, options),
-                         self._planned, self._failed)
+                         lambda planned: self._planned(planned, asked),
+                         lambda exc: self._failed(exc, asked))
 
     def options(self, recipe: Recipe) -> JobOptions:
         """The job options of the settings, as ``cloud submit`` builds them from its flags."""
@@ -115,9 +118,12 @@ class VertexModel(param.Parameterized):
                           project=self.project.strip() or None,
                           job_id=self.job_id.strip() or None)
 
-    def _planned(self, planned: PlannedJob) -> None:
+    def _planned(self, planned: PlannedJob, asked: int) -> None:
         from gemma_panel.cloud.vertex import custom_job, to_json
 
+        if asked != self._asked:  # a setting changed while it was made: not this job's plan
+            write(self, busy="vertex-plan" in self.jobs.running)
+            return
         self.planned = planned
         e = planned.estimate
         m = e.memory
@@ -135,6 +141,7 @@ class VertexModel(param.Parameterized):
     @param.depends(*_SETTINGS, watch=True)
     def forget_plan(self) -> None:
         """A setting changed: the plan shown is not the job's any more."""
+        self._asked += 1
         if self.planned is None and not self.plan_lines:
             return
         self.planned = None
@@ -149,13 +156,11 @@ class VertexModel(param.Parameterized):
             write(self, status="Show the plan first: nothing is submitted before you have "
                                "seen its cost.")
             return
+        from gemma_panel.runs.remote import submit_vertex
+
         write(self, busy=True, can_submit=False, status="Submitting the job ...")
-        if self.submitter is None:
-            from gemma_panel.runs.remote import submit_vertex
-            self.submitter = submit_vertex
-        submit = self.submitter
         self.jobs.submit("vertex-submit",
-                         lambda: submit(planned.recipe, planned.options, self.runs.store),
+                         lambda: submit_vertex(planned.recipe, planned.options, self.runs.store),
                          self._submitted, self._failed)
 
     def _submitted(self, run) -> None:
@@ -166,10 +171,13 @@ class VertexModel(param.Parameterized):
         self.runs.refresh_runs()
         self.runs.selected = run.id
 
-    def _failed(self, exc: BaseException) -> None:
+    def _failed(self, exc: BaseException, asked: int | None = None) -> None:
         """A refusal or a failed call: its sentence; the plan must be shown again."""
         from gemma_panel.cloud.vertex import api_error
 
+        if asked is not None and asked != self._asked:  # the settings changed since
+            write(self, busy="vertex-plan" in self.jobs.running)
+            return
         said = exc if isinstance(exc, UserError) else api_error(exc)
         self.planned = None
         write(self, busy=False, can_submit=False,

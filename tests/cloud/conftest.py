@@ -13,4 +13,4 @@ import pytest
 pytest.importorskip("google.cloud.storage", reason="the cloud extra is not installed")
 pytest.importorskip("gcp_storage_emulator", reason="gcp-storage-emulator is not installed")
 
-from .fixtures import emulator, gcs, vertex_api  # noqa: E402, F401 - fixtures, by name
+from .fixtures import emulator, gcs, vertex_api  # noqa: F401 - fixtures, by name

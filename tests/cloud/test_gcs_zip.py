@@ -77,8 +77,8 @@ def test_the_export_tab_offers_the_zip_beside_the_files(laptop, gcs):
     store, folder, manifest = laptop
     links = export_links(store.runs_root, folder, manifest, f"gs://{gcs[1].name}/jobs/j1/"
                          f"exports/{NAME}")
-    assert links[-1] == (f"{NAME}.zip (the whole folder, read from Cloud Storage by this "
-                         "dashboard)", download_url(store.runs_root, folder))
+    label = f"{NAME}.zip (the whole folder, read from Cloud Storage by this dashboard)"
+    assert links[-1] == (label, download_url(store.runs_root, folder))
 
 
 @pytest.fixture

@@ -93,7 +93,7 @@ def test_the_export_tab_offers_signed_links_for_a_vertex_runs_export(gcs, signer
 
     model = ExportModel(store)
     assert model.run == run.id and model.shown == "lora-step000006"
-    (label, url), (zip_label, zip_url) = model.downloads  # one file, and the folder's zip
+    (label, url), (_, zip_url) = model.downloads  # one file, and the folder's zip
     assert zip_url == f"/download/{run.id}/exports/lora-step000006"  # made here (test_gcs_zip)
     assert label == f"adapter.weights.h5 (from Cloud Storage, link valid {SIGNED_MINUTES} min)"
     assert "X-Goog-Signature=" in url and _fetch(url) == WEIGHTS

@@ -6,6 +6,7 @@ calls go to gcp-storage-emulator and its Vertex AI calls to the loopback JobServ
 served by this process on 127.0.0.1.
 """
 
+# ruff: noqa: F811 - the cloud fixtures (gcs, vertex_api) are imported by name
 from __future__ import annotations
 
 from gemma_panel.config import load_recipe, recipe_to_yaml
@@ -24,7 +25,7 @@ pytestmark = BROWSER_MARKS
 
 
 def test_plan_confirm_and_see_the_job_in_the_run_list(store, tiny_gguf, gcs, vertex_api,
-                                                      tmp_path, monkeypatch):  # noqa: F811
+                                                      tmp_path, monkeypatch):
     from playwright.sync_api import sync_playwright
 
     _, bucket = gcs

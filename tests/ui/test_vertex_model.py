@@ -5,6 +5,7 @@ and the recipe upload goes to gcp-storage-emulator, as in tests/cloud; the recip
 tiny model's, its data on the emulated bucket.
 """
 
+# ruff: noqa: F811 - the cloud fixtures (gcs, vertex_api) are imported by name
 from __future__ import annotations
 
 import re
@@ -22,7 +23,7 @@ from tests.ui.conftest import UNIT_CONVERSIONS, tiny_overrides
 
 
 @pytest.fixture
-def job_recipe(gcs, tiny_gguf, tmp_path, monkeypatch):  # noqa: F811
+def job_recipe(gcs, tiny_gguf, tmp_path, monkeypatch):
     """The tiny model's recipe with its data on the emulated bucket, as a YAML file."""
     _, bucket = gcs
     bucket.blob("d/train.jsonl").upload_from_filename(str(UNIT_CONVERSIONS))
@@ -53,7 +54,7 @@ def _planned(panel: VertexModel) -> VertexModel:
 
 @pytest.mark.parametrize("accelerator, spot", [("tpu-v5e-4", False), ("h100", True)])
 def test_the_panel_submits_the_clis_job_and_shows_the_clis_cost(
-        store, job_recipe, gcs, vertex_api, monkeypatch, capsys, accelerator, spot):  # noqa: F811
+        store, job_recipe, gcs, vertex_api, monkeypatch, capsys, accelerator, spot):
     _, bucket = gcs
     monkeypatch.setenv("GEMMA_PANEL_HOME", str(store.root))
     options = ["--accelerator", accelerator, *(["--spot"] if spot else []), "--project", "p1",
@@ -87,7 +88,7 @@ def test_the_panel_submits_the_clis_job_and_shows_the_clis_cost(
 
 
 def test_the_job_is_listed_as_a_run_and_cancel_cancels_the_job(store, job_recipe, gcs,
-                                                               vertex_api):  # noqa: F811
+                                                               vertex_api):
     _, bucket = gcs
     panel = _planned(_panel(store, job_recipe, accelerator="l4", project="p1",
                             output=f"gs://{bucket.name}/jobs"))
@@ -108,7 +109,7 @@ def test_the_job_is_listed_as_a_run_and_cancel_cancels_the_job(store, job_recipe
 
 
 def test_nothing_is_sent_without_a_plan_for_the_settings_shown(store, job_recipe, gcs,
-                                                               vertex_api):  # noqa: F811
+                                                               vertex_api):
     _, bucket = gcs
     panel = _panel(store, job_recipe, accelerator="l4", project="p1",
                    output=f"gs://{bucket.name}/jobs")
@@ -125,12 +126,18 @@ def test_nothing_is_sent_without_a_plan_for_the_settings_shown(store, job_recipe
     assert not panel.can_submit
     panel.confirm()
     panel.jobs.wait()
+    panel.show_plan()
+    panel.region = "europe-west4"  # while the plan for us-central1 is being made
+    panel.jobs.wait(timeout=120)
+    assert not panel.can_submit and panel.plan_lines == [] and not panel.busy
+    panel.confirm()
+    panel.jobs.wait()
     assert _created(vertex_api) == [] and store.list_runs() == []
     assert list(bucket.list_blobs(prefix="jobs/")) == []
 
 
 def test_user_errors_are_one_sentence_with_the_next_step(store, job_recipe, gcs, vertex_api,
-                                                         monkeypatch, tmp_path):  # noqa: F811
+                                                         monkeypatch, tmp_path):
     _, bucket = gcs
     panel = _panel(store, job_recipe, accelerator="l4", project="p1")
     _planned(panel)  # no bucket named anywhere
