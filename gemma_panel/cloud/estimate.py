@@ -36,12 +36,15 @@ class JobEstimate:
     time: object | None  # planning.time.TimeEstimate
     cost: object | None  # planning.prices.Cost
     notes: list[str] = field(default_factory=list)
+    memory: object | None = None  # planning.memory.MemoryEstimate of the run's strategy
 
     def lines(self) -> list[str]:
         from gemma_panel.training.events import duration
 
         offer = self.offer.replace("_", "-")
         out = [f"estimate for {self.accelerator} ({self.hardware.describe()}), {offer}:"]
+        if self.memory is not None:
+            out.append(f"  memory: {self.memory_text()}")
         if self.time is not None:
             out.append(f"  time: {duration(self.time.seconds)} ({self.time.seconds:,.0f} s) "
                        f"for {self.time.steps} steps ({self.time.method})")
@@ -49,6 +52,13 @@ class JobEstimate:
             out.append(f"  cost: {self.cost.line()}")
         out += [f"  note: {n}" for n in self.notes]
         return out
+
+    def memory_text(self) -> str:
+        """The memory fit in words: GiB per device of how much, the strategy, the verdict."""
+        m = self.memory
+        of = f" of {m.capacity / 2**30:.0f} GiB" if m.capacity else ""
+        return (f"{m.total / 2**30:.2f} GiB{of} per device ({m.strategy} over {m.devices}): "
+                f"{m.badge.upper()}")
 
     def check_limit(self, max_usd: float | None) -> None:
         """Refuse (`CostLimitError`) a cost above ``max_usd``, or no cost to compare."""
@@ -71,7 +81,7 @@ def job_estimate(recipe, accelerator: str, spot: bool = False,
     """The planner's time and cost of ``recipe`` on the job's ``accelerator``."""
     from gemma_panel.planning.hardware import named_hardware
     from gemma_panel.planning.memory import model_size
-    from gemma_panel.planning.report import make_plan
+    from gemma_panel.planning.report import make_plan, strategy_in_use
     from gemma_panel.planning.stats import dataset_stats_for
 
     if accelerator not in PLAN_HARDWARE:
@@ -98,7 +108,8 @@ def job_estimate(recipe, accelerator: str, spot: bool = False,
     if plan.time is not None and plan.time.method.endswith("not counted"):
         notes.append("Vertex AI bills from the job's start: starting the machine, pulling "
                      "the image, loading and compiling add minutes not counted here")
-    return JobEstimate(accelerator, offer, hardware, plan.time, cost, notes)
+    memory = strategy_in_use(recipe, plan.memory) if plan.memory else None
+    return JobEstimate(accelerator, offer, hardware, plan.time, cost, notes, memory)
 
 
 def pick_cost(costs, offer: str):

@@ -181,10 +181,21 @@ def status_of(job) -> tuple[str, str | None]:
 # ------------------------------------------------------------------ the API
 
 def job_client(region: str, credentials=None):
-    """The Vertex AI JobService client for ``region``, over REST."""
+    """The Vertex AI JobService client for ``region``, over REST, with the credentials
+    Cloud Storage calls use (`gcs.credentials`: no credentials is one sentence saying how
+    to get them). An ``http://`` endpoint in ``$GEMMA_PANEL_VERTEX_ENDPOINT`` (a loopback
+    test server) is called anonymously, as ``$STORAGE_EMULATOR_HOST`` is."""
     from google.cloud import aiplatform_v1 as v1
 
     endpoint = os.environ.get(ENDPOINT_ENV) or f"{region}-aiplatform.googleapis.com"
+    if credentials is None and endpoint.startswith("http://"):
+        from google.auth.credentials import AnonymousCredentials
+
+        credentials = AnonymousCredentials()
+    elif credentials is None:
+        from gemma_panel.cloud.gcs import credentials as found
+
+        credentials = found()[0]
     return v1.JobServiceClient(credentials=credentials, transport="rest",
                                client_options={"api_endpoint": endpoint})
 
@@ -239,6 +250,21 @@ def cancel(name: str, *, client=None) -> None:
 def get_status(name: str, *, client=None) -> tuple[str, str | None]:
     client = client or job_client(_region_of(name))
     return status_of(client.get_custom_job(name=name))
+
+
+def api_error(exc: BaseException) -> UserError | None:
+    """An answer of the Vertex AI API (403, 404, a disabled API) as one sentence with the
+    next step; None when ``exc`` is not one (a bug keeps its traceback)."""
+    try:
+        from google.api_core import exceptions as gexc
+    except ImportError:
+        return None
+    if not isinstance(exc, gexc.GoogleAPICallError):
+        return None
+    said = (getattr(exc, "message", "") or str(exc)).splitlines()[0][:300]
+    return UserError(f"Vertex AI refused the call ({exc.code}: {said}); check the project "
+                     "and region, that the Vertex AI API is enabled there, and that your "
+                     "identity has roles/aiplatform.user.")
 
 
 def _region_of(name: str) -> str:

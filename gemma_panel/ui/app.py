@@ -1,4 +1,4 @@
-"""The studio: six tabs over one run store, served (``panel serve``) or in a notebook.
+"""The studio: seven tabs over one run store, served (``panel serve``) or in a notebook.
 
 ``create_app()`` builds one ``Studio`` per browser session (or notebook cell): its
 view-models, their views, and one periodic callback that applies finished background
@@ -34,6 +34,8 @@ from .export_view import ExportView
 from .jobs import Jobs
 from .runs_model import RunsModel
 from .train_view import LiveCharts, TrainView
+from .vertex_model import VertexModel
+from .vertex_view import VertexView
 
 log = logging.getLogger(__name__)
 TITLE = "Gemma fine-tuning studio"
@@ -76,6 +78,7 @@ class Studio:
         self.tabs = pn.Tabs(("Data", self.data_view), ("Configure", self.config_view),
                             ("Train", self.train_view), ("Compare", self.compare_view),
                             ("Export", self.export_view), ("Chat", ChatView(model=self.chat)),
+                            ("Vertex AI", VertexView(model=VertexModel(self.runs, self.config))),
                             dynamic=True, sizing_mode="stretch_width")
         self._last_status = self._last_list = 0.0
         self.callback = None

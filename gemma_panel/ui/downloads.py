@@ -13,7 +13,9 @@ weights hardly compress, and the bytes inside equal the files the manifest check
 
 An export of a Vertex AI run has its files on Cloud Storage (its local folder holds the
 manifest and README that ``runs.mirror`` brought back): ``export_links`` gives V4 signed
-URLs for those, so the bytes go from Cloud Storage to the browser, not through here.
+URLs for those, so the bytes go from Cloud Storage to the browser, not through here. Its
+zip is made here as a local folder's is, the files read from Cloud Storage in ranges as
+they are written (``export_members``): nothing is held whole, and no signing is needed.
 
 Example:
     >>> b"".join(iter_zip(Path("runs/r1/exports/hf-step000004")))[:2]   # doctest: +SKIP
@@ -23,8 +25,10 @@ Example:
 from __future__ import annotations
 
 import os
+import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -64,11 +68,14 @@ def export_links(runs_root: Path, folder: Path, manifest: dict,
                          download_url(runs_root, folder))]
     from gemma_panel.cloud.gcs import signed_url
 
+    label = f"{folder.name}.zip (the whole folder, read from Cloud Storage by this dashboard)"
+    whole = (label, download_url(runs_root, folder))
     try:
         return [(f"{n} (from Cloud Storage, link valid {SIGNED_MINUTES} min)",
-                 signed_url(f"{remote.rstrip('/')}/{n}", SIGNED_MINUTES)) for n in names]
+                 signed_url(f"{remote.rstrip('/')}/{n}", SIGNED_MINUTES))
+                for n in names] + [whole]
     except UserError as exc:
-        return [(f"the files are in {remote}; {exc}", "")]
+        return [(f"the files are in {remote}; {exc}", ""), whole]
 
 
 def confine_download(runs_root: Path, rel: str) -> Path:
@@ -101,19 +108,87 @@ class _Sink:
         return out
 
 
-def iter_zip(folder: Path, chunk: int = CHUNK) -> Iterator[bytes]:
-    """The bytes of a ZIP of ``folder`` (paths relative to it), about ``chunk`` at a time."""
+@dataclass(frozen=True)
+class Member:
+    """One file of a zip: its name inside, size, time, and how to open it for reading."""
+
+    name: str
+    size: int
+    mtime: float
+    open: Callable[[], object]
+
+
+def local_members(folder: Path) -> list[Member]:
     folder = Path(folder)
+    return [Member(p.relative_to(folder).as_posix(), p.stat().st_size, p.stat().st_mtime,
+                   lambda p=p: p.open("rb"))
+            for p in sorted(p for p in folder.rglob("*") if p.is_file())]
+
+
+def export_members(folder: Path, remote: str, client=None) -> list[Member]:
+    """The export's files: those in ``folder`` (the manifest, the README), and the
+    manifest's others from ``remote`` on Cloud Storage, opened for ranged reads
+    (``gcs.open_gs``: each is checked readable now, before any byte is sent)."""
+    from gemma_panel.cloud.gcs import open_gs
+    from gemma_panel.export.manifest import read_manifest
+
+    here = local_members(folder)
+    names = {m.name for m in here}
+    there = []
+    for entry in read_manifest(folder)["files"]:
+        if entry["path"] in names:
+            continue
+        found = open_gs(f"{remote.rstrip('/')}/{entry['path']}", client)
+        updated = found.blob.updated
+        there.append(Member(entry["path"], found.stat().st_size,
+                            updated.timestamp() if updated else time.time(),
+                            lambda f=found: f.open("rb")))
+    return sorted(here + there, key=lambda m: m.name)
+
+
+def iter_zip(folder: Path | Iterable[Member], chunk: int = CHUNK) -> Iterator[bytes]:
+    """The bytes of a ZIP of ``folder`` (paths relative to it) or of these members, about
+    ``chunk`` at a time."""
+    members = local_members(folder) if isinstance(folder, str | os.PathLike) else folder
     sink = _Sink()
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED) as archive:
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            info = zipfile.ZipInfo.from_file(path, path.relative_to(folder).as_posix())
-            with path.open("rb") as src, archive.open(info, "w") as dst:
+        for member in members:
+            info = zipfile.ZipInfo(member.name, time.localtime(member.mtime)[:6])
+            info.file_size = member.size  # large members get ZIP64 headers, as from_file
+            info.external_attr = 0o644 << 16  # a plain file, readable by all
+            with member.open() as src, archive.open(info, "w") as dst:
                 while block := src.read(chunk):
                     dst.write(block)
                     yield sink.take()
             yield sink.take()
     yield sink.take()  # the central directory
+
+
+def remote_export_of(runs_root: Path, folder: Path) -> str | None:
+    """Where the files of ``runs_root/RUN/exports/NAME`` are on Cloud Storage, when its
+    manifest lists files that are not here (a Vertex AI run's export); else None."""
+    from gemma_panel.export.manifest import MANIFEST, read_manifest
+
+    root = Path(runs_root).resolve()
+    parts = Path(folder).resolve().relative_to(root).parts
+    if len(parts) != 3 or parts[1] != "exports" or not (folder / MANIFEST).is_file():
+        return None
+    if all((folder / f["path"]).is_file() for f in read_manifest(folder)["files"]):
+        return None
+    from gemma_panel.runs import RunNotFound, RunStore
+    from gemma_panel.runs.mirror import remote_export
+
+    try:
+        return remote_export(RunStore(root.parent).get(parts[0]), parts[2])
+    except RunNotFound:
+        return None
+
+
+def folder_zip(runs_root: Path, folder: Path, chunk: int = CHUNK) -> Iterator[bytes]:
+    """What ``/download/<folder>`` sends: the folder's zip, with an export's files from
+    Cloud Storage where they are there (checked readable before the first byte)."""
+    remote = remote_export_of(runs_root, folder)
+    return iter_zip(folder if remote is None else export_members(folder, remote), chunk)
 
 
 def iter_file(path: Path, chunk: int = CHUNK) -> Iterator[bytes]:
@@ -155,7 +230,11 @@ def download_handler():
             self.set_header("Content-Disposition", f"attachment; filename*=UTF-8''{quote(name)}")
             if target.is_file():
                 self.set_header("Content-Length", str(os.path.getsize(target)))
-            parts = iter_file(target) if target.is_file() else iter_zip(target)
+            try:
+                parts = (iter_file(target) if target.is_file() else
+                         folder_zip(self.runs_root, target))
+            except UserError as exc:  # an export on Cloud Storage this identity cannot read
+                raise HTTPError(403, str(exc)) from exc
             try:
                 for part in parts:
                     if part:

@@ -93,7 +93,8 @@ def test_the_export_tab_offers_signed_links_for_a_vertex_runs_export(gcs, signer
 
     model = ExportModel(store)
     assert model.run == run.id and model.shown == "lora-step000006"
-    ((label, url),) = model.downloads  # one file; no zip: the bytes are not here
+    (label, url), (_, zip_url) = model.downloads  # one file, and the folder's zip
+    assert zip_url == f"/download/{run.id}/exports/lora-step000006"  # made here (test_gcs_zip)
     assert label == f"adapter.weights.h5 (from Cloud Storage, link valid {SIGNED_MINUTES} min)"
     assert "X-Goog-Signature=" in url and _fetch(url) == WEIGHTS
 
@@ -114,7 +115,7 @@ def test_without_a_signing_identity_the_link_says_why(gcs, tmp_path):
     remote, manifest = _export_on_gcs(bucket, tmp_path)
     folder = tmp_path / "runs" / "r1" / "exports" / "lora-step000006"
     folder.mkdir(parents=True)
-    ((label, url),) = export_links(tmp_path / "runs", folder, manifest, remote)
-    assert url == ""
+    (label, url), (_, zip_url) = export_links(tmp_path / "runs", folder, manifest, remote)
+    assert url == "" and zip_url == "/download/r1/exports/lora-step000006"  # needs no key
     assert label.startswith(f"the files are in {remote}; anonymous")
     assert "cannot sign a download link" in label

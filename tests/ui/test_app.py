@@ -97,7 +97,7 @@ def test_create_app_is_a_layout_in_a_notebook_and_a_template_when_served(store):
     layout = create_app(store, served=False)
     assert isinstance(layout, pn.Column)
     assert layout.studio.tabs._names == ["Data", "Configure", "Train", "Compare", "Export",
-                                        "Chat"]
+                                        "Chat", "Vertex AI"]
     template = create_app(store, served=True, theme="dark")
     assert isinstance(template, pn.template.FastListTemplate)
     assert template.theme.__name__.startswith("Dark")

@@ -132,4 +132,4 @@ def test_views_bind_to_their_models_instead_of_watching_them():
     ui = REPO / "gemma_panel" / "ui"
     views = [*ui.glob("*_view.py"), ui / "app.py", ui / "charts.py"]
     watching = {p.name: n for p in views if (n := p.read_text().count(".param.watch("))}
-    assert len(views) == 9 and watching == {}  # 7 *_view.py (plan: issue 14, chat: 16) + 2
+    assert len(views) == 10 and watching == {}  # 8 *_view.py (plan: 14, chat: 16, vertex: 15) + 2
