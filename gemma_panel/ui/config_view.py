@@ -111,12 +111,14 @@ class ConfigView(pn.viewable.Viewer):
                                            css_classes=["gp-reset-all"],
                                            disabled=pn.bind(lambda c: not c, m.param.changed))
         self.reset_all.on_click(lambda _: m.reset_all())
-        self.groups = {group: pn.Card(*self._group_rows(group, paths),
+        self.rows: dict[str, pn.Row] = {}
+        # A Card sets its children's visible when it opens: the rows sit in a Column.
+        self.groups = {group: pn.Card(pn.Column(*self._group_rows(group, paths),
+                                                sizing_mode="stretch_width"),
                                       title=GROUP_TITLES[group], collapsed=True,
-                                      visible=pn.bind(_any_found, paths, m.param.found),
                                       sizing_mode="stretch_width")
                        for group, paths in groups().items()}
-        pn.bind(self._open_found, m.param.found, watch=True)
+        pn.bind(self._show_found, m.param.found, watch=True)
 
     def _edited(self, path: str, value) -> None:
         if not self._updating:
@@ -136,11 +138,15 @@ class ConfigView(pn.viewable.Viewer):
         finally:
             self._updating = False
 
-    def _open_found(self, found: list[str]) -> None:
-        """A search opens the sections it finds fields in; clearing it closes them again."""
+    def _show_found(self, found: list[str]) -> None:
+        """Show the fields the search finds, open their sections and hide the others;
+        clearing the search shows every section closed again."""
+        searching = bool(self.model.search.strip())
         for group, paths in groups().items():
-            self.groups[group].collapsed = not (self.model.search.strip()
-                                                and _any_found(paths, found))
+            for path in paths:
+                self.rows[path].visible = path in found
+            self.groups[group].visible = _any_found(paths, found)
+            self.groups[group].collapsed = not (searching and _any_found(paths, found))
 
     def _group_rows(self, group: str, paths: list[str]) -> list:
         rows = [self._field_row(p, advanced=True) for p in paths]
@@ -165,11 +171,12 @@ class ConfigView(pn.viewable.Viewer):
                               styles={"font-size": "0.9em"}), self._changed_mark(path)]
         if path not in TOP_FIELDS:  # its recommendation, with "apply" (plan_view.py)
             helps.append(recommendation_pane(self.model.plan, path))
-        shown = pn.bind(lambda found: path in found, self.model.param.found) if advanced \
-            else True
-        return pn.Row(pn.Column(self.widgets[path], width=440),
-                      pn.Column(*helps, sizing_mode="stretch_width"), visible=shown,
-                      sizing_mode="stretch_width", css_classes=[f"gp-field-{css_name(path)}"])
+        row = pn.Row(pn.Column(self.widgets[path], width=440),
+                     pn.Column(*helps, sizing_mode="stretch_width"),
+                     sizing_mode="stretch_width", css_classes=[f"gp-field-{css_name(path)}"])
+        if advanced:
+            self.rows[path] = row  # shown while the search finds it (_show_found)
+        return row
 
     def _changed_mark(self, path: str) -> pn.Row:
         """"changed from the default" and a reset button, while the field is changed."""
@@ -203,7 +210,8 @@ class ConfigView(pn.viewable.Viewer):
         note = pn.bind(lambda query, found: pn.pane.Markdown(
             search_note(query, found), css_classes=["gp-search-note"]), m.param.search,
             m.param.found)
-        return pn.Card(self.search, note, *self.groups.values(),
+        return pn.Card(pn.Column(self.search, note, *self.groups.values(),
+                                 sizing_mode="stretch_width"),
                        title="Advanced: every other field, by section",
                        sizing_mode="stretch_width", css_classes=["gp-advanced"])
 
