@@ -33,23 +33,24 @@ def test_basics_first_search_mark_reset_and_start_uses_the_page(browser, server,
     decay, schedule = _row(page, "train.weight_decay"), _row(page, "train.schedule")
     assert not decay.is_visible()  # Advanced sections start closed
     page.locator(".gp-config-search input").fill("decoupled")  # words of its help text
-    decay.wait_for(state="visible", timeout=20_000)
-    schedule.wait_for(state="hidden", timeout=20_000)  # the search hides what it does not find
-    assert "1 of" in text_of(page, "gp-search-note")
+    wait_for(lambda: "1 of" in text_of(page, "gp-search-note"), timeout=60,
+             what="the search to find one field")
+    decay.wait_for(state="visible", timeout=60_000)
+    schedule.wait_for(state="hidden", timeout=60_000)  # the search hides what it does not find
 
     mark = page.locator(".gp-changed-train-weight_decay").first
     assert not mark.is_visible()
     _type(page, "train.weight_decay", "0.05")
-    mark.wait_for(state="visible", timeout=20_000)
-    wait_for(lambda: "train.weight_decay" in text_of(page, "gp-changed-summary"), timeout=20,
+    mark.wait_for(state="visible", timeout=60_000)
+    wait_for(lambda: "train.weight_decay" in text_of(page, "gp-changed-summary"), timeout=60,
              what="the changed field in the summary")
     _type(page, "lora.rank", "16")
-    wait_for(lambda: "lora.rank" in text_of(page, "gp-changed-summary"), timeout=20,
+    wait_for(lambda: "lora.rank" in text_of(page, "gp-changed-summary"), timeout=60,
              what="the rank in the summary")
     page.locator(".gp-reset-train-weight_decay button").click()
-    mark.wait_for(state="hidden", timeout=20_000)
+    mark.wait_for(state="hidden", timeout=60_000)
     wait_for(lambda: _row(page, "train.weight_decay").locator("input").first.input_value()
-             == "0.01", timeout=20, what="the default back in the box")
+             == "0.01", timeout=60, what="the default back in the box")
     assert "train.weight_decay" not in text_of(page, "gp-changed-summary")
 
     click_tab(page, "Train")
