@@ -29,9 +29,6 @@ import gemma_panel
 from gemma_panel.config import (
     Recipe,
     RecipeError,
-    field_choices,
-    field_default,
-    field_help,
     iter_fields,
     load_recipe,
     recipe_from_values,
@@ -41,6 +38,14 @@ from gemma_panel.data.preflight import preflight
 from gemma_panel.models.listing import download_note
 from gemma_panel.models.registry import MODELS
 
+from .config_fields import (  # noqa: F401 - field_info, field_paths: imported from here too
+    TOP_FIELDS,
+    advanced_fields,
+    changed_fields,
+    defaults,
+    field_info,
+    field_paths,
+)
 from .data_checks import loaded_tokenizer
 from .jobs import Jobs
 from .outputs import write
@@ -54,35 +59,12 @@ from .server_paths import (
 )
 
 OTHER_SOURCE = "(a file, folder or preset)"
-TOP_FIELDS = {"name": "A short name for the run; run ids start with it.",
-              "description": "One line saying what this run is for."}
 
 
 def default_recipe_path() -> str | None:
     """``recipes/quickstart.yaml`` of the checkout, when there is one."""
     path = Path(gemma_panel.__file__).resolve().parents[1] / "recipes" / "quickstart.yaml"
     return str(path) if path.is_file() else None
-
-
-def field_paths() -> list[str]:
-    """Every recipe field as ``section.name``, in the schema's order."""
-    return [f"{section}.{f.name}" for section, f, _ in iter_fields()]
-
-
-def field_info(path: str) -> dict[str, Any]:
-    """What a view needs to draw a field: type, choices, default, optional, help."""
-    if path in TOP_FIELDS:
-        return {"path": path, "type": str, "choices": None, "optional": False,
-                "default": Recipe().__getattribute__(path), "help": TOP_FIELDS[path]}
-    for section, f, hint in iter_fields():
-        if f"{section}.{f.name}" == path:
-            args = [a for a in getattr(hint, "__args__", ()) if a is not type(None)]
-            base = args[0] if args else hint
-            base = getattr(base, "__origin__", base)
-            return {"path": path, "type": base, "choices": field_choices(path),
-                    "optional": type(None) in getattr(hint, "__args__", ()),
-                    "default": field_default(path), "help": field_help(path)}
-    raise KeyError(path)
 
 
 def _flatten(recipe: Recipe) -> dict[str, Any]:
@@ -120,6 +102,11 @@ class ConfigModel(param.Parameterized):
                               "data step pass? {} while it is being checked.")
     devices = param.String(default="", constant=True, doc="What JAX sees on this machine, "
                            "in one line, once 'Check devices' has run ('' before).")
+    search = param.String(default="", doc="Words to find among the Advanced fields' names "
+                          "and help texts ('': every one).")
+    found = param.List(default=[], constant=True, doc="The Advanced fields ``search`` finds.")
+    changed = param.List(default=[], constant=True, doc="The fields whose value differs "
+                         "from the schema's default, in the tab's order.")
 
     def __init__(self, recipe: Recipe | None = None, base_path: str | None = "default",
                  jobs: Jobs | None = None, plan_hardware=None, **params):
@@ -162,6 +149,8 @@ class ConfigModel(param.Parameterized):
             raise KeyError(f"{', '.join(unknown)}: not recipe fields")
         self.settings = {**self.settings, **values}
         self._check()
+        if "model.source" in values:
+            self._sync_model_choice()
         if any(p.startswith("data.") or p == "model.source" for p in values):
             self.check_data()
 
@@ -190,9 +179,25 @@ class ConfigModel(param.Parameterized):
                 "download": _download(spec),
                 "licence": spec.licence}
 
+    @param.depends("settings", watch=True, on_init=True)
+    def _mark_changed(self) -> None:
+        write(self, changed=changed_fields(self.settings))
+
+    @param.depends("search", watch=True, on_init=True)
+    def _find(self) -> None:
+        write(self, found=advanced_fields(self.search))
+
     def reset(self, path: str) -> None:
         """Put a field back to the schema's default."""
         self.set(path, field_info(path)["default"])
+        self.message = f"Reset {path} to its default."
+
+    def reset_all(self) -> None:
+        """Put every changed field back to the schema's default (one check)."""
+        back = {path: value for path, value in defaults().items() if path in self.changed}
+        if back:
+            self.set_many(back)
+        self.message = f"Reset {len(back)} field(s) to their defaults."
 
     # -- the recipe -----------------------------------------------------------------------
     def overrides(self, against: dict[str, Any] | None = None) -> list[str]:
