@@ -158,3 +158,10 @@ def test_the_site_builds_strict_with_its_generated_reference(tmp_path):
     quoted = [p.name for p in (site / "reference" / "api").glob("*.html")
               if "<blockquote>" in p.read_text(encoding="utf-8")]
     assert not quoted, f"doctests rendered as quotes in {quoted}"
+    # docs/gen_tutorials.py: every notebook is a page, its links rewritten to the site's
+    for notebook in (ROOT / "notebooks").glob("*.ipynb"):
+        assert (site / "tutorials" / f"{notebook.stem}.html").is_file(), notebook.name
+    tutorial = (site / "tutorials" / "instruction.html").read_text(encoding="utf-8")
+    assert 'href="../troubleshooting/training.html#overfitting"' in tutorial
+    assert 'href="export.html"' in tutorial and "ipynb\"" not in tutorial
+    assert "recipes/instruction.yaml" in tutorial and "load_run_model" in tutorial
