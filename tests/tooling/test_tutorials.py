@@ -62,7 +62,7 @@ def executed(tmp_path_factory):
     homes = {name: tmp_path_factory.mktemp(f"home-{name}") for name in TUTORIALS}
     with ThreadPoolExecutor(max_workers=2) as pool:
         futures = {name: pool.submit(execute, name, homes[name], tiny) for name in TUTORIALS}
-        return {name: future.result() for name, future in futures.items()}
+        return {name: (*future.result(), homes[name]) for name, future in futures.items()}
 
 
 def text_of(nb) -> str:
@@ -85,10 +85,15 @@ def test_every_notebook_is_a_page_of_the_site():
 
 @pytest.mark.parametrize("name", list(TUTORIALS))
 def test_the_tutorial_runs_top_to_bottom(executed, name):
-    nb, error = executed[name]
+    from gemma_panel.runs import RunStore
+
+    nb, error, home = executed[name]
     assert error is None, f"notebooks/{name}.ipynb stopped:\n{error}"
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.get("execution_count") for c in code), "a cell did not run"
-    shown = text_of(nb)
-    # each trains (or exports) for real: its run ended, and the CLI said so
-    assert ": succeeded" in shown or "verified:" in shown, shown[-2000:]
+    # each trains for real, in its own store: every run it started succeeded
+    runs = RunStore(home).list_runs()
+    assert runs and all(r.status == "succeeded" for r in runs), [(r.id, r.status) for r in runs]
+    assert len(runs) == (3 if name == "compare" else 1)
+    if name == "export":  # both exports were verified by loading them back
+        assert text_of(nb).count("verified:") == 2, text_of(nb)[-3000:]
