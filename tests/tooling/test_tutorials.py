@@ -35,6 +35,7 @@ def execute(name: str, home: Path, model: Path):
     """The notebook after a run in a new kernel, and the error it stopped on (or None)."""
     import nbformat
     from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GEMMA_PANEL_HOME": str(home),
@@ -45,7 +46,7 @@ def execute(name: str, home: Path, model: Path):
                             resources={"metadata": {"path": str(NOTEBOOKS)}})
     try:
         client.execute(env=env)
-    except Exception as error:  # a failing or timed-out cell, or a kernel that died
+    except (CellExecutionError, CellTimeoutError, DeadKernelError) as error:
         return nb, f"{type(error).__name__}: {str(error)[-3000:]}"
     return nb, None
 
