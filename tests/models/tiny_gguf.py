@@ -23,8 +23,13 @@ Low-rank adaptation trains two small matrices beside each frozen weight.
 ARCH_KEYS = {"gemma": "gemma", "gemma2": "gemma2", "gemma3": "gemma3"}
 
 
-def train_tiny_sentencepiece(directory: Path, vocab_size: int = 384) -> bytes:
-    """A BPE SentencePiece model with Gemma's special ids (pad 0, eos 1, bos 2, unk 3)."""
+def train_tiny_sentencepiece(directory: Path, vocab_size: int = 384,
+                             space_piece: bool = True) -> bytes:
+    """A BPE SentencePiece model with Gemma's special ids (pad 0, eos 1, bos 2, unk 3).
+
+    ``space_piece``: also a user-defined piece of two real spaces, beside the normal "▁▁",
+    which SentencePiece never matches and transformers does (so a Hugging Face export's
+    whitespace probe fails on it; Gemma's own tokenizer agrees with transformers there)."""
     import sentencepiece as spm
 
     model = io.BytesIO()
@@ -35,7 +40,8 @@ def train_tiny_sentencepiece(directory: Path, vocab_size: int = 384) -> bytes:
         vocab_size=vocab_size,
         pad_id=0, eos_id=1, bos_id=2, unk_id=3,
         pad_piece="<pad>", eos_piece="<eos>", bos_piece="<bos>", unk_piece="<unk>",
-        user_defined_symbols=["<start_of_turn>", "<end_of_turn>", "\n", "  "],
+        user_defined_symbols=["<start_of_turn>", "<end_of_turn>", "\n",
+                              *(["  "] if space_piece else [])],
         byte_fallback=True,
         normalization_rule_name="identity",
         add_dummy_prefix=False,
@@ -80,12 +86,13 @@ def write_tiny_gemma_gguf(
     sliding_window: int = 6,
     seed: int = 0,
     quantize: bool = True,
+    space_piece: bool = True,
 ) -> Path:
     """Write a random tiny Gemma GGUF of the given architecture; return its path."""
     import gguf
 
     rng = np.random.default_rng(seed)
-    proto = train_tiny_sentencepiece(path.parent)
+    proto = train_tiny_sentencepiece(path.parent, space_piece=space_piece)
     tokens, scores, types = gguf_vocab(proto)
     vocab = len(tokens)
     writer = gguf.GGUFWriter(str(path), arch)

@@ -9,6 +9,9 @@ them, so a new error class or report kind without its section fails here in mill
 Where the docs extra is installed (the tests session installs it), the site is also built as
 `nox -s docs` builds it, with warnings as errors: a broken link or anchor, a page missing from
 the nav, a docstring mkdocstrings cannot read. That takes a few seconds.
+
+The README stays short and inside the repository, with the two quickstart commands as Get
+started gives them; every row of docs/benchmarks.md names the command that measured it.
 """
 
 from __future__ import annotations
@@ -158,3 +161,49 @@ def test_the_site_builds_strict_with_its_generated_reference(tmp_path):
     quoted = [p.name for p in (site / "reference" / "api").glob("*.html")
               if "<blockquote>" in p.read_text(encoding="utf-8")]
     assert not quoted, f"doctests rendered as quotes in {quoted}"
+    # docs/gen_tutorials.py: every notebook is a page, its links rewritten to the site's
+    for notebook in (ROOT / "notebooks").glob("*.ipynb"):
+        assert (site / "tutorials" / f"{notebook.stem}.html").is_file(), notebook.name
+    tutorial = (site / "tutorials" / "instruction.html").read_text(encoding="utf-8")
+    assert 'href="../troubleshooting/training.html#overfitting"' in tutorial
+    assert 'href="export.html"' in tutorial and "ipynb\"" not in tutorial
+    assert "recipes/instruction.yaml" in tutorial and "load_run_model" in tutorial
+
+
+README = ROOT / "README.md"
+MD_LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+OUTSIDE = re.compile(r"(?<![\w.~/-])(?:/(?:work|home|tmp|root|Users|opt|mnt)/|~/|[A-Z]:\\)")
+COMMAND_PATH = re.compile(r"(?<![\w/])((?:benchmarks|tests)/[\w/.-]+?\.py)\b")
+
+
+def test_the_readme_is_short_and_points_only_inside_the_repository():
+    text = README.read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 80, "the README is short: move the detail into docs/"
+    for target in MD_LINK.findall(text):
+        if "://" not in target:
+            assert (ROOT / target).exists(), f"README.md links {target}, which is not in the repo"
+    assert not OUTSIDE.findall(text), f"README.md names a path outside the repository: " \
+                                      f"{OUTSIDE.findall(text)}"
+    # the two quickstart commands, exactly as Get started gives them, and their nox sessions
+    commands = [line for line in text.splitlines() if line.startswith("pip install nox && ")]
+    assert len(commands) == 2, commands
+    started = (ROOT / "docs" / "get-started.md").read_text(encoding="utf-8")
+    noxfile = (ROOT / "noxfile.py").read_text(encoding="utf-8")
+    for line in commands:
+        assert line in started, f"docs/get-started.md does not give {line!r}"
+        session = line.split("nox -s ")[1].split()[0]
+        assert f"def {session}(session)" in noxfile, f"no nox session {session!r}"
+
+
+def test_every_measured_figure_names_a_command_that_exists():
+    """docs/benchmarks.md: each row of its tables says how it was measured, with a script or
+    test file that is in the repository."""
+    page = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    rows = [line for line in page.splitlines()
+            if line.startswith("| ") and not line.startswith(("| ---", "| what", "| capability"))]
+    assert len(rows) >= 15, "the status and measured tables moved to docs/benchmarks.md"
+    for row in rows:
+        last = row.rstrip(" |").rsplit(" | ", 1)[-1]
+        assert "`" in last or last.strip() in ("same", "done"), f"a figure without its command: {row}"
+    for path in COMMAND_PATH.findall(page):
+        assert (ROOT / path).is_file(), f"docs/benchmarks.md runs {path}, which does not exist"
