@@ -54,9 +54,10 @@ TF Serving: `tensorflow_model_server --model_base_path=$PWD/saved_model --model_
 from transformers import AutoModelForCausalLM, AutoTokenizer
 tok = AutoTokenizer.from_pretrained("PATH/TO/THIS/FOLDER")
 model = AutoModelForCausalLM.from_pretrained("PATH/TO/THIS/FOLDER")
-ids = tok.apply_chat_template([{{"role": "user", "content": "Hi"}}],
-                              add_generation_prompt=True, return_tensors="pt")
-print(tok.decode(model.generate(ids, max_new_tokens=64)[0]))
+inputs = tok.apply_chat_template([{{"role": "user", "content": "Hi"}}], add_generation_prompt=True,
+                                 return_tensors="pt", return_dict=True)
+answer = model.generate(**inputs, max_new_tokens=64)[0][inputs["input_ids"].shape[1]:]
+print(tok.decode(answer, skip_special_tokens=True))
 ```
 llama.cpp: `python convert_hf_to_gguf.py PATH/TO/THIS/FOLDER` (or use a `gguf` export).
 """,
