@@ -137,8 +137,7 @@ def test_lora_adapts_attention_and_dense_feed_forward_never_the_experts(gemma4):
     assert all("lora" in v.path for v in steps.trainable_vars)
     _, seq = packed(lm)
     batch = tuple(a[None] for a in (seq.inputs, seq.targets, seq.loss_mask, seq.segment_ids))
-    trainable, _, _ = steps.train_step(*steps.initial_state(), batch,
-                                               jax.random.key(0))
+    trainable, _, _ = steps.train_step(*steps.initial_state(), batch, jax.random.key(0))
     learned = {v.path.split("/")[-2] for v, x in zip(steps.trainable_vars, trainable)
                if "lora_kernel_b" in v.path and np.abs(np.asarray(x)).max() > 0}
     assert learned == set(LORA_TARGETS)  # B starts at zero: each got a gradient
