@@ -15,6 +15,10 @@ of one trace and put back after:
   An int8 layer (``memory.base_weights: int8``) is called through ``quantized_call``, so
   that is replaced instead, by Keras's ``_int8_call`` with LoRA off plus the branch.
 
+One more is not a patch: ``store_value`` puts an array of another dtype into a Keras
+variable as its value (``_direct_assign``; ``assign`` would cast it back), so that a frozen
+weight kept in bfloat16 (``memory.base_weights``) exists once, not also in float32.
+
 Written against keras-hub 0.32.x and keras 3.15.x. Before patching, ``require_internals``
 checks the names the patches rely on and raises ``KerasInternalsChanged`` (naming what is
 missing and both versions) rather than train with a silently wrong mask or forward pass;
@@ -237,3 +241,16 @@ def lora_merged_kernel(layers, rate: float = 0.0, key=None):
     if rate <= 0 or key is None or not layers:
         return contextlib.nullcontext()
     return _patched_calls(layers, rate, key, merged_forward)
+
+
+def store_value(variable, value) -> None:
+    """Make ``value`` the variable's stored value as it is, in its own dtype.
+
+    The variable keeps its dtype: inside a ``StatelessScope`` (the train step, generation)
+    Keras casts the value to it as it computes, so the arithmetic is that of the rounded
+    weights; outside one, ``variable.value`` is ``value`` itself.
+    """
+    if tuple(value.shape) != tuple(variable.shape):
+        raise ValueError(f"{variable.path}: a value of shape {value.shape} for a variable "
+                         f"of shape {variable.shape}")
+    variable._direct_assign(value)

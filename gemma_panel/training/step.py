@@ -10,8 +10,9 @@ The frozen weights go in as an argument that is neither differentiated nor retur
 trainable weights and optimizer state are donated, so a step copies no 1 GB of weights.
 Packing and LoRA (dropout; through the rank when selected) patch KerasHub while tracing:
 ``keras_internals.py``; so does per-block recomputation (``memory.remat``): ``remat.py``.
-With ``memory.base_weights`` bfloat16 the frozen arrays are kept in bfloat16; with int8 they
-are Keras's int8 kernels.
+With ``memory.base_weights`` bfloat16 the frozen weights are rounded to bfloat16 once, in the
+Keras variables themselves (the step, generation and export then share that one copy; no
+float32 copy stays alive); with int8 they are Keras's int8 kernels.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from gemma_panel.models.lora import lora_layers
 from gemma_panel.training.keras_internals import (
     lora_merged_kernel,
     segment_attention,
+    store_value,
 )
 from gemma_panel.training.remat import remat_blocks
 
@@ -117,13 +119,20 @@ def backbone_inputs(backbone, token_ids, segment_ids) -> dict:
     return inputs
 
 
-def _stored(value, dtype):
-    """A frozen weight as the step keeps it: floats in ``dtype`` when one is given (Keras
-    casts it back to the variable's dtype as it computes), everything else as it is."""
-    value = jnp.asarray(value)
-    if dtype is not None and jnp.issubdtype(value.dtype, jnp.floating):
-        return value.astype(dtype)
-    return value
+def store_frozen_in(variables, dtype: str | None) -> None:
+    """Keep the floating ``variables`` in ``dtype`` (None: as they are), in place.
+
+    The Keras variable holds the rounded array itself (``store_value``), so its float32
+    buffer is freed once nothing else refers to it; Keras casts back to the variable's
+    dtype as it computes. Integer weights (int8 kernels) and weights already in ``dtype``
+    are left alone, so a second call changes nothing.
+    """
+    if dtype is None:
+        return
+    for variable in variables:
+        value = jnp.asarray(variable.value)
+        if jnp.issubdtype(value.dtype, jnp.floating) and value.dtype != jnp.dtype(dtype):
+            store_value(variable, value.astype(dtype))
 
 
 def _embedding_scale_index(backbone, frozen_vars) -> int | None:
@@ -162,6 +171,7 @@ class TrainFunctions:
         self._embedding_scale = _embedding_scale_index(backbone, self.frozen_vars)
         self.soft_cap = getattr(backbone, "final_logit_soft_cap", None)
         self.frozen_dtype = "bfloat16" if recipe.memory.base_weights == "bfloat16" else None
+        store_frozen_in(self.frozen_vars, self.frozen_dtype)
         self.remat = recipe.memory.remat
         self.lora_layers = lora_layers(backbone)
         self.dropout = recipe.lora.dropout if recipe.lora.enabled else 0.0
@@ -175,7 +185,8 @@ class TrainFunctions:
     def initial_state(self):
         # Copies: the train step donates these buffers, and the Keras variables keep theirs.
         trainable = [jnp.array(v.value, copy=True) for v in self.trainable_vars]
-        frozen = [_stored(v.value, self.frozen_dtype) for v in self.frozen_vars]
+        # The frozen ones are the variables' own buffers (never donated), as they store them.
+        frozen = [jnp.asarray(v.value) for v in self.frozen_vars]
         return trainable, self.optimizer.init(trainable), frozen
 
     def assign(self, trainable) -> None:

@@ -92,6 +92,29 @@ def test_bfloat16_base_halves_the_frozen_weights(tiny_gguf):
     assert saved == frozen_bytes(full) // 2
 
 
+def test_bfloat16_base_keeps_no_float32_copy_of_the_frozen_weights(tiny_gguf):
+    """The Keras variables hold the step's bfloat16 arrays themselves: once the steps are
+    built, the float32 weights the model was loaded with are freed (not kept beside a
+    bfloat16 copy, which would take 1.5x float32's memory instead of half)."""
+    import gc
+    import weakref
+
+    recipe = load_recipe(None, [f"model.source={tiny_gguf}", "lora.rank=4",
+                                "memory.base_weights=bfloat16"])
+    lm = load_tuned_model(recipe)
+    frozen_vars = lm.backbone.non_trainable_variables
+    loaded = [weakref.ref(v.value) for v in frozen_vars if v.dtype == "float32"]
+    steps = TrainFunctions(lm, recipe, 10, 128, 128)
+    _, _, frozen = steps.initial_state()
+    gc.collect()
+    assert loaded and all(ref() is None for ref in loaded)  # no float32 buffer left
+    assert all(v.value is x for v, x in zip(frozen_vars, frozen))  # one copy, shared
+    stored = sum(v.value.nbytes for v in frozen_vars)
+    assert stored == sum(x.nbytes for x in frozen) == sum(
+        np.prod(v.shape) * 2 for v in frozen_vars)  # every frozen weight in 2 bytes
+    assert {v.value.dtype for v in lm.backbone.trainable_variables} == {np.dtype("float32")}
+
+
 def test_int8_base_stores_a_quarter_of_the_kernels(tiny_gguf):
     full, _ = prepare(tiny_gguf)
     q, _ = prepare(tiny_gguf, "memory.base_weights=int8")
