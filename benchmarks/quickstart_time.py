@@ -48,7 +48,7 @@ def cli(args: list[str], home: str) -> tuple[float, str]:
            "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "-m", "gemma_panel.cli", *args], env=env,
-                         capture_output=True, text=True, cwd=REPO)
+                         capture_output=True, text=True, cwd=REPO, check=False)
     seconds = time.perf_counter() - start
     if out.returncode != 0:
         sys.exit(f"gemma-panel {' '.join(args)} failed ({out.returncode}):\n"
@@ -65,7 +65,8 @@ def planned(recipe: str, overrides: list[str], home: str) -> tuple[float, dict]:
 
 
 def load() -> str:
-    return "load average %.2f %.2f %.2f" % os.getloadavg()
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 def main() -> None:

@@ -130,12 +130,13 @@ class BaselineSink:
         record_baseline(run_dir)
 
     def on_start(self, info) -> None:
-        try:
-            from gemma_panel.distribution import describe_devices
+        from gemma_panel.distribution import describe_devices
 
-            record_baseline(self.run_dir, describe_devices().to_dict())
-        except Exception:  # noqa: BLE001 - without them the remedies assume this CPU
-            pass
+        try:
+            devices = describe_devices().to_dict()
+        except Exception:  # noqa: BLE001 - no devices recorded: the remedies assume this CPU
+            devices = {}
+        record_baseline(self.run_dir, devices)
 
     def __getattr__(self, name):
         if name.startswith("on_"):

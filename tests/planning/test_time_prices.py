@@ -54,7 +54,8 @@ def test_time_is_flops_over_peak_times_mfu_and_devices():
 def test_calibrated_generation_counts_batches_not_answers():
     """An evaluation's answers are decoded together (training/samples.py): 12 sample prompts
     take as long as 3, 17 take a second batch; the task rows' batch has its own rate."""
-    def seconds(*overrides, timed=plan_time.Calibration(0, 0, 1.0, 0.1)):
+    def seconds(*overrides, timed=None):
+        timed = timed or plan_time.Calibration(0, 0, 1.0, 0.1)
         recipe = load_recipe(None, ["eval.every_steps=10", "eval.max_new_tokens=40",
                                     *overrides])
         return plan_time.estimate_time(recipe, SMALL, STATS, named_hardware("l4"), 20,
