@@ -16,7 +16,10 @@ The parts follow what the train step (training/step.py) keeps alive at its peak:
   layer the block's inputs, norms, query/key/value, attention scores and probabilities, and
   the feed-forward's four ``intermediate_dim``-wide tensors. With ``memory.remat`` each
   block runs under ``jax.checkpoint`` (training/remat.py): only every block's input is
-  kept, and one block's tensors at a time while its backward pass recomputes them;
+  kept, and one block's tensors at a time while its backward pass recomputes them; on
+  CPU it saves nothing (XLA's CPU compile keeps the same temporaries either way: the tiny
+  model's compiled temporaries are equal, the 270M's peak at seq 256, batch 4 is 6261 MiB
+  with it and 6296 MiB without), so there the estimate and the remedies leave it out;
 * LM-head logits: loss positions x vocabulary x 4 bytes, kept whole for the backward pass
   when they fit in ``REMAT_LOGITS_BYTES``, otherwise 128 positions at a time (recomputed);
   the positions are batches.py's bound (a micro-batch's loss tokens, rounded up to 128);
@@ -193,7 +196,8 @@ def estimate_memory(model: ModelSize, run: TrainingShape, backend: str = "cpu",
         parts["gathered weights"] = max(model.params // model.layers,
                                         model.shape.vocab * model.shape.hidden) * wb
     rows = max(1, math.ceil(run.batch_size / split_batch))
-    parts["activations"] = _activations(model, run, rows, n if strategy == "model_parallel"
+    kept = run if backend != "cpu" else dataclasses.replace(run, remat=False)
+    parts["activations"] = _activations(model, kept, rows, n if strategy == "model_parallel"
                                         else 1)
     parts["LM-head logits"] = _logits(model, run, rows, n if strategy == "model_parallel"
                                       else 1)
@@ -248,7 +252,7 @@ def with_remedies(model: ModelSize, run: TrainingShape, estimate: MemoryEstimate
     if estimate.badge in ("fits", "unknown"):
         return estimate
     strategy = estimate.strategy
-    for words, change in _remedy_steps(run, estimate.devices, share_cut):
+    for words, change in _remedy_steps(run, estimate.devices, share_cut, backend):
         run, strategy = change(run, strategy)
         after = estimate_memory(model, run, backend, estimate.capacity, strategy,
                                 estimate.devices)
@@ -259,8 +263,9 @@ def with_remedies(model: ModelSize, run: TrainingShape, estimate: MemoryEstimate
     return estimate
 
 
-def _remedy_steps(run: TrainingShape, devices: int, share_cut):
-    """(words, change) pairs in the order of their cost in quality."""
+def _remedy_steps(run: TrainingShape, devices: int, share_cut, backend: str = "gpu"):
+    """(words, change) pairs in the order of their cost in quality (remat: not on CPU,
+    where it saves nothing)."""
     for smaller in sorted({max(1, run.batch_size // 4), 1}, reverse=True):
         if smaller < run.batch_size:
             words = (f"train.batch_size={smaller} with train.gradient_accumulation "
@@ -270,7 +275,7 @@ def _remedy_steps(run: TrainingShape, devices: int, share_cut):
     if devices > 1:
         yield ("distribution.strategy=fsdp (weights and optimizer split over the devices: no "
                "quality cost, some speed)"), lambda r, s: (r, "fsdp")
-    if not run.remat:
+    if not run.remat and backend != "cpu":
         yield ("then memory.remat=true (each block recomputed in the backward pass: no "
                "quality cost, about 30% slower)"), lambda r, s: (dataclasses.replace(
                    r, remat=True), s)

@@ -28,6 +28,7 @@ DEFAULT_MFU = {"cpu": 0.24, "gpu": 0.30, "tpu": 0.30}
 TF32_SHARE = 0.5
 FORWARD_SHARE = 1 / 3  # an evaluation pass is the forward third of a training pass
 SAMPLED_EXAMPLES = 4000  # examples counted exactly; more are scaled
+GENERATION_BATCH = 16  # rows decoded together (models/generation.py's _MAX_BATCH)
 
 
 @dataclass(frozen=True)
@@ -67,12 +68,16 @@ def epoch_flops(shape: Shape, stats, sequence_length: int, full: bool) -> float:
 @dataclass(frozen=True)
 class Calibration:
     """What ``calibrate`` timed here: loading the model, compiling the step, one optimizer
-    step, and one generated token (sample answers are generated at every evaluation)."""
+    step, and one decoding step of the evaluation's batches (each evaluation generates the
+    sample prompts' answers in one batch and the task rows' in another: every row of a
+    batch gains a token per step), with the generation's compiling."""
 
     load_seconds: float
     compile_seconds: float
     step_seconds: float
-    token_seconds: float
+    token_seconds: float  # one decoding step of the sample prompts' batch
+    task_token_seconds: float | None = None  # of the task rows' batch (None: the same)
+    generation_compile_seconds: float = 0.0  # both batches' first generation, less a run
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -113,15 +118,25 @@ def estimate_time(recipe, model: ModelSize, stats, hardware, total_steps: int,
 
 def _calibrated(recipe, c: Calibration, steps: int, flops: float, train_flops: float,
                 evaluations: int) -> TimeEstimate:
-    e = recipe.eval
     training = c.step_seconds * steps * flops / max(train_flops, 1.0)
-    answers = e.num_samples * (evaluations + 1) + e.task_examples * evaluations  # +1: base
-    generation = answers * e.max_new_tokens * c.token_seconds
-    fixed = c.load_seconds + 2 * c.compile_seconds  # the train and the eval step
+    generation, answers = _generation_seconds(recipe.eval, c, evaluations)
+    fixed = c.load_seconds + 2 * c.compile_seconds + c.generation_compile_seconds
     return TimeEstimate(steps, flops, training + generation + fixed,
                         f"timed here: {c.step_seconds:.2f} s per step, "
-                        f"{c.token_seconds * 1000:.0f} ms per generated token ({answers} "
-                        f"answers), {fixed:.0f} s loading and compiling")
+                        f"{c.token_seconds * 1000:.0f} ms per generated token of a batch "
+                        f"({answers} answers in batches of up to {GENERATION_BATCH}), "
+                        f"{fixed:.0f} s loading and compiling")
+
+
+def _generation_seconds(e, c: Calibration, evaluations: int) -> tuple[float, int]:
+    """(seconds, answers) of every evaluation's generation: the sample prompts' batch for
+    the base model once and at each evaluation, the task rows' batch at each evaluation,
+    each ``max_new_tokens`` decoding steps at most (it stops once every row has ended)."""
+    batches = -(-e.num_samples // GENERATION_BATCH) * (evaluations + 1)
+    task_batches = -(-e.task_examples // GENERATION_BATCH) * evaluations
+    task_token = c.token_seconds if c.task_token_seconds is None else c.task_token_seconds
+    seconds = e.max_new_tokens * (batches * c.token_seconds + task_batches * task_token)
+    return seconds, e.num_samples * (evaluations + 1) + e.task_examples * evaluations
 
 
 def measured_peak() -> float:
@@ -132,13 +147,15 @@ def measured_peak() -> float:
     return trainer_peak("float32")[0]
 
 
-def calibrate(recipe, steps: int = 3, tokens: int = 8) -> Calibration:
+def calibrate(recipe, steps: int = 3, tokens: int = 16) -> Calibration:
     """Time the recipe's parts on this machine: load the model and prepare the data as a
-    run does, compile and run a few optimizer steps, generate a few tokens."""
+    run does, compile and run a few optimizer steps, generate a few tokens of the
+    evaluation's two batches (its sample prompts, its task rows)."""
     import jax
 
-    from gemma_panel.models.generation import SamplingOptions, StreamingGenerator
+    from gemma_panel.models.generation import StreamingGenerator
     from gemma_panel.training.batches import batch_at, build_sequences, max_loss_tokens
+    from gemma_panel.training.samples import sample_items
     from gemma_panel.training.step import TrainFunctions
     from gemma_panel.training.trainer import load_tuned_model, prepare_data
 
@@ -162,11 +179,28 @@ def calibrate(recipe, steps: int = 3, tokens: int = 8) -> Calibration:
         jax.block_until_ready(metrics["loss"])
         times.append(_time.perf_counter() - begin)
     step_seconds = float(np.median(times[1:]))
+    samples, task_rows = sample_items(prepared, recipe)
     generator = StreamingGenerator(lm)
+    timed = [_time_batch(generator, [r["prompt"] for r in rows[:GENERATION_BATCH]], tokens)
+             for rows in (samples or [{"prompt": "Hello"}], task_rows)]
+    token_seconds, sample_compile = timed[0]
+    task_token_seconds, task_compile = timed[1] if task_rows else (None, 0.0)
+    return Calibration(load, max(0.0, times[0] - step_seconds), step_seconds, token_seconds,
+                       task_token_seconds, sample_compile + task_compile)
+
+
+def _time_batch(generator, prompts: list[str], tokens: int) -> tuple[float, float]:
+    """(seconds per decoding step, compiling seconds) of generating the prompts' answers
+    together, as an evaluation does (``training.samples.answers``)."""
+    from gemma_panel.models.generation import SamplingOptions
+
     options = SamplingOptions(max_new_tokens=tokens)
-    prompt = prepared.train[0].prompt or "Hello"
-    generator.generate(prompt, options)  # compiles
     begin = _time.perf_counter()
-    generator.generate(prompt, options)
-    token_seconds = (_time.perf_counter() - begin) / tokens
-    return Calibration(load, max(0.0, times[0] - step_seconds), step_seconds, token_seconds)
+    generator.generate_ids_many(prompts, options)  # compiles
+    first = _time.perf_counter() - begin
+    begin = _time.perf_counter()
+    ids = generator.generate_ids_many(prompts, options)
+    seconds = _time.perf_counter() - begin
+    longest = max(len(row) for row in ids)
+    decoded = longest + (longest < tokens)  # the step that produced every row's stop
+    return seconds / max(1, decoded), max(0.0, first - seconds)

@@ -7,10 +7,11 @@ Three ways a training process runs out of memory, and how each is recognised:
   ``XlaRuntimeError``) whose message says ``RESOURCE_EXHAUSTED``, caught by the worker;
 * the kernel's OOM killer ends the worker with SIGKILL: nothing in the process can catch
   that, so the worker records the kernel's OOM-kill counters when it starts training
-  (``oom-baseline.json`` in the run folder, with the remedies for this recipe on this
-  machine already worked out), and whoever finds the worker gone (``RunStore.mark_lost``)
-  compares: **a worker that vanished while an OOM-kill counter it could read rose was killed
-  by the OOM killer**. The counters: the worker's memory cgroup (v2 ``memory.events``, v1
+  (``oom-baseline.json`` in the run folder, with the devices it trains on), and whoever
+  finds the worker gone (``RunStore.mark_lost``) compares: **a worker that vanished while an
+  OOM-kill counter it could read rose was killed by the OOM killer**; only then are the
+  remedies worked out, from the run folder's ``recipe.yaml`` and the recorded devices (they
+  cost a second of hashing a GGUF source: no run pays that at its start). The counters: the worker's memory cgroup (v2 ``memory.events``, v1
   ``memory.oom_control``), else the whole system's (``/proc/vmstat``). Another process
   killed in the same cgroup meanwhile would be blamed on the run too; a vanished worker
   whose counters did not move stays ``lost``; only the worker's own host compares.
@@ -104,12 +105,12 @@ def _oom_kill_in(file: Path) -> int | None:
     return None
 
 
-def record_baseline(run_dir, remedies: list[str] | None = None) -> None:
+def record_baseline(run_dir, devices: dict | None = None) -> None:
     """The worker, as it starts: the counters now (kept if already recorded by this
-    worker: ``remedies`` are added later), and what to advise if it is killed."""
+    worker: ``devices``, a ``DeviceReport.to_dict()``, are added once JAX is up)."""
     path = Path(run_dir) / BASELINE_NAME
-    counts = oom_kill_counts() if remedies is None else _read(path).get("counts") or {}
-    path.write_text(json.dumps({"counts": counts, "remedies": remedies}))
+    counts = oom_kill_counts() if devices is None else _read(path).get("counts") or {}
+    path.write_text(json.dumps({"counts": counts, "devices": devices}))
 
 
 def _read(path: Path) -> dict:
@@ -120,7 +121,7 @@ def _read(path: Path) -> dict:
 
 
 class BaselineSink:
-    """A sink for the worker: the OOM-kill counters when it is made, the remedies once
+    """A sink for the worker: the OOM-kill counters when it is made, the devices once
     training has started (JAX is up by then: reading the devices earlier would start it
     before ``jax.distributed``, which must come first on several hosts)."""
 
@@ -129,12 +130,33 @@ class BaselineSink:
         record_baseline(run_dir)
 
     def on_start(self, info) -> None:
-        record_baseline(self.run_dir, remedies_for(self.recipe))
+        from gemma_panel.distribution import describe_devices
+
+        try:
+            devices = describe_devices().to_dict()
+        except Exception:  # noqa: BLE001 - no devices recorded: the remedies assume this CPU
+            devices = {}
+        record_baseline(self.run_dir, devices)
 
     def __getattr__(self, name):
         if name.startswith("on_"):
             return lambda *args, **kwargs: None
         raise AttributeError(name)
+
+
+def _remedies_after_kill(run_dir: Path, devices: dict | None) -> list[str]:
+    """The plan's remedies for the run folder's recipe on the devices its worker recorded
+    (this CPU where it died before recording them)."""
+    from gemma_panel.config import load_recipe
+    from gemma_panel.distribution.devices import DeviceReport
+    from gemma_panel.planning.hardware import this_cpu
+
+    try:
+        recipe = load_recipe(run_dir / "recipe.yaml")
+        hardware = DeviceReport(**devices) if devices else this_cpu()
+    except Exception:  # noqa: BLE001 - the kill is reported either way
+        return FALLBACK_REMEDIES
+    return remedies_for(recipe, hardware)
 
 
 def killed_by_oom(run_dir) -> str | None:
@@ -149,4 +171,4 @@ def killed_by_oom(run_dir) -> str | None:
     file, before, after = risen[0]
     cause = (f"the kernel's OOM killer ended the worker with SIGKILL: oom_kill in {file} "
              f"rose from {before} to {after}")
-    return message(cause, baseline.get("remedies") or FALLBACK_REMEDIES)
+    return message(cause, _remedies_after_kill(Path(run_dir), baseline.get("devices")))

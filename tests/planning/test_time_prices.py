@@ -44,10 +44,30 @@ def test_time_is_flops_over_peak_times_mfu_and_devices():
                                        calibration=timed)
     e = recipe.eval
     evaluations = -(-steps // e.every_steps)
-    answers = e.num_samples * (evaluations + 1) + e.task_examples * evaluations
-    generation = answers * e.max_new_tokens * 0.1
+    # every evaluation generates two batches (sample prompts, task rows), the base model
+    # the samples' once: each batch max_new_tokens decoding steps, all its rows at once
+    generation = (2 * evaluations + 1) * e.max_new_tokens * 0.1
     assert measured.seconds == pytest.approx(2.0 * steps + generation + 10 + 2 * 5)
     assert "2.00 s per step" in measured.method
+
+
+def test_calibrated_generation_counts_batches_not_answers():
+    """An evaluation's answers are decoded together (training/samples.py): 12 sample prompts
+    take as long as 3, 17 take a second batch; the task rows' batch has its own rate."""
+    def seconds(*overrides, timed=None):
+        timed = timed or plan_time.Calibration(0, 0, 1.0, 0.1)
+        recipe = load_recipe(None, ["eval.every_steps=10", "eval.max_new_tokens=40",
+                                    *overrides])
+        return plan_time.estimate_time(recipe, SMALL, STATS, named_hardware("l4"), 20,
+                                       calibration=timed).seconds
+    few = seconds("eval.num_samples=3", "eval.task_examples=6")
+    assert seconds("eval.num_samples=12", "eval.task_examples=16") == pytest.approx(few)
+    assert seconds("eval.num_samples=17", "eval.task_examples=6") == pytest.approx(
+        few + 3 * 40 * 0.1)  # a second sample batch: base and 2 evaluations
+    slower_tasks = plan_time.Calibration(0, 0, 1.0, 0.1, task_token_seconds=0.3,
+                                         generation_compile_seconds=7)
+    assert seconds("eval.num_samples=3", "eval.task_examples=6", timed=slower_tasks) == \
+        pytest.approx(few + 2 * 40 * 0.2 + 7)
 
 
 def test_the_cpu_peak_is_the_trainers_measured_once_and_cached(monkeypatch, tmp_path):
