@@ -22,20 +22,24 @@ SAVEDMODEL_RELATIVE = 1e-5
 SAVEDMODEL_DIR = "saved_model"
 
 
-def write_savedmodel(model, folder: Path) -> Path:
+def write_savedmodel(model, folder: Path, length: int | None = None) -> Path:
+    """The SavedModel in ``folder/saved_model``: any batch and length, or (1, ``length``)
+    (the fixed signature the LiteRT converter takes, export/litert.py)."""
     import keras
 
     plain = type(model)(backbone=model.backbone, preprocessor=None)
+    shape = (None, None) if length is None else (1, length)
     signature = [{
-        "token_ids": keras.InputSpec(shape=(None, None), dtype="int32", name="token_ids"),
-        "padding_mask": keras.InputSpec(shape=(None, None), dtype="int32", name="padding_mask"),
+        "token_ids": keras.InputSpec(shape=shape, dtype="int32", name="token_ids"),
+        "padding_mask": keras.InputSpec(shape=shape, dtype="int32", name="padding_mask"),
     }]
     path = Path(folder) / SAVEDMODEL_DIR
     # One symbolic length for both inputs: Keras would name them apart ("a", "b"), and the
     # attention mask cannot broadcast two unrelated lengths.
     shapes = [{"token_ids": "(batch, length)", "padding_mask": "(batch, length)"}]
+    options = {} if length else {"jax2tf_kwargs": {"polymorphic_shapes": shapes}}
     plain.export(str(path), format="tf_saved_model", input_signature=signature, verbose=False,
-                 jax2tf_kwargs={"polymorphic_shapes": shapes})
+                 **options)
     proto = getattr(model.preprocessor.tokenizer, "proto", None)
     if proto:
         (Path(folder) / "tokenizer.model").write_bytes(proto)
