@@ -29,7 +29,6 @@ import numpy as np
 
 from gemma_panel.export.manifest import ExportError
 from gemma_panel.export.savedmodel import (
-    SAVEDMODEL_RELATIVE,
     SAVEDMODEL_TOLERANCE,
     write_savedmodel,
 )
@@ -42,6 +41,7 @@ from gemma_panel.export.verify import (
     note_perplexity_change,
     perplexity,
 )
+from gemma_panel.models.lora import lora_layers
 
 LITERT_TYPES = ("int8", "f32")
 DEFAULT_LITERT_TYPE = "int8"
@@ -52,6 +52,9 @@ DEFAULT_LENGTH = 256
 # the max |difference| is reported against the float32 bound but only top-1 is judged.
 INT8_MIN_TOP1 = 0.75
 RANDOM_SEED = 0
+# float32: SavedModel's 1e-4, or 2e-5 of the largest logit when more (XNNPACK sums in its own
+# order). Measured on Gemma 3 270M, 128 tokens, logits up to 54.6: 4.1e-4 (7.5e-6 relative).
+LITERT_RELATIVE = 2e-5
 
 
 def sequence_length(source) -> int:
@@ -189,6 +192,8 @@ def export_litert(model, tuned, folder: Path, quantize: str, length: int,
                   validation=None) -> dict:
     """Write ``model.tflite`` from the merged ``model``, run it in LiteRT, compare with the
     tuned model ``tuned`` (Keras), and report size, tensor types and (int8) perplexity."""
+    if lora_layers(model):  # the file would compute every adapter beside its float kernel
+        raise ExportError("Merge LoRA before converting to LiteRT (source.merged()).")
     path = write_tflite(model, folder, quantize, length)
     loaded = LiteRTModel(path)
     expected = {"token_ids": [1, length], "padding_mask": [1, length]}
@@ -198,7 +203,7 @@ def export_litert(model, tuned, folder: Path, quantize: str, length: int,
     exported = [loaded.logits(x) for x in sequences]
     tuned_logits = [reference[:, :length]] + [keras_logits(tuned, x) for x in sequences[1:]]
     tolerance = max(SAVEDMODEL_TOLERANCE,
-                    SAVEDMODEL_RELATIVE * max(float(np.abs(x).max()) for x in tuned_logits))
+                    LITERT_RELATIVE * max(float(np.abs(x).max()) for x in tuned_logits))
     compare_sequences(check, "litert_logits", exported, tuned_logits, tolerance, quantize)
     check_carries_lora(check, "litert_carries_lora", folder, exported[0], reference[:, :length],
                        base, lambda scratch: LiteRTModel(write_tflite(
