@@ -171,20 +171,19 @@ def compare_sequences(check: Verification, name: str, exported: list, tuned: lis
                 max_abs_diff=diff, top1_agreement=top1, bound=INT8_MIN_TOP1)
 
 
-def note_tensor_types(check: Verification, model: LiteRTModel) -> None:
-    """How many constant tensors (and bytes) the file holds at int8 and at float32."""
-    counts: dict[str, list[int]] = {}
+def note_tensor_types(check: Verification, model: LiteRTModel, path: Path) -> None:
+    """How much of the file the int8 weights are; the rest (activations are not stored) is
+    the float32 weights the quantizer left (norms, scales, any op without an int8 kernel)."""
+    count = size = 0
     for detail in model.interpreter.get_tensor_details():
-        if len(detail["shape"]) < 2:  # the weights are the 2-D+ tensors
-            continue
-        kind = np.dtype(detail["dtype"]).name
-        entry = counts.setdefault(kind, [0, 0])
-        entry[0] += 1
-        entry[1] += int(np.prod(detail["shape"])) * np.dtype(detail["dtype"]).itemsize
-    text = ", ".join(f"{kind}: {n} tensors, {size / 1e6:.1f} MB"
-                     for kind, (n, size) in sorted(counts.items()))
-    check.note("litert_tensor_types", f"2-D+ tensors by type ({text})",
-               **{f"{kind}_bytes": size for kind, (_, size) in counts.items()})
+        if np.dtype(detail["dtype"]) == np.int8:  # dynamic range: only weights are int8
+            count += 1
+            size += int(np.prod(detail["shape"]))
+    total = path.stat().st_size
+    check.note("litert_tensor_types",
+               f"{count} int8 weight tensors, {size / 1e6:.1f} MB of the {total / 1e6:.1f} MB "
+               f"file; the other {(total - size) / 1e6:.1f} MB is float32 and metadata",
+               int8_bytes=size, int8_tensors=count, other_bytes=total - size)
 
 
 def export_litert(model, tuned, folder: Path, quantize: str, length: int,
@@ -209,7 +208,7 @@ def export_litert(model, tuned, folder: Path, quantize: str, length: int,
                        base, lambda scratch: LiteRTModel(write_tflite(
                            base.model, scratch, quantize, length)).logits(sequences[0]))
     if quantize == "int8":
-        note_tensor_types(check, loaded)
+        note_tensor_types(check, loaded, path)
         ref_ppl = perplexity(lambda x, m: keras_logits(tuned, x, m), validation)
         ppl = perplexity(loaded.logits, validation)
         note_perplexity_change(check, ref_ppl, ppl, f"LiteRT {quantize}")
