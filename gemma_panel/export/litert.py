@@ -171,19 +171,42 @@ def compare_sequences(check: Verification, name: str, exported: list, tuned: lis
                 max_abs_diff=diff, top1_agreement=top1, bound=INT8_MIN_TOP1)
 
 
-def note_tensor_types(check: Verification, model: LiteRTModel, path: Path) -> None:
-    """How much of the file the int8 weights are; the rest (activations are not stored) is
-    the float32 weights the quantizer left (norms, scales, any op without an int8 kernel)."""
-    count = size = 0
-    for detail in model.interpreter.get_tensor_details():
-        if np.dtype(detail["dtype"]) == np.int8:  # dynamic range: only weights are int8
-            count += 1
-            size += int(np.prod(detail["shape"]))
-    total = path.stat().st_size
-    check.note("litert_tensor_types",
-               f"{count} int8 weight tensors, {size / 1e6:.1f} MB of the {total / 1e6:.1f} MB "
-               f"file; the other {(total - size) / 1e6:.1f} MB is float32 and metadata",
-               int8_bytes=size, int8_tensors=count, other_bytes=total - size)
+def constant_bytes(path: Path) -> dict[str, dict[str, int]]:
+    """Bytes of the file's constant tensors by type and by the first op that reads each
+    (``{"INT8": {"FULLY_CONNECTED": n}, "FLOAT32": {"GATHER_ND": n}}``), from the flatbuffer."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAsModel(Path(path).read_bytes(), 0)
+    ops = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    graph, seen, out = model.Subgraphs(0), set(), {}
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        code = model.OperatorCodes(op.OpcodeIndex())
+        name = ops.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "?")
+        for j in range(op.InputsLength()):
+            tensor = graph.Tensors(op.Inputs(j)) if op.Inputs(j) >= 0 else None
+            if tensor is None or tensor.Buffer() in seen:
+                continue
+            buffer = model.Buffers(tensor.Buffer())
+            size = buffer.DataLength() or (buffer.Size() if buffer.Offset() else 0)
+            if size:
+                seen.add(tensor.Buffer())
+                by_op = out.setdefault(types.get(tensor.Type(), "?"), {})
+                by_op[name] = by_op.get(name, 0) + int(size)
+    return out
+
+
+def note_tensor_types(check: Verification, path: Path) -> None:
+    """Which constants the file holds at int8 and which stayed float32, by op: dynamic-range
+    quantization leaves float32 the weights of ops without an int8 kernel."""
+    found = constant_bytes(path)
+    text = "; ".join(f"{kind.lower()}: " + ", ".join(
+        f"{op} {size / 1e6:.1f} MB" for op, size in sorted(by_op.items(), key=lambda x: -x[1]))
+        for kind, by_op in sorted(found.items()) if kind in ("INT8", "FLOAT32"))
+    check.note("litert_tensor_types", f"constants by the op that reads them: {text}",
+               int8_bytes=sum(found.get("INT8", {}).values()),
+               float32_bytes=sum(found.get("FLOAT32", {}).values()), by_op=found)
 
 
 def export_litert(model, tuned, folder: Path, quantize: str, length: int,
@@ -208,7 +231,7 @@ def export_litert(model, tuned, folder: Path, quantize: str, length: int,
                        base, lambda scratch: LiteRTModel(write_tflite(
                            base.model, scratch, quantize, length)).logits(sequences[0]))
     if quantize == "int8":
-        note_tensor_types(check, loaded, path)
+        note_tensor_types(check, path)
         ref_ppl = perplexity(lambda x, m: keras_logits(tuned, x, m), validation)
         ppl = perplexity(loaded.logits, validation)
         note_perplexity_change(check, ref_ppl, ppl, f"LiteRT {quantize}")
