@@ -127,3 +127,17 @@ def test_cli_exports_a_run_to_litert(tiny_run, capsys):
     out = capsys.readouterr().out
     assert "litert f32 export" in out and "model.tflite" in out and "litert_logits" in out
     assert (run_dir / "exports" / "litert-f32-step000004" / "model.tflite").is_file()
+
+
+def test_the_export_tab_and_the_cli_offer_litert(tmp_path):
+    from gemma_panel.cli import build_parser
+    from gemma_panel.export.pipeline import default_folder_name
+    from gemma_panel.runs import RunStore
+    from gemma_panel.ui.export_model import ExportModel
+
+    m = ExportModel(RunStore(tmp_path))
+    m.fmt = "litert"
+    assert m.param.quantize.objects == ["int8", "f32"] and m.quantize == "int8"
+    args = build_parser().parse_args(["export", "run", "--format", "litert", "-q", "f32"])
+    assert (args.format, args.quantize) == ("litert", "f32")
+    assert default_folder_name("litert", "int8", 4) == "litert-int8-step000004"
