@@ -30,6 +30,7 @@ import numpy as np
 from gemma_panel.export.manifest import ExportError
 from gemma_panel.export.savedmodel import (
     SAVEDMODEL_TOLERANCE,
+    input_names,
     write_savedmodel,
 )
 from gemma_panel.export.verify import (
@@ -139,7 +140,11 @@ class LiteRTModel:
             token_ids[0, :n] = row_ids
             full_mask = np.zeros((1, self.length), "int32")
             full_mask[0, :n] = row_mask
-            out = self.runner(token_ids=token_ids, padding_mask=full_mask)
+            inputs = {"token_ids": token_ids, "padding_mask": full_mask}
+            if "position_ids" in self.input_shapes:  # Gemma 4, as keras_logits feeds them
+                positions = np.maximum(np.cumsum(full_mask, axis=-1) - 1, 0)
+                inputs["position_ids"] = positions.astype("int32")
+            out = self.runner(**inputs)
             rows.append(np.asarray(next(iter(out.values())), np.float32)[0, :n])
         return np.stack(rows)
 
@@ -218,7 +223,7 @@ def export_litert(model, tuned, folder: Path, quantize: str, length: int,
         raise ExportError("Merge LoRA before converting to LiteRT (source.merged()).")
     path = write_tflite(model, folder, quantize, length)
     loaded = LiteRTModel(path)
-    expected = {"token_ids": [1, length], "padding_mask": [1, length]}
+    expected = {name: [1, length] for name in input_names(model)}
     check.check("litert_signature", loaded.input_shapes == expected,
                 f"serving_default takes {loaded.input_shapes} (expected {expected})")
     sequences = check_sequences(ids, length, int(reference.shape[-1]))

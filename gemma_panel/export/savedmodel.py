@@ -22,6 +22,12 @@ SAVEDMODEL_RELATIVE = 1e-5
 SAVEDMODEL_DIR = "saved_model"
 
 
+def input_names(model) -> list[str]:
+    """The backbone's int32 inputs: token ids and padding mask, and Gemma 4's position ids."""
+    extra = ["position_ids"] if "position_ids" in getattr(model.backbone, "input", {}) else []
+    return ["token_ids", "padding_mask"] + extra
+
+
 def write_savedmodel(model, folder: Path, length: int | None = None) -> Path:
     """The SavedModel in ``folder/saved_model``: any batch and length, or (1, ``length``)
     (the fixed signature the LiteRT converter takes, export/litert.py)."""
@@ -29,14 +35,12 @@ def write_savedmodel(model, folder: Path, length: int | None = None) -> Path:
 
     plain = type(model)(backbone=model.backbone, preprocessor=None)
     shape = (None, None) if length is None else (1, length)
-    signature = [{
-        "token_ids": keras.InputSpec(shape=shape, dtype="int32", name="token_ids"),
-        "padding_mask": keras.InputSpec(shape=shape, dtype="int32", name="padding_mask"),
-    }]
+    names = input_names(model)
+    signature = [{n: keras.InputSpec(shape=shape, dtype="int32", name=n) for n in names}]
     path = Path(folder) / SAVEDMODEL_DIR
-    # One symbolic length for both inputs: Keras would name them apart ("a", "b"), and the
+    # One symbolic length for every input: Keras would name them apart ("a", "b"), and the
     # attention mask cannot broadcast two unrelated lengths.
-    shapes = [{"token_ids": "(batch, length)", "padding_mask": "(batch, length)"}]
+    shapes = [{n: "(batch, length)" for n in names}]
     options = {} if length else {"jax2tf_kwargs": {"polymorphic_shapes": shapes}}
     plain.export(str(path), format="tf_saved_model", input_signature=signature, verbose=False,
                  **options)

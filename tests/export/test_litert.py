@@ -141,3 +141,16 @@ def test_the_export_tab_and_the_cli_offer_litert(tmp_path):
     args = build_parser().parse_args(["export", "run", "--format", "litert", "-q", "f32"])
     assert (args.format, args.quantize) == ("litert", "f32")
     assert default_folder_name("litert", "int8", 4) == "litert-int8-step000004"
+
+
+def test_gemma4_converts_with_position_ids_in_the_signature(tmp_path):
+    from gemma_panel.models import load_model
+    from tests.models.tiny_hf_gemma4 import write_tiny_gemma4
+
+    write_tiny_gemma4(tmp_path / "hf", "dense")
+    lm = load_model(str(tmp_path / "hf"), progress=False)
+    result = export_model(lm, "litert", tmp_path / "g4", quantize="f32")
+    found = checks(result)
+    assert found["litert_logits"]["passed"], found["litert_logits"]
+    assert set(result.manifest["signature"]) == {"token_ids", "padding_mask", "position_ids",
+                                                 "output_0"}
