@@ -31,7 +31,8 @@ def add_export_commands(sub) -> None:
     export.add_argument("run_id", help="a run id (or unique prefix) or a run folder")
     export.add_argument("--format", "-f", dest="format", required=True, choices=list(FORMATS))
     export.add_argument("--quantize", "-q", metavar="TYPE",
-                        help=f"gguf: {', '.join(GGUF_TYPES)} (default f16); keras: int8")
+                        help=f"gguf: {', '.join(GGUF_TYPES)} (default f16); keras: int8; "
+                             "litert: int8 (default), f32")
     export.add_argument("--merge", action=argparse.BooleanOptionalAction,
                         default=True, help="fold LoRA into the weights (default; savedmodel, "
                                            "hf and gguf need it)")

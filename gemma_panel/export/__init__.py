@@ -5,7 +5,8 @@
     export_model(train_result.model, "hf", "out/hf")                # a model in memory
 
 Formats (``FORMATS``): keras (int8/int4 with ``quantize``), preset, lora, savedmodel, hf, peft,
-gguf (f32, f16, bf16, q8_0, q4_0, q5_0; K-quants through llama-quantize). Every export is
+gguf (f32, f16, bf16, q8_0, q4_0, q5_0; K-quants through llama-quantize), litert (int8,
+f32: a .tflite for edge devices). Every export is
 written aside and moved into place whole, with a manifest and a README. See docs/export.md.
 """
 

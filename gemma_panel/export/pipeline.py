@@ -47,9 +47,10 @@ FORMATS = {
     "hf": "Hugging Face safetensors, config and tokenizer (transformers, PyTorch)",
     "peft": "the LoRA adapter alone in PEFT's format (adapter_config.json + safetensors)",
     "gguf": "GGUF for llama.cpp and Ollama, with a Modelfile (--quantize: file type)",
+    "litert": "LiteRT (TFLite) model.tflite for phones and edge devices (--quantize int8|f32)",
 }
 DEFAULT_GGUF_TYPE = "f16"
-_NEEDS_MERGE = ("savedmodel", "hf", "gguf")
+_NEEDS_MERGE = ("savedmodel", "hf", "gguf", "litert")
 _ADAPTER_ONLY = ("lora", "peft")
 
 
@@ -92,9 +93,13 @@ def check_request(fmt: str, quantize: str | None, merge: bool) -> str | None:
         if quantize not in (None, "int8"):
             raise ExportError(f"Keras quantization '{quantize}' is not supported; choose int8 "
                               "(GGUF types such as q4_0 go with --format gguf).")
+    elif fmt == "litert":
+        from gemma_panel.export.litert import check_litert_request
+
+        quantize = check_litert_request(quantize)
     elif quantize is not None:
-        raise ExportError(f"--quantize applies to 'keras' (int8) and 'gguf' exports, "
-                          f"not '{fmt}'.")
+        raise ExportError(f"--quantize applies to 'keras' (int8), 'gguf' and 'litert' "
+                          f"exports, not '{fmt}'.")
     if not merge and fmt in _NEEDS_MERGE:
         raise ExportError(f"'{fmt}' exports need the LoRA merged into the weights (their "
                           "consumers have no LoRA layers); drop --no-merge, or export the "
@@ -260,6 +265,11 @@ def _write_and_verify(source: ExportSource, fmt, quantize, merge, folder: Path,
         finally:
             shutil.rmtree(base_folder, ignore_errors=True)
         return {"merged": False}
+    if fmt == "litert":
+        from gemma_panel.export.litert import export_litert, sequence_length
+
+        return export_litert(source.merged(), lm, folder, quantize, sequence_length(source),
+                             check, ids, reference, base, source.validation)
     return _gguf(source, quantize, folder, check, ids, reference, base, model_source)
 
 
@@ -318,7 +328,7 @@ def _versions() -> dict:
 
     out = {}
     for name in ("gemma_panel", "keras", "keras-hub", "jax", "tensorflow", "transformers",
-                 "torch", "gguf", "peft"):
+                 "torch", "gguf", "peft", "ai-edge-litert"):
         try:
             out[name] = version(name)
         except PackageNotFoundError:

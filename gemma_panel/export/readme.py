@@ -96,6 +96,21 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 model = AutoModelForCausalLM.from_pretrained("PATH/TO/THIS/FOLDER", gguf_file="{gguf_file}")
 ```
 """,
+    "litert": """\
+## LiteRT (TensorFlow Lite), on a phone or an edge device
+
+```python
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+run = Interpreter(model_path="{litert_file}").get_signature_runner("serving_default")
+ids = np.zeros((1, {length}), "int32"); mask = np.zeros((1, {length}), "int32")
+ids[0, :3] = [2, 818, 5279]; mask[0, :3] = 1     # right-pad a prompt to {length} tokens
+logits = run(token_ids=ids, padding_mask=mask)["output_0"][0, :3]
+```
+The signature is fixed: `token_ids` and `padding_mask`, int32, shape (1, {length}); it returns
+float32 logits (1, {length}, vocabulary). Tokenize with `tokenizer.model` (SentencePiece),
+adding BOS (id 2). On Android and iOS load the same file with the LiteRT runtime.
+""",
 }
 
 
@@ -115,6 +130,8 @@ def readme_text(manifest: dict) -> str:
          "export passed when it was loaded back."),
         "",
         _LOADING[fmt].format(base_model=source.get("model_source"),
-                             gguf_file=manifest.get("gguf_file", "model.gguf")),
+                             gguf_file=manifest.get("gguf_file", "model.gguf"),
+                             litert_file=manifest.get("litert_file", "model.tflite"),
+                             length=manifest.get("sequence_length")),
     ]
     return "\n".join(lines)

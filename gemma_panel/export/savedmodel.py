@@ -22,20 +22,28 @@ SAVEDMODEL_RELATIVE = 1e-5
 SAVEDMODEL_DIR = "saved_model"
 
 
-def write_savedmodel(model, folder: Path) -> Path:
+def input_names(model) -> list[str]:
+    """The backbone's int32 inputs: token ids and padding mask, and Gemma 4's position ids."""
+    extra = ["position_ids"] if "position_ids" in getattr(model.backbone, "input", {}) else []
+    return ["token_ids", "padding_mask"] + extra
+
+
+def write_savedmodel(model, folder: Path, length: int | None = None) -> Path:
+    """The SavedModel in ``folder/saved_model``: any batch and length, or (1, ``length``)
+    (the fixed signature the LiteRT converter takes, export/litert.py)."""
     import keras
 
     plain = type(model)(backbone=model.backbone, preprocessor=None)
-    signature = [{
-        "token_ids": keras.InputSpec(shape=(None, None), dtype="int32", name="token_ids"),
-        "padding_mask": keras.InputSpec(shape=(None, None), dtype="int32", name="padding_mask"),
-    }]
+    shape = (None, None) if length is None else (1, length)
+    names = input_names(model)
+    signature = [{n: keras.InputSpec(shape=shape, dtype="int32", name=n) for n in names}]
     path = Path(folder) / SAVEDMODEL_DIR
-    # One symbolic length for both inputs: Keras would name them apart ("a", "b"), and the
+    # One symbolic length for every input: Keras would name them apart ("a", "b"), and the
     # attention mask cannot broadcast two unrelated lengths.
-    shapes = [{"token_ids": "(batch, length)", "padding_mask": "(batch, length)"}]
+    shapes = [{n: "(batch, length)" for n in names}]
+    options = {} if length else {"jax2tf_kwargs": {"polymorphic_shapes": shapes}}
     plain.export(str(path), format="tf_saved_model", input_signature=signature, verbose=False,
-                 jax2tf_kwargs={"polymorphic_shapes": shapes})
+                 **options)
     proto = getattr(model.preprocessor.tokenizer, "proto", None)
     if proto:
         (Path(folder) / "tokenizer.model").write_bytes(proto)

@@ -53,6 +53,9 @@ def quantize_choices(fmt: str) -> list[str]:
         from gemma_panel.export.gguf import GGUF_TYPES, LLAMA_QUANTIZE_TYPES
         return [t for t in GGUF_TYPES
                 if t not in LLAMA_QUANTIZE_TYPES or shutil.which("llama-quantize")]
+    if fmt == "litert":
+        from gemma_panel.export.litert import LITERT_TYPES
+        return list(LITERT_TYPES)
     return list(KERAS_TYPES) if fmt == "keras" else ["none"]
 
 
