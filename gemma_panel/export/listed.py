@@ -27,6 +27,10 @@ def quantize_for(fmt: str, quantize: str | None) -> str | None:
         return quantize if quantize.lower() in _KERAS_TYPES else None
     if fmt == "gguf":
         return None if quantize.lower() in _KERAS_TYPES else quantize
+    if fmt == "litert":
+        from gemma_panel.export.litert import LITERT_TYPES
+
+        return quantize if quantize.lower() in LITERT_TYPES else None
     return None
 
 

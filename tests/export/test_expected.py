@@ -39,7 +39,8 @@ def test_the_tiny_count_is_the_gguf_s_and_lora_follows_the_recipe(tiny_gguf, tin
 
 @pytest.mark.parametrize("fmt,quantize,measured_mb", [
     ("gguf", "f32", 1079), ("gguf", "q8_0", 292), ("gguf", "q4_0", 241),
-    ("savedmodel", None, 1079), ("keras", "int8", 276)])
+    ("savedmodel", None, 1079), ("keras", "int8", 276),
+    ("litert", "f32", 1074), ("litert", "int8", 945)])
 def test_gemma3_270m_expectations_match_docs_measurements(fmt, quantize, measured_mb, tmp_path):
     recipe = load_recipe(None, ["model.source=gemma3-270m"])
     expected = expect_export(recipe, fmt, quantize, runs_root=tmp_path)  # no earlier export

@@ -36,6 +36,7 @@ def test_one_quantize_goes_to_the_formats_that_take_it():
     got = {f: quantize_for(f, recipe.export.quantize) for f in recipe.export.formats}
     assert got == {"hf": None, "gguf": "q8_0", "keras": None}
     assert quantize_for("keras", "int8") == "int8" and quantize_for("gguf", "int8") is None
+    assert quantize_for("litert", "int8") == "int8" and quantize_for("litert", "q8_0") is None
 
 
 def test_the_summary_names_each_failure_and_the_command_to_retry():
