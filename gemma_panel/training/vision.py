@@ -30,11 +30,18 @@ import optax
 from gemma_panel.config import Recipe
 from gemma_panel.data.check import ReadOptions
 from gemma_panel.data.columns import detect_columns
-from gemma_panel.data.images import (IMAGE_TOKEN, LLAVA_PLACEHOLDER, PACKING_REFUSED,
-                                     ImageRefused, image_column, resolve_image, row_image_refs)
+from gemma_panel.data.images import (
+    IMAGE_TOKEN,
+    LLAVA_PLACEHOLDER,
+    PACKING_REFUSED,
+    ImageRefused,
+    image_column,
+    resolve_image,
+    row_image_refs,
+)
 from gemma_panel.data.readers import open_records
 from gemma_panel.data.report import DatasetError, ValidationReport
-from gemma_panel.data.templates import MODEL_TURN, USER_TURN, GemmaChatTemplate, render_text
+from gemma_panel.data.templates import USER_TURN, GemmaChatTemplate, render_text
 from gemma_panel.data.validate import RowValidator
 from gemma_panel.errors import UserError
 from gemma_panel.training.remat import remat_blocks

@@ -6,8 +6,14 @@ import pytest
 from PIL import Image
 
 from gemma_panel.data.check import check_dataset
-from gemma_panel.data.images import (IMAGE_TOKEN, ImageRefused, image_column, inspect_image,
-                                     resolve_image, row_image_refs)
+from gemma_panel.data.images import (
+    IMAGE_TOKEN,
+    ImageRefused,
+    image_column,
+    inspect_image,
+    resolve_image,
+    row_image_refs,
+)
 from gemma_panel.data.messages import Turn, normalize_messages
 
 
@@ -125,8 +131,8 @@ def test_web_urls_are_refused_in_one_sentence(tmp_path):
 
 
 @pytest.mark.parametrize("pack, said", [
-    ("true", "image datasets are not packed (each image's vision tokens must stay in one "
-             "example's row): set data.pack=false"),
+    ("true", ("image datasets are not packed (each image's vision tokens must stay in one "
+              "example's row): set data.pack=false")),
     ("false", "the recipe runner trains text only so far"),
 ])
 def test_a_run_of_image_data_is_refused_before_it_drops_the_images(tmp_path, pack, said):

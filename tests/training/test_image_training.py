@@ -14,8 +14,14 @@ from gemma_panel.config import load_recipe
 from gemma_panel.data.images import IMAGE_TOKEN
 from gemma_panel.errors import UserError
 from gemma_panel.models.lora import enable_lora
-from gemma_panel.training.vision import (VisionTrainFunctions, image_batch, read_image_examples,
-                                         refuse_packing, refuse_text_only, train_on_images)
+from gemma_panel.training.vision import (
+    VisionTrainFunctions,
+    image_batch,
+    read_image_examples,
+    refuse_packing,
+    refuse_text_only,
+    train_on_images,
+)
 
 COLOURS = {"red": (220, 20, 20), "green": (20, 200, 20), "blue": (20, 20, 220),
            "white": (250, 250, 250)}
@@ -113,7 +119,7 @@ def test_targets_off_the_mask_change_nothing(tiny_vlm, colour_rows):
         0, 300, targets.shape)).astype("int32")
     loss, count, _ = functions.eval_step(trainable, frozen, (x, targets, mask))
     loss2, count2, _ = functions.eval_step(trainable, frozen, (x, scrambled, mask))
-    assert float(count) == mask.sum() and float(loss) == float(loss2)
+    assert float(count) == float(count2) == mask.sum() and float(loss) == float(loss2)
 
 
 def test_a_lora_run_on_images_lowers_the_loss(tiny_vlm, colour_rows):
