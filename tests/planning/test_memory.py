@@ -105,7 +105,8 @@ def test_when_nothing_in_the_recipe_fits_every_setting_is_tried_cheapest_first()
                              share_cut=lambda n: 0.25)
     settings = [r.removeprefix("then ").split(" ")[0] for r in estimate.remedies[:-1]]
     assert settings == ["train.batch_size=4", "train.batch_size=1", "memory.remat=true",
-                        "model.dtype=mixed_bfloat16", "memory.base_weights=int8",
+                        "model.dtype=mixed_bfloat16", "memory.base_weights=bfloat16",
+                        "memory.base_weights=int8",
                         "model.dtype=bfloat16", "data.sequence_length=256"]
     assert "cutting 25% of examples" in estimate.remedies[-2]
     assert all(r.endswith("does not fit") for r in estimate.remedies[:-1])
@@ -126,12 +127,14 @@ def test_int8_base_weights_are_a_quarter_of_float32_plus_the_scales():
     assert estimate_memory(ONE_B, full, "gpu").parts["weights"] == f32["weights"]
 
 
-def test_bfloat16_base_weights_add_a_copy_while_the_model_keeps_its_own():
+def test_bfloat16_base_weights_are_2_bytes_with_the_heads_embedding_in_float32():
     bf16 = estimate_memory(ONE_B, dataclasses.replace(RUN, base_weights="bfloat16")).parts
     assert bf16["weights"] == ONE_B.params * 2
-    assert bf16["model's own weights"] == ONE_B.params * 4
+    embedding = ONE_B.shape.vocab * ONE_B.shape.hidden * 4  # the head's float32 reading
+    assert bf16["float32 embedding for the head"] == embedding
+    assert sum(bf16.values()) < sum(estimate_memory(ONE_B, RUN).parts.values())  # it saves
     pure = dataclasses.replace(RUN, dtype="bfloat16", base_weights="bfloat16")
-    assert "model's own weights" not in estimate_memory(ONE_B, pure).parts  # no copy
+    assert "float32 embedding for the head" not in estimate_memory(ONE_B, pure).parts
 
 
 def test_remat_keeps_every_block_input_and_one_block():
@@ -156,16 +159,17 @@ def test_on_cpu_remat_saves_nothing_and_is_no_remedy():
     assert estimate.remedies[0].startswith("then model.dtype=mixed_bfloat16")
 
 
-def test_the_remedy_that_makes_it_fit_is_int8_base_weights():
+@pytest.mark.parametrize("gigabytes, last", [(16, "bfloat16"), (10, "int8")])
+def test_the_remedy_that_makes_it_fit_is_the_cheapest_base_weights_mode(gigabytes, last):
     four_b = ModelSize.of_spec(MODELS["gemma3-4b"])
     run = dataclasses.replace(RUN, sequence_length=512, batch_size=1)
-    estimate = with_remedies(four_b, run, estimate_memory(four_b, run, "gpu", 16 * 10**9),
-                             "gpu")
-    assert estimate.remedies[-1].startswith("then memory.base_weights=int8")
+    capacity = gigabytes * 10**9
+    estimate = with_remedies(four_b, run, estimate_memory(four_b, run, "gpu", capacity), "gpu")
+    assert estimate.remedies[-1].startswith(f"then memory.base_weights={last}")
     assert estimate.remedies[-1].endswith(", fits")
     assert all(r.endswith("does not fit") for r in estimate.remedies[:-1])
-    done = dataclasses.replace(run, remat=True, dtype="mixed_bfloat16", base_weights="int8")
-    assert estimate_memory(four_b, done, "gpu", 16 * 10**9).badge == "fits"
+    done = dataclasses.replace(run, remat=True, dtype="mixed_bfloat16", base_weights=last)
+    assert estimate_memory(four_b, done, "gpu", capacity).badge == "fits"
 
 
 def test_the_fit_badge_follows_the_recipes_memory_section():
