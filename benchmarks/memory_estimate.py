@@ -21,12 +21,14 @@ fitted to the first five rows, the last four are held out (``HELD_OUT``; load 10
     gemma3-270m, seq 512, batch 2                  7141 MiB  6326 MiB  +13%   4024 MiB
     gemma3-270m, seq 256, batch 4                  6915 MiB  6296 MiB  +10%   4115 MiB
     gemma3-270m, seq 256, batch 2, rank 16, q/k/v/o 5370 MiB 4980 MiB   +8%   4140 MiB
-    gemma3-270m, seq 256, batch 2, base bfloat16   5881 MiB  5921 MiB   -1%   3932 MiB
+    gemma3-270m, seq 256, batch 2, base bfloat16   5479 MiB  5334 MiB   +3%   4091 MiB
     gemma3-270m, seq 256, batch 4, remat           6915 MiB  6261 MiB  +10%   3914 MiB
 
 The remat row was estimated at 4755 MiB (-24%) before planning/memory.py learnt that on
-CPU ``jax.checkpoint`` saves nothing (same peak as without it). The bfloat16 row counts
-the step's 2-byte copy beside the model's own float32 weights (it adds memory on CPU).
+CPU ``jax.checkpoint`` saves nothing (same peak as without it). The bfloat16 row was
+measured again after training/step.store_frozen_in stopped keeping a float32 copy (before:
+5921 MiB); it still peaks above float32's 4774 MiB at seq 256, batch 2, because the head
+reads the tied embedding as float32 (docs/concepts/plan.md).
 The int8 row of ``HELD_OUT`` was not measured this round (time).
 """
 

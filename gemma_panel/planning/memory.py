@@ -248,16 +248,21 @@ def with_remedies(model: ModelSize, run: TrainingShape, estimate: MemoryEstimate
     """The estimate with the changes that make it fit, cheapest in quality first.
 
     The changes add up: each remedy's figure includes the ones listed before it, and the
-    list stops at the first that fits. ``share_cut(length)`` (from the data) says what
-    share of examples a shorter sequence length would cut.
+    list stops at the first that fits. One that would not lower the figure is left out
+    (bfloat16 base weights of a model whose embedding is most of it: the head reads the
+    embedding as float32). ``share_cut(length)`` (from the data) says what share of
+    examples a shorter sequence length would cut.
     """
     if estimate.badge in ("fits", "unknown"):
         return estimate
-    strategy = estimate.strategy
+    strategy, total = estimate.strategy, estimate.total
     for words, change in _remedy_steps(run, estimate.devices, share_cut, backend):
-        run, strategy = change(run, strategy)
-        after = estimate_memory(model, run, backend, estimate.capacity, strategy,
+        changed, changed_strategy = change(run, strategy)
+        after = estimate_memory(model, changed, backend, estimate.capacity, changed_strategy,
                                 estimate.devices)
+        if after.total >= total:
+            continue
+        run, strategy, total = changed, changed_strategy, after.total
         estimate.remedies.append(f"{words}: {after.total / GIB:.1f} GiB, {after.badge}")
         if after.badge != "does not fit":
             return estimate

@@ -81,6 +81,18 @@ def test_remedies_add_up_cheapest_first_until_the_run_fits():
     assert with_remedies(SMALL, RUN, small, "gpu").remedies == []  # it fits already
 
 
+def test_a_remedy_that_saves_nothing_is_not_offered():
+    """The 270M's embedding is most of it: bfloat16 base weights would add the head's
+    float32 reading of it (4774 vs 5334 MiB measured, docs/concepts/plan.md)."""
+    small = ModelSize.of_spec(MODELS["gemma3-270m"])
+    run = dataclasses.replace(RUN, base_weights="float32")
+    bf16 = dataclasses.replace(run, base_weights="bfloat16")
+    assert estimate_memory(small, bf16).total > estimate_memory(small, run).total
+    estimate = with_remedies(small, run, estimate_memory(small, run, "cpu", 10**8), "cpu")
+    assert estimate.remedies and not any("base_weights=bfloat16" in r
+                                         for r in estimate.remedies)
+
+
 def test_the_lora_size_from_the_shape_is_the_size_keras_builds(tmp_path):
     from gemma_panel.models import load_model
     from tests.models.tiny_gguf import write_tiny_gemma_gguf
