@@ -297,7 +297,7 @@ def _precision(ctx: _Context):
 
 
 MEMORY_MODES = (  # (base_weights, remat), cheapest in quality first
-    ("float32", False), ("float32", True), ("int8", True))
+    ("float32", False), ("float32", True), ("bfloat16", True), ("int8", True))
 
 
 def _leanest_badge(ctx: _Context) -> str:
@@ -313,7 +313,7 @@ def _leanest_badge(ctx: _Context) -> str:
 
 
 def _memory_mode(ctx: _Context):
-    """The first memory mode (no change, remat, then int8 base weights) in which the
+    """The first memory mode (no change, remat, bfloat16 then int8 base weights) in which the
     smallest batch fits each device under the leanest strategy the devices allow."""
     if ctx.model is None:
         return []
@@ -329,10 +329,10 @@ def _memory_mode(ctx: _Context):
         f" of {hw.name}'s {hw.memory_per_device / memory.GIB:.0f} GiB"
         if hw.memory_per_device else "")
     mode = " and ".join(f"memory.{k}" for k, on in (("remat=true", remat),
-                                                     ("base_weights=int8", base == "int8"))
+                                                     (f"base_weights={base}", base != "float32"))
                         if on)
     if (base, remat) == MEMORY_MODES[0]:
-        why = f"the run fits without int8 base weights or recomputation ({where})"
+        why = f"the run fits without smaller base weights or recomputation ({where})"
     elif estimate.badge == "does not fit":
         why = f"even with {mode} it needs {where}: see the memory table's remedies"
     else:
@@ -344,6 +344,8 @@ def _memory_mode(ctx: _Context):
     yield _setting("memory.base_weights", base,
                    (f"int8 frozen base weights (a quarter of the memory, loss moves ~1%, "
                     f"the QLoRA recipe): {why}." if base == "int8" else
+                    f"bfloat16 frozen base weights (half the memory, loss moves ~0.01%): "
+                    f"{why}." if base == "bfloat16" else
                     f"frozen weights unquantized, as model.dtype stores them: {why}."),
                    sources.QLORA if base == "int8" else sources.DEVICES)
 

@@ -118,10 +118,10 @@ def test_a_run_that_fits_keeps_the_exact_fast_memory_mode(recipe):
     rec = by_field(recommend(recipe, long(300), None))  # the 270M on this machine's CPU
     assert rec["memory.remat"].value is False
     assert rec["memory.base_weights"].value == "float32"
-    assert "fits without int8 base weights or recomputation" in rec["memory.remat"].reason
+    assert "fits without smaller base weights or recomputation" in rec["memory.remat"].reason
 
 
-def test_a_model_too_big_in_float32_gets_remat_then_int8_base_weights():
+def test_a_model_too_big_in_float32_gets_remat_then_bfloat16_then_int8_base_weights():
     from gemma_panel.planning.report import apply_recommendations
 
     recipe = load_recipe(None, ["model.source=gemma3-12b"])
@@ -130,10 +130,14 @@ def test_a_model_too_big_in_float32_gets_remat_then_int8_base_weights():
     assert remat["memory.base_weights"].value == "float32"
     assert remat["model.dtype"].value == "mixed_bfloat16"  # remat before bfloat16 weights
     assert "does not fit without memory.remat=true;" in remat["memory.remat"].reason
-    recs = recommend(recipe, long(300), "a100-40gb")
+    half = by_field(recommend(recipe, long(300), "a100-40gb"))  # 2 bytes a weight are enough
+    assert half["memory.base_weights"].value == "bfloat16" and half["memory.remat"].value
+    assert "a100-40gb's 37 GiB" in half["memory.base_weights"].reason
+    assert "half the memory" in half["memory.base_weights"].reason
+    recs = recommend(recipe, long(300), "l4")
     rec = by_field(recs)
     assert rec["memory.base_weights"].value == "int8" and rec["memory.remat"].value is True
-    assert "a100-40gb's 37 GiB" in rec["memory.base_weights"].reason
+    assert "l4's" in rec["memory.base_weights"].reason
     assert rec["memory.base_weights"].source.startswith("QLoRA")
     applied = apply_recommendations(recipe, recs)
     assert (applied.memory.base_weights, applied.memory.remat) == ("int8", True)
