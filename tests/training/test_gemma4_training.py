@@ -20,6 +20,7 @@ from gemma_panel.training.batches import build_sequences, max_loss_tokens
 from gemma_panel.training.step import TrainFunctions
 from gemma_panel.training.trainer import load_tuned_model
 from tests.models.tiny_hf_gemma4 import write_tiny_gemma4
+from tests.training.resume import stopped_and_resumed
 from tests.training.test_batches import examples
 
 
@@ -145,21 +146,9 @@ def test_lora_adapts_attention_and_dense_feed_forward_never_the_experts(gemma4):
 
 def test_a_stopped_and_resumed_gemma4_run_ends_with_the_straight_runs_weights(
         gemma4, tiny_recipe, tmp_path):
-    from gemma_panel.training import train
-
     recipe = tiny_recipe(f"model.source={gemma4[0].model.source}", "lora.dropout=0.1",
                          "lora.target_layers=[query,value,ffw_linear]", "eval.every_steps=6")
-    straight = train(recipe, tmp_path / "straight")
-    calls = {"n": 0}
-
-    def stop_after_three():
-        calls["n"] += 1
-        return calls["n"] >= 3
-
-    first = train(recipe, tmp_path / "stopped", should_stop=stop_after_three)
-    assert first.status == "cancelled" and first.step == 3
-    resumed = train(recipe, tmp_path / "stopped", resume=True)
-    assert resumed.status == "succeeded" and resumed.step == 6
+    straight, resumed = stopped_and_resumed(recipe, tmp_path)
     for a, b in zip(trained(straight), trained(resumed), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     assert all(np.abs(a).max() > 0 for a in trained(resumed))  # A and every B moved off 0

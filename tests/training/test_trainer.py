@@ -10,6 +10,7 @@ import pytest
 
 from gemma_panel.training import TrainingError, train
 from gemma_panel.training.checkpoint import latest_checkpoint, list_checkpoints
+from tests.training.resume import stopped_and_resumed
 
 
 class Recorder:
@@ -57,18 +58,7 @@ def test_a_run_learns_evaluates_and_checkpoints(tiny_recipe, tmp_path):
 
 def test_cancel_then_resume_ends_exactly_like_an_uninterrupted_run(tiny_recipe, tmp_path):
     recipe = tiny_recipe("lora.dropout=0.1")  # dropout makes the RNG part of the state
-    straight = train(recipe, tmp_path / "straight")
-    calls = {"n": 0}
-
-    def stop_after_three():
-        calls["n"] += 1
-        return calls["n"] >= 3
-
-    first = train(recipe, tmp_path / "stopped", should_stop=stop_after_three)
-    assert first.status == "cancelled" and first.step == 3
-    assert latest_checkpoint(tmp_path / "stopped").name == "step-000003"
-    resumed = train(recipe, tmp_path / "stopped", resume=True)
-    assert resumed.status == "succeeded" and resumed.step == 6
+    straight, resumed = stopped_and_resumed(recipe, tmp_path)
     for a, b in zip(trained_weights(straight), trained_weights(resumed)):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     assert any(np.abs(a).max() > 0 for a in trained_weights(resumed))
