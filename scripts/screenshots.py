@@ -8,15 +8,22 @@ evaluation halfway and at the end) on 127.0.0.1, in a fresh GEMMA_PANEL_HOME unl
 ``--home`` is given, and drives it in headless Debian chromium (Playwright):
 
 1. Data: uploads ``examples/instruction/unit_conversions.jsonl``, waits for its report and
-   token statistics: ``data.png``; Configure: ``configure.png``.
-2. Train: presses "Start a run with this recipe" and waits for the run to succeed and its
-   samples to be shown: ``train.png``; the same in the dark theme: ``train-dark.png``.
+   token statistics: ``data.png``; Configure (its "Start here" card, then Advanced):
+   ``configure.png``.
+2. Train: presses "Start a run with this recipe", waits for the run to succeed and its
+   samples to be shown, then names and tags it in the run list: ``train.png``; the same in
+   the dark theme: ``train-dark.png``.
 3. A second run at half the learning rate (queued through the store, same recipe); the
    Compare tab with both runs, a row each in the metrics table: ``compare.png``.
+4. Export: the first run, its expected size and time, a ``--export`` export (``lora``) and
+   its verification table: ``export.png``. Chat: one short greedy question
+   (``--max-tokens``, 24) to the first run's tuned model and its base, both answered:
+   ``chat.png``. Vertex AI: the form, nothing planned or submitted: ``vertex.png``.
 
 Nothing is written to ``--out`` unless every step succeeded (the images go to a temporary
-folder first). About 15 minutes on 2 CPU cores with the default 44 steps. ``--tiny`` runs
-the same on a 2-layer random Gemma (seconds; a check of this script, never for docs/).
+folder first). About 15 minutes on 2 CPU cores with the default 44 steps, before the export
+and the chat. ``--tiny`` runs the same on a 2-layer random Gemma (about 2 minutes; a check of
+this script, never for docs/).
 """
 
 from __future__ import annotations
@@ -33,6 +40,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DOCS = REPO / "docs" / "screenshots"
 DATA = REPO / "examples" / "instruction" / "unit_conversions.jsonl"
+RUN_NAME = "unit conversions"
+RUN_TAGS = ("quickstart", "docs")
+SCROLL_TOP_JS = "() => document.querySelectorAll('*').forEach(e => { e.scrollTop = 0; })"
+QUESTION = "How many grams are in a kilogram?"
 
 
 def recipe_file(home: Path, steps: int, tiny: bool) -> Path:
@@ -41,7 +52,8 @@ def recipe_file(home: Path, steps: int, tiny: bool) -> Path:
 
     every = max(1, steps // 2)
     overrides = [f"train.max_steps={steps}", f"eval.every_steps={every}",
-                 f"train.checkpoint_every={every}", "train.log_every=1"]
+                 f"train.checkpoint_every={every}", "train.log_every=1",
+                 f"train.warmup_steps={min(4, steps // 3)}"]  # the recipe's 4, below --steps
     if tiny:
         from tests.models.tiny_gguf import write_tiny_gemma_gguf
 
@@ -64,6 +76,7 @@ def data_and_configure(page, shots: Path) -> None:
              what="token statistics")
     shot(page, shots, "data")
     click_tab(page, "Configure")
+    page.get_by_text("Start here: the fields most runs change").first.wait_for()
     page.get_by_text("The same run from a terminal").wait_for()
     shot(page, shots, "configure")
 
@@ -85,8 +98,25 @@ def train(page, store, shots: Path, timeout: float):
     if not samples:
         raise SystemExit(f"run {run.id} recorded no samples; nothing written")
     page.get_by_text(samples[-1].prompt.strip().splitlines()[0][:20]).first.wait_for()
-    shot(page, shots, "train")
-    return done
+    name_and_tags(page, store, run.id)
+    shot(page, shots, "train", height=2800)  # the charts and samples, then the run list
+    return store.get(run.id)
+
+
+def name_and_tags(page, store, run_id: str) -> None:
+    """Name and tag the run in the Train tab's run list (its edit row), as a user would."""
+    from tests.runs.conftest import wait_for
+
+    page.locator(".gp-run-name input").fill(RUN_NAME)
+    page.locator(".gp-run-name input").press("Enter")
+    page.locator(".gp-run-tags input").fill(", ".join(RUN_TAGS))
+    page.locator(".gp-run-tags input").press("Enter")
+    page.get_by_role("button", name="Save name, notes and tags").click()
+    wait_for(lambda: store.get(run_id).name == RUN_NAME
+             and set(RUN_TAGS) <= set(store.get(run_id).tags), timeout=30,
+             what="the name and tags to reach the store")
+    page.get_by_text(RUN_NAME).first.wait_for()
+    page.evaluate(SCROLL_TOP_JS)  # the click scrolled the tab to its run list
 
 
 def compare(browser, url: str, store, first, shots: Path, timeout: float) -> None:
@@ -116,12 +146,86 @@ def compare(browser, url: str, store, first, shots: Path, timeout: float) -> Non
     page.close()
 
 
+def pick_run(page, run_id: str) -> None:
+    """Choose ``run_id`` in the open tab's run picker (the visible select offering it)."""
+    picker = page.locator("select").filter(visible=True).filter(
+        has=page.locator(f"option[value='{run_id}']")).first
+    picker.select_option(run_id)
+
+
+def pick(page, label: str, value: str) -> None:
+    group = page.locator(".bk-input-group", has_text=label).filter(visible=True).first
+    group.locator("select").first.select_option(value)
+
+
+def export(page, run, shots: Path, fmt: str, timeout: float) -> None:
+    """The Export tab on the finished run: its expected size and time, then a ``fmt``
+    export and its verification table."""
+    from tests.runs.conftest import wait_for
+    from tests.ui.browser import click_tab, shot, text_of
+
+    click_tab(page, "Export")
+    pick_run(page, run.id)
+    pick(page, "Format", fmt)
+    wait_for(lambda: "Expected" in text_of(page, "gp-export-expected")
+             and fmt in text_of(page, "gp-export-expected").lower(), timeout=60,
+             what="the expected size and time")
+    page.get_by_role("button", name="Export", exact=True).click()
+    status = lambda: text_of(page, "gp-export-status")
+    wait_for(lambda: any(w in status() for w in ("Exported and verified", "did not", "failed",
+                                                  "Stopped")), timeout=timeout, every=0.5,
+             what="the export to end")
+    if "Exported and verified" not in status():
+        raise SystemExit(f"the {fmt} export: {status()} {text_of(page, 'gp-export-log')[-2000:]}"
+                         "; nothing written")
+    wait_for(lambda: "passed" in text_of(page, "gp-export-checks"), timeout=60,
+             what="the verification table")
+    shot(page, shots, "export")
+
+
+def chat(page, run, shots: Path, max_tokens: int, timeout: float) -> None:
+    """The Chat tab: one short greedy question to the tuned run and its base."""
+    from tests.runs.conftest import wait_for
+    from tests.ui.browser import click_tab, shot, text_of
+
+    click_tab(page, "Chat")
+    page.locator(".gp-chat-status").first.wait_for(state="attached")
+    pick_run(page, run.id)
+    box = page.locator(".bk-input-group", has_text="Max new tokens").locator("input").first
+    box.fill(str(max_tokens))
+    box.press("Enter")
+    message = page.locator(".bk-input-group", has_text="Message").locator("textarea").first
+    message.fill(QUESTION)
+    message.press("Tab")
+    page.get_by_role("button", name="Send", exact=True).click()
+    status = lambda: text_of(page, "gp-chat-status")
+    wait_for(lambda: "Answered" in status() or "failed" in status().lower(), timeout=timeout,
+             every=0.5, what="both answers")
+    answers = [text_of(page, f"gp-chat-{side}").rsplit("You:", 1)[-1].split("\n", 1)[-1]
+               for side in ("base", "tuned")]
+    if "Answered" not in status() or not all(a.strip() for a in answers):
+        raise SystemExit(f"the chat: {status()} {answers}; nothing written")
+    shot(page, shots, "chat")
+
+
+def vertex(page, shots: Path) -> None:
+    """The Vertex AI tab's form (nothing is planned or submitted)."""
+    from tests.ui.browser import click_tab, shot
+
+    click_tab(page, "Vertex AI")
+    page.locator(".gp-vertex-show").first.wait_for()
+    shot(page, shots, "vertex")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DOCS)
     parser.add_argument("--steps", type=int, default=44, help="steps of each run")
     parser.add_argument("--home", type=Path, help="GEMMA_PANEL_HOME (default: a new one)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per run")
+    parser.add_argument("--export", default="lora", help="the format the Export tab makes")
+    parser.add_argument("--max-tokens", type=int, default=24,
+                        help="new tokens of each chat answer (the 270M decodes ~2-3/s here)")
     parser.add_argument("--tiny", action="store_true",
                         help="a random 2-layer Gemma instead of the 270M: checks the script")
     args = parser.parse_args()
@@ -154,6 +258,10 @@ def main() -> int:
             shot(dark, shots, "train-dark")
             dark.close()
             compare(browser, server.url, store, first, shots, args.timeout)
+            page = open_page(browser, server.url, timeout_ms=120_000)
+            export(page, first, shots, args.export, args.timeout)
+            chat(page, first, shots, args.max_tokens, args.timeout)
+            vertex(page, shots)
             browser.close()
     finally:
         server.stop()
