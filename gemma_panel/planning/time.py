@@ -182,7 +182,7 @@ def calibrate(recipe, steps: int = 3, tokens: int = 16) -> Calibration:
     samples, task_rows = sample_items(prepared, recipe)
     generator = StreamingGenerator(lm)
     timed = [_time_batch(generator, [r["prompt"] for r in rows[:GENERATION_BATCH]], tokens)
-             for rows in (samples or [{"prompt": "Hello"}], task_rows)]
+             for rows in (samples or [{"prompt": "Hello"}], task_rows) if rows]
     token_seconds, sample_compile = timed[0]
     task_token_seconds, task_compile = timed[1] if task_rows else (None, 0.0)
     return Calibration(load, max(0.0, times[0] - step_seconds), step_seconds, token_seconds,

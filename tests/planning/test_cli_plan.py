@@ -58,3 +58,10 @@ def test_calibrate_times_real_steps_of_the_recipe(tiny_recipe, capsys):
     assert "per generated token" in plan["time"]["method"]
     assert main(["plan", tiny_recipe, "--calibrate", "--hardware", "l4"]) == 2
     assert "--calibrate times training steps on this machine" in capsys.readouterr().err
+
+
+def test_calibrate_without_task_rows_times_the_samples_alone(tiny_recipe, capsys):
+    assert main(["plan", tiny_recipe, "data.sequence_length=64", "eval.task_examples=0",
+                 "--calibrate", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["time"]["method"].startswith("timed here: ")
