@@ -163,9 +163,10 @@ def thumbnail_uri(path: Path, size: int = THUMB_PX) -> str | None:
 
 
 def preview_thumbnails(rows: Sequence[Mapping[str, Any]], path, columns: Sequence[str],
-                       messages_column: str | None) -> list[dict]:
+                       messages_column: str | None, confine=None) -> list[dict]:
     """Thumbnails for the first `THUMB_ROWS` rows that have images: one dict per row,
-    ``{"row", "images": [data URI or None (unreadable)], "more": images not shown}``."""
+    ``{"row", "images": [data URI or None (unreadable)], "more": images not shown}``.
+    ``confine(path)`` (a server's) returns the path it may read or raises ImageRefused."""
     column = image_column(columns)
     if column is None and messages_column is None:
         return []
@@ -178,7 +179,8 @@ def preview_thumbnails(rows: Sequence[Mapping[str, Any]], path, columns: Sequenc
         uris = []
         for ref in refs[:THUMBS_PER_ROW]:
             try:
-                uris.append(thumbnail_uri(resolve_image(ref, base)))
+                image = resolve_image(ref, base)
+                uris.append(thumbnail_uri(confine(image) if confine else image))
             except ImageRefused:
                 uris.append(None)
         out.append({"row": number, "images": uris, "more": len(refs) - len(uris)})

@@ -26,9 +26,10 @@ from gemma_panel.data import (
     open_records,
     tokenize_example,
 )
-from gemma_panel.data.images import preview_thumbnails
+from gemma_panel.data.images import ImageRefused, preview_thumbnails
 from gemma_panel.data.templates import family_mismatch, reads_tools, render_text, resolve_template
 
+from .server_paths import PathRefused, confine_data_path
 from .uploads import DATA_EXTENSIONS
 
 PREVIEW_ROWS = 50
@@ -125,9 +126,18 @@ def check_file(path: str, read: ReadOptions, template_name: str,
             "examples": examples, "thumbnails": _thumbnails(preview, path, columns, report)}
 
 
+def _confined_image(path: Path) -> Path:
+    """An image the page may see: inside a data root, like the data files themselves."""
+    try:
+        return confine_data_path(path)
+    except PathRefused as exc:
+        raise ImageRefused(str(exc)) from exc
+
+
 def _thumbnails(preview: list[dict], path: str, columns: list[str], report) -> list[dict]:
     """The preview rows' images as small thumbnails, beside the row's text."""
-    thumbs = preview_thumbnails(preview, path, columns, report.columns.get("messages"))
+    thumbs = preview_thumbnails(preview, path, columns, report.columns.get("messages"),
+                                confine=_confined_image)
     for thumb in thumbs:
         values = preview[thumb["row"] - 1]
         text = " | ".join(str(_cell(v)) for k, v in values.items()

@@ -68,3 +68,20 @@ def test_a_text_dataset_has_no_thumbnails(tmp_path, monkeypatch):
     data.load(str(path))
     data.jobs.wait()
     assert data.thumbnails == [] and data.report["ok"]
+
+
+def test_a_thumbnail_outside_the_data_roots_is_not_shown(tmp_path, monkeypatch):
+    root, elsewhere = tmp_path / "root", tmp_path / "elsewhere"
+    root.mkdir(), elsewhere.mkdir()
+    Image.new("RGB", (64, 64), (200, 10, 10)).save(elsewhere / "private.png")
+    Image.new("RGB", (64, 64), (10, 10, 200)).save(root / "mine.png")
+    rows = [{"image": str(elsewhere / "private.png"), "prompt": "Q?", "response": "A."},
+            {"image": "../elsewhere/private.png", "prompt": "Q?", "response": "A."},
+            {"image": "mine.png", "prompt": "Q?", "response": "A."}]
+    path = root / "d.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.setenv("GEMMA_PANEL_DATA_ROOTS", str(root))
+    data = DataModel(model_source="")
+    data.load(str(path))
+    data.jobs.wait()
+    assert [t["images"][0] is None for t in data.thumbnails] == [True, True, False]
