@@ -197,8 +197,12 @@ def iter_file(path: Path, chunk: int = CHUNK) -> Iterator[bytes]:
             yield block
 
 
+_END = object()  # the end of a download's parts
+
+
 def download_handler():
     """The Tornado handler class (imported here so the core never needs Tornado)."""
+    from tornado.ioloop import IOLoop
     from tornado.iostream import StreamClosedError
     from tornado.web import HTTPError, RequestHandler
 
@@ -230,13 +234,14 @@ def download_handler():
             self.set_header("Content-Disposition", f"attachment; filename*=UTF-8''{quote(name)}")
             if target.is_file():
                 self.set_header("Content-Length", str(os.path.getsize(target)))
+            loop = IOLoop.current()  # reads (Cloud Storage ones too) off the event loop
             try:
                 parts = (iter_file(target) if target.is_file() else
-                         folder_zip(self.runs_root, target))
+                         await loop.run_in_executor(None, folder_zip, self.runs_root, target))
             except UserError as exc:  # an export on Cloud Storage this identity cannot read
                 raise HTTPError(403, str(exc)) from exc
             try:
-                for part in parts:
+                while (part := await loop.run_in_executor(None, next, parts, _END)) is not _END:
                     if part:
                         self.write(part)
                         await self.flush()  # at most one chunk waits in memory
