@@ -42,16 +42,24 @@ def install_system_packages(session) -> None:
                   f"(or set {ALLOW_MISSING}=1 to run without them, their tests skipped).")
 
 
+# Test processes (pytest-xdist): most tests wait on a subprocess, a browser or one-threaded
+# Python, so two processes finish the suite on two cores far sooner than one. Files stay
+# whole in one process, and the real-270M files run one after the other (tests/conftest.py).
+# `nox -s tests -- -n 0` runs everything in one process.
+PARALLEL = ["-n", str(min(4, os.cpu_count() or 1)), "--dist", "loadgroup"]
+
+
 @nox.session
 def tests(session):
     """Install what the tests need, system packages too, and run them (-- -m "not slow").
 
-    Pytest arguments go after --; -rs lists every skipped test with its reason."""
+    Pytest arguments go after --; -rs lists every skipped test with its reason, and the 25
+    slowest tests are listed at the end."""
     install_system_packages(session)
     # cloud: tests/cloud run the Google libraries against gcp-storage-emulator (in dev).
     # docs: tests/tooling/test_docs.py builds the site as `nox -s docs` does.
     session.install("-e", ".[dev,augment,cloud,docs]")
-    session.run("pytest", "-rs", *session.posargs)
+    session.run("pytest", "-rs", *PARALLEL, "--durations=25", *session.posargs)
 
 
 @nox.session

@@ -43,6 +43,43 @@ def real_model(gemma_panel_home):
 SLOW_TIMEOUT_S = 3600
 
 
+# `nox -s tests` runs 2-4 pytest processes (pytest-xdist, `--dist loadgroup`), scheduled as
+# below: whole test files go to a process, so a module fixture (a tuned run, executed
+# notebooks) is made once; the files that hold the real Gemma 3 270M in the test process
+# (5-13 GB each) are one unit, run one after the other in one process while the other process
+# runs the rest. (xdist 3.8's own xdist_group marks do nothing under pytest 9: xdist writes the
+# group into `item._nodeid`, which pytest 9 no longer reads.)
+REAL_270M = "real-gemma3-270m"
+REAL_270M_FILES = frozenset({
+    "tests/data/test_back_translation.py",
+    "tests/distribution/test_real_fsdp.py",
+    "tests/export/test_exports_270m.py",
+    "tests/models/test_default_model.py",
+    "tests/models/test_generation_270m.py",
+    "tests/models/test_gguf_tokenizer.py",
+    "tests/training/test_quickstart_real.py",
+})
+
+
+def scheduling_unit(nodeid: str) -> str:
+    """The unit a test is scheduled with: its file, or REAL_270M for the real-270M files."""
+    path = nodeid.split("::", 1)[0]
+    return REAL_270M if path in REAL_270M_FILES else path
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook; without xdist it is never called
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class WholeFiles(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return scheduling_unit(nodeid)
+
+    return WholeFiles(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
