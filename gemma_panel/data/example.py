@@ -47,12 +47,19 @@ class Example:
         return f"{base}\n\n{self.input}" if self.input else base
 
     def content_key(self) -> str:
-        """Everything that makes this example what it is, for exact-duplicate checks."""
+        """Everything that makes this example what it is, for exact-duplicate checks: its
+        text and, where the row has an image column, the images it names (the same
+        question about two pictures is two examples)."""
+        from gemma_panel.data.images import image_column
+
         if self.messages:
-            return "\x1f".join("\x1e".join(map(str, _turn_dict(t).values()))
-                               for t in self.messages)
-        return "\x1f".join(v or "" for v in (self.prompt, self.input, self.response,
-                                             self.text, self.label))
+            key = "\x1f".join("\x1e".join(map(str, _turn_dict(t).values()))
+                              for t in self.messages)
+        else:
+            key = "\x1f".join(v or "" for v in (self.prompt, self.input, self.response,
+                                                self.text, self.label))
+        column = image_column(self.fields) if self.fields else None
+        return f"{key}\x1d{self.fields[column]}" if column else key
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {k: getattr(self, k) for k in

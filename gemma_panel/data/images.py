@@ -29,6 +29,9 @@ LLAVA_PLACEHOLDER = "<image>"
 IMAGE_PART_TYPES = frozenset({"image", "image_url", "input_image"})
 IMAGE_COLUMNS = ("image", "images", "image_path", "image_paths", "image_file", "img",
                  "image_url", "picture")
+# What a column value must end with (or be a URL) to be an image reference: a column that
+# is only named like one (``img``: "a sunset") is text the template does not use.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff")
 MIN_SIDE = 16  # px: below this a picture is a few pixels (an icon, a 1x1 tracker)
 MAX_SIDE = 16_384  # px: beyond this, decoding takes gigabytes (and PIL calls it a bomb)
 _CACHE_SIZE = 4096
@@ -39,8 +42,36 @@ THUMBS_PER_ROW = 4
 
 PACKING_REFUSED = ("image datasets are not packed (each image's vision tokens must stay in "
                    "one example's row): set data.pack=false.")
-TEXT_RUNNER_REFUSED = ("the recipe runner trains text only so far; train image rows with "
-                       "gemma_panel.training.vision.train_on_images (docs/data.md, Images).")
+
+
+def text_only_refusal(source: str, presets: tuple[str, ...], reads_images: bool = False) -> str:
+    """The sentence refusing image data for a registry model this tool cannot train on
+    images: one that reads text only, or (`reads_images`) one whose vision tower is not
+    trained here yet (Gemma 4, Gemma 3n)."""
+    named = f" (KerasHub preset {presets[-1]})" if presets and not reads_images else ""
+    why = ("its images are not trained here yet (Gemma 3 only)" if reads_images else
+           "it reads text only")
+    return (f"the model {source}{named} cannot train on this data's images, as {why}: set "
+            "model.source to a Gemma 3 preset with a vision tower, e.g. gemma3_instruct_4b.")
+
+
+def template_places_images(template, example) -> bool:
+    """Whether `template` renders `example`'s prompt with a place for images: Gemma 3's user
+    turn (they go at its start), an ``<image>`` placeholder or an image token. A plain-text
+    template (``completion``) or another family's turns have none."""
+    from gemma_panel.data.templates import USER_TURN, render_text
+
+    try:
+        prompt = render_text(template.segments(example)[:-1])
+    except ValueError:  # a row the template cannot render is reported where it is rendered
+        return True
+    return any(mark in prompt for mark in (USER_TURN, LLAVA_PLACEHOLDER, IMAGE_TOKEN))
+
+
+def trains_images(report) -> bool:
+    """Whether a prepared dataset's run trains on images: it has some, and its template
+    uses them (``images_ignored`` otherwise)."""
+    return report.has("images") and not report.has("images_ignored")
 
 
 class ImageRefused(ValueError):
@@ -94,6 +125,15 @@ def column_refs(value: Any) -> list[Any]:
     if isinstance(value, list):
         return [v.get("path", v.get("url")) if isinstance(v, dict) else v for v in value]
     return [value]
+
+
+def names_image(ref: Any) -> bool:
+    """Whether an image column's value refers to an image: a path with an image file's
+    suffix, or a URL (refused later with its reason); anything else is text."""
+    if not isinstance(ref, str):
+        return False
+    ref = ref.strip().lower()
+    return "://" in ref or ref.startswith("data:") or ref.endswith(IMAGE_SUFFIXES)
 
 
 def resolve_image(ref: Any, base: Path) -> Path:
@@ -191,8 +231,9 @@ def preview_thumbnails(rows: Sequence[Mapping[str, Any]], path, columns: Sequenc
 
 def row_image_refs(values: Mapping[str, Any], column: str | None,
                    messages_column: str | None) -> list[Any]:
-    """Every image reference of one row: its image column's, then its messages' parts."""
-    refs = column_refs(values.get(column)) if column else []
+    """Every image reference of one row: its image column's (the values that name an
+    image, `names_image`), then its messages' parts."""
+    refs = [r for r in column_refs(values.get(column)) if names_image(r)] if column else []
     if messages_column:
         messages = values.get(messages_column)
         if isinstance(messages, str) and messages.lstrip().startswith("["):
@@ -230,6 +271,8 @@ class ImageChecker:
         self.text_columns, self.messages_column = list(text_columns), messages_column
         self.rows_with_images = 0
         self.images = 0
+        self.ignored: list[Any] = []  # the first column value that names no image
+        self.rows_ignored = 0
         self._seen: dict[Path, tuple[str, str, str] | None] = {}
 
     @classmethod
@@ -244,6 +287,10 @@ class ImageChecker:
         return cls(report, base, column, text, mapping.messages)
 
     def check(self, record) -> None:
+        if self.column:
+            text = [r for r in column_refs(record.values.get(self.column)) if not names_image(r)]
+            self.rows_ignored += bool(text)
+            self.ignored += text[:1 - len(self.ignored)]
         refs = row_image_refs(record.values, self.column, self.messages_column)
         where = {"line": record.line, "row": record.row,
                  "column": self.column or self.messages_column}
@@ -276,6 +323,12 @@ class ImageChecker:
         return problem
 
     def finish(self) -> None:
+        if self.rows_ignored:
+            example = str(self.ignored[0])[:30]
+            self.report.warning(
+                "image_column_ignored", f"column '{self.column}' is ignored: it is named like "
+                f"an image column, but {self.rows_ignored} row(s) name no image file there "
+                f"(e.g. {example!r}); give image paths (.png, .jpg, ...) if they are images")
         if self.rows_with_images:
             self.report.warning(
                 "images", f"{self.rows_with_images} row(s) have {self.images} image(s): only "

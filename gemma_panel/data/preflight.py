@@ -22,7 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gemma_panel.data.check import ReadOptions
-from gemma_panel.data.images import PACKING_REFUSED, TEXT_RUNNER_REFUSED
+from gemma_panel.data.images import (
+    PACKING_REFUSED,
+    template_places_images,
+    text_only_refusal,
+)
 from gemma_panel.data.prepare import PreparedDataset, prepare_dataset
 from gemma_panel.data.report import DatasetError, ValidationReport
 from gemma_panel.data.templates import suggested_template
@@ -75,15 +79,34 @@ def prepare_recipe_data(recipe: Recipe, tokenizer: TextTokenizer | None = None,
         validation_fraction=d.validation_fraction, seed=d.seed, template=d.template,
         tokenizer=tokenizer, sequence_length=d.sequence_length, missing=d.missing,
         duplicates=d.duplicates, template_options=template_options(recipe), **options)
-    _refuse_images(recipe, prepared.report)
+    _refuse_images(recipe, prepared)
     return prepared
 
 
-def _refuse_images(recipe: Recipe, report: ValidationReport) -> None:
-    """A run of the text trainer would drop the images silently: refuse it, in words."""
+def _refuse_images(recipe: Recipe, prepared: PreparedDataset) -> None:
+    """Image data that its run cannot train is refused up front, in words: a recipe that
+    packs, or a registry model that reads text only (a folder's model is checked when
+    it loads: training/vision.py). A template that puts no images in its prompts trains
+    the text alone, and the report says so (``images_ignored``)."""
+    report = prepared.report
     if not report.has("images"):
         return
-    message = PACKING_REFUSED if recipe.data.pack else TEXT_RUNNER_REFUSED
+    if prepared.train and not template_places_images(prepared.template, prepared.train[0]):
+        report.warning("images_ignored", f"the template '{prepared.template.name}' puts no "
+                       "images in its prompts, so the images are ignored and the text "
+                       "alone is trained; use data.template=gemma (Gemma 3's chat format) "
+                       "to train on them")
+        return
+    from gemma_panel.models.registry import get_model_spec
+
+    spec = get_model_spec(str(recipe.model.source or ""))
+    if recipe.data.pack:
+        message = PACKING_REFUSED
+    elif spec is not None and (spec.family != "gemma3" or "image" not in spec.modalities):
+        message = text_only_refusal(recipe.model.source, spec.keras_hub_presets,
+                                    reads_images="image" in spec.modalities)
+    else:
+        return
     report.error("image_training", message.rstrip("."))
     raise DatasetError(f"{report.source}: {message}", report=report, code="image_training")
 

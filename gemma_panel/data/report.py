@@ -57,6 +57,8 @@ PROBLEM_TITLES: dict[str, str] = {
     "image_too_large": "images too large",
     "image_url": "image URLs (not downloaded)",
     "image_count": "image placeholders not matching the images",
+    "image_column_ignored": "an image-named column with no image paths",
+    "images_ignored": "images the template does not use",
 }
 
 

@@ -36,6 +36,15 @@ class Sequences:
     def real_tokens(self) -> int:
         return int((self.segment_ids > 0).sum())
 
+    def grouped(self, accumulation: int, batch_size: int) -> Sequences:
+        """These rows as (accumulation, batch_size, length) micro-batches."""
+        shape = (accumulation, batch_size, self.inputs.shape[-1])
+        return Sequences(*(a.reshape(shape) for a in self.arrays()))
+
+    def arrays(self) -> tuple:
+        """What the train and eval steps take: (inputs, targets, loss mask, segment ids)."""
+        return self.inputs, self.targets, self.loss_mask, self.segment_ids
+
 
 def build_sequences(examples, sequence_length: int, pack: bool = True,
                     seed: int = 0) -> Sequences:
@@ -87,6 +96,8 @@ def batch_at(sequences: Sequences, step: int, batch_size: int, accumulation: int
              seed: int) -> Sequences:
     """The micro-batches of optimizer step ``step`` (0-based), shape (acc, batch, length).
 
+    Any rows with ``take`` and ``grouped`` will do (image rows: training/vision.py).
+
     Steps walk through epochs in ``epoch_order``; a batch that crosses an epoch boundary
     takes the rest from the next epoch's order. Pure in its arguments, so a resumed run
     sees exactly the batches the uninterrupted run would have.
@@ -98,10 +109,7 @@ def batch_at(sequences: Sequences, step: int, batch_size: int, accumulation: int
     for k in range(per_step):
         epoch, position = divmod(start + k, n)
         index[k] = epoch_order(n, seed, epoch)[position]
-    chosen = sequences.take(index)
-    shape = (accumulation, batch_size, sequences.inputs.shape[1])
-    return Sequences(*(a.reshape(shape) for a in (chosen.inputs, chosen.targets,
-                                                  chosen.loss_mask, chosen.segment_ids)))
+    return sequences.take(index).grouped(accumulation, batch_size)
 
 
 def max_loss_tokens(sequences: Sequences, batch_size: int, multiple: int = 128) -> int:

@@ -11,7 +11,10 @@ The packed text step (``step.py``) puts several examples in a row and attends by
 KerasHub places vision tokens by their index in the row and gives them bidirectional
 attention there, which segment attention does not compose with. So image data is trained
 unpacked: a padded row per example (``data.pack=false``; a recipe that packs is refused),
-one micro-batch per step, with the same optimizer, LoRA and LM-head loss as ``step.py``.
+with ``step.py``'s train step, optimizer, LoRA and LM-head loss; only the backbone's inputs
+differ. ``train`` (trainer.py) runs image data through `image_sequences` and
+`VisionTrainFunctions`: the worker, metrics, evaluation, checkpoints and resume are the
+text runs' own.
 """
 
 from __future__ import annotations
@@ -23,9 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 
 from gemma_panel.config import Recipe
 from gemma_panel.data.check import ReadOptions
@@ -45,7 +46,7 @@ from gemma_panel.data.templates import USER_TURN, GemmaChatTemplate, render_text
 from gemma_panel.data.validate import RowValidator
 from gemma_panel.errors import UserError
 from gemma_panel.training.remat import remat_blocks
-from gemma_panel.training.step import TrainFunctions, head_loss
+from gemma_panel.training.step import TrainFunctions
 
 
 @dataclass
@@ -71,13 +72,18 @@ def refuse_packing(recipe: Recipe) -> None:
         raise UserError(PACKING_REFUSED)
 
 
-def refuse_text_only(causal_lm) -> None:
+def refuse_text_only(causal_lm, name: str | None = None) -> None:
     """A causal LM without a vision tower (a ``*_text`` preset, Gemma 3 1B/270M) cannot see
-    the images: refuse it, in words."""
+    the images: refuse it, in words (naming the model's source when given)."""
     preprocessor = getattr(causal_lm, "preprocessor", None)
+    model = f"the model {name}" if name else "this model"
+    if type(causal_lm).__name__ != "Gemma3CausalLM":  # Gemma 4 and 3n read other markers
+        raise UserError(f"{model} is a {type(causal_lm).__name__}: image runs train Gemma 3 "
+                        "vision models only so far; load a Gemma 3 preset with a vision "
+                        "tower (e.g. gemma3_instruct_4b), or train this model on text.")
     if getattr(preprocessor, "image_converter", None) is None or \
             getattr(causal_lm.backbone, "vision_encoder", None) is None:
-        raise UserError("this model has no vision tower, so it cannot see the images: load a "
+        raise UserError(f"{model} has no vision tower, so it cannot see the images: load a "
                         "Gemma 3 preset with one (e.g. gemma3_instruct_4b, not "
                         "gemma3_instruct_4b_text).")
 
@@ -111,16 +117,22 @@ def read_image_examples(path: str | os.PathLike, read: ReadOptions | None = None
                       row_image_refs(record.values, column, mapping.messages)]
         except ImageRefused:
             continue
-        segments = template.segments(example)
-        prompt = render_text(segments[:-1]).replace(LLAVA_PLACEHOLDER, IMAGE_TOKEN)
-        missing = len(images) - prompt.count(IMAGE_TOKEN)
-        if missing > 0:
-            prompt = prompt.replace(USER_TURN, USER_TURN + IMAGE_TOKEN * missing, 1)
-        out.append(ImageExample(prompt, render_text(segments[-1:]), images, record.row))
+        out.append(image_example(example, images, template))
     if not out:
         raise DatasetError(f"{report.source}: no usable image rows; run gemma-panel data "
                            "check on it to see why.", code="no_examples")
     return out
+
+
+def image_example(example, images: list[Path], template) -> ImageExample:
+    """One example rendered with `template`, its images' tokens where its text puts them
+    (LLaVA's ``<image>``) or else at the start of the first user turn."""
+    segments = template.segments(example)
+    prompt = render_text(segments[:-1]).replace(LLAVA_PLACEHOLDER, IMAGE_TOKEN)
+    missing = len(images) - prompt.count(IMAGE_TOKEN)
+    if missing > 0:
+        prompt = prompt.replace(USER_TURN, USER_TURN + IMAGE_TOKEN * missing, 1)
+    return ImageExample(prompt, render_text(segments[-1:]), images, example.row)
 
 
 def load_image(path: Path, size: tuple[int, int]) -> np.ndarray:
@@ -132,12 +144,13 @@ def load_image(path: Path, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(rgb, dtype=np.float32)
 
 
-def image_batch(preprocessor, examples: Sequence[ImageExample]) -> tuple[dict, np.ndarray,
-                                                                          np.ndarray]:
+def image_batch(preprocessor, examples: Sequence[ImageExample], pixels: bool = True
+                ) -> tuple[dict, np.ndarray, np.ndarray]:
     """(inputs, targets, loss mask) for a batch, through KerasHub's preprocessor.
 
     The loss mask is the preprocessor's response weight, and never a vision or padding
-    position (it already is not; this keeps it so whatever the preprocessor does).
+    position (it already is not; this keeps it so whatever the preprocessor does). Without
+    `pixels` the images are black: the layout (tokens, vision indices, masks) is the same.
     """
     import tensorflow as tf
 
@@ -147,7 +160,7 @@ def image_batch(preprocessor, examples: Sequence[ImageExample]) -> tuple[dict, n
         raise UserError(f"a row has more than {most} images, the most the preprocessor "
                         "takes per prompt; raise its max_images_per_prompt or split the row.")
     images = np.zeros((len(examples), most, *size, 3), np.float32)
-    for i, example in enumerate(examples):
+    for i, example in enumerate(examples if pixels else ()):
         for j, file in enumerate(example.images):
             images[i, j] = load_image(file, size)
     x, y, weight = preprocessor({"prompts": [e.prompt for e in examples],
@@ -160,53 +173,186 @@ def image_batch(preprocessor, examples: Sequence[ImageExample]) -> tuple[dict, n
     return x, np.asarray(y).astype("int32"), mask
 
 
+def step_batch(x: dict, targets: np.ndarray, loss_mask: np.ndarray) -> tuple:
+    """`image_batch`'s (inputs, targets, loss mask) as the train and eval steps take a
+    batch: (token ids, targets, loss mask, the backbone's other inputs)."""
+    vision = {k: v for k, v in x.items() if k != "token_ids"}
+    return x["token_ids"], targets, loss_mask.astype("int32"), vision
+
+
+@dataclass
+class ImageSequences:
+    """Image-text rows laid out once by the preprocessor, one example a row; the pixels
+    are read per batch. The trainer uses them as it uses `batches.Sequences` (``take``,
+    ``grouped``, ``arrays``; ``segment_ids`` is 1 on real tokens).
+
+    ``files`` is an object array of each row's image paths (shaped like the rows);
+    ``converter`` the preprocessor's image converter, ``most`` its images per prompt.
+    """
+
+    inputs: np.ndarray
+    targets: np.ndarray
+    loss_mask: np.ndarray
+    segment_ids: np.ndarray
+    vision_indices: np.ndarray
+    vision_mask: np.ndarray
+    files: np.ndarray
+    converter: object = None
+    most: int = 1
+
+    _ROWS = ("inputs", "targets", "loss_mask", "segment_ids", "vision_indices",
+             "vision_mask", "files")
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    @property
+    def real_tokens(self) -> int:
+        return int((self.segment_ids > 0).sum())
+
+    def _map(self, change) -> ImageSequences:
+        return ImageSequences(*(change(getattr(self, k)) for k in self._ROWS),
+                              converter=self.converter, most=self.most)
+
+    def take(self, index) -> ImageSequences:
+        return self._map(lambda a: a[index])
+
+    def grouped(self, accumulation: int, batch_size: int) -> ImageSequences:
+        return self._map(lambda a: a.reshape((accumulation, batch_size, *a.shape[1:])))
+
+    def arrays(self) -> tuple:
+        """(token ids, targets, loss mask, the backbone's other inputs), the images read
+        and converted as the preprocessor converts them."""
+        size = tuple(self.converter.image_size)
+        pixels = np.zeros((*self.files.shape, self.most, *size, 3), np.float32)
+        for at in np.ndindex(self.files.shape):
+            for j, file in enumerate(self.files[at]):
+                pixels[(*at, j)] = load_image(file, size)
+        pixels = np.asarray(self.converter(pixels.reshape(-1, *size, 3)), np.float32)
+        x = {"token_ids": self.inputs, "padding_mask": self.segment_ids,
+             "vision_mask": self.vision_mask, "vision_indices": self.vision_indices,
+             "images": pixels.reshape((*self.files.shape, self.most, *size, 3))}
+        return step_batch(x, self.targets, self.loss_mask)
+
+
+def lay_out(preprocessor, examples: Sequence[ImageExample], chunk: int = 16
+            ) -> tuple[ImageSequences, int]:
+    """(the examples as rows, how many were dropped): a row whose answer or image tokens
+    the sequence length cuts off has nothing to learn or a broken image."""
+    parts, dropped = [], 0
+    per_image = preprocessor.num_vision_tokens_per_image
+    for start in range(0, len(examples), chunk):
+        part = list(examples[start:start + chunk])
+        x, y, mask = image_batch(preprocessor, part, pixels=False)
+        keep = mask.any(axis=1) & (x["vision_mask"].sum(axis=1)
+                                   == [len(e.images) * per_image for e in part])
+        dropped += int((~keep).sum())
+        files = np.empty(len(part), object)
+        files[:] = [e.images for e in part]
+        parts.append([a[keep] for a in (x["token_ids"], y, mask, x["padding_mask"],
+                                        x["vision_indices"], x["vision_mask"], files)])
+    columns = [np.concatenate(c) for c in zip(*parts)] if parts else \
+        [np.zeros((0, 1), "int32")] * 6 + [np.empty(0, object)]
+    return ImageSequences(*columns, converter=preprocessor.image_converter,
+                          most=preprocessor.max_images_per_prompt), dropped
+
+
+def image_rows(path, read: ReadOptions, mapping) -> dict[int, list[Path]]:
+    """Each row's image files (by row number) in a data file, for its prepared examples."""
+    report = ValidationReport(source=os.fspath(path))
+    records = list(open_records(path, report, format=read.format, encoding=read.encoding,
+                                delimiter=read.delimiter))
+    column = image_column(list(dict.fromkeys(k for r in records[:100] for k in r.values)))
+    base, out = Path(os.fspath(path)).parent, {}
+    for record in records:
+        refs = [] if record.broken else row_image_refs(record.values, column, mapping.messages)
+        out[record.row] = [resolve_image(r, base) for r in refs]  # checked: none refused
+    return out
+
+
+def image_sequences(recipe: Recipe, prepared, causal_lm, sink=None
+                    ) -> tuple[ImageSequences, ImageSequences]:
+    """(train, validation) rows of a prepared image dataset, as `train` (trainer.py) runs
+    them: the examples the data preparation kept, split as it split them."""
+    from gemma_panel.data.preflight import read_options
+    from gemma_panel.training.setup import TrainingError
+
+    refuse_packing(recipe)
+    refuse_text_only(causal_lm, recipe.model.source)
+    preprocessor = causal_lm.preprocessor
+    preprocessor.sequence_length = recipe.data.sequence_length
+    d, read = recipe.data, read_options(recipe)
+    train_files = image_rows(d.train_path, read, prepared.mapping)
+    val_files = image_rows(d.validation_path, read, prepared.mapping) \
+        if d.validation_path else train_files
+    out, dropped = [], 0
+    for examples, files in ((prepared.train, train_files), (prepared.validation, val_files)):
+        rows, cut = lay_out(preprocessor, [image_example(e, files.get(e.row, []),
+                                                         prepared.template)
+                                           for e in examples])
+        out.append(rows)
+        dropped += cut
+    if dropped and sink is not None:
+        sink.on_log(f"{dropped} image row(s) left out: data.sequence_length "
+                    f"({d.sequence_length}) cuts off their answer or image tokens")
+    if not len(out[0]):
+        raise TrainingError("no image row fits data.sequence_length with its image tokens "
+                            "and answer; raise data.sequence_length.")
+    return out[0], out[1]
+
+
 class VisionTrainFunctions(TrainFunctions):
     """`TrainFunctions` for unpacked image-text rows: the backbone takes the images, the
-    vision indices and masks; the loss is the same LM-head loss at the loss positions."""
+    vision indices and masks; the step, the optimizer and the LM-head loss are
+    `TrainFunctions`' own. A batch is `ImageSequences.arrays()`."""
 
-    def __init__(self, causal_lm, recipe: Recipe, total_steps: int, max_tokens: int):
+    def __init__(self, causal_lm, recipe: Recipe, total_steps: int, max_train_tokens: int,
+                 max_eval_tokens: int | None = None):
         refuse_packing(recipe)
-        super().__init__(causal_lm, recipe, total_steps, max_tokens, max_tokens)
+        super().__init__(causal_lm, recipe, total_steps, max_train_tokens,
+                         max_eval_tokens or max_train_tokens)
 
     def _loss_terms(self, trainable, frozen, batch, key, max_tokens, with_accuracy=False):
-        inputs, targets, loss_mask = batch
+        token_ids, targets, loss_mask, vision = batch
         with self.lora_forward_pass(self.lora_layers, self.dropout, key), \
                 remat_blocks(self.backbone, self.remat):
-            hidden, _ = self.backbone.stateless_call(trainable, frozen, inputs)
-        pool = trainable if self._embedding_trainable else frozen
-        embeddings = pool[self._embedding_index]
-        if self._embedding_scale is not None:
-            embeddings = embeddings.astype(jnp.float32) / frozen[self._embedding_scale][:, None]
-        return head_loss(hidden, embeddings, targets, loss_mask, max_tokens, self.soft_cap,
-                         with_accuracy)
+            hidden, _ = self.backbone.stateless_call(trainable, frozen,
+                                                     {"token_ids": token_ids, **vision})
+        return self._head_terms(trainable, frozen, hidden, targets, loss_mask, max_tokens,
+                                with_accuracy)
 
-    def _train_step(self, trainable, opt_state, frozen, batch, key):
-        def loss_fn(params):
-            loss, count, _ = self._loss_terms(params, frozen, batch, key, self.max_train_tokens)
-            return loss / jnp.maximum(count, 1.0), count
-
-        (loss, count), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
-        updates, opt_state = self.optimizer.update(grads, opt_state, trainable)
-        trainable = optax.apply_updates(trainable, updates)
-        return trainable, opt_state, {"loss": loss, "grad_norm": optax.global_norm(grads),
-                                      "loss_tokens": count}
+    def evaluate(self, trainable, frozen, sequences, batch_size: int) -> dict[str, float]:
+        """Validation loss, perplexity and next-token accuracy at loss positions; the last
+        batch is filled with copies of its last row that carry no loss."""
+        loss = count = correct = 0.0
+        for start in range(0, len(sequences), batch_size):
+            index = np.arange(start, start + batch_size)
+            part = sequences.take(np.minimum(index, len(sequences) - 1))
+            part.loss_mask[index >= len(sequences)] = False
+            l_sum, n, hits = self.eval_step(trainable, frozen, part.arrays())
+            loss, count, correct = loss + float(l_sum), count + float(n), correct + float(hits)
+        mean = loss / max(count, 1.0)
+        return {"val_loss": mean, "val_perplexity": float(np.exp(min(mean, 50.0))),
+                "val_token_accuracy": correct / max(count, 1.0)}
 
 
 def train_on_images(causal_lm, examples: Sequence[ImageExample], recipe: Recipe,
                     steps: int) -> list[float]:
     """`steps` optimizer steps of `recipe.train.batch_size` examples (cycled in order);
-    the trained weights are written back into `causal_lm`. Returns each step's loss."""
+    the trained weights are written back into `causal_lm`. Returns each step's loss.
+    (`gemma-panel run` trains image data through `train`, with checkpoints and evaluation.)
+    """
     refuse_text_only(causal_lm)
     batch_size = recipe.train.batch_size
-    seq = causal_lm.preprocessor.sequence_length
+    rows, _ = lay_out(causal_lm.preprocessor, examples)
+    seq = rows.inputs.shape[1]
     functions = VisionTrainFunctions(causal_lm, recipe, steps, batch_size * seq)
     trainable, opt_state, frozen = functions.initial_state()
     key = jax.random.key(recipe.data.seed)
-    rows = itertools.cycle(examples)
     losses = []
     for step in range(steps):
-        batch = image_batch(causal_lm.preprocessor,
-                            [next(rows) for _ in range(batch_size)])
+        index = np.arange(step * batch_size, (step + 1) * batch_size) % len(rows)
+        batch = rows.take(index).grouped(1, batch_size).arrays()
         trainable, opt_state, metrics = functions.train_step(
             trainable, opt_state, frozen, batch, jax.random.fold_in(key, step))
         losses.append(float(metrics["loss"]))

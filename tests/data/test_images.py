@@ -15,6 +15,7 @@ from gemma_panel.data.images import (
     row_image_refs,
 )
 from gemma_panel.data.messages import Turn, normalize_messages
+from gemma_panel.data.report import DatasetError
 
 
 def write_images(folder):
@@ -133,7 +134,10 @@ def test_web_urls_are_refused_in_one_sentence(tmp_path):
 @pytest.mark.parametrize("pack, said", [
     ("true", ("image datasets are not packed (each image's vision tokens must stay in one "
               "example's row): set data.pack=false")),
-    ("false", "the recipe runner trains text only so far"),
+    # the recipe's default model, Gemma 3 270M, reads text only (image runs: test_image_run)
+    ("false", ("the model gemma3-270m (KerasHub preset gemma3_instruct_270m) cannot train "
+               "on this data's images, as it reads text only: set model.source to a Gemma 3 "
+               "preset with a vision tower, e.g. gemma3_instruct_4b")),
 ])
 def test_a_run_of_image_data_is_refused_before_it_drops_the_images(tmp_path, pack, said):
     from gemma_panel.config import load_recipe
@@ -144,3 +148,56 @@ def test_a_run_of_image_data_is_refused_before_it_drops_the_images(tmp_path, pac
                                          for i in range(10)])
     verdict = preflight(load_recipe(None, [f"data.train_path={path}", f"data.pack={pack}"]))
     assert not verdict.ok and said in verdict.message, verdict.message
+
+
+def test_a_stray_image_named_column_of_text_is_ignored_with_a_warning(tmp_path):
+    """A text dataset whose ``picture`` column holds words trains on its text; the data
+    report says the column is not read as images (it was refused as missing images)."""
+    from gemma_panel.config import load_recipe
+    from gemma_panel.data.preflight import preflight
+
+    path = jsonl(tmp_path / "text.jsonl", [
+        {"prompt": f"Describe scene {i}.", "response": f"Scene {i} is calm.",
+         "picture": "a sunset over the sea" if i % 2 else ""} for i in range(10)])
+    verdict = preflight(load_recipe(None, [f"data.train_path={path}"]))
+    assert verdict.ok, verdict.message
+    report = check_dataset(path)
+    assert report.ok and not report.has("images") and not report.has("image_missing")
+    [warning] = report.examples["image_column_ignored"]
+    assert warning.severity == "warning" and warning.message.startswith(
+        "column 'picture' is ignored: it is named like an image column, but 5 row(s) name "
+        "no image file there (e.g. 'a sunset over the sea')")
+
+
+def test_image_paths_in_an_image_named_column_are_still_images(tmp_path):
+    path = jsonl(tmp_path / "img.jsonl", [{"prompt": "Colour?", "response": "Red.",
+                                           "img": "gone.png"}])
+    assert by_code(check_dataset(path))["image_missing"] == [(1, "error")]
+
+
+def test_images_a_template_does_not_use_are_ignored_with_a_warning(tmp_path):
+    """The plain-text template has no place for images: the run trains the text and says
+    so, instead of refusing the data (as it did, whatever the template)."""
+    from gemma_panel.config import load_recipe
+    from gemma_panel.data.preflight import prepare_recipe_data
+
+    write_images(tmp_path / "img")
+    path = jsonl(tmp_path / "pairs.jsonl", [{"prompt": f"Colour {i}?", "response": "Red.",
+                                             "image": "img/red.png"} for i in range(10)])
+    recipe = load_recipe(None, [f"data.train_path={path}", "data.template=completion"])
+    report = prepare_recipe_data(recipe).report
+    [warning] = report.examples["images_ignored"]
+    assert warning.message.startswith("the template 'completion' puts no images in its "
+                                      "prompts, so the images are ignored")
+    with pytest.raises(DatasetError, match="not packed"):  # the chat format uses them
+        prepare_recipe_data(load_recipe(None, [f"data.train_path={path}"]))
+
+
+def test_the_same_question_about_two_images_is_two_examples(tmp_path):
+    """Review finding: the duplicate check keyed on the text alone, so an image dataset's
+    rows asking the same question of different pictures were dropped as duplicates."""
+    write_images(tmp_path / "img")
+    path = jsonl(tmp_path / "same.jsonl", [llava("img/red.png"), llava("img/blue.jpg"),
+                                           llava("img/red.png")])
+    report = check_dataset(path)
+    assert by_code(report).get("duplicate") == [(3, "warning")]  # only the repeated picture

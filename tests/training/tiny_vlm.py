@@ -1,0 +1,64 @@
+"""A tiny random Gemma 3 with a tiny random vision tower, and plain-colour image rows that
+only the image answers: for image training tests in seconds."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from PIL import Image
+
+COLOURS = {"red": (220, 20, 20), "green": (20, 200, 20), "blue": (20, 20, 220),
+           "white": (250, 250, 250)}
+VISION_TOKENS = 4  # (16 px / 4 px patches / pool 2) ** 2
+
+
+def build_tiny_vlm():
+    """Gemma 3 with 2 layers of width 64 and a 1-layer vision encoder over 16x16 images."""
+    import keras_hub
+    import sentencepiece
+    from keras_hub.src.models.gemma3.gemma3_vision_encoder import Gemma3VisionEncoder
+
+    proto = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter([f"What colour is it? It is {c}." for c in COLOURS] * 20),
+        model_writer=proto, vocab_size=300, model_type="bpe", byte_fallback=True,
+        add_dummy_prefix=False, remove_extra_whitespaces=False,
+        normalization_rule_name="identity", minloglevel=2,
+        user_defined_symbols=["<start_of_turn>", "<end_of_turn>", "<img>",
+                              "<start_of_image>", "<end_of_image>"],
+        pad_id=0, eos_id=1, bos_id=2, unk_id=3,
+        pad_piece="<pad>", eos_piece="<eos>", bos_piece="<bos>", unk_piece="<unk>")
+    tokenizer = keras_hub.models.Gemma3Tokenizer(proto=proto.getvalue())
+    encoder = Gemma3VisionEncoder(image_size=16, patch_size=4, num_heads=2, hidden_dim=16,
+                                  num_layers=1, intermediate_dim=32, output_dim=64, pool_size=2)
+    backbone = keras_hub.models.Gemma3Backbone(
+        vocabulary_size=tokenizer.vocabulary_size(), image_size=16, num_layers=2,
+        num_query_heads=2, num_key_value_heads=1, hidden_dim=64, intermediate_dim=128,
+        head_dim=32, query_head_dim_normalize=True, use_post_ffw_norm=True,
+        use_post_attention_norm=True, final_logit_soft_cap=None,
+        attention_logit_soft_cap=None, sliding_window_size=64,
+        use_sliding_window_attention=True, vision_encoder=encoder)
+    converter = keras_hub.layers.Gemma3ImageConverter(image_size=(16, 16), scale=1 / 127.5,
+                                                      offset=-1.0)
+    preprocessor = keras_hub.models.Gemma3CausalLMPreprocessor(
+        tokenizer=tokenizer, image_converter=converter, sequence_length=48,
+        max_images_per_prompt=1, num_vision_tokens_per_image=VISION_TOKENS)
+    return keras_hub.models.Gemma3CausalLM(backbone=backbone, preprocessor=preprocessor)
+
+
+def write_colour_rows(folder: Path, repeat: int = 1) -> Path:
+    """LLaVA rows (``repeat`` of each colour): a plain-colour picture and its colour."""
+    (folder / "img").mkdir(exist_ok=True)
+    rows = []
+    for name, rgb in COLOURS.items():
+        Image.new("RGB", (24, 20), rgb).save(folder / "img" / f"{name}.png")
+    for i in range(repeat):
+        for name in COLOURS:
+            rows.append({"image": f"img/{name}.png", "conversations": [
+                {"from": "human", "value": "<image>\nWhat colour is it?" + " " * i},
+                {"from": "gpt", "value": f"It is {name}."}]})
+    path = folder / "colours.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
