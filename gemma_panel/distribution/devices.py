@@ -13,17 +13,19 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from gemma_panel.errors import UserError
 
 # NVIDIA GPUs from Ampere (compute capability 8.0: A100, RTX 30xx) on have bfloat16 tensor
 # cores; Volta and Turing (7.x) emulate bfloat16 at float32 speed or slower.
 _GPU_BF16_MAJOR = 8
 _CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
-# XLA's CPU backend turns bf16 x bf16 matmuls into float32 ones unless its oneDNN path is on
-# (measured in DESIGN.md: no faster in bfloat16 on an AMX machine without it).
-_ONEDNN_FLAG = "--xla_cpu_use_onednn=true"
+# XLA's CPU backend (jaxlib 0.10) runs a bf16 x bf16 -> bf16 matmul, as Keras's bfloat16 and
+# mixed_bfloat16 layers ask for it, as a float32 one; only bf16 inputs with float32
+# accumulation reach AMX (4.3x float32 measured on an AMX Xeon), and XLA_FLAGS'
+# --xla_cpu_use_onednn=true changes neither (docs/benchmarks.md, "bfloat16 on an AMX CPU").
 
 
 @dataclass(frozen=True)
@@ -97,8 +99,7 @@ def cpu_bf16_flags(cpuinfo: str) -> set[str]:
     return flags & set(_CPU_BF16_FLAGS)
 
 
-def bf16_speed(backend: str, device, cpuinfo: str | None = None,
-               xla_flags: str | None = None) -> tuple[bool, str]:
+def bf16_speed(backend: str, device, cpuinfo: str | None = None) -> tuple[bool, str]:
     """(whether bfloat16 is faster than float32 here, why) for one device."""
     if backend == "tpu":
         return True, "TPUs compute in bfloat16 natively"
@@ -116,12 +117,9 @@ def bf16_speed(backend: str, device, cpuinfo: str | None = None,
     flags = cpu_bf16_flags(cpuinfo)
     if not flags:
         return False, "this CPU has no AMX-BF16 or AVX512-BF16 instructions"
-    xla_flags = os.environ.get("XLA_FLAGS", "") if xla_flags is None else xla_flags
     names = "/".join(sorted(flags))
-    if _ONEDNN_FLAG in xla_flags:
-        return True, f"the CPU has {names} and XLA's oneDNN path is on"
-    return False, (f"the CPU has {names}, but XLA uses them only with "
-                   f"XLA_FLAGS={_ONEDNN_FLAG}")
+    return False, (f"the CPU has {names}, but XLA computes the bfloat16 layers' matmuls "
+                   "in float32 (no faster)")
 
 
 def describe_devices(devices=None) -> DeviceReport:
@@ -171,5 +169,5 @@ def probe_devices(timeout: float = 120.0) -> DeviceReport:
     return DeviceReport(**json.loads(done.stdout))
 
 
-class DeviceProbeError(RuntimeError):
+class DeviceProbeError(UserError, RuntimeError):
     """The child process that lists the devices failed; the message says what to do."""

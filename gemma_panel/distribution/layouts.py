@@ -1,22 +1,40 @@
 """Where each Gemma weight lives on the mesh: layout maps and the step's shardings.
 
-KerasHub ships a layout map for Gemma 1 only (``GemmaBackbone.get_layout_map``). Gemma 2 and
-Gemma 3 backbones name their weights the same way (Gemma 3 adds query/key norms), so one
-rule table, in KerasHub's convention, covers all three:
+KerasHub ships a layout map for Gemma 1 only (``GemmaBackbone.get_layout_map``). Gemma 2,
+Gemma 3 and Gemma 4 backbones name their weights the same way (Gemma 3 and 4 add query/key
+norms), so one rule table, in KerasHub's convention, covers all four; the rows after the
+blank line are Gemma 4's own (the per-layer embeddings of E2B/E4B, the mixture of experts of
+26B-A4B):
 
     token_embedding/embeddings            (vocab, hidden)          (model, batch)
     attention/{query,key,value}/kernel    (heads, hidden, head)    (model, batch, None)
     attention/attention_output/kernel     (heads, head, hidden)    (model, None, batch)
     ffw_gating, ffw_gating_2 /kernel      (hidden, ffw)            (batch, model)
     ffw_linear/kernel                     (ffw, hidden)            (model, batch)
+
+    per_layer_token_embedding/embeddings  (vocab, layers*width)    (model, batch)
+    per_layer_model_projection/kernel     (hidden, layers*width)   (batch, model)
+    per_layer_input_gate/kernel           (hidden, width)          (batch, model)
+    per_layer_up_proj/kernel              (width, hidden)          (model, batch)
+    moe_expert_bank/{gate,up}_proj        (experts, hidden, ffw)   (model, batch, None)
+    moe_expert_bank/down_proj             (experts, ffw, hidden)   (model, None, batch)
+    moe_router/proj/kernel                (hidden, experts)        (batch, None)
+
     .../lora_kernel_a                     kernel.shape[:-1] + (r,) kernel's axes[:-1], None
     .../lora_kernel_b                     (r, kernel.shape[-1])    None, kernel's last axis
-    norms, everything else                                         replicated
+    norms, scales, everything else                                 replicated
 
 so that LoRA's ``A @ B`` is laid out like the kernel it adds to. A mesh axis is dropped from
 a dimension it does not divide: Gemma 3 270M has one key/value head, which cannot be split
 over ``model``; it is replicated there, as multi-query attention is under tensor
 parallelism (every model shard needs the one head).
+
+The experts are split over ``model`` by expert (expert parallelism: KerasHub's
+``Gemma4MoEBlock`` runs every expert on every token and sums them weighted by the router, so
+each model shard runs its own experts and XLA adds their outputs up); under fsdp each expert
+is split over ``batch`` on its hidden dimension like the dense feed-forward. The router is
+small and feeds a top-k over all experts, so it stays whole over ``model``. The experts get no
+LoRA factors (they are plain weights, not ``EinsumDense`` layers).
 
 Example:
     >>> shardings = step_shardings(plan, steps.trainable_vars, steps.frozen_vars,
@@ -37,6 +55,14 @@ _KERNEL_RULES = (
     (r"decoder_block_\d+/attention/attention_output/kernel", ("model", None, "batch")),
     (r"decoder_block_\d+/ffw_gating(_2)?/kernel", ("batch", "model")),
     (r"decoder_block_\d+/ffw_linear/kernel", ("model", "batch")),
+    # Gemma 4: per-layer embeddings (E2B, E4B) and the mixture of experts (26B-A4B)
+    (r"per_layer_token_embedding/embeddings", ("model", "batch")),
+    (r"per_layer_model_projection/kernel", ("batch", "model")),
+    (r"decoder_block_\d+/per_layer_input_gate/kernel", ("batch", "model")),
+    (r"decoder_block_\d+/per_layer_up_proj/kernel", ("model", "batch")),
+    (r"decoder_block_\d+/moe_expert_bank/(gate|up)_proj", ("model", "batch", None)),
+    (r"decoder_block_\d+/moe_expert_bank/down_proj", ("model", None, "batch")),
+    (r"decoder_block_\d+/moe_router/proj/kernel", ("batch", None)),
 )
 
 
@@ -88,7 +114,7 @@ def weight_axes(path: str, shape: tuple, plan) -> tuple:
 def gemma_layout_map(plan, variables):
     """A ``keras.distribution.LayoutMap`` with every variable's fitted layout, by path.
 
-    Works for Gemma 1, 2 and 3 backbones, LoRA enabled or not; pass the backbone's
+    Works for Gemma 1, 2, 3 and 4 (text) backbones, LoRA enabled or not; pass the backbone's
     ``weights``.
     """
     import keras

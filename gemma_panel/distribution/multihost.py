@@ -13,6 +13,10 @@ looks, in order:
 3. a Cloud TPU VM slice: ``TPU_WORKER_HOSTNAMES`` lists two or more hosts, or a TPU device
    is present (``/dev/accel0``, ``/dev/vfio/0``); JAX then reads the slice's workers from
    the VM's metadata itself (``jax.distributed.initialize()`` without arguments).
+   A multi-host slice (``GEMMA_PANEL_TPU_HOSTS`` >= 2, which a Vertex AI job on a slice
+   sets, or two or more ``TPU_WORKER_HOSTNAMES``) comes before ``CLUSTER_SPEC``: Vertex AI
+   runs a slice as one replica, and each of its VMs joining a "cluster" of itself alone
+   would train the whole run on its own.
 
 Anywhere else (a laptop, one GPU machine, one Vertex replica) it does nothing. Only
 ``is_primary()`` (process 0) writes the run store, checkpoints and logs.
@@ -43,6 +47,7 @@ from gemma_panel.errors import UserError
 ENV_COORDINATOR = "GEMMA_PANEL_COORDINATOR"
 ENV_NUM_PROCESSES = "GEMMA_PANEL_NUM_PROCESSES"
 ENV_PROCESS_ID = "GEMMA_PANEL_PROCESS_ID"
+ENV_TPU_HOSTS = "GEMMA_PANEL_TPU_HOSTS"  # the hosts of this TPU slice (a Vertex AI job's)
 TPU_DEVICE_FILES = ("/dev/accel0", "/dev/vfio/0")
 TRAINING_POOLS = ("workerpool0", "workerpool1")  # Vertex's primary and worker pools
 
@@ -111,16 +116,25 @@ def from_cluster_spec(text: str | None) -> Cluster | None:
     return Cluster("vertex", primary, sum(sizes), process_id)
 
 
+def tpu_hosts(environ: Mapping[str, str]) -> int:
+    """The hosts of this TPU slice as the environment says (0: it does not say)."""
+    if environ.get(ENV_TPU_HOSTS):
+        return _whole(ENV_TPU_HOSTS, environ[ENV_TPU_HOSTS])
+    return len([h for h in environ.get("TPU_WORKER_HOSTNAMES", "").split(",") if h.strip()])
+
+
 def on_tpu_slice(environ: Mapping[str, str], device_files=TPU_DEVICE_FILES) -> bool:
-    hosts = [h for h in environ.get("TPU_WORKER_HOSTNAMES", "").split(",") if h.strip()]
-    return len(hosts) > 1 or any(Path(f).exists() for f in device_files)
+    return tpu_hosts(environ) > 1 or any(Path(f).exists() for f in device_files)
 
 
 def detect(environ: Mapping[str, str] | None = None,
            device_files=TPU_DEVICE_FILES) -> Cluster | None:
     """This process's cluster, from the first source that describes one; None on one host."""
     environ = os.environ if environ is None else environ
-    cluster = from_env(environ) or from_cluster_spec(environ.get("CLUSTER_SPEC"))
+    cluster = from_env(environ)
+    if cluster is None and tpu_hosts(environ) > 1:  # a slice, whatever CLUSTER_SPEC says
+        return Cluster("tpu", num_processes=tpu_hosts(environ))
+    cluster = cluster or from_cluster_spec(environ.get("CLUSTER_SPEC"))
     if cluster is None and on_tpu_slice(environ, device_files):
         cluster = Cluster("tpu")
     if cluster is not None and cluster.num_processes == 1:
@@ -144,6 +158,11 @@ def initialize(environ: Mapping[str, str] | None = None) -> Cluster | None:
     jax.distributed.initialize(coordinator_address=cluster.coordinator,
                                num_processes=cluster.num_processes,
                                process_id=cluster.process_id)
+    if cluster.num_processes is not None and jax.process_count() != cluster.num_processes:
+        raise MultihostError(f"this {cluster.source} cluster has {cluster.num_processes} "
+                             f"hosts but JAX joined {jax.process_count()} processes; check "
+                             "that every host runs the same command and can reach process "
+                             "0 (its coordinator port open between the hosts).")
     _joined = cluster
     return cluster
 

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.ad_checkpoint import checkpoint_name
 
 from gemma_panel.config import Recipe
 from gemma_panel.models.lora import lora_layers
@@ -32,6 +33,10 @@ from gemma_panel.training.keras_internals import (
 from gemma_panel.training.remat import remat_blocks
 
 _HEAD_CHUNK = 128
+# A bfloat16-stored embedding is widened to float32 this many rows at a time (at most; at
+# least 8 chunks): on Gemma 3 270M 8192 x 640 x 4 bytes = 20 MiB, not the whole 640 MiB.
+_VOCAB_CHUNK = 8192
+_MIN_VOCAB_CHUNKS = 8
 # Up to this many bytes of logits per micro-batch, the head is one matmul and its logits
 # are kept for the backward pass; above it, chunks are recomputed (jax.checkpoint): one more
 # head matmul, far less memory. `python benchmarks/head_loss.py` times both side by side.
@@ -68,7 +73,9 @@ def head_loss(hidden, embeddings, targets, loss_mask, max_tokens: int, soft_cap=
     Returns (loss_sum, n_tokens, n_correct); divide outside to average over a whole step.
     The (max_tokens x vocabulary) logits are computed in one matmul when they fit in
     ``REMAT_LOGITS_BYTES`` (measured fastest on CPU: one large matmul, plain autodiff),
-    otherwise in chunks recomputed in the backward pass.
+    otherwise in chunks recomputed in the backward pass. An embedding stored narrower than
+    the float32 hidden states (``memory.base_weights`` bfloat16) is widened a vocabulary
+    chunk at a time (``narrow_head_terms``), never whole.
     """
     d = hidden.shape[-1]
     flat_mask = loss_mask.reshape(-1)
@@ -77,6 +84,10 @@ def head_loss(hidden, embeddings, targets, loss_mask, max_tokens: int, soft_cap=
     valid = (jnp.arange(max_tokens) < count).astype(jnp.float32)
     h = hidden.reshape(-1, d)[index]
     t = targets.reshape(-1)[index]
+    keep_logits = max_tokens * embeddings.shape[0] * 4 <= REMAT_LOGITS_BYTES
+    if embeddings.dtype == jnp.bfloat16 and hidden.dtype == jnp.float32:
+        nll, hits = narrow_head_terms(h, embeddings, t, soft_cap, with_accuracy, keep_logits)
+        return (nll * valid).sum(), valid.sum(), (hits * valid).sum()
     kernel = embeddings.T.astype(hidden.dtype)
 
     def terms(h_c, t_c):
@@ -88,7 +99,7 @@ def head_loss(hidden, embeddings, targets, loss_mask, max_tokens: int, soft_cap=
         hits = (jnp.argmax(logits, axis=-1) == t_c) if with_accuracy else jnp.zeros_like(t_c)
         return lse - picked, hits.astype(jnp.float32)
 
-    if max_tokens * embeddings.shape[0] * 4 <= REMAT_LOGITS_BYTES:
+    if keep_logits:
         nll, hits = terms(h, t)
     else:
         chunk = jax.checkpoint(lambda args: terms(*args))
@@ -96,6 +107,65 @@ def head_loss(hidden, embeddings, targets, loss_mask, max_tokens: int, soft_cap=
                                         t.reshape(-1, _HEAD_CHUNK)))
         nll, hits = nll.reshape(-1), hits.reshape(-1)
     return (nll * valid).sum(), valid.sum(), (hits * valid).sum()
+
+
+def _widen(bits):
+    """bfloat16 values given as their uint16 bits, as float32 (exact: the top 16 bits).
+
+    Integer arithmetic on purpose: XLA's CPU compiler has no bfloat16 slicing and widens
+    the whole operand of a bfloat16 ``dynamic_slice`` to float32 (then hoists it out of
+    the loop), which is the copy this avoids.
+    """
+    return jax.lax.bitcast_convert_type(bits.astype(jnp.uint32) << 16, jnp.float32)
+
+
+def vocab_chunk_rows(vocab: int) -> int:
+    """Embedding rows widened at a time: at most ``_VOCAB_CHUNK``, at least 8 chunks."""
+    return max(1, min(_VOCAB_CHUNK, -(-vocab // _MIN_VOCAB_CHUNKS)))
+
+
+def narrow_head_terms(h, embeddings, t, soft_cap, with_accuracy: bool, keep_logits: bool):
+    """Per-position (nll, hits) for float32 ``h`` and a bfloat16-stored embedding.
+
+    XLA's CPU compiler widens a bfloat16 matmul's operands to float32, so a whole-matrix
+    head would hold a float32 copy of the embedding (on Gemma 3 270M, 640 MiB) however it
+    is written. Here the embedding is widened ``vocab_chunk_rows`` rows at a time (``_widen``) inside a
+    loop; each chunk gives its logsumexp, the target's logit if the target is in it, and
+    its best logit; the backward pass widens each chunk again (the gradient of ``h`` is
+    accumulated chunk by chunk). The chunks' logits are kept for it when they fit
+    ``REMAT_LOGITS_BYTES``, as in ``head_loss``, and recomputed otherwise. The arithmetic
+    is float32 on the rounded weights, as the whole-matrix head did.
+    """
+    vocab = embeddings.shape[0]
+    rows = vocab_chunk_rows(vocab)
+    bits = jax.lax.bitcast_convert_type(embeddings, jnp.uint16)  # the same bytes, no copy
+    policy = (jax.checkpoint_policies.save_only_these_names("head_logits") if keep_logits
+              else jax.checkpoint_policies.nothing_saveable)
+
+    def piece(start, size):
+        block = _widen(jax.lax.dynamic_slice_in_dim(bits, start, size))
+        logits = checkpoint_name(jnp.matmul(h, block.T).astype(jnp.float32), "head_logits")
+        if soft_cap:
+            logits = jnp.tanh(logits / soft_cap) * soft_cap
+        local = t - start
+        inside = (local >= 0) & (local < size)
+        picked = jnp.take_along_axis(logits, jnp.clip(local, 0, size - 1)[:, None], -1)[:, 0]
+        best = logits.max(-1) if with_accuracy else jnp.zeros_like(picked)
+        where = start + jnp.argmax(logits, -1) if with_accuracy else jnp.zeros_like(t)
+        return jax.nn.logsumexp(logits, -1), jnp.where(inside, picked, 0.0), best, where
+
+    n = vocab // rows
+    parts = jax.lax.map(jax.checkpoint(lambda i: piece(i * rows, rows), policy=policy),
+                        jnp.arange(n))
+    if vocab > n * rows:  # the last, shorter chunk
+        tail = jax.checkpoint(lambda: piece(n * rows, vocab - n * rows), policy=policy)()
+        parts = [jnp.concatenate([a, b[None]]) for a, b in zip(parts, tail)]
+    lse, picked, best, where = parts
+    nll = jax.nn.logsumexp(lse, axis=0) - picked.sum(0)
+    if not with_accuracy:
+        return nll, jnp.zeros_like(nll)
+    top = jnp.take_along_axis(where, jnp.argmax(best, axis=0)[None], 0)[0]  # first maximum
+    return nll, (top == t).astype(jnp.float32)
 
 
 def segment_positions(segment_ids):
@@ -203,12 +273,8 @@ class TrainFunctions:
             hidden, _ = self.backbone.stateless_call(
                 trainable, frozen, backbone_inputs(self.backbone, inputs, segment_ids)
             )
-        pool = trainable if self._embedding_trainable else frozen
-        embeddings = pool[self._embedding_index]
-        if self._embedding_scale is not None:  # int8 rows and their scales (memory.base_weights)
-            embeddings = embeddings.astype(jnp.float32) / frozen[self._embedding_scale][:, None]
-        return head_loss(hidden, embeddings, targets, loss_mask, max_tokens,
-                         self.soft_cap, with_accuracy)
+        return self._head_terms(trainable, frozen, hidden, targets, loss_mask, max_tokens,
+                                with_accuracy)
 
     def _train_step(self, trainable, opt_state, frozen, batch, key):
         """One optimizer step over (accumulation, batch, length) micro-batches."""
@@ -258,3 +324,14 @@ class TrainFunctions:
         mean = loss / max(count, 1.0)
         return {"val_loss": mean, "val_perplexity": float(np.exp(min(mean, 50.0))),
                 "val_token_accuracy": correct / max(count, 1.0)}
+
+    def _head_terms(self, trainable, frozen, hidden, targets, loss_mask, max_tokens,
+                    with_accuracy=False):
+        """`head_loss` of the backbone's ``hidden`` against the token embedding (tied LM
+        head) as the step holds it: trainable or frozen, int8 rows with their scales."""
+        pool = trainable if self._embedding_trainable else frozen
+        embeddings = pool[self._embedding_index]
+        if self._embedding_scale is not None:  # int8 rows and their scales (memory.base_weights)
+            embeddings = embeddings.astype(jnp.float32) / frozen[self._embedding_scale][:, None]
+        return head_loss(hidden, embeddings, targets, loss_mask, max_tokens,
+                         self.soft_cap, with_accuracy)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from gemma_panel.config import Recipe, recipe_to_yaml
+from gemma_panel.data.images import trains_images
 from gemma_panel.distribution import multihost
 from gemma_panel.training.batches import batch_at, build_sequences, max_loss_tokens
 from gemma_panel.training.checkpoint import (
@@ -119,18 +120,25 @@ class TrainingRun:
         t = recipe.train
         lm = load_tuned_model(recipe)
         prepared = prepare_data(recipe, lm)
-        train_seq, val_seq = _sequences(recipe, prepared)
+        images = trains_images(prepared.report)  # image rows: training/vision.py lays them out
+        train_seq, val_seq = _sequences(recipe, prepared, lm if images else None, sink)
         total_steps = t.max_steps or max(
             1, math.ceil(t.epochs * len(train_seq) / _sequences_per_step(recipe)))
-        compiled = TrainFunctions(lm, recipe, total_steps,
-                                  max_loss_tokens(train_seq, t.batch_size),
-                                  max_loss_tokens(val_seq, t.batch_size) if len(val_seq) else 128)
+        functions = TrainFunctions
+        if images:
+            from gemma_panel.training.vision import VisionTrainFunctions as functions
+        compiled = functions(lm, recipe, total_steps, max_loss_tokens(train_seq, t.batch_size),
+                             max_loss_tokens(val_seq, t.batch_size) if len(val_seq) else 128)
         trainable, opt_state, frozen = compiled.initial_state()
         shardings = shard_for_run(recipe, lm, compiled, sink.on_log)
+        if shardings is not None and images:
+            raise TrainingError("image data trains on one device so far; set "
+                                "distribution.strategy=single.")
         if shardings is not None:
             trainable, opt_state, frozen = shardings.place(trainable, opt_state, frozen)
         generator = StreamingGenerator(lm)
-        samples, task_rows = sample_items(prepared, recipe)
+        # the generator reads text only: an image run shows no samples (validation loss only)
+        samples, task_rows = sample_items(prepared, recipe) if not images else ([], [])
         meter = MfuMeter.for_model(lm.backbone, full=not recipe.lora.enabled,
                                    dtype=lm.backbone.dtype_policy.compute_dtype,
                                    devices=len(jax.devices()) if shardings else 1)
@@ -202,7 +210,7 @@ class TrainingRun:
         t, data = self.recipe.train, self.recipe.data
         batch = batch_at(self.train_seq, state.step, t.batch_size, t.gradient_accumulation,
                          data.seed)
-        arrays = (batch.inputs, batch.targets, batch.loss_mask, batch.segment_ids)
+        arrays = batch.arrays()
         if self.shardings is not None:  # each process gives the rows its devices hold
             arrays = multihost.feed_batch(self.shardings, arrays)
         began = time.perf_counter()
@@ -317,13 +325,20 @@ def _sequences_per_step(recipe: Recipe) -> int:
     return recipe.train.batch_size * recipe.train.gradient_accumulation
 
 
-def _sequences(recipe: Recipe, prepared):
-    """(train, validation) fixed-length sequences; validation cut to eval.max_examples."""
+def _sequences(recipe: Recipe, prepared, vision_lm=None, sink: EventSink | None = None):
+    """(train, validation) fixed-length sequences; validation cut to eval.max_examples.
+
+    With ``vision_lm`` (image data), its preprocessor lays out the image rows."""
     data, e = recipe.data, recipe.eval
-    train_seq = build_sequences(prepared.train_tokens, data.sequence_length, data.pack,
-                                data.seed)
-    val_seq = build_sequences(prepared.validation_tokens, data.sequence_length, data.pack,
-                              data.seed)
+    if vision_lm is not None:
+        from gemma_panel.training.vision import image_sequences
+
+        train_seq, val_seq = image_sequences(recipe, prepared, vision_lm, sink)
+    else:
+        train_seq = build_sequences(prepared.train_tokens, data.sequence_length, data.pack,
+                                    data.seed)
+        val_seq = build_sequences(prepared.validation_tokens, data.sequence_length,
+                                  data.pack, data.seed)
     if e.max_examples is not None and len(val_seq) > e.max_examples:
         val_seq = val_seq.take(np.arange(e.max_examples))
     if len(train_seq) == 0:

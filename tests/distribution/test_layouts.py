@@ -1,13 +1,17 @@
-"""The Gemma layout rules: KerasHub's convention, extended to Gemma 2/3 and LoRA factors."""
+"""The Gemma layout rules: KerasHub's convention, extended to Gemma 2/3/4 and LoRA factors."""
 
 from __future__ import annotations
+
+import functools
+import re
 
 import keras
 import keras_hub
 import pytest
 
-from gemma_panel.distribution.layouts import fit_axes, preferred_axes, weight_axes
+from gemma_panel.distribution.layouts import _KERNEL_RULES, fit_axes, preferred_axes, weight_axes
 from gemma_panel.distribution.strategy import MeshPlan
+from tests.distribution.tiny_gemma4 import VARIANTS, tiny_gemma4_backbone
 
 TARGETS = ["query", "key", "value", "attention_output", "ffw_gating", "ffw_gating_2",
            "ffw_linear"]
@@ -34,16 +38,49 @@ def plan(batch, model, strategy="model_parallel"):
     return MeshPlan(strategy, {"batch": batch, "model": model}, devices=[])
 
 
-@pytest.mark.parametrize("build", [tiny_gemma2, tiny_gemma3], ids=["gemma2", "gemma3"])
+GEMMA4 = [functools.partial(tiny_gemma4_backbone, variant) for variant in VARIANTS]
+
+
+@pytest.mark.parametrize("build", [tiny_gemma2, tiny_gemma3, *GEMMA4],
+                         ids=["gemma2", "gemma3", *(f"gemma4-{v}" for v in VARIANTS)])
 def test_every_kernel_and_lora_factor_has_a_rule_and_norms_have_none(build):
+    """Norms and the other vectors (Gemma 4's layer scalar, router and expert scales) are
+    replicated; every matrix or larger has a rule of its rank."""
     backbone = build()
     backbone.enable_lora(4, target_layer_names=TARGETS)
     for variable in backbone.weights:
         axes = preferred_axes(variable.path)
-        if "norm" in variable.path:
+        if "norm" in variable.path or len(variable.shape) < 2:
             assert axes is None, variable.path
         else:
             assert axes is not None and len(axes) == len(variable.shape), variable.path
+
+
+def test_every_rule_names_weights_kerashub_builds():
+    """No stale rule: each one matches a weight of a tiny Gemma 2, 3 or 4 (the experts and the
+    per-layer embeddings are Gemma 4's only)."""
+    builds = [tiny_gemma2(), tiny_gemma3(), *(build() for build in GEMMA4)]
+    paths = {v.path for backbone in builds for v in backbone.weights}
+    for pattern, _ in _KERNEL_RULES:
+        assert any(re.fullmatch(pattern, path) for path in paths), pattern
+
+
+def test_gemma4_experts_split_over_model_by_expert_and_over_batch_on_hidden():
+    """26B-A4B's shapes: 128 experts of width 704 on hidden 2816; E4B's per-layer table."""
+    mp, fsdp = plan(2, 4), plan(8, 1, "fsdp")
+    gate, down = (f"decoder_block_5/moe_expert_bank/{w}_proj" for w in ("gate", "down"))
+    assert weight_axes(gate, (128, 2816, 704), mp) == ("model", "batch", None)
+    assert weight_axes(down, (128, 704, 2816), mp) == ("model", None, "batch")
+    assert weight_axes(gate, (128, 2816, 704), fsdp) == (None, "batch", None)
+    assert weight_axes(down, (128, 704, 2816), fsdp) == (None, None, "batch")
+    assert weight_axes("decoder_block_5/moe_router/proj/kernel", (2816, 128), mp) == \
+        ("batch", None)
+    assert weight_axes("decoder_block_5/moe_expert_bank/per_expert_scale", (128,), mp) == \
+        (None,)
+    assert weight_axes("per_layer_token_embedding/embeddings", (262144, 42 * 256), mp) == \
+        ("model", "batch")
+    assert weight_axes("decoder_block_0/per_layer_input_gate/kernel", (2560, 256), mp) == \
+        ("batch", "model")
 
 
 def test_the_kernels_follow_kerashub_gemma_layout_map():

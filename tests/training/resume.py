@@ -6,10 +6,10 @@ from gemma_panel.training import train
 from gemma_panel.training.checkpoint import latest_checkpoint
 
 
-def stopped_and_resumed(recipe, folder, stop_at: int = 3, steps: int = 6):
+def stopped_and_resumed(recipe, folder, stop_at: int = 3, steps: int = 6, sink=None):
     """(straight result, resumed result) of ``recipe``; asserts the stop left its
-    checkpoint and the resume ran to the end."""
-    straight = train(recipe, folder / "straight")
+    checkpoint and the resume ran to the end. ``sink`` hears the straight run."""
+    straight = train(recipe, folder / "straight", sink)
     calls = {"n": 0}
 
     def stop():
