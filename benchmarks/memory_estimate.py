@@ -140,8 +140,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--real", type=int, nargs="*", default=[],
                         help="also Gemma 3 270M at these sequence lengths")
-    parser.add_argument("--held-out", action="store_true",
-                        help="also the Gemma 3 270M rows the constants were not fitted on")
+    parser.add_argument("--held-out", nargs="*", metavar="LABEL",
+                        help="also the Gemma 3 270M rows the constants were not fitted on "
+                             "(all, or those named: --held-out 'batch 2, base bfloat16')")
     parser.add_argument("--skip-tiny", action="store_true", help="only the Gemma 3 270M rows")
     parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -151,7 +152,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         rows = ([] if args.skip_tiny else tiny_rows(Path(tmp))) + real_rows(args.real) \
-            + (held_out_rows() if args.held_out else [])
+            + (held_out_rows(args.held_out or None) if args.held_out is not None else [])
         print(f"{'run':50} {'estimate':>11} {'measured':>11} {'error':>6} "
               f"{'(loading peak)':>14}")
         for label, recipe, overrides in rows:

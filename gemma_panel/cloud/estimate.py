@@ -1,8 +1,9 @@
 """What a Vertex AI job will cost, worked out before it is submitted.
 
-The estimate is the planning layer's (``planning.report.make_plan``) for the recipe on the
-job's hardware (``tpu-v5e-4`` is 4 TPU v5e chips, ``h100`` 8 H100s), so ``cloud submit``
-and ``gemma-panel plan --hardware tpu-v5e:4`` give the same time and cost. Of the listed
+The estimate is the planning layer's (``planning.report.make_plan``) for the recipe on every
+chip the job holds (``tpu-v5e-4`` is 4 TPU v5e chips, ``tpu-v5e-16`` a 16-chip slice on
+four VMs, ``h100`` with 2 replicas 2 x 8 H100s), so ``cloud submit`` and ``gemma-panel plan
+--hardware tpu-v5e:16`` give the same time and cost. Of the listed
 prices, the job's offer (spot or on-demand) is used, Vertex AI's own rate where the table
 has one, else the Compute Engine / Cloud TPU rate (which Vertex AI's may exceed).
 
@@ -16,10 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gemma_panel.errors import UserError
-
-# Each --accelerator as the planner's hardware profile and device count.
-PLAN_HARDWARE = {"tpu-v5e-4": "tpu-v5e:4", "tpu-v6e-8": "tpu-v6e:8", "l4": "l4",
-                 "a100": "a100-40gb", "h100": "h100:8"}
 
 
 class CostLimitError(UserError, ValueError):
@@ -37,12 +34,15 @@ class JobEstimate:
     cost: object | None  # planning.prices.Cost
     notes: list[str] = field(default_factory=list)
     memory: object | None = None  # planning.memory.MemoryEstimate of the run's strategy
+    replicas: int = 1
 
     def lines(self) -> list[str]:
         from gemma_panel.training.events import duration
 
         offer = self.offer.replace("_", "-")
-        out = [f"estimate for {self.accelerator} ({self.hardware.describe()}), {offer}:"]
+        machines = f" x {self.replicas} replicas" if self.replicas > 1 else ""
+        head = f"estimate for {self.accelerator}{machines} ({self.hardware.describe()})"
+        out = [f"{head}, {offer}:"]
         if self.memory is not None:
             out.append(f"  memory: {self.memory_text()}")
         if self.time is not None:
@@ -77,17 +77,18 @@ class JobEstimate:
 
 
 def job_estimate(recipe, accelerator: str, spot: bool = False,
-                 price_table: dict | None = None) -> JobEstimate:
-    """The planner's time and cost of ``recipe`` on the job's ``accelerator``."""
+                 price_table: dict | None = None, replicas: int = 1) -> JobEstimate:
+    """The planner's time and cost of ``recipe`` on the job's ``accelerator``, every chip
+    of every replica counted (``replicas``: GPU machines)."""
+    from gemma_panel.cloud import vertex
     from gemma_panel.planning.hardware import named_hardware
     from gemma_panel.planning.memory import model_size
     from gemma_panel.planning.report import make_plan, strategy_in_use
     from gemma_panel.planning.stats import dataset_stats_for
 
-    if accelerator not in PLAN_HARDWARE:
-        raise UserError(f"unknown accelerator {accelerator!r}: use one of "
-                        f"{', '.join(PLAN_HARDWARE)}.")
-    hardware = named_hardware(PLAN_HARDWARE[accelerator])
+    vertex.check_replicas(accelerator, replicas)
+    chip = vertex.hardware(accelerator)  # an unknown name: its sentence
+    hardware = named_hardware(chip.profile).with_count(chip.chips * replicas)
     notes = []
     try:
         stats = dataset_stats_for(recipe)
@@ -109,7 +110,7 @@ def job_estimate(recipe, accelerator: str, spot: bool = False,
         notes.append("Vertex AI bills from the job's start: starting the machine, pulling "
                      "the image, loading and compiling add minutes not counted here")
     memory = strategy_in_use(recipe, plan.memory) if plan.memory else None
-    return JobEstimate(accelerator, offer, hardware, plan.time, cost, notes, memory)
+    return JobEstimate(accelerator, offer, hardware, plan.time, cost, notes, memory, replicas)
 
 
 def pick_cost(costs, offer: str):

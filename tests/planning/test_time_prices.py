@@ -85,11 +85,13 @@ def test_costs_come_from_the_dated_table_and_a_user_file_overrides_rows(tmp_path
     (on_demand,) = [c for c in costs("tpu-v5e", 8, 1800, shipped) if c.offer == "on_demand"]
     assert on_demand.usd == pytest.approx(8 * 0.5 * 1.20)
     assert on_demand.date == "2026-01-27" and "estimate" in on_demand.line()
-    assert costs("tpu-v6e", 1, 3600, shipped) == []  # no price found: none made up
+    assert costs("a100-80gb", 1, 3600, shipped) == []  # no price found: none made up
+    (v6e,) = [c for c in costs("tpu-v6e", 1, 3600, shipped) if c.offer == "on_demand"]
+    assert v6e.usd == pytest.approx(2.7) and "SkyPilot GCP catalog" in v6e.source
     mine = tmp_path / "prices.yaml"
     mine.write_text("prices:\n  tpu-v6e:\n    spot:\n      usd_per_device_hour: 1.0\n"
                     "      date: 2026-12-01\n      source: my contract\n")
-    (row,) = costs("tpu-v6e", 2, 3600, load_prices(mine))
+    (row,) = [c for c in costs("tpu-v6e", 2, 3600, load_prices(mine)) if c.offer == "spot"]
     assert (row.offer, row.usd, row.source) == ("spot", 2.0, "my contract")
     with pytest.raises(PriceError, match="no such price file"):
         load_prices(tmp_path / "absent.yaml")
