@@ -4,6 +4,8 @@
         --output gs://my-bucket/jobs data.train_path=gs://my-bucket/data/train.jsonl
     gemma-panel cloud submit recipes/quickstart.yaml --accelerator l4 --dry-run
     gemma-panel cloud submit recipes/quickstart.yaml --accelerator h100 --max-cost 50 --yes
+    gemma-panel cloud submit recipes/quickstart.yaml --accelerator tpu-v5e-16 ...  # 4 VMs
+    gemma-panel cloud submit recipes/quickstart.yaml --accelerator h100 --replicas 2 ...
     gemma-panel cloud status projects/P/locations/us-central1/customJobs/123
     gemma-panel cloud cancel projects/P/locations/us-central1/customJobs/123
     gemma-panel cloud upload runs/r1/exports/hf gs://my-bucket/exports/r1/hf
@@ -30,31 +32,8 @@ def add_cloud_commands(sub) -> None:
 
     cloud = sub.add_parser("cloud", help="train on Vertex AI; copy to Cloud Storage")
     cloud_sub = cloud.add_subparsers(dest="cloud_command", required=True)
-    submit = cloud_sub.add_parser("submit", help="run a recipe as a Vertex AI custom job")
-    submit.add_argument("recipe", help="a YAML recipe, e.g. recipes/quickstart.yaml")
-    submit.add_argument("overrides", nargs="*", metavar="SECTION.FIELD=VALUE",
-                        help="override recipe fields, e.g. data.train_path=gs://b/train.jsonl")
-    submit.add_argument("--accelerator", required=True, choices=list(ACCELERATORS))
-    submit.add_argument("--spot", action="store_true",
-                        help="spot capacity: cheaper, may be preempted (restarts the job)")
-    submit.add_argument("--region", default=DEFAULT_REGION)
-    submit.add_argument("--project", help="default: $GOOGLE_CLOUD_PROJECT")
-    submit.add_argument("--output", default=os.environ.get(OUTPUT_ENV),
-                        help=f"gs:// prefix for job folders (default: ${OUTPUT_ENV}, "
-                             "else the recipe's train.storage)")
-    submit.add_argument("--image-repo", help="the training image's repository "
-                                             "(default: $GEMMA_PANEL_IMAGE_REPO)")
-    submit.add_argument("--service-account", help="the job runs as this service account")
-    submit.add_argument("--timeout-hours", type=float, default=24.0)
-    submit.add_argument("--job-id", help="the job folder's name (default: recipe name + time)")
-    submit.add_argument("--dry-run", action="store_true",
-                        help="print the job spec as JSON; send nothing (no estimate)")
-    submit.add_argument("--yes", action="store_true",
-                        help="submit after printing the estimate, without asking")
-    submit.add_argument("--max-cost", type=float, metavar="USD",
-                        help="refuse to submit when the estimated cost is above this")
-    submit.add_argument("--prices", help="a price file laid over the shipped table")
-    submit.set_defaults(func=cmd_submit)
+    _add_submit(cloud_sub.add_parser("submit", help="run a recipe as a Vertex AI custom job"),
+                ACCELERATORS, DEFAULT_REGION)
     for name, helptext, func in (("status", "a job's state as a run status", cmd_status),
                                  ("cancel", "cancel a Vertex AI job", cmd_cancel)):
         cmd = cloud_sub.add_parser(name, help=helptext)
@@ -81,6 +60,40 @@ def add_cloud_commands(sub) -> None:
     whoami.set_defaults(func=cmd_whoami)
 
 
+def _add_submit(submit, accelerators, default_region) -> None:
+    """The ``cloud submit`` arguments."""
+    submit.add_argument("recipe", help="a YAML recipe, e.g. recipes/quickstart.yaml")
+    submit.add_argument("overrides", nargs="*", metavar="SECTION.FIELD=VALUE",
+                        help="override recipe fields, e.g. data.train_path=gs://b/train.jsonl")
+    submit.add_argument("--accelerator", required=True, choices=list(accelerators),
+                        help="a TPU slice (tpu-v5e-16 and tpu-v6e-16 span 4 VMs) or a GPU "
+                             "machine")
+    submit.add_argument("--replicas", type=int, default=1, metavar="N",
+                        help="GPU machines to train on, each running the same command "
+                             "(worker pool 0 is the primary, pool 1 the others; a TPU job "
+                             "is one slice: 1)")
+    submit.add_argument("--spot", action="store_true",
+                        help="spot capacity: cheaper, may be preempted (restarts the job)")
+    submit.add_argument("--region", default=default_region)
+    submit.add_argument("--project", help="default: $GOOGLE_CLOUD_PROJECT")
+    submit.add_argument("--output", default=os.environ.get(OUTPUT_ENV),
+                        help=f"gs:// prefix for job folders (default: ${OUTPUT_ENV}, "
+                             "else the recipe's train.storage)")
+    submit.add_argument("--image-repo", help="the training image's repository "
+                                             "(default: $GEMMA_PANEL_IMAGE_REPO)")
+    submit.add_argument("--service-account", help="the job runs as this service account")
+    submit.add_argument("--timeout-hours", type=float, default=24.0)
+    submit.add_argument("--job-id", help="the job folder's name (default: recipe name + time)")
+    submit.add_argument("--dry-run", action="store_true",
+                        help="print the job spec as JSON; send nothing (no estimate)")
+    submit.add_argument("--yes", action="store_true",
+                        help="submit after printing the estimate, without asking")
+    submit.add_argument("--max-cost", type=float, metavar="USD",
+                        help="refuse to submit when the estimated cost is above this")
+    submit.add_argument("--prices", help="a price file laid over the shipped table")
+    submit.set_defaults(func=cmd_submit)
+
+
 def _options(args, recipe):
     from gemma_panel.cloud.vertex import JobOptions
     from gemma_panel.errors import UserError
@@ -93,7 +106,7 @@ def _options(args, recipe):
     return JobOptions(accelerator=args.accelerator, output=output, spot=args.spot,
                       region=args.region, project=args.project, image_repo=args.image_repo,
                       timeout_hours=args.timeout_hours, job_id=args.job_id,
-                      service_account=args.service_account)
+                      service_account=args.service_account, replicas=args.replicas)
 
 
 def cmd_submit(args) -> int:
@@ -107,7 +120,9 @@ def cmd_submit(args) -> int:
         print(vertex.to_json(vertex.custom_job(recipe, options, folder)))
         project = options.project or os.environ.get("GOOGLE_CLOUD_PROJECT") or "PROJECT"
         print(f"dry run, nothing sent: the job would go to projects/{project}/locations/"
-              f"{options.region}, its recipe to {folder}/recipe.yaml", file=sys.stderr)
+              f"{options.region} ({vertex.processes(options)} VM(s), "
+              f"{vertex.devices(options)} devices), its recipe to {folder}/recipe.yaml",
+              file=sys.stderr)
         for path in vertex.local_data_paths(recipe):
             print(f"warning: {path} is a local path, which the job cannot read; copy it to "
                   "a bucket and override data.train_path", file=sys.stderr)
@@ -131,7 +146,8 @@ def _estimated_and_confirmed(recipe, args) -> bool:
     from gemma_panel.cloud.estimate import job_estimate
     from gemma_panel.planning.prices import load_prices
 
-    estimate = job_estimate(recipe, args.accelerator, args.spot, load_prices(args.prices))
+    estimate = job_estimate(recipe, args.accelerator, args.spot, load_prices(args.prices),
+                            args.replicas)
     print("\n".join(estimate.lines()))
     estimate.check_limit(args.max_cost)
     if args.yes:

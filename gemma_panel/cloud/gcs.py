@@ -293,8 +293,11 @@ def check_writable(url: GsUrl, client) -> None:
 
 def signed_url(text: str, minutes: int = 15, client=None) -> str:
     """A V4 signed URL that lets whoever holds it download ``text`` for ``minutes``
-    (the dashboard's export downloads); it needs a service-account identity to sign."""
+    (the dashboard's export downloads); it needs a service-account identity to sign: a key
+    file signs here, an impersonated one asks IAM's signBlob (`signing_error` says why not)."""
     from datetime import timedelta
+
+    from google.auth import exceptions
 
     url = parse_gs_url(text)
     client = client or default_client()
@@ -307,6 +310,40 @@ def signed_url(text: str, minutes: int = 15, client=None) -> str:
             f"{identity(client)} cannot sign a download link for {url}: signing needs a "
             "service account; set GOOGLE_APPLICATION_CREDENTIALS to its key file or "
             f"impersonate it ({IMPERSONATE_ENV}).") from exc
+    except (exceptions.TransportError, exceptions.RefreshError) as exc:
+        raise signing_error(client, url, exc) from None
+
+
+def signing_error(client, url: GsUrl, exc: Exception) -> UserError:
+    """IAM refusing (or not answering) an impersonated identity's signBlob, in one
+    sentence: who signs, who asks, the permission and how to grant it."""
+    from google.auth import impersonated_credentials
+
+    creds = getattr(client, "_credentials", None)
+    said = str(exc).splitlines()[0][:200]
+    if not isinstance(creds, impersonated_credentials.Credentials):
+        return UserError(f"{identity(client)} could not sign a download link for {url} "
+                         f"({said}); check the network and the identity, then reload.")
+    target, source = creds.service_account_email, creds._source_credentials
+    if "PERMISSION_DENIED" not in said and "403" not in said and "signBlob" not in said:
+        return UserError(f"{identity(client)} could not reach IAM to sign a download link "
+                         f"for {url} ({said}); check the network, then reload.")
+    member = _member(source)
+    return UserError(
+        f"{describe_credentials(source)} may not sign as {target} (needed for the download "
+        f"link of {url}): it lacks iam.serviceAccounts.signBlob on {target}; grant it with "
+        f"'gcloud iam service-accounts add-iam-policy-binding {target} --member={member} "
+        "--role=roles/iam.serviceAccountTokenCreator', or use the service account's key "
+        "file (GOOGLE_APPLICATION_CREDENTIALS) instead of impersonating it.")
+
+
+def _member(creds) -> str:
+    """The IAM member of ``creds`` (serviceAccount:EMAIL or user:EMAIL), for a grant."""
+    email = getattr(creds, "service_account_email", "") or ""
+    if email and email != "default":
+        return f"serviceAccount:{email}"
+    account = getattr(creds, "account", "") or ""
+    return f"user:{account}" if account else "user:YOUR_EMAIL"
 
 
 def register() -> None:

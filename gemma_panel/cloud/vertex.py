@@ -6,6 +6,11 @@ which is uploaded beside the job's output under ``base_output_directory``. Verte
 every bucket the job can read at ``/gcs/BUCKET`` (Cloud Storage FUSE), so the command reads
 the recipe from there and the data from its gs:// paths.
 
+A job may span several machines: a multi-host TPU slice (``tpu-v5e-16``) or several GPU
+machines (``replicas``); every VM runs the same command and ``distribution.multihost``
+joins them (Vertex AI's CLUSTER_SPEC for GPU pools, the TPU VM's own description for a
+slice), process 0 alone writing.
+
 `custom_job` builds the request body without any network call (``--dry-run`` prints it);
 `submit` and `cancel` talk to the regional Vertex AI endpoint over REST.
 """
@@ -28,15 +33,27 @@ DEFAULT_REGION = "us-central1"
 
 @dataclass(frozen=True)
 class Hardware:
-    """One ``--accelerator`` choice as Vertex AI's machine spec wants it. TPU machine types
-    carry their chips (Vertex takes the count from the type and the topology), GPU machines
-    name the accelerator type and count."""
+    """One ``--accelerator`` choice as Vertex AI's machine spec wants it.
+
+    A TPU is one slice per job: the machine type is one VM of it and the topology the whole
+    slice, so a multi-host slice (``tpu-v5e-16``: 4x4 chips on four 4-chip VMs) is still one
+    replica, and Vertex AI starts every VM of the slice with the pool's command (the SDK's
+    ``_DistributedTrainingSpec``: "TPU jobs only allow 1 replica"). GPU machines name the
+    accelerator type and count; several of them are several replicas (`JobOptions.replicas`).
+
+    Args:
+        chips: devices of one replica (a TPU slice: all of its chips).
+        hosts: VMs one replica spans, each running one training process.
+        profile: the planner's hardware profile (``planning.hardware.PROFILES``) of a chip.
+    """
 
     machine_type: str
     accelerator_type: str | None = None
     accelerator_count: int = 0
     tpu_topology: str | None = None
     chips: int = 1
+    hosts: int = 1
+    profile: str = ""
 
     @property
     def image_flavor(self) -> str:
@@ -44,11 +61,15 @@ class Hardware:
 
 
 ACCELERATORS = {
-    "tpu-v5e-4": Hardware("ct5lp-hightpu-4t", tpu_topology="2x2", chips=4),
-    "tpu-v6e-8": Hardware("ct6e-standard-8t", tpu_topology="2x4", chips=8),
-    "l4": Hardware("g2-standard-8", "NVIDIA_L4", 1),
-    "a100": Hardware("a2-highgpu-1g", "NVIDIA_TESLA_A100", 1),
-    "h100": Hardware("a3-highgpu-8g", "NVIDIA_H100_80GB", 8, chips=8),
+    "tpu-v5e-4": Hardware("ct5lp-hightpu-4t", tpu_topology="2x2", chips=4, profile="tpu-v5e"),
+    "tpu-v5e-16": Hardware("ct5lp-hightpu-4t", tpu_topology="4x4", chips=16, hosts=4,
+                           profile="tpu-v5e"),
+    "tpu-v6e-8": Hardware("ct6e-standard-8t", tpu_topology="2x4", chips=8, profile="tpu-v6e"),
+    "tpu-v6e-16": Hardware("ct6e-standard-4t", tpu_topology="4x4", chips=16, hosts=4,
+                           profile="tpu-v6e"),
+    "l4": Hardware("g2-standard-8", "NVIDIA_L4", 1, profile="l4"),
+    "a100": Hardware("a2-highgpu-1g", "NVIDIA_TESLA_A100", 1, profile="a100-40gb"),
+    "h100": Hardware("a3-highgpu-8g", "NVIDIA_H100_80GB", 8, chips=8, profile="h100"),
 }
 
 # Vertex AI job states -> the run store's statuses.
@@ -84,12 +105,39 @@ class JobOptions:
     timeout_hours: float = 24.0
     job_id: str | None = None  # default: the recipe's name and the time
     service_account: str | None = None  # the job runs as this (default: Vertex AI's agent)
+    replicas: int = 1  # GPU machines: the first is worker pool 0, the others pool 1
+
+    def __post_init__(self):
+        check_replicas(self.accelerator, self.replicas)
 
 
 def hardware(name: str) -> Hardware:
     if name not in ACCELERATORS:
         raise UserError(f"unknown accelerator {name!r}: use one of {', '.join(ACCELERATORS)}.")
     return ACCELERATORS[name]
+
+
+def check_replicas(accelerator: str, replicas: int) -> None:
+    """Refuse a replica count Vertex AI would refuse, in words: TPU jobs are one slice."""
+    if not isinstance(replicas, int) or replicas < 1:
+        raise UserError(f"replicas must be a whole number of machines, 1 or more, got "
+                        f"{replicas!r}.")
+    if replicas > 1 and hardware(accelerator).tpu_topology:
+        bigger = [n for n, h in ACCELERATORS.items() if h.tpu_topology and h.hosts > 1]
+        raise UserError(f"a Vertex AI TPU job is one slice, so {accelerator} takes 1 "
+                        f"replica, not {replicas}: for more chips choose a bigger slice "
+                        f"({', '.join(bigger)}) with 1 replica.")
+
+
+def devices(options: JobOptions) -> int:
+    """Every chip the job holds (and is billed for): the chips of each replica, summed."""
+    return hardware(options.accelerator).chips * options.replicas
+
+
+def processes(options: JobOptions) -> int:
+    """Training processes (VMs) of the job, each running the same command: one per host of
+    a TPU slice, one per GPU replica."""
+    return hardware(options.accelerator).hosts * options.replicas
 
 
 def image_uri(options: JobOptions) -> str:
@@ -118,8 +166,9 @@ def local_data_paths(recipe) -> list[str]:
 
 
 def job_command(folder: str) -> list[str]:
-    """What each replica runs: the recipe beside the job's output, the run folder's copy in
-    the job's folder. A replica Vertex AI restarts (a preempted spot VM) runs it again and
+    """What every VM of every replica runs (the same command: ``distribution.multihost``
+    tells each process its place): the recipe beside the job's output, the run folder's
+    copy in the job's folder. A replica Vertex AI restarts (a preempted spot VM) runs it again and
     goes on from the last checkpoint the copy holds (``gemma-panel run --run-folder``)."""
     return ["gemma-panel", "run", fuse_path(f"{folder}/recipe.yaml"), "--run-folder", folder]
 
@@ -134,6 +183,39 @@ def custom_job(recipe, options: JobOptions, folder: str):
     from google.cloud import aiplatform_v1 as v1
     from google.protobuf import duration_pb2
 
+    pools = worker_pools(options, v1.ContainerSpec(
+        image_uri=image_uri(options), command=job_command(folder),
+        env=[v1.EnvVar(name=k, value=v) for k, v in worker_env(options).items()]))
+    strategy = v1.Scheduling.Strategy.SPOT if options.spot else v1.Scheduling.Strategy.STANDARD
+    scheduling = v1.Scheduling(
+        timeout=duration_pb2.Duration(seconds=int(options.timeout_hours * 3600)),
+        strategy=strategy, restart_job_on_worker_restart=options.spot)
+    spec = v1.CustomJobSpec(worker_pool_specs=pools, scheduling=scheduling,
+                            base_output_directory=v1.GcsDestination(output_uri_prefix=folder),
+                            service_account=options.service_account or "")
+    return v1.CustomJob(display_name=f"gemma-panel-{folder.rsplit('/', 1)[-1]}",
+                        job_spec=spec,
+                        labels={"gemma-panel": _label(__version__),
+                                "accelerator": _label(options.accelerator)})
+
+
+def worker_env(options: JobOptions) -> dict[str, str]:
+    """What each VM is told besides what Vertex AI sets: on a multi-host TPU slice, how many
+    hosts it has, so that ``distribution.multihost`` joins the slice (JAX finds the workers
+    from the TPU VM) even where Vertex AI's CLUSTER_SPEC lists the one replica alone."""
+    from gemma_panel.distribution.multihost import ENV_TPU_HOSTS
+
+    hw = hardware(options.accelerator)
+    return {ENV_TPU_HOSTS: str(hw.hosts)} if hw.tpu_topology and hw.hosts > 1 else {}
+
+
+def worker_pools(options: JobOptions, container) -> list:
+    """The job's worker pools, every replica running ``container``: pool 0 the primary (one
+    replica; process 0, the coordinator, the only writer), pool 1 the other GPU machines
+    (Vertex AI gives each its place in CLUSTER_SPEC, which ``distribution.multihost``
+    reads). A TPU slice is one replica, whatever its hosts."""
+    from google.cloud import aiplatform_v1 as v1
+
     hw = hardware(options.accelerator)
     machine = v1.MachineSpec(machine_type=hw.machine_type)
     if hw.accelerator_type:
@@ -141,23 +223,14 @@ def custom_job(recipe, options: JobOptions, folder: str):
         machine.accelerator_count = hw.accelerator_count
     if hw.tpu_topology:
         machine.tpu_topology = hw.tpu_topology
-    container = v1.ContainerSpec(
-        image_uri=image_uri(options),
-        command=job_command(folder))
-    pool = v1.WorkerPoolSpec(machine_spec=machine, replica_count=1, container_spec=container,
-                             disk_spec=v1.DiskSpec(boot_disk_type="pd-ssd",
-                                                   boot_disk_size_gb=100))
-    strategy = v1.Scheduling.Strategy.SPOT if options.spot else v1.Scheduling.Strategy.STANDARD
-    scheduling = v1.Scheduling(
-        timeout=duration_pb2.Duration(seconds=int(options.timeout_hours * 3600)),
-        strategy=strategy, restart_job_on_worker_restart=options.spot)
-    spec = v1.CustomJobSpec(worker_pool_specs=[pool], scheduling=scheduling,
-                            base_output_directory=v1.GcsDestination(output_uri_prefix=folder),
-                            service_account=options.service_account or "")
-    return v1.CustomJob(display_name=f"gemma-panel-{folder.rsplit('/', 1)[-1]}",
-                        job_spec=spec,
-                        labels={"gemma-panel": _label(__version__),
-                                "accelerator": _label(options.accelerator)})
+
+    def pool(replicas: int):
+        return v1.WorkerPoolSpec(machine_spec=machine, replica_count=replicas,
+                                 container_spec=container,
+                                 disk_spec=v1.DiskSpec(boot_disk_type="pd-ssd",
+                                                       boot_disk_size_gb=100))
+
+    return [pool(1)] + ([pool(options.replicas - 1)] if options.replicas > 1 else [])
 
 
 def to_json(job) -> str:

@@ -30,7 +30,7 @@ from gemma_panel.errors import UserError
 from .outputs import write, writing
 
 OUTPUT_ENV = "GEMMA_PANEL_CLOUD_OUTPUT"  # as ``cloud submit --output`` defaults to
-_SETTINGS = ("accelerator", "spot", "region", "project", "output", "job_id")
+_SETTINGS = ("accelerator", "replicas", "spot", "region", "project", "output", "job_id")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +55,8 @@ class VertexModel(param.Parameterized):
     """
 
     accelerator = param.Selector(objects=list(ACCELERATORS), default="tpu-v5e-4")
+    replicas = param.Integer(default=1, bounds=(1, None), doc=(
+        "GPU machines, each running the same command (a TPU job is one slice: 1)."))
     spot = param.Boolean(default=False, doc="Spot capacity: cheaper, may be preempted.")
     region = param.String(default=DEFAULT_REGION)
     project = param.String(default="", doc="Default: $GOOGLE_CLOUD_PROJECT.")
@@ -116,7 +118,7 @@ class VertexModel(param.Parameterized):
         return JobOptions(accelerator=self.accelerator, output=output, spot=self.spot,
                           region=self.region.strip() or DEFAULT_REGION,
                           project=self.project.strip() or None,
-                          job_id=self.job_id.strip() or None)
+                          job_id=self.job_id.strip() or None, replicas=self.replicas)
 
     def _planned(self, planned: PlannedJob, asked: int) -> None:
         from gemma_panel.cloud.vertex import custom_job, to_json
@@ -198,5 +200,6 @@ def plan_job(recipe: Recipe, options: JobOptions) -> PlannedJob:
     folder = vertex.job_folder(recipe, options)
     options = dataclasses.replace(options, project=project,
                                   job_id=folder.rsplit("/", 1)[-1])
-    estimate = job_estimate(recipe, options.accelerator, options.spot, load_prices(None))
+    estimate = job_estimate(recipe, options.accelerator, options.spot, load_prices(None),
+                            options.replicas)
     return PlannedJob(recipe, options, folder, estimate, identity)

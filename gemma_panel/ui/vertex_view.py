@@ -40,6 +40,8 @@ class VertexView(pn.viewable.Viewer):
         super().__init__(**params)
         m = self.model
         self.accelerator = pn.widgets.Select.from_param(m.param.accelerator, name="Accelerator")
+        self.replicas = pn.widgets.IntInput.from_param(m.param.replicas, name="GPU machines",
+                                                       start=1)
         self.spot = pn.widgets.Checkbox.from_param(m.param.spot, name="Spot (cheaper, may be "
                                                                       "preempted)")
         self.region = pn.widgets.TextInput.from_param(m.param.region, name="Region")
@@ -61,7 +63,8 @@ class VertexView(pn.viewable.Viewer):
         m = self.model
         return pn.Column(
             pn.pane.Markdown(f"### Run on Vertex AI\n{INTRO}"),
-            pn.Row(self.accelerator, self.spot, self.region, sizing_mode="stretch_width"),
+            pn.Row(self.accelerator, self.replicas, self.spot, self.region,
+                   sizing_mode="stretch_width"),
             pn.Row(self.project, self.output, self.job_id, sizing_mode="stretch_width"),
             pn.Row(self.show, self.confirm),
             pn.pane.Markdown(m.param.status, css_classes=["gp-vertex-status"],

@@ -2,7 +2,9 @@
 
 gcp-storage-emulator grants everything, so a read-only identity is tested here: each request
 that needs a permission the identity lacks gets the JSON API's 403 body, worded as Cloud
-Storage words it. A service-account key file whose ``token_uri`` points here lets the real
+Storage words it; IAM's signBlob (how an impersonated identity signs a download link) is
+answered here too, refused unless ``iam.serviceAccounts.signBlob`` is granted. A
+service-account key file whose ``token_uri`` points here lets the real
 google-auth flow (a JWT signed with the key, exchanged for a token) run against it.
 """
 
@@ -31,7 +33,12 @@ def service_account_key(path, token_uri: str) -> str:
     return str(path)
 
 
+SIGN_BLOB = "iam.serviceAccounts.signBlob"
+
+
 def _needed(method: str, path: str) -> str:
+    if re.fullmatch(r"/v1/projects/-/serviceAccounts/[^/]+:signBlob", path):
+        return SIGN_BLOB  # IAM Credentials' signBlob (an impersonated identity's signing)
     if path == "/token":
         return ""
     if path.endswith("/iam/testPermissions"):
@@ -100,6 +107,13 @@ class ForbiddenServer:
             return 200, {"access_token": "test-token", "expires_in": 3600,
                          "token_type": "Bearer"}
         needed = _needed(method, path)
+        if needed == SIGN_BLOB and needed not in self.granted:  # worded as IAM words it
+            return 403, {"error": {"code": 403, "status": "PERMISSION_DENIED", "message": (
+                f"Permission '{SIGN_BLOB}' denied on resource (or it may not exist).")}}
+        if needed == SIGN_BLOB:
+            import base64
+
+            return 200, {"keyId": "k2", "signedBlob": base64.b64encode(b"signed").decode()}
         if needed and needed not in self.granted:
             message = (f"{EMAIL} does not have {needed} access to the Google Cloud Storage "
                        f"object. Permission '{needed}' denied on resource (or it may not "

@@ -172,3 +172,51 @@ def test_resume_notices_that_gcs_data_changed(gcs, tmp_path):
         assert data_changes(before, current_fingerprint(store.folder(run.id))) == [changed]
     finally:
         store.close()
+
+
+TRAINER = "trainer@test-project.iam.gserviceaccount.com"
+
+
+@pytest.fixture
+def impersonating(forbidden, monkeypatch):
+    """The key file's account impersonating TRAINER, IAM's signBlob on the loopback server."""
+    from google.auth import iam
+
+    def start(granted: set[str]):
+        server, key = forbidden(granted)
+        monkeypatch.setenv(gcs.IMPERSONATE_ENV, TRAINER)
+        monkeypatch.setattr(iam, "_IAM_SIGN_ENDPOINT",
+                            f"{server.url}/v1/projects/-/serviceAccounts/{{}}:signBlob")
+        return server, key
+
+    return start
+
+
+def test_impersonation_without_sign_blob_is_one_sentence(impersonating, tmp_path):
+    from gemma_panel.ui.downloads import export_links
+
+    server, key = impersonating(set())
+    with pytest.raises(UserError) as caught:
+        gcs.signed_url("gs://guarded/exports/model.gguf")
+    said = str(caught.value)
+    assert ("POST", f"/v1/projects/-/serviceAccounts/{TRAINER}:signBlob") in server.calls
+    assert said == (
+        f"service account {EMAIL} (key file {key}) may not sign as {TRAINER} (needed for "
+        "the download link of gs://guarded/exports/model.gguf): it lacks "
+        f"iam.serviceAccounts.signBlob on {TRAINER}; grant it with 'gcloud iam "
+        f"service-accounts add-iam-policy-binding {TRAINER} --member=serviceAccount:{EMAIL} "
+        "--role=roles/iam.serviceAccountTokenCreator', or use the service account's key "
+        "file (GOOGLE_APPLICATION_CREDENTIALS) instead of impersonating it.")
+    # The Export tab shows the sentence where the link would be.
+    folder = tmp_path / "runs" / "r1" / "exports" / "e"
+    folder.mkdir(parents=True)
+    (label, url), _ = export_links(tmp_path / "runs", folder, {"files": [{"path": "model.gguf"}]},
+                                   "gs://guarded/exports")
+    assert url == "" and label == f"the files are in gs://guarded/exports; {said}"
+
+
+def test_impersonation_with_sign_blob_signs_through_iam(impersonating):
+    server, _ = impersonating({"iam.serviceAccounts.signBlob"})
+    link = gcs.signed_url("gs://guarded/exports/model.gguf")
+    assert f"X-Goog-Credential={TRAINER}" in link.replace("%40", "@")
+    assert ("POST", f"/v1/projects/-/serviceAccounts/{TRAINER}:signBlob") in server.calls

@@ -20,10 +20,15 @@ DATA = ROOT / "examples" / "instruction" / "unit_conversions.jsonl"
 
 
 @pytest.fixture
-def job_args(gcs, vertex_api, tmp_path, monkeypatch):
-    """``cloud submit`` arguments for the quickstart recipe on the emulated bucket."""
+def job_args(gcs, vertex_api, tmp_path, monkeypatch, gemma_panel_home):
+    """``cloud submit`` arguments for the quickstart recipe on the emulated bucket. Each test
+    has its own home (its runs) but shares the session's model cache: the tokenizer the
+    estimate reads is imported from the GGUF once, not once a test."""
     _, bucket = gcs
     bucket.blob("d/train.jsonl").upload_from_filename(str(DATA))
+    (gemma_panel_home / "models").mkdir(exist_ok=True)
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "models").symlink_to(gemma_panel_home / "models")
     monkeypatch.setenv("GEMMA_PANEL_HOME", str(tmp_path / "home"))
     return [str(RECIPE), f"data.train_path=gs://{bucket.name}/d/train.jsonl", "--project",
             "p1", "--output", f"gs://{bucket.name}/jobs", "--job-id", "j1"]
@@ -97,8 +102,14 @@ def test_a_cost_above_max_cost_is_refused_before_any_call(job_args, vertex_api, 
     assert len(_created(vertex_api)) == 1
 
 
-def test_max_cost_refuses_when_no_price_is_listed(job_args, vertex_api, capsys):
-    """The shipped table has no spot TPU v5e price: no estimate to compare, so refused."""
+def test_max_cost_refuses_when_no_price_is_listed(job_args, vertex_api, capsys, tmp_path,
+                                                  monkeypatch):
+    """A table with no spot TPU v5e price: no estimate to compare, so refused. (The shipped
+    table now lists every offer of every accelerator, so this one stands in for it.)"""
+    table = tmp_path / "shipped.yaml"
+    table.write_text("prices:\n  tpu-v5e:\n    on_demand:\n      usd_per_device_hour: 1.2\n"
+                     "      date: 2026-01-27\n      source: test\n")
+    monkeypatch.setattr("gemma_panel.planning.prices.SHIPPED", table)
     assert main(["cloud", "submit", *job_args, "--accelerator", "tpu-v5e-4", "--spot",
                  "--yes", "--max-cost", "1000"]) == 2
     captured = capsys.readouterr()
@@ -125,3 +136,22 @@ def test_unreadable_data_gives_no_estimate_and_the_preflights_sentence(gcs, vert
     assert "note: the data cannot be planned for:" in captured.out
     assert f"no such object in bucket {bucket.name}" in captured.err
     assert _created(vertex_api) == []
+
+
+@pytest.mark.parametrize("accelerator, replicas, hardware", [
+    ("tpu-v5e-16", [], "tpu-v5e:16"),  # a slice of 4 VMs: all 16 chips billed
+    ("h100", ["--replicas", "2"], "h100:16"),  # two 8-GPU machines
+])
+def test_the_cost_counts_every_replica(job_args, vertex_api, capsys, accelerator, replicas,
+                                       hardware):
+    plan = _plan_json(capsys, job_args, hardware)
+    (cost,) = [c for c in plan["costs"] if c["offer"] == "on_demand"]
+    assert main(["cloud", "submit", *job_args, "--accelerator", accelerator, *replicas,
+                 "--yes"]) == 0
+    out = capsys.readouterr().out
+    assert f"16 x {hardware.split(':')[0]} (" in out.splitlines()[0]
+    shown = re.search(r"cost: ~\$([0-9.,]+) estimate", out)
+    assert float(shown[1].replace(",", "")) == pytest.approx(cost["usd"], abs=0.00005)
+    (body,) = [b for m, p, b in vertex_api.calls if p.endswith("/customJobs")]
+    assert sum(int(p["replicaCount"]) for p in body["jobSpec"]["workerPoolSpecs"]) == (
+        2 if replicas else 1)

@@ -13,11 +13,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class VertexServer:
-    """``calls``: (method, path, JSON body or None); ``state`` is what GET answers."""
+    """``calls``: (method, path, JSON body or None); ``state`` is what GET answers. A cancel
+    is answered once ``answer_cancel`` is set (at most 10 s later), like a slow API."""
 
     def __init__(self):
         self.calls: list[tuple[str, str, dict | None]] = []
         self.jobs: dict[str, dict] = {}
+        self.answer_cancel = threading.Event()
+        self.answer_cancel.set()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
@@ -35,6 +38,7 @@ class VertexServer:
             return 200, self.jobs[name]
         cancel = re.fullmatch(r"/v1/(.+):cancel", path)
         if method == "POST" and cancel and cancel.group(1) in self.jobs:
+            self.answer_cancel.wait(timeout=10)
             self.jobs[cancel.group(1)]["state"] = "JOB_STATE_CANCELLING"
             return 200, {}
         name = path.removeprefix("/v1/")
