@@ -16,18 +16,82 @@ Example:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import param
 
 from gemma_panel.chat import SIDES, ChatClient, run_chat_format
-from gemma_panel.export.inventory import run_checkpoints, run_exports
+from gemma_panel.export.inventory import Checkpoints, RunExport, run_checkpoints, run_exports
+from gemma_panel.export.manifest import MANIFEST
 from gemma_panel.runs import RunStore
 
 from .outputs import write, writing
 
 NO_RUN = "Pick a run with a checkpoint or an export first (train one in the Train tab)."
+
+
+@dataclass(frozen=True)
+class Offer:
+    """What one run folder offers to chat with: its checkpoints and loadable exports."""
+
+    checkpoints: Checkpoints
+    exports: tuple[RunExport, ...]
+
+    @property
+    def chattable(self) -> bool:
+        return bool(self.checkpoints.steps or self.exports)
+
+
+class RunOffers:
+    """Each run folder's ``Offer``, read again only when the folder changed.
+
+    The tab refreshes its runs every 3 seconds; reading every run's checkpoint meta and
+    export manifests each time grows with the runs kept. ``folder_key`` (directory
+    listings and stat calls, no file read) says when a folder must be read again.
+    """
+
+    def __init__(self):
+        self._seen: dict[str, tuple[tuple, Offer]] = {}
+
+    def get(self, run_dir: str | os.PathLike) -> Offer:
+        run_dir = str(run_dir)
+        key, seen = folder_key(Path(run_dir)), self._seen.get(run_dir)
+        if seen is None or seen[0] != key:
+            offer = Offer(run_checkpoints(run_dir),
+                          tuple(e for e in run_exports(run_dir) if e.chattable))
+            self._seen[run_dir] = seen = (key, offer)
+        return seen[1]
+
+    def keep_only(self, run_dirs) -> None:
+        """Forget the folders of runs no longer listed (deleted ones)."""
+        keep = {str(d) for d in run_dirs}
+        self._seen = {d: v for d, v in self._seen.items() if d in keep}
+
+
+def folder_key(run_dir: Path) -> tuple:
+    """Changes whenever a checkpoint or an export folder comes or goes (both are staged
+    and renamed into place) and whenever an export's manifest is rewritten."""
+    exports = _listing(run_dir / "exports")
+    manifests = tuple(_stamp(run_dir / "exports" / name / MANIFEST) for name in exports[1])
+    return _listing(run_dir / "checkpoints"), exports, manifests
+
+
+def _listing(folder: Path) -> tuple:
+    try:
+        return folder.stat().st_mtime_ns, tuple(sorted(os.listdir(folder)))
+    except OSError:  # no such folder (yet)
+        return None, ()
+
+
+def _stamp(path: Path) -> tuple | None:
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return found.st_mtime_ns, found.st_size
 
 
 class ChatModel(param.Parameterized):
@@ -70,6 +134,7 @@ class ChatModel(param.Parameterized):
         self._reply = None
         self._failed = False
         self._exports: dict[str, str] = {}  # choice label -> export folder name
+        self._offers = RunOffers()
         self.refresh_runs()
 
     @property
@@ -83,8 +148,10 @@ class ChatModel(param.Parameterized):
     # -- choices ---------------------------------------------------------------------------
     def refresh_runs(self) -> None:
         """Offer every run with a checkpoint or an export to chat with (newest first); keep
-        the current one."""
-        ids = [r.id for r in self.store.list_runs() if self._chattable(r.run_dir)]
+        the current one. Only the run folders that changed are read again (``RunOffers``)."""
+        runs = self.store.list_runs()
+        self._offers.keep_only(r.run_dir for r in runs)
+        ids = [r.id for r in runs if self._offers.get(r.run_dir).chattable]
         self.param.run.objects = ids
         if self.run not in ids:
             self.run = ids[0] if ids else None
@@ -104,17 +171,11 @@ class ChatModel(param.Parameterized):
                 note = f"The run's recipe cannot be read ({exc})."
         write(self, turns=[], system_note=note, status="", busy=False)
 
-    @staticmethod
-    def _chattable(run_dir: str) -> bool:
-        return bool(run_checkpoints(run_dir).steps) or \
-            any(e.chattable for e in run_exports(run_dir))
-
     def _checkpoints(self) -> None:
         """Offer the run's checkpoints, then its exports that load as a model here."""
-        run_dir = self._run_dir() if self.run else None
-        found = run_checkpoints(run_dir) if run_dir else None
-        exports = [e for e in run_exports(run_dir) if e.chattable] if run_dir else []
-        self._exports = {e.label: e.name for e in exports}
+        offer = self._offers.get(self._run_dir()) if self.run else None
+        self._exports = {e.label: e.name for e in offer.exports} if offer else {}
+        found = offer.checkpoints if offer else None
         choices = (found.choices() if found and found.steps else []) + list(self._exports)
         choices = choices or ["latest"]
         self.param.checkpoint.objects = choices
@@ -128,7 +189,7 @@ class ChatModel(param.Parameterized):
         """The checkpoint step the choice names (None: the latest, or an export)."""
         if self.checkpoint == "latest" or self.export() is not None:
             return None
-        return run_checkpoints(self._run_dir()).step(self.checkpoint)
+        return self._offers.get(self._run_dir()).checkpoints.step(self.checkpoint)
 
     def export(self) -> str | None:
         """The export folder the choice names (None: a checkpoint)."""

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import functools
 from typing import Any
 
@@ -40,7 +41,13 @@ GROUP_TITLES = {"run": "Run", "model": "Model", "data": "Data", "lora": "LoRA ad
 
 def field_paths() -> list[str]:
     """Every recipe field as ``section.name``, in the schema's order."""
-    return [f"{section}.{f.name}" for section, f, _ in iter_fields()]
+    return list(_hints())
+
+
+@functools.cache
+def _hints() -> dict[str, Any]:
+    """Field path -> its type hint, read from the schema once (the table never changes)."""
+    return {f"{section}.{f.name}": hint for section, f, hint in iter_fields()}
 
 
 def all_paths() -> list[str]:
@@ -53,20 +60,19 @@ def field_info(path: str) -> dict[str, Any]:
     if path in TOP_FIELDS:
         return {"path": path, "type": str, "choices": None, "optional": False,
                 "default": getattr(Recipe(), path), "help": TOP_FIELDS[path]}
-    for section, f, hint in iter_fields():
-        if f"{section}.{f.name}" == path:
-            args = [a for a in getattr(hint, "__args__", ()) if a is not type(None)]
-            base = args[0] if args else hint
-            base = getattr(base, "__origin__", base)
-            return {"path": path, "type": base, "choices": field_choices(path),
-                    "optional": type(None) in getattr(hint, "__args__", ()),
-                    "default": field_default(path), "help": field_help(path)}
-    raise KeyError(path)
+    hint = _hints()[path]  # KeyError: not a field
+    args = [a for a in getattr(hint, "__args__", ()) if a is not type(None)]
+    base = args[0] if args else hint
+    base = getattr(base, "__origin__", base)
+    return {"path": path, "type": base, "choices": field_choices(path),
+            "optional": type(None) in getattr(hint, "__args__", ()),
+            "default": field_default(path), "help": field_help(path)}
 
 
 def defaults() -> dict[str, Any]:
-    """Field path -> the schema's default, for every field of ``all_paths``."""
-    return dict(_defaults())
+    """Field path -> the schema's default, for every field of ``all_paths``: a deep copy, so
+    a list the caller (or a reset recipe) later edits in place leaves the defaults alone."""
+    return copy.deepcopy(_defaults())
 
 
 @functools.cache
@@ -82,10 +88,15 @@ def changed_fields(settings: dict[str, Any]) -> list[str]:
 
 def groups() -> dict[str, list[str]]:
     """The Advanced section: group -> its fields (every field not in ``BASIC_FIELDS``)."""
-    out: dict[str, list[str]] = {"run": list(TOP_FIELDS)}
+    return {group: list(paths) for group, paths in _groups().items()}
+
+
+@functools.cache
+def _groups() -> dict[str, tuple[str, ...]]:
+    out: dict[str, tuple[str, ...]] = {"run": tuple(TOP_FIELDS)}
     for section in SECTIONS:
-        out[section] = [p for p in field_paths()
-                        if p.startswith(section + ".") and p not in BASIC_FIELDS]
+        out[section] = tuple(p for p in field_paths()
+                             if p.startswith(section + ".") and p not in BASIC_FIELDS)
     return {group: paths for group, paths in out.items() if paths}
 
 
@@ -96,18 +107,26 @@ def matches(path: str, query: str) -> bool:
     ``train.learning_rate``.
     """
     words = query.lower().replace("_", " ").split()
-    text = f"{path} {field_info(path)['help']}".lower().replace("_", " ")
+    text = _search_texts()[path]
     return all(word in text for word in words)
+
+
+@functools.cache
+def _search_texts() -> dict[str, str]:
+    """What the search reads of each field (path and help text), prepared once: the search
+    runs on every key typed."""
+    return {path: f"{path} {field_info(path)['help']}".lower().replace("_", " ")
+            for path in all_paths()}
 
 
 def advanced_fields(query: str = "") -> list[str]:
     """The Advanced fields that ``query`` finds (all of them for an empty query)."""
-    return [p for paths in groups().values() for p in paths if matches(p, query)]
+    return [p for paths in _groups().values() for p in paths if matches(p, query)]
 
 
 def search_note(query: str, found: list[str]) -> str:
     """One line under the search box: how many fields the search shows."""
-    total = sum(len(paths) for paths in groups().values())
+    total = sum(len(paths) for paths in _groups().values())
     if not query.strip():
         return f"{total} more fields, by section. Type to search their names and help."
     if not found:

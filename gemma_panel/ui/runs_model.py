@@ -300,7 +300,16 @@ class RunsModel(RunEditing):
     def cancel(self) -> None:
         if self.selected is None:
             return
-        run = cancel_run(self.selected, self.store)
+        run_id = self.selected
+        if self.store.get(run_id).remote:  # Vertex AI's cancel call: off the page's thread
+            self.can_cancel, self.notice = False, f"Cancelling the job of {run_id} ..."
+            self.jobs.submit("cancel", lambda: cancel_run(run_id, self.store),
+                             self._cancelled, self._failed)
+            return
+        self._cancelled(cancel_run(run_id, self.store))
+
+    @writes
+    def _cancelled(self, run) -> None:
         self.notice = (f"Cancelled {run.id}." if run.status == st.CANCELLED else
                        f"Cancel requested: {run.id} saves a checkpoint and stops at its "
                        "next step.")

@@ -84,6 +84,14 @@ def _latencies(page, store, run_id: str, since: float) -> list[float]:
     return [arrivals[s] - t for s, t in recorded.items() if s in arrivals and t > since]
 
 
+def _evaluations(page) -> dict[int, float]:
+    """Step -> value of the validation token accuracy on the Train tab's evaluation chart."""
+    return {int(step): value for step, value in page.evaluate("""() => {
+        const s = Bokeh.documents[0].get_model_by_name('train-val_token_accuracy');
+        return Array.from(s.data.step, (step, i) => [step, s.data.value[i]]);
+    }""")}
+
+
 def test_train_live_cancel_reload_and_restart(browser, server, store, shots):
     page = open_page(browser, server.url)
     click_tab(page, "Train")
@@ -96,12 +104,22 @@ def test_train_live_cancel_reload_and_restart(browser, server, store, shots):
 
     wait_for(lambda: run.id in status(), timeout=30, what="the run to be shown")
     shown_at = time.time()
+    # The evaluation chart has the base model's evaluation (step 0) as training starts...
+    wait_for(lambda: 0 in _evaluations(page), timeout=60, every=0.2,
+             what="step 0's evaluation on the evaluation chart")
     # Loss points appear on the chart as the worker records them.
     wait_for(lambda: len(page.evaluate("() => window.__arrivals")) >= 40, timeout=180,
              every=0.2, what="40 loss points on the chart")
     late = sorted(_latencies(page, store, run.id, shown_at))
     assert len(late) >= 30
     assert late[-1] < 2.0, f"slowest point took {late[-1]:.2f} s; all: {late}"
+    # ... and gains step 40's (eval.every_steps=40) while the run goes on, as recorded.
+    wait_for(lambda: 40 in _evaluations(page), timeout=60, every=0.2,
+             what="step 40's evaluation on the evaluation chart")
+    assert "running" in status()
+    shown = _evaluations(page)  # points arrive in order: all recorded up to the last shown
+    recorded = {p.step: p.value for p in store.metrics(run.id, names=["val_token_accuracy"])}
+    assert shown == {s: v for s, v in recorded.items() if s <= max(shown)}
     wait_for(lambda: "running" in status(), timeout=10, what="running status")
     page.get_by_role("button", name="Cancel", exact=True).click()
     done = wait_finished(store, run.id, timeout=120)

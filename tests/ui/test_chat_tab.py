@@ -3,6 +3,7 @@ is asked, and the prompts saved into the Configure tab's recipe."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from gemma_panel.ui.app import Studio
@@ -87,3 +88,51 @@ def test_the_choice_lists_the_runs_exports_and_the_request_names_the_one_picked(
     chat.run = only_exported.id
     preset = f"export preset-step{STEP:06d} (preset, NOT verified)"
     assert chat.param.checkpoint.objects == [preset] and chat.checkpoint == preset
+
+
+def test_an_unchanged_refresh_reads_no_manifest_and_a_change_is_seen(store, tiny_gguf,
+                                                                     monkeypatch):
+    """The app refreshes the Chat tab's runs every 3 seconds: only folders that changed
+    are read again (before: every run's checkpoint meta and export manifests, each time)."""
+    from gemma_panel.export.manifest import MANIFEST, write_manifest
+    from gemma_panel.ui.chat_model import ChatModel
+
+    recipe = tiny_recipe(tiny_gguf)
+    runs = [store.create_run(recipe) for _ in range(3)]
+    write_tuned_checkpoint(recipe, runs[0].run_dir)
+    for run in runs[1:]:
+        shutil.copytree(Path(runs[0].run_dir) / "checkpoints", Path(run.run_dir) / "checkpoints",
+                        dirs_exist_ok=True)
+    exports = Path(runs[0].run_dir) / "exports"
+
+    def export(fmt, passed):
+        folder = exports / f"{fmt}-step{STEP:06d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        write_manifest(folder, {"format": fmt, "quantize": None, "source": {"step": STEP},
+                                "verification": {"passed": passed}})
+
+    export("gguf", False)
+    reads = []
+    real = Path.read_text
+
+    def read_text(path, *args, **kwargs):
+        if path.name in (MANIFEST, "meta.json"):
+            reads.append(path)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", read_text)
+    chat = ChatModel(store, client=_Client())
+    chat.run = runs[0].id
+    assert reads  # the first refresh reads them all
+    reads.clear()
+    for _ in range(3):
+        chat.refresh_runs()
+    assert reads == [] and len(chat.param.run.objects) == 3
+
+    export("gguf", True)  # the manifest rewritten: verified now
+    export("keras", True)  # a new export folder
+    chat.refresh_runs()
+    assert set(chat.param.checkpoint.objects) >= {
+        f"export gguf-step{STEP:06d} (gguf, verified)",
+        f"export keras-step{STEP:06d} (keras, verified)"}
+    assert reads and all(Path(runs[0].run_dir) in r.parents for r in reads)  # that run only

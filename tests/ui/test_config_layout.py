@@ -112,3 +112,33 @@ def test_the_view_shows_basics_first_and_follows_search_marks_and_resets(cfg):
     assert view.reset_all.disabled
     view.search.value_input = ""
     assert view.groups["train"].collapsed and view.groups["lora"].visible
+
+
+def test_a_reset_list_edited_in_place_leaves_the_defaults_alone():
+    """reset_all used to hand out the cached defaults' own lists: an in-place edit of the
+    reset field (a view appending a layer) changed every later default and reset."""
+    cfg = ConfigModel(Recipe())
+    cfg.set("lora.target_layers", ["query"])
+    cfg.reset_all()
+    cfg.settings["lora.target_layers"].append("ffw_linear")
+    assert defaults()["lora.target_layers"] == field_default("lora.target_layers")
+    again = ConfigModel(Recipe())
+    again.set("lora.target_layers", ["query"])
+    again.reset_all()
+    assert again.settings["lora.target_layers"] == field_default("lora.target_layers")
+
+
+def test_a_search_keystroke_reads_no_field_table(monkeypatch):
+    """The search runs on every key typed: after the first, it walks no schema table (it
+    used to look each field up by walking all of them: fields x fields a keystroke)."""
+    from gemma_panel.ui import config_fields
+
+    advanced_fields("warm")  # the first search prepares what it reads
+    calls = []
+    real = config_fields.iter_fields
+    monkeypatch.setattr(config_fields, "iter_fields",
+                        lambda: calls.append(1) or real())
+    for typed in ("l", "le", "lea", "learning rate"):
+        found = advanced_fields(typed)
+    assert calls == [] and found  # the schedule's fields mention the learning rate
+    assert "train.weight_decay" in advanced_fields("decoupled")

@@ -9,6 +9,7 @@ tiny model's, its data on the emulated bucket.
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -52,13 +53,15 @@ def _planned(panel: VertexModel) -> VertexModel:
     return panel
 
 
-@pytest.mark.parametrize("accelerator, spot", [("tpu-v5e-4", False), ("h100", True)])
+@pytest.mark.parametrize("accelerator, spot, replicas", [
+    ("tpu-v5e-4", False, 1), ("h100", True, 1), ("a100", False, 2)])
 def test_the_panel_submits_the_clis_job_and_shows_the_clis_cost(
-        store, job_recipe, gcs, vertex_api, monkeypatch, capsys, accelerator, spot):
+        store, job_recipe, gcs, vertex_api, monkeypatch, capsys, accelerator, spot, replicas):
     _, bucket = gcs
     monkeypatch.setenv("GEMMA_PANEL_HOME", str(store.root))
     options = ["--accelerator", accelerator, *(["--spot"] if spot else []), "--project", "p1",
-               "--output", f"gs://{bucket.name}/jobs", "--job-id", "j1"]
+               "--output", f"gs://{bucket.name}/jobs", "--job-id", "j1",
+               "--replicas", str(replicas)]
     assert main(["cloud", "submit", str(job_recipe), *options, "--yes"]) == 0
     printed = capsys.readouterr().out
     (cli_body,) = _created(vertex_api)
@@ -66,7 +69,8 @@ def test_the_panel_submits_the_clis_job_and_shows_the_clis_cost(
     bucket.blob("jobs/j1/recipe.yaml").delete()  # the panel's job goes to the same folder
 
     panel = _planned(_panel(store, job_recipe, accelerator=accelerator, spot=spot,
-                            project="p1", output=f"gs://{bucket.name}/jobs", job_id="j1"))
+                            replicas=replicas, project="p1",
+                            output=f"gs://{bucket.name}/jobs", job_id="j1"))
     assert panel.can_submit, panel.status
     assert len(_created(vertex_api)) == 1  # the plan sends nothing
     assert bucket.get_blob("jobs/j1/recipe.yaml") is None
@@ -76,7 +80,8 @@ def test_the_panel_submits_the_clis_job_and_shows_the_clis_cost(
                      r"(FITS|TIGHT|DOES NOT FIT)", printed)
     assert panel.fit["badge"] in ("fits", "tight", "does not fit")
     assert any(line.startswith("  cost: ~$") for line in panel.plan_lines), printed
-    expected = job_estimate(load_recipe(job_recipe), accelerator, spot, load_prices())
+    expected = job_estimate(load_recipe(job_recipe), accelerator, spot, load_prices(),
+                            replicas)
     assert panel.cost_usd == expected.cost.usd and panel.cost_usd > 0
 
     panel.confirm()
@@ -102,10 +107,17 @@ def test_the_job_is_listed_as_a_run_and_cancel_cancels_the_job(store, job_recipe
     assert [r["status"] for r in runs.runs if r["id"] == run.id] == ["queued"]
     assert f"as run {run.id}" in panel.status and "Train tab" in panel.status
     assert runs.can_cancel
-    runs.cancel()  # the Train tab's button
+    vertex_api.answer_cancel.clear()  # Vertex AI is slow to answer the cancel call
+    began = time.monotonic()
+    runs.cancel()  # the Train tab's button, on the page's thread
+    assert time.monotonic() - began < 2, "the cancel call waited on the page's thread"
+    assert not runs.can_cancel and runs.notice == f"Cancelling the job of {run.id} ..."
+    vertex_api.answer_cancel.set()
+    runs.jobs.wait(timeout=60)
     assert ("POST", f"/v1/{run.job_name}:cancel", None) in [
         (m, p, b or None) for m, p, b in vertex_api.calls]
     assert store.get(run.id).status == "cancelled"
+    assert runs.status == "cancelled"  # the Train tab tells it (its notice is cleared)
 
 
 def test_nothing_is_sent_without_a_plan_for_the_settings_shown(store, job_recipe, gcs,
