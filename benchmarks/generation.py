@@ -5,7 +5,8 @@
 
 Reported, for batch 1 (``gemma-panel generate``: one prompt, streamed) and for the
 evaluation's batch (9 prompts, as the trainer asks for its sample and task answers):
-time to first token (TTFT: prompt in, first text piece out, shapes already compiled) and
+time to first token (TTFT: prompt in, first text piece out, shapes already compiled; for
+new prompts of 16, 200 and 1,000 tokens too) and
 decode tokens/s (tokens after the first, per second of decoding). "old" is the path before
 this change (state passed every token, 262,144 logits to the host, NumPy arg-max, the whole
 answer detokenized again per token, one prompt at a time); "new" is
@@ -112,6 +113,13 @@ def timed_stream(stream) -> tuple[float, float, int]:
     return first - start, end - first, count
 
 
+def first_piece_s(stream) -> float:
+    """Seconds to a stream's first piece (the rest is not generated)."""
+    start = time.perf_counter()
+    next(iter(stream))
+    return time.perf_counter() - start
+
+
 def batch1(gen, old, new_tokens: int) -> dict:
     from gemma_panel.models.generation import SamplingOptions
 
@@ -148,19 +156,26 @@ def batch9(gen, old, new_tokens: int) -> dict:
             "new_tok_s": tokens / new_s, "greedy_ids_equal": new_ids == old_ids}
 
 
-def long_prompt_ttft(gen, tokens: int = 1000) -> dict:
-    """TTFT for a new prompt of ~``tokens`` tokens: first one of its bucket, then another."""
+def prompt_of(gen, tokens: int, shift: int = 0) -> str:
+    """A prompt of about ``tokens`` tokens (start token included)."""
+    words = " ".join(f"w{i + shift}" for i in range(4 * tokens))
+    return gen.detokenize(gen.encode_prompt(words)[1:tokens])
+
+
+def new_prompt_ttft(gen, lengths=(16, 200, 1000), new_tokens: int = 64) -> list[dict]:
+    """TTFT for a new prompt of each length, after one prompt 7 tokens shorter (same cache
+    bucket, so a prompt of a new length is timed, not the bucket's first compile)."""
     from gemma_panel.models.generation import SamplingOptions
 
-    options = SamplingOptions(max_new_tokens=8)
-    words = " ".join(f"w{i}" for i in range(4 * tokens))
-    ids = gen.encode_prompt(words)[1:tokens]
-    first = gen.detokenize(ids)
-    second = gen.detokenize(ids[7:] + ids[:7])
-    cold, _, _ = timed_stream(gen.stream(first, options))
-    warm, _, _ = timed_stream(gen.stream(second, options))
-    return {"prompt_tokens": len(gen.encode_prompt(second)), "first_in_bucket_s": cold,
-            "ttft_s": warm}
+    options = SamplingOptions(max_new_tokens=new_tokens)
+    rows = []
+    for n in lengths:
+        cold = first_piece_s(gen.stream(prompt_of(gen, n - 7), options))
+        prompt = prompt_of(gen, n, shift=3)
+        warm = first_piece_s(gen.stream(prompt, options))
+        rows.append({"prompt_tokens": len(gen.encode_prompt(prompt)),
+                     "first_in_bucket_s": cold, "ttft_s": warm})
+    return rows
 
 
 def llama_cpp(gen, gguf: str | None, new_tokens: int) -> dict | None:
@@ -210,9 +225,11 @@ def main() -> None:
     print(f"  new (generate_many, one batch)       {nine['new_s']:>8.2f} s{nine['new_tok_s']:>9.1f}")
     print(f"  speed-up {nine['old_s'] / nine['new_s']:.2f}x; greedy ids equal: "
           f"{nine['greedy_ids_equal']}")
-    long = long_prompt_ttft(gen)
-    print(f"\nTTFT, new prompt of {long['prompt_tokens']} tokens: {long['ttft_s']:.3f} s "
-          f"(first prompt of its bucket, compiling: {long['first_in_bucket_s']:.1f} s)")
+    print(f"\nTTFT, new prompts ({args.new_tokens} new tokens)   first of its cache bucket"
+          "   a new length after it")
+    for row in new_prompt_ttft(gen, new_tokens=args.new_tokens):
+        print(f"  {row['prompt_tokens']:>5} tokens{row['first_in_bucket_s']:>24.2f} s"
+              f"{row['ttft_s']:>20.3f} s")
     ours = one["rows"]["new"]["decode_tok_s"]
     ref = llama_cpp(gen, args.gguf, args.new_tokens)
     if ref is None:

@@ -38,18 +38,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from gemma_panel.training.events import NullSink
 
-class StepClock:
+
+class StepClock(NullSink):
     """A sink that records when each step's metrics arrive (the step boundary)."""
 
     def __init__(self):
         self.stamps: list[float] = []
-
-    def on_start(self, info): pass
-    def on_samples(self, step, samples): pass
-    def on_checkpoint(self, step, path, best): pass
-    def on_log(self, message): pass
-    def on_end(self, status, message): pass
 
     def on_metrics(self, step, tokens, metrics):
         if "loss" in metrics:

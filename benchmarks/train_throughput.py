@@ -1,7 +1,8 @@
 """Training throughput: our trainer vs the KerasHub guide's ``fit`` baseline, Gemma 3 270M.
 
     python benchmarks/train_throughput.py [--epochs 1] [--recipe recipes/quickstart.yaml]
-        [--no-ablation | --parts ours,factored,...] [SECTION.FIELD=VALUE ...]
+        [--no-ablation | --parts ours,factored,... | --quality [--variant "A=1 B=2"]]
+        [SECTION.FIELD=VALUE ...]
 
 Every trainer trains the recipe's LoRA (rank, alpha, target layers) on the same training
 split of the quickstart data, sequence length 256, for the same number of epochs (so the
@@ -25,6 +26,9 @@ batch size. ``--parts`` also runs rows left out by default: ``all`` and
 ``all_factored`` (every projection adapted, merged and factored), ``onednn``, ``bf16`` and
 ``mixed_bf16`` (XLA's oneDNN CPU path on, in float32, bfloat16 and mixed_bfloat16). Each
 trainer runs in a process of its own; the 270M takes minutes per row.
+``--quality`` measures time to quality instead (train_quality.py): the wall time ours at the
+recipe's setting and the baseline at batch 1 need to reach the baseline's validation loss
+after ``--epochs``, and a lower one; ``--variant`` adds runs of ours with other settings.
 Try the script on a tiny model with ``model.source=PATH.gguf``.
 """
 
@@ -38,19 +42,14 @@ import sys
 import time
 
 import gemma_panel  # noqa: F401  (sets KERAS_BACKEND=jax before Keras is imported)
+from gemma_panel.training.events import NullSink
 
 
-class Timings:
+class Timings(NullSink):
     """A sink that keeps step times and real tokens (first step = compilation, dropped)."""
 
     def __init__(self):
         self.steps, self.val_loss = [], None
-
-    def on_start(self, info): pass
-    def on_samples(self, step, samples): pass
-    def on_checkpoint(self, step, path, best): pass
-    def on_log(self, message): pass
-    def on_end(self, status, message): pass
 
     def on_metrics(self, step, tokens, metrics):
         if "step_time_s" in metrics:
@@ -97,7 +96,8 @@ def run_ours(recipe):
     return tokens / seconds, sink.val_loss, sum(n for _, n in sink.steps)
 
 
-def run_baseline(recipe):
+def run_baseline(recipe, curve=False):
+    import jax
     import keras
     import numpy as np
 
@@ -125,7 +125,12 @@ def run_baseline(recipe):
         first = next(i for i, s in enumerate(segments) if s.trained)
         prompts.append("".join(s.text for s in segments[:first]))
         responses.append(segments[first].text + "<end_of_turn>")
-    real = [min(len(t.input_ids), recipe.data.sequence_length) for t in prepared.train_tokens]
+    epochs = max(1, round(recipe.train.epochs))
+    if recipe.train.epochs < 1:  # a fraction of an epoch: the first rows of the split
+        keep = max(1, round(len(prompts) * recipe.train.epochs))
+        prompts, responses = prompts[:keep], responses[:keep]
+    real = [min(len(t.input_ids), recipe.data.sequence_length)
+            for t in prepared.train_tokens[:len(prompts)]]
     batch = recipe.train.batch_size
 
     class Clock(keras.callbacks.Callback):
@@ -137,12 +142,19 @@ def run_baseline(recipe):
             self.start = time.perf_counter()
 
         def on_train_batch_end(self, batch_index, logs=None):
+            jax.block_until_ready(logs)  # the step's work, not its dispatch
             self.times.append(time.perf_counter() - self.start)
 
     clock = Clock()
-    epochs = max(1, round(recipe.train.epochs))
+    callbacks = [clock]
+    if curve:  # evaluations every so many real tokens (train_quality.py)
+        from train_quality import baseline_callback
+
+        callbacks.append(baseline_callback(lm, recipe, prepared, clock))
     lm.fit({"prompts": prompts, "responses": responses}, epochs=epochs, batch_size=batch,
-           callbacks=[clock], verbose=0)
+           callbacks=callbacks, verbose=0)
+    if curve:
+        return {"curve": callbacks[1].curve}
     tokens_per_batch = float(np.mean(real)) * batch
     rate = tokens_per_batch * (len(clock.times) - 1) / sum(clock.times[1:])
     # Validation loss with the same evaluator as ours, on the baseline's own LoRA weights.
@@ -207,13 +219,51 @@ def versus(part: str) -> str:
                 if [o for o in extra if o.startswith("train.batch_size=")] == batch)
 
 
-def run_part(part: str, recipe) -> None:
+QUALITY = ("quality_baseline", "quality")  # --quality: time to a validation loss
+
+
+def quality_part(part: str, recipe, args) -> dict:
+    """One side of the time-to-quality comparison (train_quality.py), in this process."""
+    import train_quality
+
+    train_quality.EVAL_STEPS = args.eval_steps
+    if part == "quality_baseline":
+        return run_baseline(recipe, curve=True)
+    from train_quality import ours_curve
+
+    return ours_curve(recipe, args.stop_below, args.max_tokens)
+
+
+def run_quality(args) -> None:
+    """The baseline at batch 1 for --epochs, then ours at the recipe's own setting."""
+    import train_quality
+
+    from gemma_panel.config import load_recipe
+
+    every = ["--eval-steps", str(args.eval_steps)]
+    fit = in_subprocess("quality_baseline", args, [BATCH_1], every)
+    print(f"fit: {json.dumps(fit)}", flush=True)  # each result as it comes: rows take minutes
+    target = train_quality.LOWER * fit["curve"][-1][2]
+    epochs = load_recipe(args.recipe, args.overrides).train.epochs  # its schedule, not --epochs
+    ours = {}
+    for variant in ["", *(args.variant or [])]:  # "": the recipe as it is
+        ours[variant] = in_subprocess("quality", args, [f"train.epochs={epochs}",
+                                                        *variant.split()], [
+            *every, "--stop-below", str(target), "--max-tokens", str(2 * fit["curve"][-1][0])])
+        print(f"ours {variant!r}: {json.dumps(ours[variant])}", flush=True)
+    train_quality.report(fit, ours)
+
+
+def run_part(part: str, recipe, args=None) -> None:
     """Run one trainer in this process and print its figures as JSON (one model per process:
     two KerasHub tokenizers in one process confuse tensorflow-text's resources)."""
     if part == "flops":
         per_token, loss_share, real = run_flops(recipe)
         print("RESULT " + json.dumps({"per_token": per_token, "loss_share": loss_share,
                                       "real": real}))
+        return
+    if part in QUALITY:
+        print("RESULT " + json.dumps(quality_part(part, recipe, args)))
         return
     if part in BASELINES:
         rate, val, tokens = run_baseline(recipe)
@@ -224,12 +274,12 @@ def run_part(part: str, recipe) -> None:
     print("RESULT " + json.dumps({"rate": rate, "val_loss": val, "tokens": tokens}))
 
 
-def in_subprocess(part: str, args, extra=()) -> dict:
+def in_subprocess(part: str, args, extra=(), options=()) -> dict:
     env = dict(os.environ)
     if part in PARTS and "onednn" in PARTS[part][2]:  # XLA reads its flags at start-up
         env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {ONEDNN}".strip()
     out = subprocess.run([sys.executable, __file__, "--part", part, "--recipe", args.recipe,
-                          "--epochs", str(args.epochs), *args.overrides, *extra],
+                          "--epochs", str(args.epochs), *options, *args.overrides, *extra],
                          capture_output=True, text=True, check=False, env=env)
     line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
     if line is None:
@@ -248,8 +298,17 @@ def main() -> None:
     parser.add_argument("--parts", help="comma-separated rows to run, of "
                         f"{', '.join([*PARTS, *BASELINES])} (default: "
                         f"{', '.join(DEFAULT_PARTS)})")
-    parser.add_argument("--part", choices=["flops", *BASELINES, *PARTS],
+    parser.add_argument("--quality", action="store_true",
+                        help="time to a target validation loss: ours at the recipe's setting "
+                        "vs KerasHub fit at batch 1 (train_quality.py)")
+    parser.add_argument("--eval-steps", type=int, default=11, help="with --quality: "
+                        "evaluate every N packed sequences' worth of tokens (11: 8 an epoch)")
+    parser.add_argument("--variant", action="append", help="with --quality: also run ours "
+                        "with these recipe overrides (space-separated; repeatable)")
+    parser.add_argument("--part", choices=["flops", *BASELINES, *PARTS, *QUALITY],
                         help=argparse.SUPPRESS)
+    parser.add_argument("--stop-below", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--max-tokens", type=int, help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", help="recipe overrides for every trainer")
     args = parser.parse_args()
     recipe = load_recipe(args.recipe, [
@@ -258,7 +317,10 @@ def main() -> None:
         *args.overrides,
     ])
     if args.part:
-        run_part(args.part, recipe)
+        run_part(args.part, recipe, args)
+        return
+    if args.quality:
+        run_quality(args)
         return
     parts = ["ours", "baseline"] if args.no_ablation else list(DEFAULT_PARTS)
     if args.parts:
@@ -270,6 +332,9 @@ def main() -> None:
     from gemma_panel.training.flops import measured_peak
 
     peak = measured_peak("float32")[0] / 1e9  # the trainer's, cached in GEMMA_PANEL_HOME
+    # bfloat16 inputs with float32 accumulation: what AMX / AVX512-BF16 would give the step
+    print(f"matmul peak, bfloat16 in, float32 out: {measured_peak('bfloat16')[0] / 1e9:.0f} "
+          "GFLOP/s")
     flops = {}  # per set of LoRA overrides: the useful work differs with the adapted layers
     results = {}
     for part in parts:

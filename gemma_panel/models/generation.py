@@ -14,8 +14,11 @@ to the host, never a row of 262,144 logits.
   depend only on the distance between two positions, so a row shifted right by its padding
   scores as it would alone.
 
-Shapes are bucketed (prompt length and new tokens to powers of two, batch size to 1, 2, 4 and
-then multiples of 4), so a new prompt reuses the compiled functions of one of similar size.
+The prompt is prefilled in chunks of one fixed width (``chunk`` tokens), and only the cache
+length (prompt plus new tokens, to a power of two) and the batch size (1, 2, 4, then multiples
+of 4) shape the compiled functions, so a prompt of a new length reuses them. The last chunk
+chooses the first token from the hidden state at the prompt's last position alone: the
+262,144-wide head is never computed for the other prompt positions.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 _MIN_LENGTH = 16
+_CHUNK = 128
 _MAX_BATCH = 16
 _STOP_SLOTS = 8
 # Gemma 1-3 and 3n end a turn with <end_of_turn>, Gemma 4 with <turn|>.
@@ -128,6 +132,8 @@ class StreamingGenerator:
         >>> gen.generate_many(["1 + 1 =", "The sky is"], SamplingOptions(max_new_tokens=8))
     """
 
+    chunk = _CHUNK  # prompt tokens per prefill call (one compiled width for every prompt)
+
     def __init__(self, causal_lm):
         import jax
 
@@ -143,7 +149,9 @@ class StreamingGenerator:
         self.batches = "padding_mask" in inspect.signature(causal_lm.call_with_cache).parameters
         self._cache_shapes: dict[tuple[int, int], object] = {}
         # The cache is donated: each call updates it in place instead of copying it.
-        self._prefill = jax.jit(self._prefill_fn, donate_argnames=("cache",))
+        self._fill = jax.jit(self._fill_fn, donate_argnames=("cache",))
+        self._prefill = jax.jit(self._prefill_fn, static_argnames=("sampling",),
+                                donate_argnames=("cache",))
         self._step = jax.jit(self._step_fn, static_argnames=("sampling",),
                              donate_argnames=("cache",))
         self._decode = jax.jit(self._decode_fn, static_argnames=("sampling", "steps"))
@@ -159,16 +167,30 @@ class StreamingGenerator:
         return keras.StatelessScope(state_mapping=list(zip(self.lm.variables, state)))
 
     def _call(self, token_ids, cache, index, offsets):
-        """Logits and updated cache for ``token_ids`` written at ``index`` of the cache."""
+        """Final hidden states and updated cache for ``token_ids`` written at ``index``.
+
+        ``call_with_cache``'s logits are left unused, so XLA drops them; ``_head`` turns
+        the positions that are needed into logits."""
         import jax.numpy as jnp
 
         kwargs = {}
         if self.batches:
             length = jax_cache_length(cache)
             kwargs["padding_mask"] = jnp.arange(length)[None, :] >= offsets[:, None]
-        logits, _, cache = self.lm.call_with_cache(
+        _, hidden, cache = self.lm.call_with_cache(
             token_ids=token_ids, cache=cache, cache_update_index=index, **kwargs)
-        return logits, cache
+        return hidden, cache
+
+    def _head(self, hidden):
+        """Logits ``(batch, vocab)`` for hidden states ``(batch, dim)``, as ``call_with_cache``
+        computes them (tied embedding, soft caps)."""
+        import jax.numpy as jnp
+
+        logits = self.lm.backbone.token_embedding(hidden, reverse=True)
+        cap = getattr(self.lm, "final_logit_cap", None)  # Gemma 4 caps after the head
+        if cap is not None:
+            logits = jnp.tanh(logits / cap) * cap
+        return logits
 
     def _build_fn(self, state, token_ids):
         with self._scope(state):
@@ -177,28 +199,43 @@ class StreamingGenerator:
                 return self.lm._build_cache(token_ids, None, None, mask, None)[1]
             return self.lm._build_cache(token_ids)[1]
 
-    def _prefill_fn(self, state, token_ids, offsets, cache):
+    def _fill_fn(self, state, token_ids, offsets, cache, start):
+        """Write one chunk of prompt tokens into the cache at ``start``."""
         with self._scope(state):
-            return self._call(token_ids, cache, 0, offsets)[1]
+            return self._call(token_ids, cache, start, offsets)[1]
+
+    def _prefill_fn(self, state, token_ids, offsets, cache, start, last, key, temperature,
+                    top_p, sampling):
+        """The prompt's last chunk: ``(first ids (batch,), cache, key)``, the head applied at
+        chunk position ``last`` only."""
+        import jax
+
+        with self._scope(state):
+            hidden, cache = self._call(token_ids, cache, start, offsets)
+            logits = self._head(jax.lax.dynamic_index_in_dim(hidden, last, 1, keepdims=False))
+        key, sub = jax.random.split(key)
+        return sample_on_device(logits, sub, temperature, top_p, sampling), cache, key
 
     def _step_fn(self, state, token, cache, index, offsets, key, temperature, top_p, sampling):
         """One token per row: ``(next ids (batch,), cache, key)``; logits stay here."""
         import jax
 
         with self._scope(state):
-            logits, cache = self._call(token[:, None], cache, index, offsets)
+            hidden, cache = self._call(token[:, None], cache, index, offsets)
+            logits = self._head(hidden[:, -1])
         key, sub = jax.random.split(key)
-        return sample_on_device(logits[:, -1], sub, temperature, top_p, sampling), cache, key
+        return sample_on_device(logits, sub, temperature, top_p, sampling), cache, key
 
     def _decode_fn(self, state, token, cache, index, offsets, key, temperature, top_p,
                    stop_ids, max_new, sampling, steps):
-        """Up to ``max_new`` tokens per row in a device loop; ``(batch, steps)`` ids, -1
-        after a row's stop token."""
+        """Up to ``max_new`` tokens per row in a device loop, ``token`` (the prefill's
+        choice, at ``index``) the first; ``(batch, steps)`` ids, -1 from a row's stop token."""
         import jax
         import jax.numpy as jnp
 
+        done = jnp.isin(token, stop_ids)
         out = jnp.full((token.shape[0], steps), -1, dtype="int32")
-        done = jnp.zeros(token.shape, dtype=bool)
+        out = out.at[:, 0].set(jnp.where(done, -1, token))
 
         def cond(carry):
             t, done = carry[0], carry[4]
@@ -212,7 +249,7 @@ class StreamingGenerator:
             out = out.at[:, t].set(jnp.where(done, -1, token))
             return t + 1, token, cache, index + 1, done, out, key
 
-        carry = (jnp.int32(0), token, cache, index, done, out, key)
+        carry = (jnp.int32(1), token, cache, index, done, out, key)
         return jax.lax.while_loop(cond, body, carry)[5]
 
     # -- host side ----------------------------------------------------------------------
@@ -232,39 +269,48 @@ class StreamingGenerator:
         ids = [int(i) for i in np.asarray(self.tokenizer(prompt))]
         return [int(self.tokenizer.start_token_id)] + ids
 
-    def _prefilled(self, rows: list[list[int]], max_new_tokens: int, state):
-        """Prefill the rows; returns (cache, last tokens, first index, offsets).
+    def _prefilled(self, rows: list[list[int]], options: SamplingOptions, state):
+        """Prefill the rows chunk by chunk; returns (first tokens, cache, the index they are
+        fed at, offsets, key).
 
         One row sits at the start of the cache (as alone); several are left-padded to a
         common end, so they all decode at the same index."""
+        import jax
+
         n_max = max(len(r) for r in rows)
-        width = bucket(n_max)
-        length = width + bucket(max_new_tokens)
-        token_ids = np.zeros((len(rows), width), dtype="int32")
+        chunks = -(-n_max // self.chunk)
+        length = bucket(max(chunks * self.chunk, n_max + options.max_new_tokens))
+        token_ids = np.zeros((len(rows), chunks * self.chunk), dtype="int32")
         offsets = np.zeros(len(rows), dtype="int32")
         for i, row in enumerate(rows):
             offsets[i] = 0 if len(rows) == 1 else n_max - len(row)
             token_ids[i, offsets[i]: offsets[i] + len(row)] = row
-        cache = self._prefill(state, token_ids, offsets, self._empty_cache(len(rows), length))
-        last = np.array([r[-1] for r in rows], dtype="int32")
-        return cache, last, np.int32(n_max - 1), offsets
+        cache = self._empty_cache(len(rows), length)
+        for c in range(chunks - 1):
+            start = c * self.chunk
+            cache = self._fill(state, token_ids[:, start: start + self.chunk], offsets, cache,
+                               np.int32(start))
+        start = (chunks - 1) * self.chunk
+        token, cache, key = self._prefill(
+            state, token_ids[:, start:], offsets, cache, np.int32(start),
+            np.int32(n_max - 1 - start), jax.random.PRNGKey(options.seed), options.temperature,
+            options.top_p, sampling=options.static())
+        return token, cache, np.int32(n_max), offsets, key
 
     def stream_ids(self, prompt: str, options: SamplingOptions) -> Iterator[int]:
         """Yield generated token ids, stopping at end-of-turn / end-of-sequence."""
-        import jax
-
         state = self._state()
-        cache, token, index, offsets = self._prefilled([self.encode_prompt(prompt)],
-                                                       options.max_new_tokens, state)
+        token, cache, index, offsets, key = self._prefilled(
+            [self.encode_prompt(prompt)], options, state)
         def step(token, cache, index, key):
             return self._step(state, token, cache, index, offsets, key, options.temperature,
                               options.top_p, sampling=options.static())
 
-        pending = step(token, cache, index, jax.random.PRNGKey(options.seed))
+        pending = token, cache, key
         for n in range(options.max_new_tokens):
             token, cache, key = pending
             if n + 1 < options.max_new_tokens:  # queued now, it runs while this token is shown
-                pending = step(token, cache, index + n + 1, key)
+                pending = step(token, cache, index + n, key)
             chosen = int(token[0])
             if chosen in self.stop_ids:
                 return
@@ -283,16 +329,13 @@ class StreamingGenerator:
         return out
 
     def _decode_rows(self, rows: list[list[int]], options: SamplingOptions) -> list[list[int]]:
-        import jax
-
         state = self._state()
-        cache, token, index, offsets = self._prefilled(rows, options.max_new_tokens, state)
+        token, cache, index, offsets, key = self._prefilled(rows, options, state)
         stops = sorted(self.stop_ids)[:_STOP_SLOTS]
         stop_ids = np.array(stops + [-1] * (_STOP_SLOTS - len(stops)), dtype="int32")
-        ids = self._decode(state, token, cache, index, offsets, jax.random.PRNGKey(options.seed),
-                           options.temperature, options.top_p, stop_ids,
-                           np.int32(options.max_new_tokens), sampling=options.static(),
-                           steps=bucket(options.max_new_tokens))
+        ids = self._decode(state, token, cache, index, offsets, key, options.temperature,
+                           options.top_p, stop_ids, np.int32(options.max_new_tokens),
+                           sampling=options.static(), steps=bucket(options.max_new_tokens))
         ids = np.asarray(ids)
         return [[int(t) for t in row[: options.max_new_tokens] if t >= 0] for row in ids]
 

@@ -103,7 +103,8 @@ def test_stream_pieces_join_to_the_whole_decode(gen):
 
 def test_steps_return_token_ids_and_shapes_are_reused(gen):
     state = gen._state()
-    cache, token, index, offsets = gen._prefilled([gen.encode_prompt("Hi there")], 8, state)
+    token, cache, index, offsets, _ = gen._prefilled([gen.encode_prompt("Hi there")],
+                                                     SamplingOptions(max_new_tokens=8), state)
     out, cache, key = gen._step(state, token, cache, index, offsets, jax.random.PRNGKey(0),
                                 1.0, 1.0, sampling=GREEDY.static())
     assert out.shape == (1,) and out.dtype == np.int32  # one id per row, not the logits
@@ -127,3 +128,27 @@ def test_gemma4_batch_equals_one_by_one(tmp_path):
     alone = [list(gen4.stream_ids(p, options)) for p in prompts]
     assert len({tuple(a) for a in alone}) == len(prompts)
     assert gen4.generate_ids_many(prompts, options) == alone
+
+
+def test_chunked_prefill_equals_one_chunk(gen):
+    prompts = [PROMPTS[2], PROMPTS[4]]  # about 17 tokens: five chunks of 4
+    one_chunk = [list(gen.stream_ids(p, GREEDY)) for p in prompts]
+    saved = gen.chunk
+    try:
+        gen.chunk = 4
+        assert [list(gen.stream_ids(p, GREEDY)) for p in prompts] == one_chunk
+        assert gen.generate_ids_many(prompts + PROMPTS[:2], GREEDY)[:2] == one_chunk
+    finally:
+        gen.chunk = saved
+
+
+def test_a_prompt_of_a_new_length_compiles_nothing(gen):
+    gen = StreamingGenerator(gen.lm)  # nothing compiled by the other tests
+    options = SamplingOptions(max_new_tokens=8)
+    list(gen.stream_ids("Hi", options))
+    jitted = gen._fill, gen._prefill, gen._step
+    compiled = [f._cache_size() for f in jitted]
+    longer = "one two three four five six seven eight nine ten eleven twelve thirteen"
+    assert len(gen.encode_prompt(longer)) > 16  # past the old 16-token width bucket
+    list(gen.stream_ids(longer, options))
+    assert [f._cache_size() for f in jitted] == compiled
