@@ -94,7 +94,8 @@ def all_sections() -> dict[str, dict[str, str]]:
 def test_the_walk_finds_the_error_classes():
     """A guard on the walk itself: it must see the classes we know are there."""
     classes = user_error_classes()
-    assert {"RecipeError", "DatasetError", "VerificationError", "StaleAttempt"} <= classes
+    assert {"RecipeError", "DatasetError", "VerificationError", "StaleAttempt",
+            "DeviceProbeError"} <= classes
     assert BASE not in classes and "KerasInternalsChanged" not in classes  # not a UserError
 
 
@@ -167,7 +168,8 @@ def test_the_site_builds_strict_with_its_generated_reference(tmp_path):
     tutorial = (site / "tutorials" / "instruction.html").read_text(encoding="utf-8")
     assert 'href="../troubleshooting/training.html#overfitting"' in tutorial
     assert 'href="export.html"' in tutorial and "ipynb\"" not in tutorial
-    assert "recipes/instruction.yaml" in tutorial and "load_run_model" in tutorial
+    assert "recipes/instruction.yaml" in tutorial and "start_edited" in tutorial
+    assert 'src="../screenshots/chat.png"' in tutorial  # a notebook's images, rewritten too
 
 
 README = ROOT / "README.md"

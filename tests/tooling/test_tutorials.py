@@ -9,6 +9,8 @@ today's code (commands, recipes, example data, the Python API), not what a real 
 Each notebook gets its own run store, so its runs do not queue behind another notebook's, and
 two notebooks execute at a time (the kernels and their workers mostly wait on each other).
 The site renders the same notebooks (docs/gen_tutorials.py); the site build is in test_docs.py.
+instruction.ipynb goes the dashboard's way (upload, configure, Start, Chat) through the
+view-models the page is built on, so it also starts the chat worker: a few seconds more.
 """
 
 from __future__ import annotations
@@ -98,3 +100,7 @@ def test_the_tutorial_runs_top_to_bottom(executed, name):
     assert len(runs) == (3 if name == "compare" else 1)
     if name == "export":  # both exports were verified by loading them back
         assert text_of(nb).count("verified:") == 2, text_of(nb)[-3000:]
+    if name == "instruction":  # the dashboard's path: the uploaded CSV trained, then both
+        uploads = list((home / "uploads").glob("*conversions.csv"))  # models answered
+        assert len(uploads) == 1 and f"train_path: {uploads[0]}" in runs[0].recipe_yaml
+        assert "--- base (" in text_of(nb) and "--- tuned (" in text_of(nb)
