@@ -49,7 +49,8 @@ def add_cloud_commands(sub) -> None:
     tpu.add_argument("name", help="the TPU VM's name")
     tpu.add_argument("--zone", required=True, help="e.g. us-central1-a")
     tpu.add_argument("--accelerator", default="tpu-v5e-4",
-                     help="tpu-v5e-1|4|8 or tpu-v6e-1|4|8 (default tpu-v5e-4)")
+                     help="tpu-v5e-1|4|8|16|32 or tpu-v6e-1|4|8|16|32 (16 and 32: "
+                          "4 and 8 VMs, one run over all; default tpu-v5e-4)")
     tpu.add_argument("--project")
     tpu.add_argument("--spot", action="store_true")
     tpu.add_argument("--recipe", default="recipe.yaml", help="the local recipe to copy over")
