@@ -21,14 +21,14 @@ fitted to the first five rows, the last four are held out (``HELD_OUT``; load 10
     gemma3-270m, seq 512, batch 2                  7141 MiB  6326 MiB  +13%   4024 MiB
     gemma3-270m, seq 256, batch 4                  6915 MiB  6296 MiB  +10%   4115 MiB
     gemma3-270m, seq 256, batch 2, rank 16, q/k/v/o 5370 MiB 4980 MiB   +8%   4140 MiB
-    gemma3-270m, seq 256, batch 2, base bfloat16   5479 MiB  5334 MiB   +3%   4091 MiB
+    gemma3-270m, seq 256, batch 2, base bfloat16   4849 MiB  4655 MiB   +4%   4182 MiB
     gemma3-270m, seq 256, batch 4, remat           6915 MiB  6261 MiB  +10%   3914 MiB
 
 The remat row was estimated at 4755 MiB (-24%) before planning/memory.py learnt that on
 CPU ``jax.checkpoint`` saves nothing (same peak as without it). The bfloat16 row was
-measured again after training/step.store_frozen_in stopped keeping a float32 copy (before:
-5921 MiB); it still peaks above float32's 4774 MiB at seq 256, batch 2, because the head
-reads the tied embedding as float32 (docs/concepts/plan.md).
+measured again (2026-12-02) after the head stopped widening the whole tied embedding to
+float32 (training/step.narrow_head_terms): 4655 MiB, below float32's 4774 MiB at seq 256,
+batch 2 (before: 5334 MiB, and 5921 MiB with a float32 copy kept; docs/concepts/plan.md).
 The int8 row of ``HELD_OUT`` was not measured this round (time).
 """
 

@@ -7,8 +7,9 @@ The parts follow what the train step (training/step.py) keeps alive at its peak:
   frozen base: int8 is 1 byte a matrix weight plus a float32 scale per output channel
   (norms stay float32), and the step dequantizes the tied embedding to float32 for the head;
   bfloat16 rounds the frozen weights once into the model's own variables (no float32
-  copy is kept; training/step.store_frozen_in), and the head still reads the tied
-  embedding as float32;
+  copy is kept; training/step.store_frozen_in), and the head widens the tied embedding
+  to float32 one vocabulary chunk at a time (two chunks are alive at once: the one in use
+  and the next; training/step.narrow_head_terms);
 * trainable: the LoRA factors (or, under full fine-tuning, every weight again: the step
   copies the trainable values it donates), with AdamW's two moments and the gradients
   (the accumulated sum and one micro-batch's), all at the weights' precision;
@@ -45,6 +46,7 @@ GIB = 2**30
 # From training/step.py (not imported: that module needs JAX and optax at import).
 REMAT_LOGITS_BYTES = 4 << 30
 HEAD_CHUNK = 128
+VOCAB_CHUNK, MIN_VOCAB_CHUNKS = 8192, 8  # step.vocab_chunk_rows
 # Tensors the backward pass keeps per token and layer, in units of each width: counted
 # from the block (10 hidden-wide, 3 query-wide, 4 key/value-wide, 4 feed-forward-wide, 2
 # score rows), then scaled to the peaks measured on CPU (benchmarks/memory_estimate.py:
@@ -168,8 +170,15 @@ def base_weight_parts(model: ModelSize, run: TrainingShape) -> dict[str, int]:
                 "dequantized embedding": model.shape.vocab * model.shape.hidden * 4}
     if mode == "bfloat16" and wb == 4:
         return {"weights": model.params * 2,
-                "float32 embedding for the head": model.shape.vocab * model.shape.hidden * 4}
+                "float32 embedding chunks for the head": widened_chunk_bytes(model)}
     return {"weights": model.params * wb}
+
+
+def widened_chunk_bytes(model: ModelSize) -> int:
+    """The bfloat16 head's float32 copies: two chunks of ``step.vocab_chunk_rows`` rows."""
+    vocab = model.shape.vocab
+    rows = max(1, min(VOCAB_CHUNK, -(-vocab // MIN_VOCAB_CHUNKS)))
+    return 2 * rows * model.shape.hidden * 4
 
 
 def estimate_memory(model: ModelSize, run: TrainingShape, backend: str = "cpu",
@@ -248,9 +257,8 @@ def with_remedies(model: ModelSize, run: TrainingShape, estimate: MemoryEstimate
     """The estimate with the changes that make it fit, cheapest in quality first.
 
     The changes add up: each remedy's figure includes the ones listed before it, and the
-    list stops at the first that fits. One that would not lower the figure is left out
-    (bfloat16 base weights of a model whose embedding is most of it: the head reads the
-    embedding as float32). ``share_cut(length)`` (from the data) says what share of
+    list stops at the first that fits. One that would not lower the figure is left out.
+    ``share_cut(length)`` (from the data) says what share of
     examples a shorter sequence length would cut.
     """
     if estimate.badge in ("fits", "unknown"):
