@@ -74,7 +74,9 @@ def test_peft(tuned, tmp_path):
     finished(export_model(tuned, "peft", tmp_path / "peft"), "peft_logits", "peft_changes_base")
 
 
-@pytest.mark.parametrize("file_type", ["f32", "q8_0", "q4_0", "f16", "bf16", "q5_0"])
+# f32, the 8-bit and the 4-bit type on the 270M (80-120 s each); f16, bf16 and q5_0 share
+# their code paths and are checked on the tiny model (tests/export/test_exports_tiny.py).
+@pytest.mark.parametrize("file_type", ["f32", "q8_0", "q4_0"])
 def test_gguf_matches_the_llama_cpp_file(tuned, tmp_path, file_type):
     result = export_model(tuned, "gguf", tmp_path / file_type, quantize=file_type)
     found = finished(result, "gguf_metadata_keys", "gguf_tensor_names", "gguf_tensor_shapes",
@@ -82,8 +84,8 @@ def test_gguf_matches_the_llama_cpp_file(tuned, tmp_path, file_type):
                      "transformers_gguf_logits", "gguf_carries_lora", "modelfile")
     if file_type == "f32":
         assert found["transformers_gguf_logits"]["max_abs_diff"] <= 1e-3
-    else:  # measured (docs/export.md): q8_0 +0.10%, q5_0 +26%, q4_0 +77%; about 2x room
-        bound = {"f16": 0.02, "bf16": 0.02, "q8_0": 0.02, "q5_0": 0.6, "q4_0": 1.5}[file_type]
+    else:  # measured (docs/export.md): q8_0 +0.10%, q4_0 +77%; about 2x room
+        bound = {"q8_0": 0.02, "q4_0": 1.5}[file_type]
         assert abs(found["validation_perplexity"]["relative_change"]) < bound
 
 
@@ -131,3 +133,19 @@ def test_tokenizer_metadata_derived_as_llama_cpp_derives_it(tuned, real_gguf_pat
     assert set(derived) == {k for k in reader.fields if k.startswith("tokenizer.")}
     for key, (value, _, _) in derived.items():
         assert value == reader.fields[key].contents(), key
+
+
+def test_litert_f32_gives_keras_logits_in_the_litert_interpreter(tuned, tmp_path):
+    """The 270M as a LiteRT file (about 3 minutes and 15 GB peak here: two conversions, the
+    tuned and the base model); int8 shares the conversion and is checked on the tiny model
+    (tests/export/test_litert.py)."""
+    pytest.importorskip("ai_edge_litert")
+    result = export_model(tuned, "litert", tmp_path / "litert", quantize="f32")
+    found = finished(result, "litert_signature", "litert_logits", "litert_carries_lora")
+    logits = found["litert_logits"]
+    # 1e-4, or 2e-5 of the largest logit when more (litert.LITERT_RELATIVE, docs/export.md)
+    assert logits["max_abs_diff"] <= logits["tolerance"]
+    assert logits["top1_agreement"] == 1.0
+    print(f"\nlitert f32: max |logit difference| {logits['max_abs_diff']:.3g}, tolerance "
+          f"{logits['tolerance']:.3g}")
+    assert result.manifest["signature"]["token_ids"] == [1, 64]
