@@ -23,6 +23,8 @@ class Example:
         origin: for an augmented row, the row it was made from.
         augmentation: for an augmented row, what made it (``"swap"``,
             ``"back_translate:fr"``, ...).
+        message_images: the image references of the messages' image parts, in order
+            (their text holds only the image token).
     """
 
     prompt: str | None = None
@@ -37,6 +39,7 @@ class Example:
     augmented: bool = False
     origin: int | None = None
     augmentation: str | None = None
+    message_images: tuple[str, ...] = ()
 
     @property
     def user_text(self) -> str:
@@ -55,6 +58,8 @@ class Example:
         if self.messages:
             key = "\x1f".join("\x1e".join(map(str, _turn_dict(t).values()))
                               for t in self.messages)
+            if self.message_images:
+                key += "\x1d" + "\x1e".join(self.message_images)
         else:
             key = "\x1f".join(v or "" for v in (self.prompt, self.input, self.response,
                                                 self.text, self.label))

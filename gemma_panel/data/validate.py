@@ -98,7 +98,7 @@ class RowValidator:
         example = Example(
             **values,
             fields={k: str(v) for k, v in record.values.items() if v is not None},
-            row=record.row, line=record.line,
+            row=record.row, line=record.line, message_images=self._message_images(record),
         )
         key = example.content_key()
         if not self._check_length(example, key, where):
@@ -106,6 +106,15 @@ class RowValidator:
         self._remember(example, key)
         self.report.rows_usable += 1
         return example
+
+    def _message_images(self, record: Record) -> tuple[str, ...]:
+        """The image references in the row's messages (for its duplicate key)."""
+        from gemma_panel.data.images import row_image_refs
+
+        column = next((col for role, col in self._roles if role == "messages"), None)
+        if column is None:
+            return ()
+        return tuple(map(str, row_image_refs(record.values, None, column)))
 
     def _text_value(self, role, col, value, record, where, required) -> tuple[Any, bool]:
         report = self.report

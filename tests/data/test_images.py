@@ -201,3 +201,19 @@ def test_the_same_question_about_two_images_is_two_examples(tmp_path):
                                            llava("img/red.png")])
     report = check_dataset(path)
     assert by_code(report).get("duplicate") == [(3, "warning")]  # only the repeated picture
+
+
+def test_the_same_message_about_two_images_is_two_examples(tmp_path):
+    """Review finding: a chat row's image parts became the image token in its text, so
+    the duplicate key of the same message about two pictures was the same."""
+    write_images(tmp_path / "img")
+
+    def chat(path):
+        return {"messages": [{"role": "user", "content": [
+                    {"type": "image_url", "image_url": {"url": path}},
+                    {"type": "text", "text": "What is it?"}]},
+                 {"role": "assistant", "content": "A square."}]}
+
+    rows = [chat("img/red.png"), chat("img/blue.jpg"), chat("img/red.png")]
+    report = check_dataset(jsonl(tmp_path / "chat.jsonl", rows))
+    assert by_code(report).get("duplicate") == [(3, "warning")]  # only the repeated picture
