@@ -136,11 +136,20 @@ def names_image(ref: Any) -> bool:
     return "://" in ref or ref.startswith("data:") or ref.endswith(IMAGE_SUFFIXES)
 
 
-def resolve_image(ref: Any, base: Path) -> Path:
-    """The local file of an image reference, relative to `base` (the data file's folder).
+def image_base(data_path) -> Path | None:
+    """The folder relative image paths are read from: the data file's own; None for a data
+    file given as a URL (``gs://``), whose images are not fetched."""
+    text = os.fspath(data_path)
+    return None if "://" in text else Path(text).parent
+
+
+def resolve_image(ref: Any, base: Path | None) -> Path:
+    """The local file of an image reference, relative to `base` (the data file's folder,
+    ``image_base``; None: the data file is remote and only absolute paths are read).
 
     Raises:
-        ImageRefused: a web or data URL, or a value that is no path at all.
+        ImageRefused: a web or data URL, a relative path beside a remote data file, or a
+            value that is no path at all.
     """
     if not isinstance(ref, str) or not ref.strip():
         raise ImageRefused(f"the image reference {ref!r} is not a path; give a file path "
@@ -154,7 +163,13 @@ def resolve_image(ref: Any, base: Path) -> Path:
                            "downloaded; save them beside the data file and give their "
                            "paths (or file:// URLs) instead")
     path = Path(os.path.expanduser(ref))
-    return path if path.is_absolute() else base / path
+    if path.is_absolute():
+        return path
+    if base is None:
+        raise ImageRefused(f"{ref[:80]!r} is relative to a data file in cloud storage, and "
+                           "images there are not fetched; copy the data file and its images "
+                           "to a local folder, or give absolute local paths")
+    return base / path
 
 
 def inspect_image(path: Path) -> tuple[str, str, str] | None:
@@ -210,7 +225,7 @@ def preview_thumbnails(rows: Sequence[Mapping[str, Any]], path, columns: Sequenc
     column = image_column(columns)
     if column is None and messages_column is None:
         return []
-    base = Path(os.fspath(path)).parent
+    base = image_base(path)
     out = []
     for number, values in enumerate(rows, 1):
         refs = row_image_refs(values, column, messages_column)
@@ -259,13 +274,13 @@ class ImageChecker:
 
     Args:
         report: where problems go (a `ValidationReport`).
-        base: the folder image paths are relative to.
+        base: the folder image paths are relative to (None: the data file is remote).
         column: the image column (None: images only in message parts).
         text_columns: the mapped text columns, searched for ``<image>`` placeholders.
         messages_column: the chat messages column, whose image parts are read.
     """
 
-    def __init__(self, report, base: Path, column: str | None, text_columns: Sequence[str],
+    def __init__(self, report, base: Path | None, column: str | None, text_columns: Sequence[str],
                  messages_column: str | None):
         self.report, self.base, self.column = report, base, column
         self.text_columns, self.messages_column = list(text_columns), messages_column
@@ -283,7 +298,7 @@ class ImageChecker:
             return None
         text = [c for c in (mapping.prompt, mapping.input, mapping.response, mapping.text,
                             mapping.messages) if c]
-        base = Path(os.fspath(path)).parent if "://" not in os.fspath(path) else Path.cwd()
+        base = image_base(path)
         return cls(report, base, column, text, mapping.messages)
 
     def check(self, record) -> None:

@@ -36,6 +36,7 @@ from gemma_panel.data.images import (
     LLAVA_PLACEHOLDER,
     PACKING_REFUSED,
     ImageRefused,
+    image_base,
     image_column,
     resolve_image,
     row_image_refs,
@@ -106,7 +107,7 @@ def read_image_examples(path: str | os.PathLike, read: ReadOptions | None = None
     columns = list(dict.fromkeys(k for r in head for k in r.values))
     mapping = detect_columns(columns, read.columns)
     validator = RowValidator(report, mapping, tools=read.tools)
-    column, base = image_column(columns), Path(os.fspath(path)).parent
+    column, base = image_column(columns), image_base(path)
     out = []
     for record in itertools.chain(head, records):
         example = None if record.broken else validator.check(record)

@@ -217,3 +217,17 @@ def test_the_same_message_about_two_images_is_two_examples(tmp_path):
     rows = [chat("img/red.png"), chat("img/blue.jpg"), chat("img/red.png")]
     report = check_dataset(jsonl(tmp_path / "chat.jsonl", rows))
     assert by_code(report).get("duplicate") == [(3, "warning")]  # only the repeated picture
+
+
+def test_relative_images_beside_a_cloud_data_file_are_refused_in_one_sentence(tmp_path):
+    """Review finding: the check read them relative to the working folder, the preview and
+    the trainer relative to a mangled 'gs:/bucket' folder; now all three refuse them."""
+    from gemma_panel.data.images import ImageRefused, image_base, resolve_image
+
+    assert image_base(tmp_path / "train.jsonl") == tmp_path
+    assert image_base("gs://bucket/data/train.jsonl") is None
+    with pytest.raises(ImageRefused, match="relative to a data file in cloud storage"):
+        resolve_image("img/red.png", image_base("gs://bucket/data/train.jsonl"))
+    write_images(tmp_path / "img")
+    absolute = str(tmp_path / "img" / "red.png")  # an absolute local path is still read
+    assert resolve_image(absolute, None) == tmp_path / "img" / "red.png"
