@@ -91,21 +91,22 @@ def _refuse_images(recipe: Recipe, prepared: PreparedDataset) -> None:
     report = prepared.report
     if not report.has("images"):
         return
-    if prepared.train and not template_places_images(prepared.template, prepared.train[0]):
-        report.warning("images_ignored", f"the template '{prepared.template.name}' puts no "
-                       "images in its prompts, so the images are ignored and the text "
-                       "alone is trained; use data.template=gemma (Gemma 3's chat format) "
-                       "to train on them")
-        return
     from gemma_panel.models.registry import get_model_spec
 
     spec = get_model_spec(str(recipe.model.source or ""))
-    if recipe.data.pack:
-        message = PACKING_REFUSED
-    elif spec is not None and (spec.family != "gemma3" or "image" not in spec.modalities):
-        message = text_only_refusal(recipe.model.source, spec.keras_hub_presets,
+    refusal = None
+    if spec is not None and (spec.family != "gemma3" or "image" not in spec.modalities):
+        refusal = text_only_refusal(recipe.model.source, spec.keras_hub_presets,
                                     reads_images="image" in spec.modalities)
-    else:
+    if prepared.train and not template_places_images(prepared.template, prepared.train[0]):
+        how = ("use data.template=gemma (Gemma 3's chat format) to train on them"
+               if refusal is None else refusal.rstrip("."))  # the model cannot: say so
+        report.warning("images_ignored", f"the template '{prepared.template.name}' puts no "
+                       "images in its prompts, so the images are ignored and the text "
+                       f"alone is trained; {how}")
+        return
+    message = PACKING_REFUSED if recipe.data.pack else refusal
+    if message is None:
         return
     report.error("image_training", message.rstrip("."))
     raise DatasetError(f"{report.source}: {message}", report=report, code="image_training")

@@ -231,3 +231,20 @@ def test_relative_images_beside_a_cloud_data_file_are_refused_in_one_sentence(tm
     write_images(tmp_path / "img")
     absolute = str(tmp_path / "img" / "red.png")  # an absolute local path is still read
     assert resolve_image(absolute, None) == tmp_path / "img" / "red.png"
+
+
+def test_ignored_images_name_the_model_when_it_cannot_train_them(tmp_path):
+    """Review finding: the warning sent a Gemma 4 or text-only recipe to data.template=gemma,
+    whose images that model would then refuse; it now says what the model does instead."""
+    from gemma_panel.config import load_recipe
+    from gemma_panel.data.preflight import prepare_recipe_data
+
+    write_images(tmp_path / "img")
+    path = jsonl(tmp_path / "pairs.jsonl", [{"prompt": f"Colour {i}?", "response": "Red.",
+                                             "image": "img/red.png"} for i in range(10)])
+    for source, why in (("gemma4-e2b", "not trained here yet"), ("gemma3-270m", "text only")):
+        recipe = load_recipe(None, [f"data.train_path={path}", "data.template=completion",
+                                    f"model.source={source}"])
+        [warning] = prepare_recipe_data(recipe).report.examples["images_ignored"]
+        assert "the text alone is trained; the model " + source in warning.message
+        assert why in warning.message and "data.template=gemma" not in warning.message
