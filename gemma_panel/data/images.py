@@ -121,15 +121,31 @@ def column_refs(value: Any) -> list[Any]:
         except json.JSONDecodeError:
             return [value]
     if isinstance(value, dict):
-        return [value.get("path", value.get("url"))]
+        return [_dict_ref(value)]
     if isinstance(value, list):
-        return [v.get("path", v.get("url")) if isinstance(v, dict) else v for v in value]
+        return [_dict_ref(v) if isinstance(v, dict) else v for v in value]
     return [value]
+
+
+class EmbeddedImage:
+    """An image given as its bytes in the data (a Hugging Face ``datasets`` Image column
+    written to Parquet: ``{"bytes": ..., "path": name}``), which is not read yet."""
+
+    def __repr__(self) -> str:
+        return "<embedded image bytes>"
+
+
+def _dict_ref(value: dict) -> Any:
+    if value.get("bytes"):
+        return EmbeddedImage()
+    return value.get("path", value.get("url"))
 
 
 def names_image(ref: Any) -> bool:
     """Whether an image column's value refers to an image: a path with an image file's
     suffix, or a URL (refused later with its reason); anything else is text."""
+    if isinstance(ref, EmbeddedImage):
+        return True
     if not isinstance(ref, str):
         return False
     ref = ref.strip().lower()
@@ -151,6 +167,10 @@ def resolve_image(ref: Any, base: Path | None) -> Path:
         ImageRefused: a web or data URL, a relative path beside a remote data file, or a
             value that is no path at all.
     """
+    if isinstance(ref, EmbeddedImage):
+        raise ImageRefused("the image is given as bytes inside the data file, which is not "
+                           "read yet; save the images as files beside the data file and "
+                           "give their paths instead")
     if not isinstance(ref, str) or not ref.strip():
         raise ImageRefused(f"the image reference {ref!r} is not a path; give a file path "
                            "relative to the data file")

@@ -248,3 +248,22 @@ def test_ignored_images_name_the_model_when_it_cannot_train_them(tmp_path):
         [warning] = prepare_recipe_data(recipe).report.examples["images_ignored"]
         assert "the text alone is trained; the model " + source in warning.message
         assert why in warning.message and "data.template=gemma" not in warning.message
+
+
+def test_image_bytes_inside_a_parquet_file_are_refused_in_one_sentence(tmp_path):
+    """Review finding: a Hugging Face datasets Image column saved to Parquet ({"bytes",
+    "path"}) was read by its path alone, a name with no file beside the data, and reported
+    missing; the bytes are now named as what is not read."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    write_images(tmp_path / "img")
+    png = (tmp_path / "img" / "red.png").read_bytes()
+    table = pa.table({
+        "image": [{"bytes": png, "path": "red.png"}, {"bytes": None, "path": "img/red.png"}],
+        "question": ["<image>\nWhat colour is it?"] * 2, "answer": ["Red."] * 2})
+    pq.write_table(table, tmp_path / "hf.parquet")
+    report = check_dataset(tmp_path / "hf.parquet")
+    assert by_code(report)["image_url"] == [(1, "error")]  # the second row names a file
+    assert "given as bytes inside the data file" in report.examples["image_url"][0].message
+    assert "image_missing" not in by_code(report)
