@@ -238,7 +238,8 @@ class RunsModel(RunEditing):
             self.progress = run.progress or 0.0
             self.step_text = f"step {run.step}/{total}" if total else f"step {run.step}"
             self.eta_text = _eta(run, self.feed.eta_s)
-            self.can_cancel = run.status in st.ACTIVE and not run.cancel_requested
+            self.can_cancel = (run.status in st.ACTIVE and not run.cancel_requested
+                               and f"cancel:{run.id}" not in self.jobs.running)
             self.can_resume = run.status in st.RESUMABLE
             new = self.store.samples(run.id, since=self._sample_cursor)
             if new:
@@ -303,7 +304,7 @@ class RunsModel(RunEditing):
         run_id = self.selected
         if self.store.get(run_id).remote:  # Vertex AI's cancel call: off the page's thread
             self.can_cancel, self.notice = False, f"Cancelling the job of {run_id} ..."
-            self.jobs.submit("cancel", lambda: cancel_run(run_id, self.store),
+            self.jobs.submit(f"cancel:{run_id}", lambda: cancel_run(run_id, self.store),
                              self._cancelled, self._failed)
             return
         self._cancelled(cancel_run(run_id, self.store))

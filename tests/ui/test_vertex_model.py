@@ -112,6 +112,8 @@ def test_the_job_is_listed_as_a_run_and_cancel_cancels_the_job(store, job_recipe
     runs.cancel()  # the Train tab's button, on the page's thread
     assert time.monotonic() - began < 2, "the cancel call waited on the page's thread"
     assert not runs.can_cancel and runs.notice == f"Cancelling the job of {run.id} ..."
+    runs.refresh_status()  # the page's periodic refresh while the call is still out
+    assert not runs.can_cancel, "the Cancel button came back during the slow cancel"
     vertex_api.answer_cancel.set()
     runs.jobs.wait(timeout=60)
     assert ("POST", f"/v1/{run.job_name}:cancel", None) in [
