@@ -6,13 +6,8 @@ prompts, and a decode step feeds one token per row. Both choose the next token o
 (arg-max, or temperature/top-k/top-p sampling with a seeded key), so only token ids come back
 to the host, never a row of 262,144 logits.
 
-- ``stream``: one prompt, decoded by the same device loop as a batch, in a background
-  thread; each token is handed to the host as it is chosen (``io_callback``), whose answer
-  (go on, or stop: a stop token, or the reader closed the stream) the loop's condition
-  reads. A step called from Python per token costs more than the loop's (XLA's CPU
-  compiler hoists the weights' layout changes out of a loop, not out of a call: 75 ms a
-  step against 44 on Gemma 3 270M). Text is detokenized incrementally (a few tokens per
-  call, not the whole answer again).
+- ``stream``: one prompt, one compiled step called from Python per token, text detokenized
+  incrementally (a few tokens per call, not the whole answer again).
 - ``generate_many``: all prompts in one left-padded batch; the decode loop is a
   ``lax.while_loop`` on the device that stops each row at its stop token and ends when every
   row has stopped. A row's padding is masked out of every attention; rotary embeddings
@@ -29,9 +24,6 @@ chooses the first token from the hidden state at the prompt's last position alon
 from __future__ import annotations
 
 import inspect
-import itertools
-import queue
-import threading
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -87,9 +79,6 @@ class StreamingGenerator:
         self._step = jax.jit(self._step_fn, static_argnames=("sampling",),
                              donate_argnames=("cache",))
         self._decode = jax.jit(self._decode_fn, static_argnames=("sampling", "steps"))
-        self._stream_loop = jax.jit(self._stream_fn, static_argnames=("sampling",))
-        self._sinks: dict[int, object] = {}  # stream id -> what takes its tokens
-        self._sink_ids = itertools.count()
 
     # -- traced pieces ------------------------------------------------------------------
 
@@ -187,30 +176,6 @@ class StreamingGenerator:
         carry = (jnp.int32(1), token, cache, index, done, out, key)
         return jax.lax.while_loop(cond, body, carry)[5]
 
-    def _emit(self, sink, token):
-        """Host side of the stream loop: hand one token over; whether to go on."""
-        return np.bool_(self._sinks[int(sink)](int(np.asarray(token)[0])))
-
-    def _stream_fn(self, state, token, cache, index, offsets, key, temperature, top_p,
-                   max_new, sink, sampling):
-        """``_decode_fn``'s loop for one row, each token sent to the host as it is chosen;
-        it ends when the host says stop or after ``max_new`` tokens (the first included)."""
-        import jax
-        import jax.numpy as jnp
-        from jax.experimental import io_callback
-
-        def emit(token):
-            return io_callback(self._emit, jax.ShapeDtypeStruct((), jnp.bool_), sink, token)
-
-        def body(carry):
-            n, token, cache, index, key, _ = carry
-            token, cache, key = self._step_fn(state, token, cache, index, offsets, key,
-                                              temperature, top_p, sampling)
-            return n + 1, token, cache, index + 1, key, emit(token)
-
-        carry = (jnp.int32(1), token, cache, index, key, emit(token))
-        return jax.lax.while_loop(lambda c: (c[0] < max_new) & c[5], body, carry)[0]
-
     # -- host side ----------------------------------------------------------------------
 
     def _empty_cache(self, batch: int, length: int):
@@ -257,43 +222,23 @@ class StreamingGenerator:
         return token, cache, np.int32(n_max), offsets, key
 
     def stream_ids(self, prompt: str, options: SamplingOptions) -> Iterator[int]:
-        """Yield generated token ids, stopping at end-of-turn / end-of-sequence. The weights
-        are read when the first id is asked for; closing the iterator stops the loop."""
+        """Yield generated token ids, stopping at end-of-turn / end-of-sequence."""
         state = self._state()
         token, cache, index, offsets, key = self._prefilled(
             [self.encode_prompt(prompt)], options, state)
-        tokens: queue.Queue = queue.Queue()
-        closed = threading.Event()
-        sink = next(self._sink_ids)
+        def step(token, cache, index, key):
+            return self._step(state, token, cache, index, offsets, key, options.temperature,
+                              options.top_p, sampling=options.static())
 
-        def take(chosen: int) -> bool:
-            tokens.put(chosen)
-            return chosen not in self.stop_ids and not closed.is_set()
-
-        def run():
-            try:
-                self._stream_loop(state, token, cache, index, offsets, key,
-                                  options.temperature, options.top_p,
-                                  np.int32(options.max_new_tokens), np.int32(sink),
-                                  sampling=options.static()).block_until_ready()
-            except Exception as exc:  # noqa: BLE001  (raised again in the reader)
-                tokens.put(exc)
-            tokens.put(None)
-
-        self._sinks[sink] = take
-        worker = threading.Thread(target=run, name="gemma-panel-stream", daemon=True)
-        worker.start()
-        try:
-            while (chosen := tokens.get()) is not None:
-                if isinstance(chosen, Exception):
-                    raise chosen
-                if chosen in self.stop_ids:
-                    return
-                yield chosen
-        finally:
-            closed.set()
-            worker.join()
-            del self._sinks[sink]
+        pending = token, cache, key
+        for n in range(options.max_new_tokens):
+            token, cache, key = pending
+            if n + 1 < options.max_new_tokens:  # queued now, it runs while this token is shown
+                pending = step(token, cache, index + n, key)
+            chosen = int(token[0])
+            if chosen in self.stop_ids:
+                return
+            yield chosen
 
     def generate_ids_many(self, prompts: list[str], options: SamplingOptions) -> list[list[int]]:
         """Generated ids per prompt, all rows decoded together on the device."""
