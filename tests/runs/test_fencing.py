@@ -64,7 +64,7 @@ def test_a_resumed_run_and_its_old_worker_never_write_together(store, monkeypatc
     monkeypatch.setenv("FAKE_STEP_S", "0.2")
     run = submit(fake_recipe("train.max_steps=20"), store, trainer=FAKE)
     running = wait_for(lambda: (r := store.get(run.id)).checkpoint_step == 4 and r,
-                       what="a checkpoint at step 4")
+                       timeout=120, what="a checkpoint at step 4")  # the worker's start-up
     old_pid = running.worker_pid
     os.kill(old_pid, signal.SIGSTOP)
     try:
