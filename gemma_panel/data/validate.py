@@ -57,6 +57,7 @@ class RowValidator:
         self.report = report
         self.mapping = mapping
         self._roles = list(mapping.as_dict().items())  # asdict per row would dominate
+        self._messages_column = mapping.messages
         self._required = mapping.required
         self.missing = missing or {}
         self.template = template
@@ -111,10 +112,9 @@ class RowValidator:
         """The image references in the row's messages (for its duplicate key)."""
         from gemma_panel.data.images import row_image_refs
 
-        column = next((col for role, col in self._roles if role == "messages"), None)
-        if column is None:
+        if self._messages_column is None:
             return ()
-        return tuple(map(str, row_image_refs(record.values, None, column)))
+        return tuple(map(str, row_image_refs(record.values, None, self._messages_column)))
 
     def _text_value(self, role, col, value, record, where, required) -> tuple[Any, bool]:
         report = self.report
