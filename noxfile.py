@@ -59,7 +59,11 @@ def tests(session):
     # cloud: tests/cloud run the Google libraries against gcp-storage-emulator (in dev).
     # docs: tests/tooling/test_docs.py builds the site as `nox -s docs` does.
     session.install("-e", ".[dev,augment,cloud,docs]")
-    session.run("pytest", "-rs", *PARALLEL, "--durations=25", *session.posargs)
+    session.run("pytest", "-rs", *PARALLEL, "--durations=25", "--alone=skip", *session.posargs)
+    # Then the tests marked alone (the 270M LiteRT conversion, ~15 GB), in one process with
+    # the machine to themselves; 5 is pytest's "nothing selected" (e.g. with -m "not slow").
+    session.run("pytest", "-rs", "--alone=only", *session.posargs, "-n", "0",
+                success_codes=[0, 5])
 
 
 @nox.session

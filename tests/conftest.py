@@ -80,7 +80,24 @@ def pytest_xdist_make_scheduler(config, log):
     return WholeFiles(config, log)
 
 
+# Tests marked `alone` need most of the machine's memory (the 270M LiteRT conversion peaks at
+# ~15 GB): `nox -s tests` runs them after the parallel set, in one process of their own
+# (`--alone=skip` there, then `--alone=only -n 0`). A plain `pytest` runs them with the rest.
+ALONE_CHOICES = ("all", "skip", "only")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--alone", choices=ALONE_CHOICES, default="all",
+                     help="tests marked alone: run with the rest (all), leave out (skip), or "
+                          "run only them (only)")
+
+
 def pytest_collection_modifyitems(config, items):
+    alone = config.getoption("--alone")
+    if alone != "all":
+        keep = [i for i in items if bool(i.get_closest_marker("alone")) == (alone == "only")]
+        config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+        items[:] = keep
     for item in items:
         if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
             item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT_S))

@@ -8,7 +8,6 @@ margin and bound) are printed: run with ``-s`` to see them.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -136,16 +135,12 @@ def test_tokenizer_metadata_derived_as_llama_cpp_derives_it(tuned, real_gguf_pat
         assert value == reader.fields[key].contents(), key
 
 
-LITERT_270M = "GEMMA_PANEL_TEST_LITERT_270M"
-
-
-@pytest.mark.skipif(not os.environ.get(LITERT_270M), reason=(
-    f"the 270M LiteRT export needs about 11 GB above the tuned model; set {LITERT_270M}=1 "
-    "to run it (alone: 5 min; in the full suite its process reached 17 GB and the kernel's "
-    "OOM killer ended it beside the other test process)"))
+# In the full suite this test's process reached 17 GB at the conversion beside the other test
+# process and the kernel's OOM killer ended it: `nox -s tests` runs it after the rest, alone.
+@pytest.mark.alone
 def test_litert_f32_gives_keras_logits_in_the_litert_interpreter(tuned, tmp_path):
-    """The 270M as a LiteRT file (about 3.5 minutes and 15 GB peak alone: two conversions,
-    the tuned and the base model); int8 shares the conversion and is checked on the tiny
+    """The 270M as a LiteRT file (about 3.5 minutes and 15 GB peak: two conversions, the
+    tuned and the base model); int8 shares the conversion and is checked on the tiny
     model (tests/export/test_litert.py), which runs in every suite."""
     pytest.importorskip("ai_edge_litert")
     result = export_model(tuned, "litert", tmp_path / "litert", quantize="f32")
