@@ -59,12 +59,17 @@ class OldGenerator:
         self._prefill = jax.jit(self._prefill_fn)
         self._step = jax.jit(self._step_fn)
 
+    def _scope(self, state):
+        import keras
+
+        return keras.StatelessScope(state_mapping=list(zip(self.gen.lm.variables, state)))
+
     def _prefill_fn(self, state, token_ids, padding_mask):
-        with self.gen._scope(state):
+        with self._scope(state):
             return self.gen.lm._build_cache(token_ids, None, None, padding_mask, None)[1]
 
     def _step_fn(self, state, token, cache, index):
-        with self.gen._scope(state):
+        with self._scope(state):
             logits, _, cache = self.gen.lm.call_with_cache(
                 token_ids=token, cache=cache, cache_update_index=index)
         return logits[0, -1], cache
@@ -79,7 +84,7 @@ class OldGenerator:
         token_ids[0, :n] = ids
         mask = np.zeros((1, length), dtype="bool")
         mask[0, :n] = True
-        state = self.gen._state()
+        state = [v.value for v in self.gen.lm.variables]  # as stored, nothing swapped
         cache = self._prefill(state, token_ids, mask)
         rng = np.random.default_rng(options.seed)
         token, index = ids[-1], n - 1

@@ -152,3 +152,34 @@ def test_a_prompt_of_a_new_length_compiles_nothing(gen):
     assert len(gen.encode_prompt(longer)) > 16  # past the old 16-token width bucket
     list(gen.stream_ids(longer, options))
     assert [f._cache_size() for f in jitted] == compiled
+
+
+def kernel_copies(gen) -> int:
+    """Copies or transposes, in the compiled decode step, shaped as an attention kernel as
+    stored or swapped: the per-call re-layout swapped_kernels is there to remove."""
+    import re
+
+    state = gen._state()
+    token, cache, index, offsets, key = gen._prefilled(
+        [gen.encode_prompt("Hi there")], SamplingOptions(max_new_tokens=8), state)
+    text = gen._step.lower(state, token, cache, index, offsets, key, 1.0, 1.0,
+                           sampling=GREEDY.static()).compile().as_text()
+    shapes = set()
+    for v in gen.lm.variables:
+        if len(v.shape) == 3 and v.shape[0] > 1:
+            shapes |= {",".join(map(str, v.shape)),
+                       ",".join(map(str, (v.shape[1], v.shape[0], v.shape[2])))}
+    ops = re.findall(r"= f32\[([0-9,]+)\]\{[0-9,]+\} (?:copy|transpose)\(", text)
+    return sum(shape in shapes for shape in ops)
+
+
+def test_the_decode_step_copies_no_attention_kernel_per_call(gen):
+    from gemma_panel.models.generation import swapped_kernels
+
+    per_layer = len(swapped_kernels(gen.lm)) / gen.lm.backbone.num_layers
+    assert per_layer == 4  # query, key, value and output projections
+    assert kernel_copies(gen) == 0
+    plain = StreamingGenerator(gen.lm)
+    plain._swapped = set()  # the kernels as stored: XLA re-lays them out every call
+    assert kernel_copies(plain) > 0
+    assert list(plain.stream_ids(PROMPTS[0], GREEDY)) == list(gen.stream_ids(PROMPTS[0], GREEDY))
