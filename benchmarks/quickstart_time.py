@@ -27,6 +27,7 @@ The whole quickstart (``--whole``) was not measured this round (the machine was 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -64,6 +65,30 @@ def planned(recipe: str, overrides: list[str], home: str) -> tuple[float, dict]:
     return seconds, plan["time"]
 
 
+def breakdown(home: str, wall: float) -> str:
+    """Where the run's time went, from its metric times in the run store: the median train
+    step, each evaluation (validation loss, samples and task answers: from the step's loss
+    to its validation loss, written after the answers) and the base model's answers."""
+    from gemma_panel.runs.store import RunStore
+
+    store = RunStore(Path(home))
+    run = store.list_runs()[0]
+    points = store.metrics(run.id, names=["loss", "val_loss"])
+    loss = {p.step: p.time for p in points if p.name == "loss"}
+    val = {p.step: p.time for p in points if p.name == "val_loss"}
+    steps = sorted(loss)
+    gaps = sorted(loss[b] - loss[a] for a, b in itertools.pairwise(steps) if b - 1 == a
+                  and a not in val)
+    step_s = gaps[len(gaps) // 2]
+    evals = {s: val[s] - loss[s] for s in sorted(val) if s in loss}
+    base = loss[steps[0]] - val[0] - step_s if 0 in val else 0.0  # base answers, step 1
+    share = (sum(evals.values()) + base) / wall
+    return (f"train step median {step_s:.2f} s ({len(steps)} steps); evaluations "
+            + ", ".join(f"step {s} {t:.1f} s" for s, t in evals.items())
+            + f"; the base model's answers {base:.1f} s; evaluations {share:.0%} of the "
+            f"wall time (target at most 15%)")
+
+
 def load() -> str:
     one, five, fifteen = os.getloadavg()
     return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
@@ -88,6 +113,7 @@ def main() -> None:
         print(f"then: {load()}", flush=True)
         measured, _ = cli(["run", args.recipe, *overrides], home)
         print(f"measured: {measured:.0f} s (gemma-panel run, start to end)")
+        print(breakdown(home, measured))
         print(f"after: {load()}")
         print(f"estimate / measured = {estimate['seconds'] / measured:.2f} "
               f"({(estimate['seconds'] - measured) / measured:+.0%})")

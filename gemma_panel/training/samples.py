@@ -50,9 +50,14 @@ def _opening(text: str) -> tuple[str, str]:
 
 
 def answers(generator, items, max_new_tokens) -> list[str]:
-    """The generator's answer to each item's prompt, all prompts in one batch."""
+    """The generator's answer to each item's prompt, all prompts in one batch; an image
+    run's items (with ``images``) through its model's own generate function."""
     from gemma_panel.models.generation import SamplingOptions
 
+    if items and "images" in items[0]:
+        from gemma_panel.training.vision_samples import image_answers
+
+        return image_answers(generator.lm, items, max_new_tokens, generator.stop_ids)
     options = SamplingOptions(max_new_tokens=max_new_tokens)
     return generator.generate_many([item["prompt"] for item in items], options)
 

@@ -37,6 +37,7 @@ from gemma_panel.training.setup import (
     load_tuned_model,
     prepare_data,
 )
+from gemma_panel.training.vision_samples import image_sample_items
 
 
 @dataclass
@@ -137,8 +138,8 @@ class TrainingRun:
         if shardings is not None:
             trainable, opt_state, frozen = shardings.place(trainable, opt_state, frozen)
         generator = StreamingGenerator(lm)
-        # the generator reads text only: an image run shows no samples (validation loss only)
-        samples, task_rows = sample_items(prepared, recipe) if not images else ([], [])
+        samples, task_rows = (image_sample_items(prepared, recipe) if images
+                              else sample_items(prepared, recipe))
         meter = MfuMeter.for_model(lm.backbone, full=not recipe.lora.enabled,
                                    dtype=lm.backbone.dtype_policy.compute_dtype,
                                    devices=len(jax.devices()) if shardings else 1)
