@@ -83,7 +83,8 @@ def breakdown(home: str, wall: float) -> str:
     evals = {s: val[s] - loss[s] for s in sorted(val) if s in loss}
     base = loss[steps[0]] - val[0] - step_s if 0 in val else 0.0  # base answers, step 1
     share = (sum(evals.values()) + base) / wall
-    return (f"train step median {step_s:.2f} s ({len(steps)} steps); evaluations "
+    end = store.events(run.id, kinds=["end"])[-1].data or {}
+    return (f"worker peak memory (VmHWM) {end.get('peak_rss_mb')} MB; train step median {step_s:.2f} s ({len(steps)} steps); evaluations "
             + ", ".join(f"step {s} {t:.1f} s" for s, t in evals.items())
             + f"; the base model's answers {base:.1f} s; evaluations {share:.0%} of the "
             f"wall time (target at most 15%)")

@@ -84,7 +84,7 @@ class StoreSink:
     def on_end(self, status: str, message: str | None) -> None:
         # The worker records the run's status once train() has returned; this is the
         # trainer's own account, kept as an event.
-        self._put("event", "end", message, {"status": status})
+        self._put("event", "end", message, {"status": status, "peak_rss_mb": peak_rss_mb()})
         self.flush()
 
     # -- writing ----------------------------------------------------------------------------
@@ -154,3 +154,13 @@ class StoreSink:
             store.set_total_steps(run_id, attempt, args[0], conn)
         elif kind == "checkpoint":
             store.record_checkpoint(run_id, attempt, *args, conn=conn)
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory in MB (VmHWM; None where /proc has none)."""
+    try:
+        with open("/proc/self/status") as status:
+            kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+    return round(kb / 1024, 1)

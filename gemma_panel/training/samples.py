@@ -62,6 +62,19 @@ def answers(generator, items, max_new_tokens) -> list[str]:
     return generator.generate_many([item["prompt"] for item in items], options)
 
 
+def answers_both(generator, samples: list[dict], task_rows: list[dict], max_new_tokens: int
+                 ) -> tuple[list[str], list[str]]:
+    """(answers to the samples, to the task rows), each distinct prompt generated once, in
+    one batch: the samples are usually the first task rows, and a decode step reads every
+    weight whatever its batch, so one batch of both costs about what one of either does."""
+    def key(item):
+        return item["prompt"], tuple(item.get("images", ()))
+
+    distinct = list({key(i): i for i in samples + task_rows}.values())
+    found = dict(zip(map(key, distinct), answers(generator, distinct, max_new_tokens)))
+    return [found[key(i)] for i in samples], [found[key(i)] for i in task_rows]
+
+
 def task_metrics(task: str, predictions, references) -> dict[str, float]:
     """The task's own scores of generated answers (none for plain-text completion)."""
     from gemma_panel.evaluation import accuracy, exact_match, macro_f1, token_f1

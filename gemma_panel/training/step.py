@@ -80,11 +80,13 @@ def head_loss(hidden, embeddings, targets, loss_mask, max_tokens: int, soft_cap=
     d = hidden.shape[-1]
     flat_mask = loss_mask.reshape(-1)
     count = flat_mask.sum()
+    keep_logits = max_tokens * embeddings.shape[0] * 4 <= REMAT_LOGITS_BYTES
+    if not keep_logits:  # whole chunks of positions
+        max_tokens = -(-max_tokens // _HEAD_CHUNK) * _HEAD_CHUNK
     (index,) = jnp.nonzero(flat_mask, size=max_tokens, fill_value=0)
     valid = (jnp.arange(max_tokens) < count).astype(jnp.float32)
     h = hidden.reshape(-1, d)[index]
     t = targets.reshape(-1)[index]
-    keep_logits = max_tokens * embeddings.shape[0] * 4 <= REMAT_LOGITS_BYTES
     if embeddings.dtype == jnp.bfloat16 and hidden.dtype == jnp.float32:
         nll, hits = narrow_head_terms(h, embeddings, t, soft_cap, with_accuracy, keep_logits)
         return (nll * valid).sum(), valid.sum(), (hits * valid).sum()

@@ -31,7 +31,7 @@ from gemma_panel.training.checkpoint import (
     save_checkpoint,
 )
 from gemma_panel.training.events import EventSink, NullSink, checkpoint_allowed
-from gemma_panel.training.samples import answers, sample_items, task_metrics
+from gemma_panel.training.samples import answers_both, sample_items, task_metrics
 from gemma_panel.training.setup import (
     TrainingError,
     load_tuned_model,
@@ -180,7 +180,7 @@ class TrainingRun:
         if path.is_file():
             self.base_answers = json.loads(path.read_text())
         else:  # the base model answers before any update (LoRA's B starts at zero)
-            self.base_answers = self.answers(self.samples)
+            self.base_answers = self.answers_both()[0]
             path.write_text(json.dumps(self.base_answers))
 
     def announce(self, state: TrainState) -> None:
@@ -197,8 +197,9 @@ class TrainingRun:
             "peak_flops": self.meter.peak,
         })
 
-    def answers(self, items: list[dict]) -> list[str]:
-        return answers(self.generator, items, self.recipe.eval.max_new_tokens)
+    def answers_both(self) -> tuple[list[str], list[str]]:
+        return answers_both(self.generator, self.samples, self.task_rows,
+                            self.recipe.eval.max_new_tokens)
 
     def optimizer_step(self, state: TrainState) -> None:
         """One optimizer step; its metrics go to the sink when a log line is due.
@@ -271,8 +272,7 @@ class TrainingRun:
 
     def report_samples(self, state: TrainState, metrics: dict) -> None:
         """Generate the samples and task rows; report them with ``metrics``."""
-        tuned = self.answers(self.samples)
-        predictions = self.answers(self.task_rows)
+        tuned, predictions = self.answers_both()
         metrics.update(task_metrics(self.task, predictions,
                                      [r["reference"] for r in self.task_rows]))
         self.sink.on_metrics(state.step, state.tokens_seen, metrics)

@@ -124,6 +124,9 @@ def test_samples_checkpoints_logs_and_end_are_recorded(store):
     kinds = [e.kind for e in store.events(run.id)]
     assert kinds[-3:] == ["checkpoint", "log", "end"]
     assert got.status == st.QUEUED  # the trainer's on_end does not set the status
+    end = store.events(run.id, kinds=["end"])[-1].data
+    # the process's peak memory (VmHWM): this test process holds at least its imports
+    assert end["status"] == "succeeded" and 20 < end["peak_rss_mb"] < 1e6
 
 
 def test_cancel_of_a_queued_run_is_immediate(store):

@@ -67,3 +67,6 @@ def test_loss_token_bound_covers_every_batch():
     bound = max_loss_tokens(seq, 3, multiple=8)
     for step in range(len(seq)):
         assert batch_at(seq, step, 3, 1, 0).loss_mask.sum() <= bound
+    # by default a multiple of 16: every position of the bound costs a row of logits
+    most = int(seq.loss_mask.sum(axis=1).max())
+    assert max_loss_tokens(seq, 1) == max(16, -(-most // 16) * 16)

@@ -45,9 +45,10 @@ def test_full_fine_tuning_trains_every_weight_including_the_tied_head(tiny_recip
 
 
 # -- the chunked, recomputed LM head ----------------------------------------------------------
-@pytest.mark.parametrize("soft_cap", [None, 5.0])
-def test_chunked_head_gives_the_loss_and_gradients_of_the_one_matmul_head(soft_cap,
-                                                                          monkeypatch):
+# 272 positions: not whole chunks of 128, which the chunked head rounds up to itself
+@pytest.mark.parametrize(("soft_cap", "max_tokens"), [(None, 256), (5.0, 256), (None, 272)])
+def test_chunked_head_gives_the_loss_and_gradients_of_the_one_matmul_head(
+        soft_cap, max_tokens, monkeypatch):
     rng = np.random.default_rng(1)
     hidden = jnp.asarray(rng.standard_normal((2, 160, 16)), jnp.float32)
     emb = jnp.asarray(rng.standard_normal((50, 16)), jnp.float32)
@@ -56,7 +57,7 @@ def test_chunked_head_gives_the_loss_and_gradients_of_the_one_matmul_head(soft_c
 
     def run():
         def loss(h, e):
-            total, count, hits = head_loss(h, e, targets, mask, 256, soft_cap, True)
+            total, count, hits = head_loss(h, e, targets, mask, max_tokens, soft_cap, True)
             return total / count, (total, hits)
 
         grad_fn = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)

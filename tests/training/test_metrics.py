@@ -109,3 +109,21 @@ def test_a_label_that_is_no_class_lowers_macro_f1():
     invented = macro_f1(["sport", "sport", "music", "jazz"], refs)
     # sport 1.0, music 2/3, jazz 0: averaged over three labels, not two
     assert right == 1.0 and invented == pytest.approx((1 + 2 / 3 + 0) / 3)
+
+
+def test_samples_and_task_rows_are_generated_once_per_distinct_prompt():
+    from gemma_panel.training.samples import answers_both
+
+    class Recording:  # records what it is asked; answers with the prompt reversed
+        def __init__(self):
+            self.calls = []
+
+        def generate_many(self, prompts, options):
+            self.calls.append(list(prompts))
+            return [p[::-1] for p in prompts]
+
+    gen = Recording()
+    rows = [{"prompt": p, "reference": ""} for p in ("ab", "cd", "ef", "gh")]
+    samples, task = answers_both(gen, rows[:2], rows, 8)
+    assert gen.calls == [["ab", "cd", "ef", "gh"]]  # one batch, no prompt twice
+    assert samples == ["ba", "dc"] and task == ["ba", "dc", "fe", "hg"]
