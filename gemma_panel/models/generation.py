@@ -352,9 +352,11 @@ def swapped_kernels(causal_lm) -> set[int]:
     trace's transpose cancel it. Exact: a transpose moves values, it does not change them."""
     import keras
 
+    from gemma_panel.models.lora import sublayers
+
     index = {id(v): i for i, v in enumerate(causal_lm.variables)}
     found = set()
-    for layer in causal_lm.backbone._flatten_layers(include_self=False, recursive=True):
+    for layer in sublayers(causal_lm):
         kernel = getattr(layer, "_kernel", None)
         if (isinstance(layer, keras.layers.EinsumDense) and kernel is not None
                 and layer.equation in _HEAD_MAJOR_EQUATIONS and len(kernel.shape) == 3
