@@ -20,6 +20,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from gemma_panel.host_memory import release_free_memory
+from gemma_panel.models.construction import zeros_for_loaded_weights
 from gemma_panel.models.errors import ModelSourceError
 from gemma_panel.models.hf_gemma4 import check_supported, loadable_folder, task_class_name
 from gemma_panel.models.registry import (
@@ -262,7 +264,10 @@ def load_model(source: str = DEFAULT_MODEL, *, dtype: str | None = None, progres
     location = prepare_model(source, progress=progress)
     kwargs = {"dtype": dtype} if dtype else {}
     try:
-        return _task_class(source, location).from_preset(location, **kwargs)
+        with zeros_for_loaded_weights():  # every weight is overwritten from the checkpoint
+            model = _task_class(source, location).from_preset(location, **kwargs)
+        release_free_memory()  # the loading's freed buffers (see gemma_panel/host_memory.py)
+        return model
     except ModelSourceError:
         raise
     except Exception as exc:

@@ -8,6 +8,7 @@ F1 for answers).
 from __future__ import annotations
 
 from gemma_panel.config import Recipe
+from gemma_panel.host_memory import release_free_memory
 
 
 def sample_items(prepared, recipe: Recipe) -> tuple[list[dict], list[dict]]:
@@ -72,6 +73,7 @@ def answers_both(generator, samples: list[dict], task_rows: list[dict], max_new_
 
     distinct = list({key(i): i for i in samples + task_rows}.values())
     found = dict(zip(map(key, distinct), answers(generator, distinct, max_new_tokens)))
+    release_free_memory()  # generation's (and the validation loss's) freed buffers
     return [found[key(i)] for i in samples], [found[key(i)] for i in task_rows]
 
 
