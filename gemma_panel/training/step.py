@@ -25,6 +25,7 @@ from jax.ad_checkpoint import checkpoint_name
 
 from gemma_panel.config import Recipe
 from gemma_panel.models.lora import lora_layers
+from gemma_panel.training.head import fused_head_terms
 from gemma_panel.training.keras_internals import (
     lora_merged_kernel,
     segment_attention,
@@ -67,13 +68,15 @@ def make_optimizer(recipe: Recipe, total_steps: int) -> tuple[optax.GradientTran
 
 
 def head_loss(hidden, embeddings, targets, loss_mask, max_tokens: int, soft_cap=None,
-              with_accuracy: bool = False):
+              with_accuracy: bool = False, trains_embedding: bool = True):
     """Summed next-token loss (and hits) at loss positions only.
 
     Returns (loss_sum, n_tokens, n_correct); divide outside to average over a whole step.
     The (max_tokens x vocabulary) logits are computed in one matmul when they fit in
     ``REMAT_LOGITS_BYTES`` (measured fastest on CPU: one large matmul, plain autodiff),
-    otherwise in chunks recomputed in the backward pass. An embedding stored narrower than
+    otherwise in chunks: for an embedding that is not trained (``trains_embedding`` False)
+    each chunk forms its gradient in the forward pass (``head.fused_head_terms``, nothing
+    recomputed), else chunks are recomputed in the backward pass. An embedding stored narrower than
     the float32 hidden states (``memory.base_weights`` bfloat16) is widened a vocabulary
     chunk at a time (``narrow_head_terms``), never whole.
     """
@@ -89,6 +92,9 @@ def head_loss(hidden, embeddings, targets, loss_mask, max_tokens: int, soft_cap=
     t = targets.reshape(-1)[index]
     if embeddings.dtype == jnp.bfloat16 and hidden.dtype == jnp.float32:
         nll, hits = narrow_head_terms(h, embeddings, t, soft_cap, with_accuracy, keep_logits)
+        return (nll * valid).sum(), valid.sum(), (hits * valid).sum()
+    if not keep_logits and not trains_embedding and embeddings.dtype == hidden.dtype:
+        nll, hits = fused_head_terms(h, t, embeddings, soft_cap, with_accuracy, _HEAD_CHUNK)
         return (nll * valid).sum(), valid.sum(), (hits * valid).sum()
     kernel = embeddings.T.astype(hidden.dtype)
 
@@ -336,4 +342,4 @@ class TrainFunctions:
         if self._embedding_scale is not None:  # int8 rows and their scales (memory.base_weights)
             embeddings = embeddings.astype(jnp.float32) / frozen[self._embedding_scale][:, None]
         return head_loss(hidden, embeddings, targets, loss_mask, max_tokens,
-                         self.soft_cap, with_accuracy)
+                         self.soft_cap, with_accuracy, self._embedding_trainable)
