@@ -23,7 +23,8 @@ The parts follow what the train step (training/step.py) keeps alive at its peak:
   model's compiled temporaries are equal, the 270M's peak at seq 256, batch 4 is 6261 MiB
   with it and 6296 MiB without), so there the estimate and the remedies leave it out;
 * LM-head logits: loss positions x vocabulary x 4 bytes, kept whole for the backward pass
-  when they fit in ``REMAT_LOGITS_BYTES``, otherwise 128 positions at a time (recomputed);
+  when they fit in ``REMAT_LOGITS_BYTES`` (``FUSED_LOGITS_BYTES`` for LoRA's frozen float32
+  embedding), otherwise 128 positions at a time (recomputed, or fused: training/head.py);
   the positions are batches.py's bound (a micro-batch's loss tokens, rounded up to 128);
 * runtime: the process itself (Python, JAX, Keras: measured on CPU), XLA's temporaries,
   and on CPU the freed buffers of the weights' import, which stay resident.
@@ -45,6 +46,7 @@ from gemma_panel.training.flops import Shape
 GIB = 2**30
 # From training/step.py (not imported: that module needs JAX and optax at import).
 REMAT_LOGITS_BYTES = 4 << 30
+FUSED_LOGITS_BYTES = 1 << 30  # a frozen float32 embedding's head (training/step.py)
 HEAD_CHUNK = 128
 VOCAB_CHUNK, MIN_VOCAB_CHUNKS = 8192, 8  # step.vocab_chunk_rows
 # Tensors the backward pass keeps per token and layer, in units of each width: counted
@@ -243,7 +245,9 @@ def _logits(model: ModelSize, run: TrainingShape, rows: int, split: int) -> int:
     positions = loss_positions(run, rows)
     vocab = model.shape.vocab // split
     whole = positions * vocab * 4
-    if positions * model.shape.vocab * 4 <= REMAT_LOGITS_BYTES:
+    fused = run.lora and run.base_weights != "bfloat16" and run.dtype == "float32"
+    if positions * model.shape.vocab * 4 <= (FUSED_LOGITS_BYTES if fused
+                                             else REMAT_LOGITS_BYTES):
         return LOGIT_COPIES * whole
     return LOGIT_COPIES * HEAD_CHUNK * vocab * 4 + positions * model.shape.hidden * 4
 

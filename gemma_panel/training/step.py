@@ -42,6 +42,9 @@ _MIN_VOCAB_CHUNKS = 8
 # are kept for the backward pass; above it, chunks are recomputed (jax.checkpoint): one more
 # head matmul, far less memory. `python benchmarks/head_loss.py` times both side by side.
 REMAT_LOGITS_BYTES = 4 << 30
+# For an embedding that is not trained the chunks form their gradient as they go (head.py):
+# 1.12x the one matmul's time for 0.15x its memory, so they take over from 1 GiB of logits.
+FUSED_LOGITS_BYTES = 1 << 30
 
 
 def make_optimizer(recipe: Recipe, total_steps: int) -> tuple[optax.GradientTransformation,
@@ -74,16 +77,19 @@ def head_loss(hidden, embeddings, targets, loss_mask, max_tokens: int, soft_cap=
     Returns (loss_sum, n_tokens, n_correct); divide outside to average over a whole step.
     The (max_tokens x vocabulary) logits are computed in one matmul when they fit in
     ``REMAT_LOGITS_BYTES`` (measured fastest on CPU: one large matmul, plain autodiff),
-    otherwise in chunks: for an embedding that is not trained (``trains_embedding`` False)
-    each chunk forms its gradient in the forward pass (``head.fused_head_terms``, nothing
-    recomputed), else chunks are recomputed in the backward pass. An embedding stored narrower than
+    otherwise in chunks recomputed in the backward pass. For an embedding that is not
+    trained (``trains_embedding`` False) the chunks take over from ``FUSED_LOGITS_BYTES``
+    and each forms its gradient in the forward pass (``head.fused_head_terms``, nothing
+    recomputed). An embedding stored narrower than
     the float32 hidden states (``memory.base_weights`` bfloat16) is widened a vocabulary
     chunk at a time (``narrow_head_terms``), never whole.
     """
     d = hidden.shape[-1]
     flat_mask = loss_mask.reshape(-1)
     count = flat_mask.sum()
-    keep_logits = max_tokens * embeddings.shape[0] * 4 <= REMAT_LOGITS_BYTES
+    fused = not trains_embedding and embeddings.dtype == hidden.dtype
+    limit = min(FUSED_LOGITS_BYTES, REMAT_LOGITS_BYTES) if fused else REMAT_LOGITS_BYTES
+    keep_logits = max_tokens * embeddings.shape[0] * 4 <= limit
     if not keep_logits:  # whole chunks of positions
         max_tokens = -(-max_tokens // _HEAD_CHUNK) * _HEAD_CHUNK
     (index,) = jnp.nonzero(flat_mask, size=max_tokens, fill_value=0)
@@ -93,7 +99,7 @@ def head_loss(hidden, embeddings, targets, loss_mask, max_tokens: int, soft_cap=
     if embeddings.dtype == jnp.bfloat16 and hidden.dtype == jnp.float32:
         nll, hits = narrow_head_terms(h, embeddings, t, soft_cap, with_accuracy, keep_logits)
         return (nll * valid).sum(), valid.sum(), (hits * valid).sum()
-    if not keep_logits and not trains_embedding and embeddings.dtype == hidden.dtype:
+    if fused and not keep_logits:
         nll, hits = fused_head_terms(h, t, embeddings, soft_cap, with_accuracy, _HEAD_CHUNK)
         return (nll * valid).sum(), valid.sum(), (hits * valid).sum()
     kernel = embeddings.T.astype(hidden.dtype)

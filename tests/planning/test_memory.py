@@ -223,3 +223,17 @@ def test_the_fit_badge_follows_the_recipes_memory_section():
     assert plain.badge == remat.badge == "does not fit"  # the weights alone: 48 GB
     assert remat.parts["activations"] < plain.parts["activations"] / 10
     assert badge("memory.remat=true", "memory.base_weights=int8").badge == "fits"
+
+
+def test_loras_head_is_chunked_from_a_gigabyte_of_logits_full_fine_tuning_from_four():
+    """1,024 loss positions x 262,144: 1 GiB of logits. LoRA's frozen embedding takes the
+    fused chunks (training/head.py); full fine-tuning keeps them whole up to 4 GiB."""
+    from gemma_panel.planning import memory
+
+    model = memory.model_size("gemma3-270m")
+    run = memory.TrainingShape(sequence_length=512, batch_size=4, answer_share=1.0)
+    lora = memory._logits(model, run, 4, 1)
+    full = memory._logits(model, dataclasses.replace(run, lora=False), 4, 1)
+    assert memory.loss_positions(run, 4) * model.shape.vocab * 4 > memory.FUSED_LOGITS_BYTES
+    assert full == memory.LOGIT_COPIES * 2048 * model.shape.vocab * 4
+    assert lora < full / 8

@@ -21,9 +21,11 @@ def _inputs(seed=0):
     return hidden, embeddings, targets, mask
 
 
-def _loss_and_grad(monkeypatch, limit, trains_embedding, soft_cap):
+def _loss_and_grad(monkeypatch, limit, trains_embedding, soft_cap, fused_limit=None):
     hidden, embeddings, targets, mask = _inputs()
     monkeypatch.setattr(step, "REMAT_LOGITS_BYTES", limit)
+    monkeypatch.setattr(step, "FUSED_LOGITS_BYTES", limit if fused_limit is None
+                        else fused_limit)
     max_tokens = ROWS * SEQ  # 300: rounded to whole chunks of 128 when chunked
 
     def loss(h):
@@ -58,3 +60,13 @@ def test_only_a_frozen_embedding_takes_the_fused_head(monkeypatch):
     assert "custom_vjp_call" in _loss_and_grad(monkeypatch, 0, False, None)[4]
     assert "custom_vjp_call" not in _loss_and_grad(monkeypatch, 0, True, None)[4]
     assert "custom_vjp_call" not in _loss_and_grad(monkeypatch, 4 << 30, False, None)[4]
+
+
+def test_a_frozen_embedding_is_chunked_from_the_lower_fused_limit(monkeypatch):
+    """Logits between the two limits: a frozen embedding's head goes fused, a trained
+    one's stays one matmul."""
+    between = {"limit": 4 << 30, "fused_limit": 0, "soft_cap": None}
+    assert "custom_vjp_call" in _loss_and_grad(monkeypatch, trains_embedding=False,
+                                               **between)[4]
+    trained = _loss_and_grad(monkeypatch, trains_embedding=True, **between)[4]
+    assert "custom_vjp_call" not in trained and "remat" not in trained
