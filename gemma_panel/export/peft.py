@@ -74,13 +74,17 @@ def write_peft_adapter(lm, folder: Path, base_model: str | None) -> dict:
                           "merged model ('hf') instead.")
     tensors, ranks, alphas = {}, {}, {}
     targets = set()
+    # transformers loads a Gemma 3 with a vision tower as Gemma3ForConditionalGeneration,
+    # whose decoder layers sit under model.language_model.
+    has_vision = getattr(lm.backbone, "vision_encoder", None) is not None
+    layers = "model.language_model.layers" if has_vision else "model.layers"
     for index, block in enumerate(_blocks(lm)):
         for layer in lora_layers(block):
             if layer.name not in HF_MODULES:
                 raise ExportError(f"LoRA on layer '{layer.name}' has no PEFT equivalent.")
             module = HF_MODULES[layer.name]
             lora_a, lora_b, rank, alpha = peft_factors(layer)
-            prefix = f"base_model.model.model.layers.{index}.{module}"
+            prefix = f"base_model.model.{layers}.{index}.{module}"
             tensors[f"{prefix}.lora_A.weight"] = np.ascontiguousarray(lora_a)
             tensors[f"{prefix}.lora_B.weight"] = np.ascontiguousarray(lora_b)
             short = module.split(".")[-1]

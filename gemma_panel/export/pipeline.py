@@ -52,6 +52,9 @@ FORMATS = {
 DEFAULT_GGUF_TYPE = "f16"
 _NEEDS_MERGE = ("savedmodel", "hf", "gguf", "litert")
 _ADAPTER_ONLY = ("lora", "peft")
+# Formats whose file holds the text model alone (llama.cpp keeps a vision tower in a separate
+# projector file; the SavedModel and LiteRT signatures take token ids only).
+_TEXT_ONLY = ("savedmodel", "gguf", "litert")
 
 
 @dataclass
@@ -120,6 +123,15 @@ def check_family(fmt: str, family: str | None) -> None:
         raise ExportError(reason)
 
 
+def check_text_only(fmt: str, lm) -> None:
+    """Refuse, before any export work, a text-only format for a model with a vision tower."""
+    if fmt in _TEXT_ONLY and getattr(lm.backbone, "vision_encoder", None) is not None:
+        raise ExportError(f"'{fmt}' exports hold the text model alone, and this model has a "
+                          "vision tower (an image run's model would lose its sight); export "
+                          "'hf' (transformers loads it with the tower), 'preset', 'keras', "
+                          "'lora' or 'peft'.")
+
+
 def default_folder_name(fmt: str, quantize: str | None, step: int | None) -> str:
     parts = [fmt] + ([quantize] if quantize else []) + ([f"step{step:06d}"] if step is not None
                                                         else [])
@@ -165,6 +177,7 @@ def export_model(source, fmt: str, out: str | os.PathLike, *, quantize: str | No
     if not isinstance(source, ExportSource):
         source = ExportSource(lm=source)
     check_family(fmt, backbone_family(source.lm))
+    check_text_only(fmt, source.lm)
     if fmt in _ADAPTER_ONLY and not source.has_lora:
         raise ExportError(f"'{fmt}' exports the LoRA adapter, but this model has none (the "
                           "run fine-tuned every weight); export 'hf', 'gguf' or 'keras'.")

@@ -86,7 +86,29 @@ def keras_logits(lm, ids: np.ndarray, padding_mask: np.ndarray | None = None) ->
     inputs = {"token_ids": np.asarray(ids, "int32"), "padding_mask": mask}
     if "position_ids" in getattr(lm.backbone, "input", {}):  # Gemma 4 takes them as input
         inputs["position_ids"] = np.maximum(np.cumsum(mask, axis=-1) - 1, 0).astype("int32")
+    inputs |= no_images(lm.backbone, mask.shape)
     return np.asarray(lm(inputs, training=False), dtype=np.float32)
+
+
+def no_images(backbone, shape: tuple[int, int]) -> dict:
+    """The inputs a backbone with a vision tower takes besides the text, for text alone:
+    no image (every image axis of length 0) and a vision mask that is 0 everywhere. The
+    exports' checks run text through the model, as the consumers of a text export do."""
+    spec = getattr(backbone, "input", None)
+    if not isinstance(spec, dict):
+        return {}
+    out = {}
+    for name, tensor in spec.items():
+        if name in ("token_ids", "padding_mask", "position_ids"):
+            continue
+        if name.endswith("_mask"):  # one entry per token
+            out[name] = np.zeros(shape, "int32")
+            continue
+        dims = [shape[0]] + [0 if d is None else d for d in tensor.shape[1:]]
+        if all(d for d in tensor.shape[2:]):  # (batch, count, fixed...): no entry at all
+            dims[1] = 0
+        out[name] = np.zeros(dims, tensor.dtype)
+    return out
 
 
 def torch_logits(model, ids: np.ndarray, padding_mask: np.ndarray | None = None) -> np.ndarray:
