@@ -150,38 +150,23 @@ def measured_peak() -> float:
 def calibrate(recipe, steps: int = 3, tokens: int = 16) -> Calibration:
     """Time the recipe's parts on this machine: load the model and prepare the data as a
     run does, compile and run a few optimizer steps, generate a few tokens of the
-    evaluation's two batches (its sample prompts, its task rows)."""
-    import jax
-
+    evaluation's two batches (its sample prompts, its task rows). Image data is timed as
+    an image run trains and answers it (training/vision.py, training/vision_samples.py)."""
+    from gemma_panel.data.images import trains_images
     from gemma_panel.models.generation import StreamingGenerator
-    from gemma_panel.training.batches import batch_at, build_sequences, max_loss_tokens
-    from gemma_panel.training.samples import sample_items
-    from gemma_panel.training.step import TrainFunctions
     from gemma_panel.training.trainer import load_tuned_model, prepare_data
 
-    t = recipe.train
     start = _time.perf_counter()
     lm = load_tuned_model(recipe)
     prepared = prepare_data(recipe, lm)
     load = _time.perf_counter() - start
-    seq = build_sequences(prepared.train_tokens, recipe.data.sequence_length,
-                          recipe.data.pack, recipe.data.seed)
-    fns = TrainFunctions(lm, recipe, steps + 1, max_loss_tokens(seq, t.batch_size), 128)
-    trainable, opt_state, frozen = fns.initial_state()
-    key = jax.random.PRNGKey(0)
-    times = []
-    for step in range(steps + 1):
-        b = batch_at(seq, step, t.batch_size, t.gradient_accumulation, recipe.data.seed)
-        arrays = (b.inputs, b.targets, b.loss_mask, b.segment_ids)
-        begin = _time.perf_counter()
-        trainable, opt_state, metrics = fns.train_step(trainable, opt_state, frozen, arrays,
-                                                       key)
-        jax.block_until_ready(metrics["loss"])
-        times.append(_time.perf_counter() - begin)
+    images = trains_images(prepared.report)
+    times = _timed_steps(*(_image_steps if images else _text_steps)(recipe, prepared, lm,
+                                                                     steps), steps)
     step_seconds = float(np.median(times[1:]))
-    samples, task_rows = sample_items(prepared, recipe)
-    generator = StreamingGenerator(lm)
-    timed = [_time_batch(generator, [r["prompt"] for r in rows[:GENERATION_BATCH]], tokens)
+    samples, task_rows = _evaluation_items(recipe, prepared, images)
+    generator, time_batch = StreamingGenerator(lm), (_time_images if images else _time_batch)
+    timed = [time_batch(generator, rows[:GENERATION_BATCH], tokens)
              for rows in (samples or [{"prompt": "Hello"}], task_rows) if rows]
     token_seconds, sample_compile = timed[0]
     task_token_seconds, task_compile = timed[1] if task_rows else (None, 0.0)
@@ -189,11 +174,86 @@ def calibrate(recipe, steps: int = 3, tokens: int = 16) -> Calibration:
                        task_token_seconds, sample_compile + task_compile)
 
 
-def _time_batch(generator, prompts: list[str], tokens: int) -> tuple[float, float]:
-    """(seconds per decoding step, compiling seconds) of generating the prompts' answers
+def _text_steps(recipe, prepared, lm, steps: int):
+    """(train functions, the batch of a step) as a text run builds them."""
+    from gemma_panel.training.batches import batch_at, build_sequences, max_loss_tokens
+    from gemma_panel.training.step import TrainFunctions
+
+    t = recipe.train
+    seq = build_sequences(prepared.train_tokens, recipe.data.sequence_length,
+                          recipe.data.pack, recipe.data.seed)
+    fns = TrainFunctions(lm, recipe, steps + 1, max_loss_tokens(seq, t.batch_size), 128)
+
+    def batch(step):
+        b = batch_at(seq, step, t.batch_size, t.gradient_accumulation, recipe.data.seed)
+        return b.inputs, b.targets, b.loss_mask, b.segment_ids
+
+    return fns, batch
+
+
+def _image_steps(recipe, prepared, lm, steps: int):
+    """(train functions, the batch of a step) as an image run builds them: one example a
+    row, the pixels read and converted per batch."""
+    from gemma_panel.training.batches import batch_at, max_loss_tokens
+    from gemma_panel.training.vision import VisionTrainFunctions, image_sequences
+
+    t = recipe.train
+    rows, _ = image_sequences(recipe, prepared, lm)
+    fns = VisionTrainFunctions(lm, recipe, steps + 1, max_loss_tokens(rows, t.batch_size))
+
+    def batch(step):
+        return batch_at(rows, step, t.batch_size, t.gradient_accumulation,
+                        recipe.data.seed).arrays()
+
+    return fns, batch
+
+
+def _timed_steps(fns, batch, steps: int) -> list[float]:
+    """Seconds of each of ``steps + 1`` optimizer steps (the first compiles)."""
+    import jax
+
+    trainable, opt_state, frozen = fns.initial_state()
+    key, times = jax.random.PRNGKey(0), []
+    for step in range(steps + 1):
+        arrays = batch(step)
+        begin = _time.perf_counter()
+        trainable, opt_state, metrics = fns.train_step(trainable, opt_state, frozen, arrays,
+                                                       key)
+        jax.block_until_ready(metrics["loss"])
+        times.append(_time.perf_counter() - begin)
+    return times
+
+
+def _evaluation_items(recipe, prepared, images: bool) -> tuple[list[dict], list[dict]]:
+    if images:
+        from gemma_panel.training.vision_samples import image_sample_items
+
+        return image_sample_items(prepared, recipe)
+    from gemma_panel.training.samples import sample_items
+
+    return sample_items(prepared, recipe)
+
+
+def _time_images(generator, items: list[dict], tokens: int) -> tuple[float, float]:
+    """``_time_batch`` for an image run's items, answered by KerasHub's generate function
+    with their images (``vision_samples.image_answers``), counted as ``tokens`` steps."""
+    from gemma_panel.training.vision_samples import image_answers
+
+    begin = _time.perf_counter()
+    image_answers(generator.lm, items, tokens, generator.stop_ids)  # compiles
+    first = _time.perf_counter() - begin
+    begin = _time.perf_counter()
+    image_answers(generator.lm, items, tokens, generator.stop_ids)
+    seconds = _time.perf_counter() - begin
+    return seconds / tokens, max(0.0, first - seconds)
+
+
+def _time_batch(generator, items: list[dict], tokens: int) -> tuple[float, float]:
+    """(seconds per decoding step, compiling seconds) of generating the items' answers
     together, as an evaluation does (``training.samples.answers``)."""
     from gemma_panel.models.generation import SamplingOptions
 
+    prompts = [item["prompt"] for item in items]
     options = SamplingOptions(max_new_tokens=tokens)
     begin = _time.perf_counter()
     generator.generate_ids_many(prompts, options)  # compiles
