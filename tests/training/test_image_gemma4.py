@@ -229,3 +229,31 @@ def test_a_gemma4_image_run_learns_is_evaluated_and_answers_from_its_images(
     assert samples[0]["base"] != samples[1]["base"], samples
     assert all(s["tuned"].startswith("It is") for s in samples), samples
     assert "exact_match" in sink.metrics[-1][2]
+
+
+def test_a_gemma4_with_an_audio_tower_trains_image_rows(tiny_vlm4, colour_rows):
+    """E2B and E4B also have an audio tower, whose backbone takes audio inputs: image rows
+    give it the empty ones KerasHub's preprocessor writes for a row without audio."""
+    import jax
+    import keras_hub
+
+    audio = keras_hub.models.Gemma4AudioEncoder(
+        input_feat_size=16, hidden_size=16, num_heads=2, num_layers=1, chunk_size=4,
+        context_left=5, sscp_conv_channels=(8, 4), output_proj_dims=16, output_dim=64)
+    config = {**tiny_vlm4.backbone.get_config(), "audio_encoder": audio,
+              "vision_encoder": tiny_vlm4.backbone.vision_encoder}
+    backbone = keras_hub.models.Gemma4Backbone(**config)
+    p = tiny_vlm4.preprocessor
+    preprocessor = keras_hub.models.Gemma4CausalLMPreprocessor(
+        tokenizer=p.tokenizer, image_converter=p.image_converter, sequence_length=48,
+        max_images_per_prompt=1, num_vision_tokens_per_image=VISION_TOKENS,
+        audio_input_feat_size=16)
+    lm = keras_hub.models.Gemma4CausalLM(backbone=backbone, preprocessor=preprocessor)
+    rows, _ = lay_out(preprocessor, colour_rows)
+    batch = rows.grouped(1, 4).arrays()
+    assert {"audio_mel", "audio_mask"} <= set(batch[3]) and "audio_mel" in backbone.input
+    functions = VisionTrainFunctions(lm, recipe(), 1, 4 * 48)
+    trainable, opt_state, frozen = functions.initial_state()
+    _, _, metrics = functions.train_step(trainable, opt_state, frozen, batch,
+                                         jax.random.key(0))
+    assert np.isfinite(float(metrics["loss"])) and float(metrics["loss_tokens"]) > 0
