@@ -4,7 +4,7 @@ An image run is the same for Gemma 3 and Gemma 4 (training/vision.py): KerasHub'
 preprocessor lays each row out (the image's placeholder tokens, ``vision_indices``,
 ``vision_mask``, a loss weight on the response only), the pixels are read per batch, and the
 trainer's step, optimizer, LoRA and LM-head loss do the rest. Three things differ, and each
-family's `ImageInputs` says them:
+family's class (`Gemma3Inputs`, `Gemma4Inputs`) says them:
 
 - **the prompt's image marker**: Gemma 3's ``<start_of_image>``; Gemma 4's
   ``preprocessor.image_placeholder`` (``<|image|>``), which its preprocessor expands to
@@ -15,8 +15,8 @@ family's `ImageInputs` says them:
   ``max_soft_tokens`` pooled patches; but every image of a batch must share one patch
   grid, because KerasHub's pooling (``Gemma4VisionAveragePooling``) takes the pooled
   grid's width from the widest image of the whole batch, and a narrower image's patches
-  then fall into other images' bins or off the end (tests/training/test_image_gemma4.py
-  shows it). So each image is scaled, aspect ratio kept, to fit the converter's square
+  then fall into the wrong pooled tokens, or past the last (tests/training/
+  test_image_gemma4.py shows it). So each image is scaled, aspect ratio kept, to fit the converter's square
   canvas (the side it gives a square picture: 768 px for 280 tokens of 16-px patches
   pooled 3x3) and padded with black on the right and bottom, where KerasHub's own batch
   path pads; a square picture gets the patch grid KerasHub gives it alone.
