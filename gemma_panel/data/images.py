@@ -23,8 +23,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-# Gemma 3's image token: KerasHub's preprocessor expands each into the vision tokens.
+# Gemma 3's and Gemma 4's image markers: KerasHub's preprocessors expand each into the
+# vision tokens (training/vision_inputs.py says which family takes which).
 IMAGE_TOKEN = "<start_of_image>"
+GEMMA4_IMAGE_TOKEN = "<|image|>"
+IMAGE_MARKERS = (IMAGE_TOKEN, GEMMA4_IMAGE_TOKEN)
 LLAVA_PLACEHOLDER = "<image>"
 IMAGE_PART_TYPES = frozenset({"image", "image_url", "input_image"})
 IMAGE_COLUMNS = ("image", "images", "image_path", "image_paths", "image_file", "img",
@@ -44,28 +47,42 @@ PACKING_REFUSED = ("image datasets are not packed (each image's vision tokens mu
                    "one example's row): set data.pack=false.")
 
 
+GEMMA3N_IMAGES = ("its images are not trained here (KerasHub's Gemma 3n converter always "
+                  "builds its 300M-parameter vision tower, whose inputs neither Gemma 3's nor "
+                  "Gemma 4's image path feeds)")
+
+
 def text_only_refusal(source: str, presets: tuple[str, ...], reads_images: bool = False) -> str:
     """The sentence refusing image data for a registry model this tool cannot train on
     images: one that reads text only, or (`reads_images`) one whose vision tower is not
-    trained here yet (Gemma 4, Gemma 3n)."""
+    trained here (Gemma 3n)."""
     named = f" (KerasHub preset {presets[-1]})" if presets and not reads_images else ""
-    why = ("its images are not trained here yet (Gemma 3 only)" if reads_images else
-           "it reads text only")
+    why = GEMMA3N_IMAGES if reads_images else "it reads text only"
     return (f"the model {source}{named} cannot train on this data's images, as {why}: set "
-            "model.source to a Gemma 3 preset with a vision tower, e.g. gemma3_instruct_4b.")
+            "model.source to a preset with a vision tower, e.g. gemma3_instruct_4b or "
+            "gemma4_instruct_2b.")
+
+
+def user_turn(template) -> str:
+    """The opening of `template`'s user turn, where images go when the text marks no place:
+    Gemma 3's ``<start_of_turn>user\\n``, Gemma 4's ``<|turn>user\\n``."""
+    from gemma_panel.data.templates import GEMMA_TURNS
+
+    return getattr(template, "turns", GEMMA_TURNS).open("user")
 
 
 def template_places_images(template, example) -> bool:
-    """Whether `template` renders `example`'s prompt with a place for images: Gemma 3's user
-    turn (they go at its start), an ``<image>`` placeholder or an image token. A plain-text
-    template (``completion``) or another family's turns have none."""
-    from gemma_panel.data.templates import USER_TURN, render_text
+    """Whether `template` renders `example`'s prompt with a place for images: its family's
+    user turn (they go at its start), an ``<image>`` placeholder or an image marker. A
+    plain-text template (``completion``) has none."""
+    from gemma_panel.data.templates import render_text
 
     try:
         prompt = render_text(template.segments(example)[:-1])
     except ValueError:  # a row the template cannot render is reported where it is rendered
         return True
-    return any(mark in prompt for mark in (USER_TURN, LLAVA_PLACEHOLDER, IMAGE_TOKEN))
+    return any(mark in prompt for mark in (user_turn(template), LLAVA_PLACEHOLDER,
+                                           *IMAGE_MARKERS))
 
 
 def trains_images(report) -> bool:
@@ -367,5 +384,5 @@ class ImageChecker:
         if self.rows_with_images:
             self.report.warning(
                 "images", f"{self.rows_with_images} row(s) have {self.images} image(s): only "
-                "a model that reads images (Gemma 3 4B and up) trains on them, unpacked "
+                "a model that reads images (Gemma 3 4B and up, Gemma 4) trains on them, unpacked "
                 "(data.pack=false); a text-only model sees just the text")

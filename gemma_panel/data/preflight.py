@@ -83,6 +83,9 @@ def prepare_recipe_data(recipe: Recipe, tokenizer: TextTokenizer | None = None,
     return prepared
 
 
+IMAGE_FAMILIES = ("gemma3", "gemma4")  # whose images train (training/vision_inputs.py)
+
+
 def _refuse_images(recipe: Recipe, prepared: PreparedDataset) -> None:
     """Image data that its run cannot train is refused up front, in words: a recipe that
     packs, or a registry model that reads text only (a folder's model is checked when
@@ -95,11 +98,13 @@ def _refuse_images(recipe: Recipe, prepared: PreparedDataset) -> None:
 
     spec = get_model_spec(str(recipe.model.source or ""))
     refusal = None
-    if spec is not None and (spec.family != "gemma3" or "image" not in spec.modalities):
+    if spec is not None and (spec.family not in IMAGE_FAMILIES or "image" not in spec.modalities):
         refusal = text_only_refusal(recipe.model.source, spec.keras_hub_presets,
                                     reads_images="image" in spec.modalities)
     if prepared.train and not template_places_images(prepared.template, prepared.train[0]):
-        how = ("use data.template=gemma (Gemma 3's chat format) to train on them"
+        four = model_template_options(recipe.model.source).get("family") == "gemma4"
+        chat = "gemma4 (Gemma 4's chat format)" if four else "gemma (Gemma 3's chat format)"
+        how = (f"use data.template={chat} to train on them"
                if refusal is None else refusal.rstrip("."))  # the model cannot: say so
         report.warning("images_ignored", f"the template '{prepared.template.name}' puts no "
                        "images in its prompts, so the images are ignored and the text "

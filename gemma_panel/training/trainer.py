@@ -138,7 +138,7 @@ class TrainingRun:
         if shardings is not None:
             trainable, opt_state, frozen = shardings.place(trainable, opt_state, frozen)
         generator = StreamingGenerator(lm)
-        samples, task_rows = (image_sample_items(prepared, recipe) if images
+        samples, task_rows = (image_sample_items(prepared, recipe, lm) if images
                               else sample_items(prepared, recipe))
         meter = MfuMeter.for_model(lm.backbone, full=not recipe.lora.enabled,
                                    dtype=lm.backbone.dtype_policy.compute_dtype,

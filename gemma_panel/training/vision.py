@@ -1,11 +1,14 @@
-"""Training on images and text: KerasHub's Gemma 3 vision tower, one example per row.
+"""Training on images and text: KerasHub's Gemma 3 and Gemma 4 vision towers, one example
+per row.
 
-KerasHub's ``Gemma3CausalLMPreprocessor`` (with its image converter) does the layout: each
-``<start_of_image>`` in the prompt becomes ``\\n\\n<start_of_image>``, then
-``num_vision_tokens_per_image`` ``<img>`` placeholder tokens, then ``<end_of_image>\\n\\n``;
-it returns the images resized and scaled, ``vision_indices`` (where the vision encoder's
-output replaces the placeholders' embeddings), ``vision_mask`` (those tokens attend to each
-other both ways) and a loss weight that is 1 on the response only.
+KerasHub's preprocessor (``Gemma3CausalLMPreprocessor`` or ``Gemma4CausalLMPreprocessor``,
+with its image converter) does the layout: each image marker in the prompt becomes
+``num_vision_tokens_per_image`` placeholder tokens between start- and end-of-image tokens;
+it returns the images converted, ``vision_indices`` (where the vision encoder's output
+replaces the placeholders' embeddings), ``vision_mask`` (those tokens attend to each other
+both ways) and a loss weight that is 1 on the response only. What differs between the two
+families (the marker, how a file becomes pixels, the backbone's inputs) is
+`vision_inputs`' to say.
 
 The packed text step (``step.py``) puts several examples in a row and attends by segment;
 KerasHub places vision tokens by their index in the row and gives them bidirectional
@@ -32,6 +35,7 @@ from gemma_panel.config import Recipe
 from gemma_panel.data.check import ReadOptions
 from gemma_panel.data.columns import detect_columns
 from gemma_panel.data.images import (
+    GEMMA3N_IMAGES,
     IMAGE_TOKEN,
     LLAVA_PLACEHOLDER,
     PACKING_REFUSED,
@@ -40,14 +44,16 @@ from gemma_panel.data.images import (
     image_column,
     resolve_image,
     row_image_refs,
+    user_turn,
 )
 from gemma_panel.data.readers import open_records
 from gemma_panel.data.report import DatasetError, ValidationReport
-from gemma_panel.data.templates import USER_TURN, GemmaChatTemplate, render_text
+from gemma_panel.data.templates import GemmaChatTemplate, render_text
 from gemma_panel.data.validate import RowValidator
 from gemma_panel.errors import UserError
 from gemma_panel.training.remat import remat_blocks
 from gemma_panel.training.step import TrainFunctions
+from gemma_panel.training.vision_inputs import FAMILIES, image_inputs
 
 
 @dataclass
@@ -55,8 +61,9 @@ class ImageExample:
     """One image-text example as the preprocessor takes it.
 
     Args:
-        prompt: the rendered prompt (user turn and the model turn's opening), with one
-            ``<start_of_image>`` where each image goes.
+        prompt: the rendered prompt (user turn and the model turn's opening), with the
+            model's image marker (``<start_of_image>``, Gemma 4's ``<|image|>``) where each
+            image goes.
         response: the answer and its end-of-turn text: the only part with loss.
         images: the image files, in the order of their tokens.
     """
@@ -77,23 +84,27 @@ def refuse_text_only(causal_lm, name: str | None = None) -> None:
     """A causal LM without a vision tower (a ``*_text`` preset, Gemma 3 1B/270M) cannot see
     the images: refuse it, in words (naming the model's source when given)."""
     preprocessor = getattr(causal_lm, "preprocessor", None)
-    model = f"the model {name}" if name else "this model"
-    if type(causal_lm).__name__ != "Gemma3CausalLM":  # Gemma 4 and 3n read other markers
-        raise UserError(f"{model} is a {type(causal_lm).__name__}: image runs train Gemma 3 "
-                        "vision models only so far; load a Gemma 3 preset with a vision "
-                        "tower (e.g. gemma3_instruct_4b), or train this model on text.")
+    model, kind = f"the model {name}" if name else "this model", type(causal_lm).__name__
+    if kind == "Gemma3nCausalLM":
+        raise UserError(f"{model} is a Gemma 3n: {GEMMA3N_IMAGES}; load a Gemma 3 or "
+                        "Gemma 4 preset with a vision tower, or train this model on text.")
+    if kind not in FAMILIES:
+        raise UserError(f"{model} is a {kind}: image runs train Gemma 3 and Gemma 4 vision "
+                        "models; load a preset with a vision tower (e.g. gemma3_instruct_4b, "
+                        "gemma4_instruct_2b), or train this model on text.")
     if getattr(preprocessor, "image_converter", None) is None or \
             getattr(causal_lm.backbone, "vision_encoder", None) is None:
         raise UserError(f"{model} has no vision tower, so it cannot see the images: load a "
-                        "Gemma 3 preset with one (e.g. gemma3_instruct_4b, not "
-                        "gemma3_instruct_4b_text).")
+                        "preset with one (e.g. gemma3_instruct_4b, not "
+                        "gemma3_instruct_4b_text; gemma4_instruct_2b).")
 
 
 def read_image_examples(path: str | os.PathLike, read: ReadOptions | None = None,
-                        template: GemmaChatTemplate | None = None) -> list[ImageExample]:
-    """Every usable row of an image dataset, rendered with Gemma's chat format.
+                        template=None, marker: str = IMAGE_TOKEN) -> list[ImageExample]:
+    """Every usable row of an image dataset, rendered with `template` (Gemma's chat format).
 
-    LLaVA's ``<image>`` placeholders become ``<start_of_image>``; a row whose text marks no
+    LLaVA's ``<image>`` placeholders become the model's image `marker` (Gemma 3's
+    ``<start_of_image>``; `vision_inputs` has each family's); a row whose text marks no
     place gets its images at the start of the first user turn. In a multi-turn
     conversation only the last answer carries loss (KerasHub's preprocessor takes one
     prompt and one response); the earlier turns are prompt. Run the data check first:
@@ -118,31 +129,24 @@ def read_image_examples(path: str | os.PathLike, read: ReadOptions | None = None
                       row_image_refs(record.values, column, mapping.messages)]
         except ImageRefused:
             continue
-        out.append(image_example(example, images, template))
+        out.append(image_example(example, images, template, marker))
     if not out:
         raise DatasetError(f"{report.source}: no usable image rows; run gemma-panel data "
                            "check on it to see why.", code="no_examples")
     return out
 
 
-def image_example(example, images: list[Path], template) -> ImageExample:
-    """One example rendered with `template`, its images' tokens where its text puts them
-    (LLaVA's ``<image>``) or else at the start of the first user turn."""
+def image_example(example, images: list[Path], template, marker: str = IMAGE_TOKEN
+                  ) -> ImageExample:
+    """One example rendered with `template`, its images' `marker` where its text puts them
+    (LLaVA's ``<image>``) or else at the start of the first user turn (the template's)."""
     segments = template.segments(example)
-    prompt = render_text(segments[:-1]).replace(LLAVA_PLACEHOLDER, IMAGE_TOKEN)
-    missing = len(images) - prompt.count(IMAGE_TOKEN)
+    prompt = render_text(segments[:-1]).replace(LLAVA_PLACEHOLDER, marker)
+    missing = len(images) - prompt.count(marker)
     if missing > 0:
-        prompt = prompt.replace(USER_TURN, USER_TURN + IMAGE_TOKEN * missing, 1)
+        turn = user_turn(template)
+        prompt = prompt.replace(turn, turn + marker * missing, 1)
     return ImageExample(prompt, render_text(segments[-1:]), images, example.row)
-
-
-def load_image(path: Path, size: tuple[int, int]) -> np.ndarray:
-    """An image as float32 RGB (height, width, 3), 0-255, resized to `size` (height, width)."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        rgb = image.convert("RGB").resize((size[1], size[0]), Image.BILINEAR)
-    return np.asarray(rgb, dtype=np.float32)
 
 
 def image_batch(preprocessor, examples: Sequence[ImageExample], pixels: bool = True
@@ -155,21 +159,20 @@ def image_batch(preprocessor, examples: Sequence[ImageExample], pixels: bool = T
     """
     import tensorflow as tf
 
-    size = tuple(preprocessor.image_converter.image_size)
-    most = preprocessor.max_images_per_prompt
-    if any(len(e.images) > most for e in examples):
-        raise UserError(f"a row has more than {most} images, the most the preprocessor "
-                        "takes per prompt; raise its max_images_per_prompt or split the row.")
-    images = np.zeros((len(examples), most, *size, 3), np.float32)
-    for i, example in enumerate(examples if pixels else ()):
-        for j, file in enumerate(example.images):
-            images[i, j] = load_image(file, size)
+    inputs = image_inputs(preprocessor)
+    if any(len(e.images) > inputs.most for e in examples):
+        raise UserError(f"a row has more than {inputs.most} images, the most the "
+                        "preprocessor takes per prompt; raise its max_images_per_prompt or "
+                        "split the row.")
+    files = np.empty(len(examples), object)
+    files[:] = [e.images if pixels else [] for e in examples]
     x, y, weight = preprocessor({"prompts": [e.prompt for e in examples],
                                  "responses": [e.response for e in examples],
-                                 "images": tf.constant(images)})
+                                 "images": tf.constant(inputs.pixels(files))})
     x = {k: np.asarray(v) for k, v in x.items()}
-    x["padding_mask"], x["vision_mask"] = (x["padding_mask"].astype("int32"),
-                                           x["vision_mask"].astype("int32"))
+    for key in ("padding_mask", "vision_mask", "audio_mask"):  # the backbone takes int32
+        if key in x:
+            x[key] = x[key].astype("int32")
     mask = np.asarray(weight).astype(bool) & (x["vision_mask"] == 0) & (x["padding_mask"] > 0)
     return x, np.asarray(y).astype("int32"), mask
 
@@ -188,7 +191,7 @@ class ImageSequences:
     ``grouped``, ``arrays``; ``segment_ids`` is 1 on real tokens).
 
     ``files`` is an object array of each row's image paths (shaped like the rows);
-    ``converter`` the preprocessor's image converter, ``most`` its images per prompt.
+    ``images`` the model family's image inputs (`vision_inputs`), which read them.
     """
 
     inputs: np.ndarray
@@ -198,8 +201,7 @@ class ImageSequences:
     vision_indices: np.ndarray
     vision_mask: np.ndarray
     files: np.ndarray
-    converter: object = None
-    most: int = 1
+    images: object = None
 
     _ROWS = ("inputs", "targets", "loss_mask", "segment_ids", "vision_indices",
              "vision_mask", "files")
@@ -213,7 +215,7 @@ class ImageSequences:
 
     def _map(self, change) -> ImageSequences:
         return ImageSequences(*(change(getattr(self, k)) for k in self._ROWS),
-                              converter=self.converter, most=self.most)
+                              images=self.images)
 
     def take(self, index) -> ImageSequences:
         return self._map(lambda a: a[index])
@@ -224,15 +226,10 @@ class ImageSequences:
     def arrays(self) -> tuple:
         """(token ids, targets, loss mask, the backbone's other inputs), the images read
         and converted as the preprocessor converts them."""
-        size = tuple(self.converter.image_size)
-        pixels = np.zeros((*self.files.shape, self.most, *size, 3), np.float32)
-        for at in np.ndindex(self.files.shape):
-            for j, file in enumerate(self.files[at]):
-                pixels[(*at, j)] = load_image(file, size)
-        pixels = np.asarray(self.converter(pixels.reshape(-1, *size, 3)), np.float32)
         x = {"token_ids": self.inputs, "padding_mask": self.segment_ids,
              "vision_mask": self.vision_mask, "vision_indices": self.vision_indices,
-             "images": pixels.reshape((*self.files.shape, self.most, *size, 3))}
+             **self.images.backbone_pixels(self.images.pixels(self.files)),
+             **self.images.text_inputs(self.inputs)}
         return step_batch(x, self.targets, self.loss_mask)
 
 
@@ -254,8 +251,7 @@ def lay_out(preprocessor, examples: Sequence[ImageExample], chunk: int = 16
                                         x["vision_indices"], x["vision_mask"], files)])
     columns = [np.concatenate(c) for c in zip(*parts)] if parts else \
         [np.zeros((0, 1), "int32")] * 6 + [np.empty(0, object)]
-    return ImageSequences(*columns, converter=preprocessor.image_converter,
-                          most=preprocessor.max_images_per_prompt), dropped
+    return ImageSequences(*columns, images=image_inputs(preprocessor)), dropped
 
 
 def image_rows(path, read: ReadOptions, mapping) -> dict[int, list[Path]]:
@@ -282,6 +278,7 @@ def image_sequences(recipe: Recipe, prepared, causal_lm, sink=None
     refuse_text_only(causal_lm, recipe.model.source)
     preprocessor = causal_lm.preprocessor
     preprocessor.sequence_length = recipe.data.sequence_length
+    marker = image_inputs(preprocessor).marker
     d, read = recipe.data, read_options(recipe)
     train_files = image_rows(d.train_path, read, prepared.mapping)
     val_files = image_rows(d.validation_path, read, prepared.mapping) \
@@ -289,7 +286,7 @@ def image_sequences(recipe: Recipe, prepared, causal_lm, sink=None
     out, dropped = [], 0
     for examples, files in ((prepared.train, train_files), (prepared.validation, val_files)):
         rows, cut = lay_out(preprocessor, [image_example(e, files.get(e.row, []),
-                                                         prepared.template)
+                                                         prepared.template, marker)
                                            for e in examples])
         out.append(rows)
         dropped += cut
@@ -312,13 +309,17 @@ class VisionTrainFunctions(TrainFunctions):
         refuse_packing(recipe)
         super().__init__(causal_lm, recipe, total_steps, max_train_tokens,
                          max_eval_tokens or max_train_tokens)
+        # the preprocessor's inputs the backbone takes (Gemma 4's preprocessor writes empty
+        # audio inputs that a backbone without an audio tower has no input for)
+        self.takes = set(self.backbone.input)
 
     def _loss_terms(self, trainable, frozen, batch, key, max_tokens, with_accuracy=False):
         token_ids, targets, loss_mask, vision = batch
         with self.lora_forward_pass(self.lora_layers, self.dropout, key), \
                 remat_blocks(self.backbone, self.remat):
-            hidden, _ = self.backbone.stateless_call(trainable, frozen,
-                                                     {"token_ids": token_ids, **vision})
+            hidden, _ = self.backbone.stateless_call(
+                trainable, frozen, {"token_ids": token_ids,
+                                    **{k: v for k, v in vision.items() if k in self.takes}})
         return self._head_terms(trainable, frozen, hidden, targets, loss_mask, max_tokens,
                                 with_accuracy)
 

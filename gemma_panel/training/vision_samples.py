@@ -4,7 +4,9 @@ The text runs' generator (models/generation.py) reads token ids only. An image r
 also needs its pixels, the vision encoder's output placed at the image tokens and those
 tokens' two-way attention: KerasHub's own generate function does all of it, so an image
 run's samples and task rows are answered through it (greedy, batched, stopping at the end
-of the turn), with the images read as training reads them (`vision.load_image`).
+of the turn), with the images read as training reads them (`vision_inputs`: Gemma 3's
+fixed square, Gemma 4's aspect-kept square canvas). Gemma 4's generate function takes the
+same preprocessed inputs (pixel patches, vision indices and mask) and answers from them.
 """
 
 from __future__ import annotations
@@ -14,21 +16,26 @@ from pathlib import Path
 import numpy as np
 
 from gemma_panel.config import Recipe
+from gemma_panel.data.images import IMAGE_TOKEN
 
 
-def image_sample_items(prepared, recipe: Recipe) -> tuple[list[dict], list[dict]]:
+def image_sample_items(prepared, recipe: Recipe, causal_lm=None
+                       ) -> tuple[list[dict], list[dict]]:
     """(sample prompts to show, validation rows for task metrics) of an image dataset, as
-    prompt/reference/images; ``eval.sample_prompts`` are asked without an image."""
+    prompt/reference/images, the images marked as `causal_lm`'s preprocessor marks them
+    (Gemma 3's without one); ``eval.sample_prompts`` are asked without an image."""
     from gemma_panel.data import Example
     from gemma_panel.data.preflight import read_options
     from gemma_panel.training.vision import image_example, image_rows
+    from gemma_panel.training.vision_inputs import image_inputs
 
     d = recipe.data
+    marker = image_inputs(causal_lm.preprocessor).marker if causal_lm else IMAGE_TOKEN
     files = image_rows(d.validation_path or d.train_path, read_options(recipe),
                        prepared.mapping)
 
     def item(example, images) -> dict:
-        row = image_example(example, images, prepared.template)
+        row = image_example(example, images, prepared.template, marker)
         answer = prepared.template.segments(example)[-1].text  # without the end-of-turn
         return {"prompt": row.prompt, "reference": answer,
                 "images": [str(p) for p in row.images]}
@@ -69,14 +76,13 @@ def _generate_inputs(preprocessor, items: list[dict], max_new_tokens: int):
     black one that no token reads."""
     import tensorflow as tf
 
-    from gemma_panel.training.vision import load_image
+    from gemma_panel.training.vision_inputs import image_inputs
 
-    size = tuple(preprocessor.image_converter.image_size)
-    most = preprocessor.max_images_per_prompt
-    images = np.zeros((len(items), most, *size, 3), np.float32)
-    for i, item in enumerate(items):
-        for j, file in enumerate(item["images"][:most]):
-            images[i, j] = load_image(Path(file), size)
+    reader = image_inputs(preprocessor)
+    most = reader.most
+    files = np.empty(len(items), object)
+    files[:] = [[Path(f) for f in item["images"]] for item in items]
+    images = reader.pixels(files)
     prompts = [item["prompt"] for item in items]
     # room for any prompt: a token is at least a byte, and each image adds its tokens
     room = max(len(p.encode()) for p in prompts) + most * (

@@ -136,8 +136,8 @@ def test_web_urls_are_refused_in_one_sentence(tmp_path):
               "example's row): set data.pack=false")),
     # the recipe's default model, Gemma 3 270M, reads text only (image runs: test_image_run)
     ("false", ("the model gemma3-270m (KerasHub preset gemma3_instruct_270m) cannot train "
-               "on this data's images, as it reads text only: set model.source to a Gemma 3 "
-               "preset with a vision tower, e.g. gemma3_instruct_4b")),
+               "on this data's images, as it reads text only: set model.source to a preset "
+               "with a vision tower, e.g. gemma3_instruct_4b or gemma4_instruct_2b")),
 ])
 def test_a_run_of_image_data_is_refused_before_it_drops_the_images(tmp_path, pack, said):
     from gemma_panel.config import load_recipe
@@ -242,12 +242,19 @@ def test_ignored_images_name_the_model_when_it_cannot_train_them(tmp_path):
     write_images(tmp_path / "img")
     path = jsonl(tmp_path / "pairs.jsonl", [{"prompt": f"Colour {i}?", "response": "Red.",
                                              "image": "img/red.png"} for i in range(10)])
-    for source, why in (("gemma4-e2b", "not trained here yet"), ("gemma3-270m", "text only")):
+    for source, why in (("gemma3n-e2b", "300M-parameter vision tower"),
+                        ("gemma3-270m", "text only")):
         recipe = load_recipe(None, [f"data.train_path={path}", "data.template=completion",
                                     f"model.source={source}"])
         [warning] = prepare_recipe_data(recipe).report.examples["images_ignored"]
         assert "the text alone is trained; the model " + source in warning.message
         assert why in warning.message and "data.template=gemma" not in warning.message
+    # a Gemma 4 trains images in its own chat format: the warning names that template
+    recipe = load_recipe(None, [f"data.train_path={path}", "data.template=completion",
+                                "model.source=gemma4-e2b"])
+    [warning] = prepare_recipe_data(recipe).report.examples["images_ignored"]
+    assert warning.message.endswith("use data.template=gemma4 (Gemma 4's chat format) to "
+                                    "train on them")
 
 
 def test_image_bytes_inside_a_parquet_file_are_refused_in_one_sentence(tmp_path):

@@ -100,7 +100,12 @@ def test_a_model_without_a_vision_tower_is_refused_in_one_sentence(tiny_vlm):
     with pytest.raises(UserError, match="no vision tower.*not gemma3_instruct_4b_text"):
         refuse_text_only(model("Gemma3CausalLM", None))
     refuse_text_only(tiny_vlm)  # the tiny one has a tower: no complaint
-    # Gemma 4 (and 3n) have towers but other image markers: refused, not mis-trained
-    # (review finding: every row was dropped with "raise data.sequence_length")
-    with pytest.raises(UserError, match="is a Gemma4CausalLM: image runs train Gemma 3"):
-        refuse_text_only(model("Gemma4CausalLM", object()))
+    # Gemma 3n has a tower whose inputs neither image path feeds: refused, not mis-trained
+    # (review finding: every row was dropped with "raise data.sequence_length"); Gemma 4's
+    # are trained (tests/training/test_image_gemma4.py)
+    with pytest.raises(UserError, match="is a Gemma 3n: its images are not trained here"):
+        refuse_text_only(model("Gemma3nCausalLM", object()))
+    with pytest.raises(UserError, match="is a GemmaCausalLM: image runs train Gemma 3 and "
+                                        "Gemma 4 vision models"):
+        refuse_text_only(model("GemmaCausalLM", object()))
+    refuse_text_only(model("Gemma4CausalLM", object()))

@@ -1,5 +1,5 @@
-"""A tiny random Gemma 3 with a tiny random vision tower, and plain-colour image rows that
-only the image answers: for image training tests in seconds."""
+"""Tiny random Gemma 3 and Gemma 4 models with tiny random vision towers, and plain-colour
+image rows that only the image answers: for image training tests in seconds."""
 
 from __future__ import annotations
 
@@ -62,3 +62,44 @@ def write_colour_rows(folder: Path, repeat: int = 1) -> Path:
     path = folder / "colours.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+GEMMA4_MARKERS = ["<|turn>", "<turn|>", "<|image>", "<|image|>", "<image|>", "<|video|>"]
+
+
+def build_tiny_gemma4_vlm(sequence_length: int = 48):
+    """Gemma 4 with 2 layers of width 64 and a 1-layer vision encoder: 4-px patches pooled
+    2x2, at most 4 pooled tokens an image (a 16x16 canvas); a tokenizer with Gemma 4's turn
+    and image markers. Its random weights are the same each time (seed 0)."""
+    import keras
+    import keras_hub
+    import sentencepiece
+
+    keras.utils.set_random_seed(0)
+
+    proto = io.BytesIO()
+    sentences = [f"<|turn>user\nWhat colour is it?<turn|>\n<|turn>model\nIt is {c}.<turn|>"
+                 for c in COLOURS]
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(sentences * 20), model_writer=proto, vocab_size=300,
+        model_type="bpe", byte_fallback=True, add_dummy_prefix=False,
+        remove_extra_whitespaces=False, normalization_rule_name="identity", minloglevel=2,
+        user_defined_symbols=GEMMA4_MARKERS, pad_id=0, eos_id=1, bos_id=2, unk_id=3,
+        pad_piece="<pad>", eos_piece="<eos>", bos_piece="<bos>", unk_piece="<unk>")
+    tokenizer = keras_hub.models.Gemma4Tokenizer(proto=proto.getvalue())
+    encoder = keras_hub.models.Gemma4VisionEncoder(
+        image_size=16, patch_size=4, num_heads=2, hidden_dim=16, num_layers=1,
+        intermediate_dim=32, head_dim=8, output_dim=64, pool_size=2,
+        position_embedding_size=16)
+    backbone = keras_hub.models.Gemma4Backbone(
+        vocabulary_size=tokenizer.vocabulary_size(), image_size=16, num_layers=2,
+        num_query_heads=2, num_key_value_heads=1, hidden_dim=64, intermediate_dim=128,
+        head_dim=32, global_head_dim=32, sliding_window_size=64,
+        layer_types=["sliding_attention", "full_attention"], vision_encoder=encoder,
+        use_vision_bidirectional_attention=True)
+    converter = keras_hub.layers.Gemma4ImageConverter(
+        patch_size=4, max_soft_tokens=VISION_TOKENS, pooling_kernel_size=2, scale=1 / 255)
+    preprocessor = keras_hub.models.Gemma4CausalLMPreprocessor(
+        tokenizer=tokenizer, image_converter=converter, sequence_length=sequence_length,
+        max_images_per_prompt=1, num_vision_tokens_per_image=VISION_TOKENS)
+    return keras_hub.models.Gemma4CausalLM(backbone=backbone, preprocessor=preprocessor)
