@@ -92,8 +92,8 @@ def keras_logits(lm, ids: np.ndarray, padding_mask: np.ndarray | None = None) ->
 
 def no_images(backbone, shape: tuple[int, int]) -> dict:
     """The inputs a backbone with a vision tower takes besides the text, for text alone:
-    no image (every image axis of length 0) and a vision mask that is 0 everywhere. The
-    exports' checks run text through the model, as the consumers of a text export do."""
+    no image (every image axis of length 0) and per-token masks of zeros. The exports'
+    checks run text through the model, as the consumers of a text export do."""
     spec = getattr(backbone, "input", None)
     if not isinstance(spec, dict):
         return {}
@@ -101,12 +101,15 @@ def no_images(backbone, shape: tuple[int, int]) -> dict:
     for name, tensor in spec.items():
         if name in ("token_ids", "padding_mask", "position_ids"):
             continue
-        if name.endswith("_mask"):  # one entry per token
+        if name.endswith("_mask") and len(tensor.shape) == 2:  # one entry per token
             out[name] = np.zeros(shape, "int32")
             continue
         dims = [shape[0]] + [0 if d is None else d for d in tensor.shape[1:]]
         if all(d for d in tensor.shape[2:]):  # (batch, count, fixed...): no entry at all
             dims[1] = 0
+        patch = getattr(getattr(backbone, "vision_encoder", None), "patch_size", None)
+        if name == "pixel_values" and tensor.shape[-1] is None and patch:  # Gemma 4's patches
+            dims[-1] = 3 * patch * patch
         out[name] = np.zeros(dims, tensor.dtype)
     return out
 

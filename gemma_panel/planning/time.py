@@ -164,7 +164,7 @@ def calibrate(recipe, steps: int = 3, tokens: int = 16) -> Calibration:
     times = _timed_steps(*(_image_steps if images else _text_steps)(recipe, prepared, lm,
                                                                      steps), steps)
     step_seconds = float(np.median(times[1:]))
-    samples, task_rows = _evaluation_items(recipe, prepared, images)
+    samples, task_rows = _evaluation_items(recipe, prepared, lm if images else None)
     generator, time_batch = StreamingGenerator(lm), (_time_images if images else _time_batch)
     timed = [time_batch(generator, rows[:GENERATION_BATCH], tokens)
              for rows in (samples or [{"prompt": "Hello"}], task_rows) if rows]
@@ -224,11 +224,12 @@ def _timed_steps(fns, batch, steps: int) -> list[float]:
     return times
 
 
-def _evaluation_items(recipe, prepared, images: bool) -> tuple[list[dict], list[dict]]:
-    if images:
+def _evaluation_items(recipe, prepared, image_lm=None) -> tuple[list[dict], list[dict]]:
+    """The evaluation's samples and task rows; an image run's marked for ``image_lm``."""
+    if image_lm is not None:
         from gemma_panel.training.vision_samples import image_sample_items
 
-        return image_sample_items(prepared, recipe)
+        return image_sample_items(prepared, recipe, image_lm)
     from gemma_panel.training.samples import sample_items
 
     return sample_items(prepared, recipe)
