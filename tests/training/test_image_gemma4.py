@@ -23,11 +23,16 @@ from gemma_panel.training.vision import (
     lay_out,
     read_image_examples,
     refuse_text_only,
-    step_batch,
     train_on_images,
 )
 from gemma_panel.training.vision_inputs import image_inputs
-from tests.training.tiny_vlm import VISION_TOKENS, build_tiny_gemma4_vlm, write_colour_rows
+from tests.training.tiny_vlm import (
+    VISION_TOKENS,
+    build_tiny_gemma4_vlm,
+    check_rows_equal_the_preprocessor,
+    check_targets_off_the_mask_change_nothing,
+    write_colour_rows,
+)
 
 TEMPLATE = Gemma4ChatTemplate()
 
@@ -82,31 +87,13 @@ def test_prompt_image_and_padding_tokens_carry_no_loss(tiny_vlm4, colour_rows):
 
 
 def test_targets_off_the_mask_change_nothing(tiny_vlm4, colour_rows):
-    """The loss reads targets only where the mask is: scrambling every other target
-    (prompt, image tokens, padding) leaves it exactly as it was."""
-    functions = VisionTrainFunctions(tiny_vlm4, recipe(), 1, 4 * 48)
-    trainable, _, frozen = functions.initial_state()
-    x, targets, mask = image_batch(tiny_vlm4.preprocessor, colour_rows)
-    scrambled = np.where(mask, targets, np.random.default_rng(0).integers(
-        0, 300, targets.shape)).astype("int32")
-    loss, count, _ = functions.eval_step(trainable, frozen, step_batch(x, targets, mask))
-    loss2, count2, _ = functions.eval_step(trainable, frozen, step_batch(x, scrambled, mask))
-    assert float(count) == float(count2) == mask.sum() and float(loss) == float(loss2)
+    check_targets_off_the_mask_change_nothing(tiny_vlm4, recipe(), colour_rows)
 
 
 def test_the_rows_feed_the_backbone_as_the_preprocessor_does(tiny_vlm4, colour_rows):
-    """The trainer's rows (laid out once, pixels read per batch) equal KerasHub's
-    preprocessor given the same rows with their images."""
-    x, targets, mask = image_batch(tiny_vlm4.preprocessor, colour_rows)
-    rows, dropped = lay_out(tiny_vlm4.preprocessor, colour_rows)
-    token_ids, run_targets, run_mask, inputs = rows.arrays()
-    assert dropped == 0 and inputs["pixel_values"].std() > 0
-    np.testing.assert_array_equal(token_ids, x["token_ids"])
-    np.testing.assert_array_equal(run_targets, targets)
-    np.testing.assert_array_equal(run_mask, mask)
-    for key in ("pixel_values", "pixel_position_ids", "vision_indices", "vision_mask",
-                "padding_mask", "position_ids"):
-        np.testing.assert_allclose(inputs[key], x[key], err_msg=key)
+    check_rows_equal_the_preprocessor(tiny_vlm4, colour_rows, (
+        "pixel_values", "pixel_position_ids", "vision_indices", "vision_mask", "padding_mask",
+        "position_ids"))
 
 
 def test_a_few_lora_steps_on_images_lower_the_loss(colour_rows):

@@ -11,10 +11,15 @@ from gemma_panel.config import load_recipe
 from gemma_panel.data.preflight import preflight
 from gemma_panel.errors import UserError
 from gemma_panel.training import train
-from gemma_panel.training.vision import image_batch, lay_out, read_image_examples
+from gemma_panel.training.vision import read_image_examples
 from tests.training.resume import stopped_and_resumed
 from tests.training.test_trainer import Recorder, trained_weights
-from tests.training.tiny_vlm import COLOURS, build_tiny_vlm, write_colour_rows
+from tests.training.tiny_vlm import (
+    COLOURS,
+    build_tiny_vlm,
+    check_rows_equal_the_preprocessor,
+    write_colour_rows,
+)
 
 
 @pytest.fixture(scope="module")
@@ -57,19 +62,9 @@ def test_an_image_run_learns_is_evaluated_checkpointed_and_resumes_exactly(
 
 
 def test_the_run_feeds_the_images_as_the_preprocessor_does(colours):
-    """The trainer's rows (laid out once, pixels read per batch) equal KerasHub's
-    preprocessor given the same rows with their images: nothing is dropped."""
-    lm = build_tiny_vlm()
-    examples = read_image_examples(colours)[:4]
-    x, targets, mask = image_batch(lm.preprocessor, examples)
-    rows, dropped = lay_out(lm.preprocessor, examples)
-    token_ids, run_targets, run_mask, vision = rows.arrays()
-    assert dropped == 0 and vision["images"].std() > 0
-    np.testing.assert_array_equal(token_ids, x["token_ids"])
-    np.testing.assert_array_equal(run_targets, targets)
-    np.testing.assert_array_equal(run_mask, mask)
-    for key in ("images", "vision_indices", "vision_mask", "padding_mask"):
-        np.testing.assert_allclose(vision[key], x[key], err_msg=key)
+    check_rows_equal_the_preprocessor(build_tiny_vlm(), read_image_examples(colours)[:4],
+                                      ("images", "vision_indices", "vision_mask",
+                                       "padding_mask"))
 
 
 def test_a_text_only_model_is_refused_in_one_sentence_naming_it(tiny_gguf, colours, tmp_path):

@@ -103,3 +103,40 @@ def build_tiny_gemma4_vlm(sequence_length: int = 48):
         tokenizer=tokenizer, image_converter=converter, sequence_length=sequence_length,
         max_images_per_prompt=1, num_vision_tokens_per_image=VISION_TOKENS)
     return keras_hub.models.Gemma4CausalLM(backbone=backbone, preprocessor=preprocessor)
+
+
+def check_targets_off_the_mask_change_nothing(lm, recipe, examples) -> None:
+    """The loss reads targets only where the mask is: scrambling every other target
+    (prompt, image tokens, padding) leaves it exactly as it was."""
+    import numpy as np
+
+    from gemma_panel.training.vision import VisionTrainFunctions, image_batch, step_batch
+
+    functions = VisionTrainFunctions(lm, recipe, 1, 4 * 48)
+    trainable, _, frozen = functions.initial_state()
+    x, targets, mask = image_batch(lm.preprocessor, examples)
+    scrambled = np.where(mask, targets, np.random.default_rng(0).integers(
+        0, 300, targets.shape)).astype("int32")
+    loss, count, _ = functions.eval_step(trainable, frozen, step_batch(x, targets, mask))
+    loss2, count2, _ = functions.eval_step(trainable, frozen, step_batch(x, scrambled, mask))
+    assert float(count) == float(count2) == mask.sum() and float(loss) == float(loss2)
+
+
+def check_rows_equal_the_preprocessor(lm, examples, keys: tuple[str, ...]) -> None:
+    """The trainer's rows (laid out once, pixels read per batch) equal KerasHub's
+    preprocessor given the same rows with their images, in the token ids, targets, mask
+    and each backbone input of ``keys`` (the first carries the pixels); nothing is
+    dropped."""
+    import numpy as np
+
+    from gemma_panel.training.vision import image_batch, lay_out
+
+    x, targets, mask = image_batch(lm.preprocessor, examples)
+    rows, dropped = lay_out(lm.preprocessor, examples)
+    token_ids, run_targets, run_mask, inputs = rows.arrays()
+    assert dropped == 0 and inputs[keys[0]].std() > 0
+    np.testing.assert_array_equal(token_ids, x["token_ids"])
+    np.testing.assert_array_equal(run_targets, targets)
+    np.testing.assert_array_equal(run_mask, mask)
+    for key in keys:
+        np.testing.assert_allclose(inputs[key], x[key], err_msg=key)
