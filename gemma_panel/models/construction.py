@@ -19,13 +19,24 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 
 LARGE = 1 << 16
+# The patch is on a class: two threads loading at once (the chat's two models) would
+# restore each other's patch, so one loads at a time (re-entering in one thread is fine),
+# and only the loading thread's variables start as zeros.
+_LOCK = threading.RLock()
+_LOADING = threading.local()
 
 
 @contextlib.contextmanager
 def zeros_for_loaded_weights():
     """Large variables created inside are zeros, not random draws (see the module)."""
+    with _LOCK:
+        yield from _zeros_for_loaded_weights()
+
+
+def _zeros_for_loaded_weights():
     import keras
 
     try:
@@ -39,11 +50,13 @@ def zeros_for_loaded_weights():
     zeros = keras.initializers.Zeros()
 
     def initialize(self, initializer):
-        large = math.prod(self._shape) >= LARGE
+        large = getattr(_LOADING, "on", False) and math.prod(self._shape) >= LARGE
         return original(self, zeros if large else initializer)
 
     JaxVariable._initialize_with_initializer = initialize
+    was, _LOADING.on = getattr(_LOADING, "on", False), True
     try:
         yield
     finally:
         JaxVariable._initialize_with_initializer = original
+        _LOADING.on = was

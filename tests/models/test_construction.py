@@ -85,3 +85,24 @@ def test_freed_heap_pages_go_back_to_the_system():
     after = _rss_mb()
     libc.free(pin)
     assert before - after > 128
+
+
+def test_another_threads_variables_keep_their_initializer_while_one_loads():
+    import threading
+
+    import keras
+
+    inside, built = threading.Event(), {}
+
+    def other():
+        inside.wait(30)
+        layer = keras.layers.Dense(300, kernel_initializer="random_normal")
+        layer.build((None, 300))
+        built["kernel"] = np.asarray(layer.kernel.value)
+
+    worker = threading.Thread(target=other)
+    worker.start()
+    with zeros_for_loaded_weights():
+        inside.set()
+        worker.join(30)
+    assert built["kernel"].std() > 0
