@@ -36,6 +36,7 @@ from gemma_panel.data.check import ReadOptions
 from gemma_panel.data.columns import detect_columns
 from gemma_panel.data.images import (
     GEMMA3N_IMAGES,
+    IMAGE_MARKERS,
     IMAGE_TOKEN,
     LLAVA_PLACEHOLDER,
     PACKING_REFUSED,
@@ -139,9 +140,13 @@ def read_image_examples(path: str | os.PathLike, read: ReadOptions | None = None
 def image_example(example, images: list[Path], template, marker: str = IMAGE_TOKEN
                   ) -> ImageExample:
     """One example rendered with `template`, its images' `marker` where its text puts them
-    (LLaVA's ``<image>``) or else at the start of the first user turn (the template's)."""
+    (LLaVA's ``<image>`` or either Gemma family's marker: data written for Gemma 3 trains
+    Gemma 4 too) or else at the start of the first user turn (the template's)."""
     segments = template.segments(example)
-    prompt = render_text(segments[:-1]).replace(LLAVA_PLACEHOLDER, marker)
+    prompt = render_text(segments[:-1])
+    for other in (LLAVA_PLACEHOLDER, *IMAGE_MARKERS):
+        if other != marker:
+            prompt = prompt.replace(other, marker)
     missing = len(images) - prompt.count(marker)
     if missing > 0:
         turn = user_turn(template)

@@ -12,7 +12,7 @@ from PIL import Image
 
 from gemma_panel.config import load_recipe
 from gemma_panel.data import Example
-from gemma_panel.data.images import GEMMA4_IMAGE_TOKEN
+from gemma_panel.data.images import GEMMA4_IMAGE_TOKEN, IMAGE_TOKEN
 from gemma_panel.data.templates_gemma4 import Gemma4ChatTemplate
 from gemma_panel.errors import UserError
 from gemma_panel.models.lora import enable_lora
@@ -64,6 +64,18 @@ def test_rows_render_in_gemma4s_format_with_its_image_marker(colour_rows, tiny_v
     row = image_example(Example(prompt="Which colour?", response="Red."), first.images,
                         TEMPLATE, GEMMA4_IMAGE_TOKEN)
     assert row.prompt.startswith("<|turn>user\n<|image|>Which colour?")
+
+
+def test_a_row_written_with_gemma3s_marker_trains_gemma4_on_its_image(colour_rows, tiny_vlm4):
+    """Data written for Gemma 3 (``<start_of_image>`` in the text) keeps its image where the
+    text puts it; it was dropped before as if the sequence length cut it off."""
+    first = colour_rows[0]
+    row = image_example(Example(prompt=f"Look: {IMAGE_TOKEN} Which colour?", response="Red."),
+                        first.images, TEMPLATE, GEMMA4_IMAGE_TOKEN)
+    assert IMAGE_TOKEN not in row.prompt
+    assert row.prompt.startswith(f"<|turn>user\nLook: {GEMMA4_IMAGE_TOKEN} Which colour?")
+    rows, dropped = lay_out(tiny_vlm4.preprocessor, [row])
+    assert dropped == 0 and rows.vision_mask.sum() == VISION_TOKENS
 
 
 def test_prompt_image_and_padding_tokens_carry_no_loss(tiny_vlm4, colour_rows):
