@@ -74,19 +74,17 @@ def test_peft(tuned, tmp_path):
     finished(export_model(tuned, "peft", tmp_path / "peft"), "peft_logits", "peft_changes_base")
 
 
-# f32, the 8-bit and the 4-bit type on the 270M (80-120 s each); f16, bf16 and q5_0 share
-# their code paths and are checked on the tiny model (tests/export/test_exports_tiny.py).
-@pytest.mark.parametrize("file_type", ["f32", "q8_0", "q4_0"])
-def test_gguf_matches_the_llama_cpp_file(tuned, tmp_path, file_type):
-    result = export_model(tuned, "gguf", tmp_path / file_type, quantize=file_type)
+# f32 on the 270M (the tokenizer, names and shapes against llama.cpp's own file, logits in
+# transformers within 1e-3). The quantized types share its writer and are checked on the tiny
+# model (tests/export/test_exports_tiny.py); their 270M figures (q8_0 +0.10% perplexity, q4_0
+# +77%) come from `python benchmarks/export_cost.py --only gguf:q8_0 gguf:q4_0`: each took
+# 6-7 minutes of the suite on two shared cores.
+def test_gguf_matches_the_llama_cpp_file(tuned, tmp_path):
+    result = export_model(tuned, "gguf", tmp_path / "f32", quantize="f32")
     found = finished(result, "gguf_metadata_keys", "gguf_tensor_names", "gguf_tensor_shapes",
                      "gguf_metadata_values", "gguf_dequantized_within_bound",
                      "transformers_gguf_logits", "gguf_carries_lora", "modelfile")
-    if file_type == "f32":
-        assert found["transformers_gguf_logits"]["max_abs_diff"] <= 1e-3
-    else:  # measured (docs/export.md): q8_0 +0.10%, q4_0 +77%; about 2x room
-        bound = {"q8_0": 0.02, "q4_0": 1.5}[file_type]
-        assert abs(found["validation_perplexity"]["relative_change"]) < bound
+    assert found["transformers_gguf_logits"]["max_abs_diff"] <= 1e-3
 
 
 def test_keras_and_preset(tuned, tmp_path):
@@ -110,17 +108,11 @@ def test_savedmodel(tuned, tmp_path):
     assert found["tf_saved_model_serve_logits"]["max_abs_diff"] <= 3e-4
 
 
-# int4 is refused before any work (check_request; tests/test_cli_errors.py): keras 3.15
-# reloads a model.keras saved after quantize('int4') with logits up to 0.74 away from the
-# in-memory int4 model (docs/export.md), so it could never pass verification.
-@pytest.mark.parametrize("mode", ["int8"])
-def test_keras_quantized(tuned, tmp_path, mode):
-    found = finished(export_model(tuned, "keras", tmp_path / mode, quantize=mode),
-                     "keras_quantized_layers", f"keras_{mode}_logits",
-                     f"keras_{mode}_carries_lora")
-    assert found["file_size"]["ratio"] < 0.5  # int8 and int4 kernels, float scales
-    # +6.6% measured on this fixture (+2.7% on benchmarks/export_cost.py's run): ~2x room
-    assert abs(found["validation_perplexity"]["relative_change"]) < 0.15
+# keras --quantize int8 is checked on the tiny model (tests/export/test_exports_tiny.py:
+# quantized layers, logits of the reloaded file, LoRA carried, perplexity noted); its 270M
+# figures (276 MB, perplexity +2.7%) come from `python benchmarks/export_cost.py --only
+# keras:int8`: it took 12 minutes of the suite on two shared cores. int4 is refused before
+# any work (check_request; tests/test_cli_errors.py).
 
 
 def test_tokenizer_metadata_derived_as_llama_cpp_derives_it(tuned, real_gguf_path):
