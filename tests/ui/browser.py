@@ -92,6 +92,18 @@ def pick_compare_runs(page, run_ids) -> None:
         box.press("Enter")
 
 
+def has_text(page, text: str, timeout_ms: int = 30_000) -> bool:
+    """Does ``text`` appear in the page within ``timeout_ms``? Panel draws a tab's panes one
+    by one after the tab shows, so a text may arrive after the one a test waited for."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.get_by_text(text).first.wait_for(state="attached", timeout=timeout_ms)
+    except PlaywrightTimeout:
+        return False
+    return True
+
+
 TEXT_JS = """(e) => Array.from((e.shadowRoot || e).children)
   .filter(c => !['STYLE', 'LINK', 'SCRIPT'].includes(c.tagName))
   .map(c => c.innerText || '').join(' ')"""

@@ -19,6 +19,7 @@ from tests.ui.browser import (
     BROWSER_MARKS,
     READY_JS,
     click_tab,
+    has_text,
     open_page,
     pick_compare_runs,
     shot,
@@ -55,7 +56,7 @@ def test_upload_an_example_and_see_its_report(browser, server, shots):
     bars = page.evaluate("() => Bokeh.documents[0].get_model_by_name("
                          "'token-histogram-source').data.top.length")
     assert bars > 0
-    assert page.get_by_text("Green: trained on").count() >= 1
+    assert has_text(page, "Green: trained on")
     # The sequence length typed here is the recipe's: tokens are measured again with it.
     length = page.locator(".bk-input-group", has_text="Sequence length").locator("input")
     length.fill("128")
@@ -70,7 +71,7 @@ def test_upload_an_example_and_see_its_report(browser, server, shots):
     shot(page, shots, "data")
     click_tab(page, "Configure")
     page.get_by_text("The same run from a terminal").wait_for()
-    assert page.get_by_text("Peak learning rate of AdamW").count() >= 1
+    assert has_text(page, "Peak learning rate of AdamW")
     shot(page, shots, "configure")
     page.close()
 
@@ -164,7 +165,7 @@ def test_compare_two_runs(browser, server, store, monkeypatch, shots):
     assert "2 setting(s) differ" in message()  # the name and train.learning_rate
     page.locator(".bk-btn", has_text="tokens").filter(visible=True).first.click()
     wait_for(lambda: "by tokens" in message(), timeout=10, what="tokens axis")
-    assert page.get_by_text("train.learning_rate").count() >= 1
+    assert has_text(page, "train.learning_rate")
     # One line per run, every step, and a metrics row per run (a Tabulator once kept the
     # first pick's single row: it drops data that arrives while it rebuilds its columns).
     wait_for(lambda: _lines(page) == {a.id: 12, b.id: 12}, timeout=10,
