@@ -8,6 +8,9 @@ float model's, the logit difference on the probe and the change in validation pe
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +21,7 @@ from gemma_panel.export.verify import (
     Verification,
     check_carries_lora,
     compare_logits,
-    keras_logits,
+    logits_inputs,
     note_perplexity_change,
     perplexity,
 )
@@ -38,10 +41,50 @@ def quantized_copy(model, mode: str):
     copy.set_weights(model.backbone.get_weights())
     quantized = type(model)(backbone=copy, preprocessor=model.preprocessor)
     try:
-        quantized.quantize(mode)
+        with one_collection():
+            quantized.quantize(mode)
     except Exception as exc:  # Keras raises NotImplementedError/ValueError per layer type
         raise ExportError(f"Keras cannot quantize this model to {mode}: {exc}") from exc
     return quantized
+
+
+@contextlib.contextmanager
+def one_collection():
+    """One garbage collection at the end instead of one per variable: Keras's
+    ``Layer.__delattr__`` runs ``gc.collect()`` for every kernel ``quantize`` replaces, about
+    a second each in a process holding a model (30 of them for a 2-layer Gemma)."""
+    collect = gc.collect
+    gc.collect = lambda generation=2: 0
+    try:
+        yield
+    finally:
+        gc.collect = collect
+        gc.collect()
+
+
+# Each quantized model's forward pass, compiled once (weakly keyed: it goes with the model).
+_FORWARDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def quantized_logits(lm, ids: np.ndarray, padding_mask: np.ndarray | None = None) -> np.ndarray:
+    """The logits of a quantized model (as ``verify.keras_logits``) through one compiled
+    forward pass per model and shape. Called op by op, Keras's int8 layers trace and compile
+    their matmul again on every call (its custom gradient is a new function each time), which
+    was most of an int8 export's time (``python benchmarks/export_cost.py --only keras:int8``)."""
+    import jax
+
+    forward = _FORWARDS.get(lm)
+    if forward is None:
+        model = weakref.ref(lm)
+
+        def call(trainable, non_trainable, inputs):
+            return model().stateless_call(trainable, non_trainable, inputs, training=False)[0]
+
+        forward = _FORWARDS[lm] = jax.jit(call)
+    logits = forward([v.value for v in lm.trainable_variables],
+                     [v.value for v in lm.non_trainable_variables],
+                     logits_inputs(lm, ids, padding_mask))
+    return np.asarray(logits, dtype=np.float32)
 
 
 def float_bytes(model) -> int:
@@ -56,7 +99,7 @@ def quantized_file_logits(model, mode: str, folder: Path, ids) -> np.ndarray:
 
     path = Path(folder) / "model.keras"
     quantized_copy(model, mode).save(path)
-    return keras_logits(keras.saving.load_model(path), ids)
+    return quantized_logits(keras.saving.load_model(path), ids)
 
 
 def export_quantized_keras(model, folder: Path, mode: str, check: Verification, ids,
@@ -70,7 +113,7 @@ def export_quantized_keras(model, folder: Path, mode: str, check: Verification, 
     import keras_hub  # noqa: F401
 
     quantized = quantized_copy(model, mode)
-    in_memory = keras_logits(quantized, ids)
+    in_memory = quantized_logits(quantized, ids)
     path = Path(folder) / "model.keras"
     quantized.save(path)
     del quantized
@@ -79,7 +122,7 @@ def export_quantized_keras(model, folder: Path, mode: str, check: Verification, 
              for layer in sublayers(reloaded)}
     check.check("keras_quantized_layers", mode in modes,
                 f"reloaded model has {mode} layers: {mode in modes}")
-    logits = keras_logits(reloaded, ids)
+    logits = quantized_logits(reloaded, ids)
     # The file must hold the quantized model exactly; how far quantization moved the model
     # is measured and reported, not judged (a 270M model loses much at 4 bits).
     compare_logits(check, f"keras_{mode}_logits", logits, in_memory, 1e-4)
@@ -94,6 +137,6 @@ def export_quantized_keras(model, folder: Path, mode: str, check: Verification, 
     size, full = path.stat().st_size, float_bytes(model)
     check.note("file_size", f"{size / 1e6:.1f} MB vs {full / 1e6:.1f} MB of float weights "
                f"({size / full:.2f}x)", bytes=size, float_bytes=full, ratio=size / full)
-    ppl = perplexity(lambda x, m: keras_logits(reloaded, x, m), validation)
+    ppl = perplexity(lambda x, m: quantized_logits(reloaded, x, m), validation)
     note_perplexity_change(check, reference_ppl, ppl, f"Keras {mode}")
     return path

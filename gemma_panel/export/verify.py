@@ -82,12 +82,18 @@ def probe_ids(lm, length: int = PROBE_TOKENS) -> np.ndarray:
 
 def keras_logits(lm, ids: np.ndarray, padding_mask: np.ndarray | None = None) -> np.ndarray:
     """Float32 logits (batch, length, vocabulary) of a KerasHub causal LM (or a reloaded one)."""
+    return np.asarray(lm(logits_inputs(lm, ids, padding_mask), training=False),
+                      dtype=np.float32)
+
+
+def logits_inputs(lm, ids: np.ndarray, padding_mask: np.ndarray | None = None) -> dict:
+    """The inputs ``lm`` takes for text ``ids``: the padding mask (all ones by default), the
+    positions a Gemma 4 takes as input, and no images for a model with a vision tower."""
     mask = np.asarray(np.ones_like(ids) if padding_mask is None else padding_mask, "int32")
     inputs = {"token_ids": np.asarray(ids, "int32"), "padding_mask": mask}
     if "position_ids" in getattr(lm.backbone, "input", {}):  # Gemma 4 takes them as input
         inputs["position_ids"] = np.maximum(np.cumsum(mask, axis=-1) - 1, 0).astype("int32")
-    inputs |= no_images(lm.backbone, mask.shape)
-    return np.asarray(lm(inputs, training=False), dtype=np.float32)
+    return inputs | no_images(lm.backbone, mask.shape)
 
 
 def no_images(backbone, shape: tuple[int, int]) -> dict:
