@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
@@ -36,6 +38,32 @@ def real_model(gemma_panel_home):
     from gemma_panel.models import load_model
 
     return load_model("gemma3-270m", progress=False)
+
+
+# `nox -s tests` runs pytest twice (the parallel set, then the tests marked alone) and gives
+# both this folder, made empty for each `nox -s tests`: a slow fixture's run trained in the
+# first is loaded from its checkpoint in the second (shared_run_dir), not trained again.
+SHARED_RUNS = "GEMMA_PANEL_TEST_SHARED_RUNS"
+FINISHED = "finished-by-the-fixture"
+
+
+def shared_run_dir(name: str, tmp_path_factory) -> tuple[Path, bool]:
+    """(the run folder for ``name``, whether a finished run is already in it): a folder in
+    SHARED_RUNS when nox sets it, else a new temporary one. A run left unfinished there (a
+    killed first pytest) is removed, so it is trained again from step 0."""
+    shared = os.environ.get(SHARED_RUNS)
+    if not shared:
+        return tmp_path_factory.mktemp(name), False
+    run_dir = Path(shared) / name
+    if (run_dir / FINISHED).is_file():
+        return run_dir, True
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    return run_dir, False
+
+
+def mark_finished(run_dir: Path) -> None:
+    (Path(run_dir) / FINISHED).write_text("trained by a test fixture; reused by the next pytest\n")
 
 
 # The real Gemma 3 270M loads and trains for minutes on two cores; a slow test still gets a

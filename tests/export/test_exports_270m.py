@@ -18,6 +18,7 @@ from gemma_panel.export import (
     export_model,
     is_finished,
 )
+from tests.conftest import mark_finished, shared_run_dir
 
 pytestmark = pytest.mark.slow
 
@@ -26,21 +27,29 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory, real_gguf_path):
+    """The tuned 270M; under `nox -s tests` the alone run loads the parallel run's checkpoint
+    (tests/conftest.py shared_run_dir) instead of training it again (139 s)."""
     from gemma_panel.config import load_recipe
-    from gemma_panel.export.source import validation_sequences
+    from gemma_panel.export.source import load_run_model, validation_sequences
     from gemma_panel.training import train
 
-    recipe = load_recipe(None, [
-        f"data.train_path={REPO / 'examples/instruction/unit_conversions.jsonl'}",
-        "train.max_steps=4", "train.warmup_steps=1", "train.learning_rate=5e-3",
-        "train.batch_size=2", "eval.every_steps=100", "eval.task_examples=0",
-        "eval.num_samples=0", "data.sequence_length=64"])
-    run_dir = tmp_path_factory.mktemp("run270m")
-    result = train(recipe, run_dir)
-    assert result.status == "succeeded"
-    return ExportSource(lm=result.model, run_id="run270m", run_dir=run_dir, step=result.step,
-                        recipe=recipe,
-                        validation=validation_sequences(recipe, result.model, max_sequences=4))
+    run_dir, trained = shared_run_dir("run270m", tmp_path_factory)
+    if trained:
+        source = load_run_model(run_dir, with_validation=False)
+        lm, recipe, step = source.lm, source.recipe, source.step
+    else:
+        recipe = load_recipe(None, [
+            f"data.train_path={REPO / 'examples/instruction/unit_conversions.jsonl'}",
+            "train.max_steps=4", "train.warmup_steps=1", "train.learning_rate=5e-3",
+            "train.batch_size=2", "eval.every_steps=100", "eval.task_examples=0",
+            "eval.num_samples=0", "data.sequence_length=64"])
+        result = train(recipe, run_dir)
+        assert result.status == "succeeded"
+        mark_finished(run_dir)
+        lm, step = result.model, result.step
+    assert step == 4
+    return ExportSource(lm=lm, run_id="run270m", run_dir=run_dir, step=step, recipe=recipe,
+                        validation=validation_sequences(recipe, lm, max_sequences=4))
 
 
 def checks(result) -> dict:
