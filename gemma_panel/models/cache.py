@@ -31,21 +31,36 @@ def models_dir() -> Path:
     return path
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """The file's SHA-256, remembered by (path, size, mtime) so it is computed once."""
+def file_sha256(path: str | os.PathLike, remember: bool = True) -> str:
+    """The file's SHA-256, remembered by (path, size, mtime) so it is computed once
+    (``remember=False``: not written down yet, see ``remember_sha256``)."""
     path = Path(path).resolve()
-    stat = path.stat()
-    key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
-    index_path = models_dir() / "hashes.json"
-    try:
-        index = json.loads(index_path.read_text())
-    except (OSError, ValueError):
-        index = {}
+    index = _hash_index()
+    key = _hash_key(path)
     if key in index:
         return index[key]
-    index[key] = files.sha256_of(path)
-    files.write_json_atomic(index_path, index)
-    return index[key]
+    digest = files.sha256_of(path)
+    if remember:
+        remember_sha256(path, digest)
+    return digest
+
+
+def remember_sha256(path: str | os.PathLike, digest: str) -> None:
+    index = _hash_index()
+    index[_hash_key(Path(path).resolve())] = digest
+    files.write_json_atomic(models_dir() / "hashes.json", index)
+
+
+def _hash_key(path: Path) -> str:
+    stat = path.stat()
+    return f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def _hash_index() -> dict:
+    try:
+        return json.loads((models_dir() / "hashes.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def cached_import_dir(sha256: str) -> Path:
@@ -71,17 +86,18 @@ def import_gguf(path: str | os.PathLike, sha256: str | None = None, progress: bo
     from gemma_panel.models.gguf_import import open_gguf
 
     path = Path(path)
-    sha256 = sha256 or file_sha256(path)
-    target = cached_import_dir(sha256)
-    if is_cached(sha256):
-        return target
-    reader = open_gguf(path)  # raises before anything is written
-    try:
-        with files.staged_folder(target) as partial:  # sweeps dead imports first
-            _convert(reader, path, sha256, partial, progress)
-    except FileExistsError:
-        if not is_cached(sha256):  # not another process winning the same race
-            raise
+    digest = sha256 or file_sha256(path, remember=False)  # a refused file leaves no trace
+    target = cached_import_dir(digest)
+    if not is_cached(digest):
+        reader = open_gguf(path)  # raises before anything is written
+        try:
+            with files.staged_folder(target) as partial:  # sweeps dead imports first
+                _convert(reader, path, digest, partial, progress)
+        except FileExistsError:
+            if not is_cached(digest):  # not another process winning the same race
+                raise
+    if sha256 is None:
+        remember_sha256(path, digest)
     return target
 
 

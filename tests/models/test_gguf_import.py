@@ -137,7 +137,10 @@ def test_sigkilled_import_is_cleaned_up_and_redone(tiny_dir):
 
 
 def _cache_listing():
-    return sorted(str(p.relative_to(models_dir())) for p in models_dir().rglob("*"))
+    """The cache's files, and the hashes it remembers (a refused file's must not be)."""
+    hashes = models_dir() / "hashes.json"
+    return (sorted(str(p.relative_to(models_dir())) for p in models_dir().rglob("*")),
+            hashes.read_text() if hashes.is_file() else None)
 
 
 def _llama_gguf(path):
