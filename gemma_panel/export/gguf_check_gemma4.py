@@ -85,9 +85,8 @@ def imported_logits(reader, scratch: Path, ids) -> np.ndarray:
 
 def verify(check: Verification, reader, folder: Path, sources: dict, file_type: str, ids,
            reference, base, model_source: str | None) -> None:
-    import gguf as gguf_package
-
     from gemma_panel.export import gguf
+    from gemma_panel.models.gguf_reader import read_gguf
 
     check_layout(check, reader)
     dequantized_errors(check, reader, sources, norm_shift=0.0)
@@ -101,7 +100,7 @@ def verify(check: Verification, reader, folder: Path, sources: dict, file_type: 
 
     def base_logits(scratch):
         gguf.write_gguf_file(base.model, scratch / gguf.GGUF_FILE, file_type, model_source)
-        base_reader = gguf_package.GGUFReader(str(scratch / gguf.GGUF_FILE))
+        base_reader = read_gguf(scratch / gguf.GGUF_FILE)
         return imported_logits(base_reader, scratch / ".gguf-import", ids)
 
     check_carries_lora(check, "gguf_carries_lora", folder, logits, reference, base,

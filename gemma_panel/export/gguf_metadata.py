@@ -66,9 +66,9 @@ def cached_reader(path: str | os.PathLike):
 
 @lru_cache(maxsize=2)
 def _reader(path: str, size: int, mtime: int):
-    import gguf
+    from gemma_panel.models.gguf_reader import read_gguf
 
-    return gguf.GGUFReader(path)
+    return read_gguf(path)
 
 
 def bundled_gguf() -> Path:

@@ -287,14 +287,13 @@ def _write_and_verify(source: ExportSource, fmt, quantize, merge, folder: Path,
 
 
 def _gguf(source, quantize, folder, check, ids, reference, base, model_source) -> dict:
-    import gguf as gguf_package
-
     from gemma_panel.export import gguf, gguf_check, gguf_metadata
+    from gemma_panel.models.gguf_reader import read_gguf
 
     model = source.merged()
     path = folder / gguf.GGUF_FILE
     sources = gguf.write_gguf_file(model, path, quantize, model_source)
-    reader = gguf_package.GGUFReader(str(path))
+    reader = read_gguf(path)
     if gguf.gguf_architecture(model.backbone) == "gemma4":
         return _gguf_gemma4(reader, sources, folder, check, ids, reference, base, quantize,
                             model_source)

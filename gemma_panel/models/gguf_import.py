@@ -59,16 +59,16 @@ _27B_LAYERS = {"gemma2": 46, "gemma3": 62}
 
 
 def open_gguf(path: str | os.PathLike):
-    """Open a GGUF file with ``gguf.GGUFReader``, checking it is whole and is a Gemma.
+    """Open a GGUF file (``gguf_reader.read_gguf``), checking it is whole and is a Gemma.
 
     Raises:
         ModelSourceError: the file is not GGUF, is truncated, or holds another architecture.
     """
-    import gguf
+    from gemma_panel.models.gguf_reader import read_gguf
 
     path = Path(path)
     try:
-        reader = gguf.GGUFReader(path)
+        reader = read_gguf(path)
     except Exception as exc:  # the reader raises ValueError, struct.error, IndexError ...
         raise ModelSourceError(
             f"'{path}' is not a readable GGUF file ({exc}); it may be truncated or not a GGUF "

@@ -42,12 +42,12 @@ _BYTE_PIECE = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
 def _reader(reader_or_path: Any):
     """A ``gguf.GGUFReader`` for a path, or the reader given."""
     if isinstance(reader_or_path, (str, os.PathLike)):
-        import gguf
+        from gemma_panel.models.gguf_reader import read_gguf
 
         path = os.fspath(reader_or_path)
         if not os.path.isfile(path):
             raise ModelSourceError(f"GGUF file not found: {path}. Check the path.")
-        return gguf.GGUFReader(path)
+        return read_gguf(path)
     if not hasattr(reader_or_path, "fields"):
         raise TypeError(f"expected a GGUF path or gguf.GGUFReader, got {type(reader_or_path)!r}")
     return reader_or_path
