@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import nox
@@ -59,24 +60,23 @@ def tests(session):
     # cloud: tests/cloud run the Google libraries against gcp-storage-emulator (in dev).
     # docs: tests/tooling/test_docs.py builds the site as `nox -s docs` does.
     session.install("-e", ".[dev,augment,cloud,docs]")
-    env = {SHARED_RUNS: str(fresh_folder(Path(session.create_tmp()) / "shared-runs"))}
-    session.run("pytest", "-rs", *PARALLEL, "--durations=25", "--alone=skip", *session.posargs,
-                env=env)
-    # Then the tests marked alone (the 270M LiteRT conversion, ~15 GB), in one process with
-    # the machine to themselves; 5 is pytest's "nothing selected" (e.g. with -m "not slow").
-    session.run("pytest", "-rs", "--alone=only", *session.posargs, "-n", "0",
-                success_codes=[0, 5], env=env)
+    # outside the repository: session.create_tmp() would also move pytest's TMPDIR into it
+    shared = tempfile.mkdtemp(prefix="gemma-panel-shared-runs-")
+    env = {SHARED_RUNS: shared}
+    try:
+        session.run("pytest", "-rs", *PARALLEL, "--durations=25", "--alone=skip",
+                    *session.posargs, env=env)
+        # Then the tests marked alone (the 270M LiteRT conversion, ~15 GB), in one process
+        # with the machine to themselves; 5 is pytest's "nothing selected" (-m "not slow").
+        session.run("pytest", "-rs", "--alone=only", *session.posargs, "-n", "0",
+                    success_codes=[0, 5], env=env)
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)  # the tests' own runs (a 270M's, ~1 GB)
 
 
-# A folder both pytest runs share, so a run a slow fixture trained in the first is loaded,
-# not trained again, in the second (tests/conftest.py shared_run_dir); emptied each time.
+# A new folder both pytest runs share, so a run a slow fixture trained in the first is
+# loaded, not trained again, in the second (tests/conftest.py shared_run_dir).
 SHARED_RUNS = "GEMMA_PANEL_TEST_SHARED_RUNS"
-
-
-def fresh_folder(path: Path) -> Path:
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
-    return path
 
 
 @nox.session

@@ -84,6 +84,7 @@ REAL_270M_FILES = frozenset({
     "tests/export/test_exports_270m.py",
     "tests/models/test_default_model.py",
     "tests/models/test_generation_270m.py",
+    "tests/models/test_gguf_reader.py",
     "tests/models/test_gguf_tokenizer.py",
     "tests/training/test_quickstart_real.py",
 })

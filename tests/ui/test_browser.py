@@ -63,7 +63,9 @@ def test_upload_an_example_and_see_its_report(browser, server, shots):
     length.press("Enter")
     wait_for(lambda: "0 cut at 128" in text_of(page, "gp-data-status"), timeout=120,
              what="token statistics at 128")
-    assert page.evaluate("() => Bokeh.documents[0].get_model_by_name('cutoff').location") == 128
+    cutoff = "() => Bokeh.documents[0].get_model_by_name('cutoff').location"
+    wait_for(lambda: page.evaluate(cutoff) == 128, timeout=30,  # drawn after the text
+             what=f"the cutoff line at 128; it is at {page.evaluate(cutoff)}")
     click_tab(page, "Configure")
     wait_for(lambda: "data.sequence_length=128" in text_of(page, "gp-cli"), timeout=20,
              what="the CLI command with the new sequence length")

@@ -163,6 +163,7 @@ def test_stop_interrupts_the_export_and_keeps_nothing(store, monkeypatch):
         m.poll()
         time.sleep(0.05)
     m.stop()
+    deadline = time.monotonic() + 30  # the stop's own time, on a loaded machine too
     while m.busy and time.monotonic() < deadline:
         m.poll()
         time.sleep(0.05)
